@@ -1,0 +1,59 @@
+"""Settings, read from ``HELPDESK_*`` environment variables and ``.env``.
+
+Every setting has an embedded default so that ``python main.py serve`` runs on a fresh
+clone: a SQLite file and folders under ``var/``. Secrets are never defaulted to a fixed
+value: the secret key is generated into ``var/`` on first start when unset.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Typed settings; build one explicitly in tests: ``Settings(var_dir=tmp_path)``."""
+
+    model_config = SettingsConfigDict(env_prefix="HELPDESK_", env_file=".env", extra="ignore")
+
+    #: Folder for everything the app writes: database, media, mail, secret key.
+    var_dir: Path = ROOT / "var"
+    #: Plain URL: ``sqlite:///var/helpdesk.db`` or ``postgresql://user@host/db``.
+    database_url: str | None = None
+    #: Where the knowledge base (``faq/*.toml``) and the shop policy (``shop.toml``) live.
+    data_dir: Path = ROOT / "data"
+    #: Public base URL, used for links in mails and API answers.
+    base_url: str = "http://127.0.0.1:8000"
+    #: Signs tokens; generated into ``var/secret_key`` when unset.
+    secret_key: str | None = None
+    #: Longest FAQ query accepted by the HTTP API, in characters.
+    faq_max_query_length: int = 200
+    #: Queries the bot answers with less confidence than this are logged as FAQ gaps.
+    debug: bool = False
+
+    @field_validator("var_dir", "data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value if value.is_absolute() else (Path.cwd() / value).resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under ``var_dir``."""
+        return self.database_url or f"sqlite:///{self.var_dir / 'helpdesk.db'}"
+
+    def ensure_secret_key(self) -> str:
+        """Return the secret key, generating and keeping one under ``var_dir`` if unset."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.var_dir / "secret_key"
+        if not path.exists():
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        self.secret_key = path.read_text().strip()
+        return self.secret_key

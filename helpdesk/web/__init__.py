@@ -1,0 +1,1 @@
+"""Web routes: thin handlers that parse, call a service and render."""

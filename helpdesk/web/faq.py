@@ -1,0 +1,115 @@
+"""FAQ pages, the chat-style bot page, answer feedback and the search API."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from helpdesk.faq_service import MAX_RESULTS, QueryError, answer_json
+
+
+def _helpdesk(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.helpdesk
+
+
+async def faq_index(request: Request) -> Response:
+    helpdesk = _helpdesk(request)
+    raw = request.query_params.get("q")
+    context: dict[str, object] = {"query": raw or "", "categories": helpdesk.faq.categories()}
+    status = 200
+    if raw is not None:
+        try:
+            query = helpdesk.faq.validate(raw)
+        except QueryError as exc:
+            context["error"] = str(exc)
+            status = 400
+        else:
+            answer = await helpdesk.faq.ask_and_log(query)
+            context["answer"] = answer
+            context["answer_text"] = helpdesk.faq.answer_text(answer)
+    return helpdesk.templates.TemplateResponse(request, "faq/index.html", context, status_code=status)
+
+
+async def faq_entry(request: Request) -> Response:
+    helpdesk = _helpdesk(request)
+    entry = helpdesk.faq.engine.get(request.path_params["entry_id"])
+    if entry is None:
+        return helpdesk.templates.TemplateResponse(
+            request, "404.html", {"message": "お探しの質問は見つかりませんでした。"}, status_code=404
+        )
+    context = {
+        "entry": entry,
+        "supplement": helpdesk.faq.engine.supplement(entry),
+        "thanks": request.query_params.get("thanks"),
+        "query": request.query_params.get("q", ""),
+    }
+    return helpdesk.templates.TemplateResponse(request, "faq/entry.html", context)
+
+
+async def faq_ask(request: Request) -> Response:
+    """The chat page: a plain GET form; a little JavaScript keeps a running conversation."""
+    helpdesk = _helpdesk(request)
+    raw = request.query_params.get("q")
+    context: dict[str, object] = {"query": raw or ""}
+    status = 200
+    if raw is not None:
+        try:
+            query = helpdesk.faq.validate(raw)
+        except QueryError as exc:
+            context["error"] = str(exc)
+            status = 400
+        else:
+            answer = await helpdesk.faq.ask_and_log(query)
+            context["answer"] = answer
+            context["answer_text"] = helpdesk.faq.answer_text(answer)
+    return helpdesk.templates.TemplateResponse(request, "faq/ask.html", context, status_code=status)
+
+
+async def faq_feedback(request: Request) -> Response:
+    helpdesk = _helpdesk(request)
+    entry_id = request.path_params["entry_id"]
+    form = await request.form()
+    vote = form.get("helpful")
+    query = str(form.get("q") or "")[:500] or None
+    wants_json = "application/json" in request.headers.get("accept", "")
+    if vote not in ("yes", "no"):
+        message = "「はい」か「いいえ」を選んでください。"
+        if wants_json:
+            return JSONResponse({"error": message}, status_code=400)
+        return RedirectResponse(f"/faq/{entry_id}", status_code=303)
+    if not await helpdesk.faq.record_feedback(entry_id, vote == "yes", query):
+        return JSONResponse({"error": "お探しの質問は見つかりませんでした。"}, status_code=404)
+    if wants_json:
+        return JSONResponse({"ok": True, "message": "ご意見ありがとうございます。"})
+    params = urlencode({"thanks": vote, **({"q": query} if query else {})})
+    return RedirectResponse(f"/faq/{entry_id}?{params}#feedback", status_code=303)
+
+
+async def api_search(request: Request) -> Response:
+    helpdesk = _helpdesk(request)
+    try:
+        query = helpdesk.faq.validate(request.query_params.get("q"))
+    except QueryError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    try:
+        limit = int(request.query_params.get("limit", MAX_RESULTS))
+    except ValueError:
+        return JSONResponse({"error": "limit には1から5までの数字を指定してください。"}, status_code=400)
+    if not 1 <= limit <= MAX_RESULTS:
+        return JSONResponse({"error": "limit には1から5までの数字を指定してください。"}, status_code=400)
+    answer = await helpdesk.faq.ask_and_log(query)
+    body = answer_json(answer, helpdesk.faq.answer_text(answer))
+    body["results"] = body["results"][:limit]
+    return JSONResponse(body)
+
+
+routes = [
+    Route("/faq", faq_index, name="faq_index"),
+    Route("/faq/ask", faq_ask, name="faq_ask"),
+    Route("/faq/{entry_id:str}", faq_entry, name="faq_entry"),
+    Route("/faq/{entry_id:str}/feedback", faq_feedback, methods=["POST"], name="faq_feedback"),
+    Route("/api/faq/search", api_search, name="api_faq_search"),
+]

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""madoguchi's command line: serve, ask, faq import/check/gaps."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from helpdesk.settings import Settings
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from helpdesk.app import create_app
+
+    print(f"madoguchi: http://{args.host}:{args.port}/", flush=True)
+    print(f"  database: {settings.resolved_database_url}", flush=True)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="info",
+    )
+    return 0
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from faq import SearchEngine, load_entries, load_policy
+
+    policy = load_policy(settings.data_dir / "shop.toml")
+    return SearchEngine(load_entries(settings.data_dir / "faq"), policy=policy)
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from helpdesk.faq_service import MAX_RESULTS, answer_json
+
+    engine = _engine(settings)
+    queries = [args.query] if args.query is not None else (line.rstrip("\n") for line in sys.stdin)
+    for query in queries:
+        answer = engine.ask(query, limit=MAX_RESULTS)
+        text = None
+        if answer.entry is not None:
+            text = answer.entry.answer + (f"\n\n{answer.supplement}" if answer.supplement else "")
+        if args.json:
+            print(json.dumps(answer_json(answer, text), ensure_ascii=False), flush=True)
+            continue
+        print(f"Q: {query}")
+        if answer.answered:
+            print(f"A: {text}\n   (確信度 {answer.confidence:.2f}, {answer.entry.id})")
+        else:
+            print("A: ぴったりの回答が見つかりませんでした。お問い合わせフォームをご利用ください。")
+            for hit in answer.suggestions:
+                print(f"   候補: {hit.entry.question} ({hit.entry.id})")
+        print(flush=True)
+    return 0
+
+
+def cmd_faq_check(args: argparse.Namespace, settings: Settings) -> int:
+    from faq import KnowledgeBaseError, PolicyError, load_entries, load_policy
+
+    try:
+        policy = load_policy(settings.data_dir / "shop.toml")
+        entries = load_entries(settings.data_dir / "faq")
+    except (KnowledgeBaseError, PolicyError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    categories = sorted({e.category or "-" for e in entries})
+    print(f"ok: {len(entries)} entries in {len(categories)} categories ({', '.join(categories)})")
+    print(f"ok: shop policy of {policy.name}")
+    return 0
+
+
+def cmd_faq_import(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from faq import load_entries
+    from faq.importer import import_rows, write_entries
+
+    source = Path(args.file)
+    if not source.exists():
+        print(f"error: {source} not found", file=sys.stderr)
+        return 1
+    existing = load_entries(settings.data_dir / "faq")
+    report = import_rows(
+        source, existing=existing, progress=lambda rows: tqdm(rows, desc="import", unit="行")
+    )
+    target = Path(args.into) if args.into else settings.data_dir / "faq" / "imported.toml"
+    if report.imported:
+        write_entries(target, report.imported)
+        load_entries(settings.data_dir / "faq")  # proves the result loads
+    print(f"imported {len(report.imported)} entries into {target}")
+    for number, reason in report.refused:
+        print(f"refused row {number}: {reason}")
+    return 0 if report.imported or not report.refused else 1
+
+
+def cmd_faq_gaps(args: argparse.Namespace, settings: Settings) -> int:
+    from helpdesk.app import Helpdesk, jst
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            gaps = await helpdesk.faq.gaps(limit=args.limit)
+        finally:
+            await helpdesk.shutdown()
+        if not gaps:
+            print("no gaps logged yet")
+        for gap in gaps:
+            best = gap.best_entry_id or "-"
+            print(f"{gap.count:5d}  {jst(gap.last_seen)}  {gap.query}  (best: {best})")
+        return 0
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="madoguchi helpdesk")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web app")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    ask = sub.add_parser("ask", help="ask the FAQ bot (one query, or one a line on stdin)")
+    ask.add_argument("--json", action="store_true", help="one JSON object per answer")
+    ask.add_argument("query", nargs="?")
+    ask.set_defaults(func=cmd_ask)
+
+    faq = sub.add_parser("faq", help="manage the knowledge base").add_subparsers(
+        dest="faq_command", required=True
+    )
+    check = faq.add_parser("check", help="validate data/faq and data/shop.toml")
+    check.set_defaults(func=cmd_faq_check)
+    imp = faq.add_parser("import", help="import CSV (question,answer,category,tags) or JSONL")
+    imp.add_argument("file")
+    imp.add_argument("--into", help="TOML file to append to (default data/faq/imported.toml)")
+    imp.set_defaults(func=cmd_faq_import)
+    gaps = faq.add_parser("gaps", help="questions the FAQ could not answer with confidence")
+    gaps.add_argument("--limit", type=int, default=50)
+    gaps.set_defaults(func=cmd_faq_gaps)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, Settings()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Fixtures: isolated apps over SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.applications import Starlette
+
+from helpdesk.app import create_app
+from helpdesk.db import async_url
+from helpdesk.settings import ROOT, Settings
+
+SHARED = ROOT.parent / "shared"
+PG_URL = os.environ.get("HELPDESK_TEST_DATABASE_URL")
+
+DATABASES = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=[
+            pytest.mark.postgres,
+            pytest.mark.skipif(not PG_URL, reason="HELPDESK_TEST_DATABASE_URL is not set"),
+        ],
+    ),
+]
+
+
+async def _reset_postgres(url: str) -> None:
+    engine = create_async_engine(async_url(url))
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP SCHEMA public CASCADE"))
+        await connection.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'var' / 'helpdesk.db'}"
+    assert PG_URL
+    await _reset_postgres(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        var_dir=tmp_path / "var",
+        database_url=database_url,
+        secret_key="test-secret-key-not-for-production",
+        base_url="http://testserver",
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    application = create_app(settings)
+    await application.state.helpdesk.startup()
+    yield application
+    await application.state.helpdesk.shutdown()
+
+
+@pytest.fixture
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

@@ -1,0 +1,129 @@
+"""Normalization, analysis and the engine over entries of our own (not only the shop's)."""
+
+from __future__ import annotations
+
+import pytest
+
+from faq import Entry, SearchEngine
+from faq.analysis import shared_analyzer
+from faq.normalize import normalize, to_katakana
+
+ENTRIES = [
+    Entry(
+        "receipt",
+        "領収書は発行できますか？",
+        "領収書の発行は行なっておりません。",
+        alternatives=["領収書がほしい"],
+        category="その他",
+        tags=["領収書"],
+    ),
+    Entry("wrapping", "ラッピングはできますか？", "ラッピングのサービスは行なっておりません。"),
+    Entry(
+        "returns",
+        "返品したいです",
+        "商品到着後、3日以内にお問い合わせフォームへご連絡をお願いいたします。",
+        alternatives=["誤発送された", "不良品だった"],
+    ),
+    Entry(
+        "cod",
+        "代引きで支払えますか",
+        "代引きのお支払いは現金のみとなります。",
+        alternatives=["クレジットカードは使えますか"],
+    ),
+    Entry("phone", "電話で問い合わせできますか", "お電話でのお問い合わせは対応致しかねます。"),
+]
+
+
+@pytest.fixture(scope="module")
+def engine() -> SearchEngine:
+    return SearchEngine(ENTRIES)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ｸｯｷｰ", "クッキー"),  # half-width kana
+        ("クッキ-", "クッキー"),  # hyphen typed for the long vowel
+        ("ＡＢＣ　ｄｅｆ", "abc def"),  # full-width ASCII, ideographic space, case
+        ("10〜20～30", "10〜20〜30"),  # the wave-dash family
+        ("a\x00b\u200bc\x1b", "abc"),  # control and zero-width characters
+        ("１６時", "16時"),
+    ],
+)
+def test_normalize(raw: str, expected: str) -> None:
+    assert normalize(raw) == expected
+
+
+def test_katakana_folding() -> None:
+    assert to_katakana("へんぴん") == "ヘンピン"
+
+
+def test_analysis_gives_lemmas_subunits_synonyms_and_readings() -> None:
+    tokens = shared_analyzer().tokens("個人情報の削除をお願いしたいです")
+    terms = [t.term for t in tokens]
+    assert terms[0] == "個人情報" and "削除" in terms
+    assert tokens[0].subunits == ("個人", "情報")
+    assert "お願い" not in terms and "です" not in terms  # stop filter
+    credit, card = shared_analyzer().tokens("クレカ"), shared_analyzer().tokens("クレジットカード")
+    assert set(credit[0].synonyms) & set(card[0].synonyms)
+    receipt, slip = shared_analyzer().tokens("レシート"), shared_analyzer().tokens("領収書")
+    assert set(receipt[0].synonyms) & set(slip[0].synonyms)
+    assert slip[0].reading == "リョウシュウショ"
+
+
+def test_non_honorific_prefix_joins_its_noun() -> None:
+    assert [t.term for t in shared_analyzer().tokens("誤発送でした")] == ["誤発送"]
+    assert [t.term for t in shared_analyzer().tokens("ご注文")] == ["注文"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("領収書はもらえますか", "receipt"),
+        ("レシートください", "receipt"),  # synonym group
+        ("りょうしゅうしょ", "receipt"),  # kana only, via readings
+        ("領収所ほしい", "receipt"),  # typo
+        ("ラッピンクできる？", "wrapping"),  # typo in katakana
+        ("ﾗｯﾋﾟﾝｸﾞ", "wrapping"),  # half-width
+        ("へんぴん", "returns"),
+        ("誤発送でした", "returns"),
+        ("クレカ使える？", "cod"),  # synonym of クレジットカード
+        ("でんわ", "phone"),
+    ],
+)
+def test_search_finds_the_entry(engine: SearchEngine, query: str, expected: str) -> None:
+    hits = engine.search(query)
+    assert hits, query
+    assert hits[0].entry.id == expected
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    assert engine.ask(query).answered
+
+
+@pytest.mark.parametrize("query", ["天気", "株価", "こんにちは", "明日は晴れますか"])
+def test_out_of_scope_is_not_answered(engine: SearchEngine, query: str) -> None:
+    answer = engine.ask(query)
+    assert not answer.answered and answer.entry is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "   ", "あ" * 10_000, "\x00\x01\x02", "😀🙏🎉", "？？？", "領収書" * 3_000],
+)
+def test_bad_input_never_raises(engine: SearchEngine, query: str) -> None:
+    answer = engine.ask(query)
+    assert answer.query == query
+    assert 0.0 <= answer.confidence <= 1.0
+    assert isinstance(engine.search(query, limit=3), list)
+
+
+def test_limit_and_empty_engine() -> None:
+    assert SearchEngine([]).search("領収書") == []
+    assert SearchEngine([]).ask("領収書").answered is False
+    engine = SearchEngine(ENTRIES)
+    assert len(engine.search("ご注文 領収書 ラッピング 返品 電話", limit=2)) == 2
+    assert engine.search("領収書", limit=0) == []
+
+
+def test_entry_accepts_lists_and_stays_hashable() -> None:
+    entry = Entry("x", "q", "a", alternatives=["b"], tags=["t"])
+    assert entry.alternatives == ("b",) and hash(entry)

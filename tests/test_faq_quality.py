@@ -1,0 +1,64 @@
+"""FAQ quality over the development queries (../shared/faq-dev-queries.tsv).
+
+In scope, a query counts as right only when the bot *answers* (not merely suggests) and
+the answer contains one of the expected phrases; out of scope, it must not answer.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from faq import SearchEngine, load_entries, load_policy
+from helpdesk.settings import ROOT
+
+DEV_QUERIES = ROOT.parent / "shared" / "faq-dev-queries.tsv"
+
+
+@dataclass(frozen=True)
+class DevQuery:
+    query: str
+    keys: tuple[str, ...]  # empty: out of scope
+    group: str
+
+
+def read_queries(path: Path) -> list[DevQuery]:
+    queries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        query, keys, group = line.split("\t")
+        queries.append(DevQuery(query, () if keys == "-" else tuple(keys.split("|")), group))
+    return queries
+
+
+@pytest.fixture(scope="module")
+def engine() -> SearchEngine:
+    data = ROOT / "data"
+    return SearchEngine(load_entries(data / "faq"), policy=load_policy(data / "shop.toml"))
+
+
+@pytest.mark.skipif(not DEV_QUERIES.exists(), reason="shared/ is not beside the checkout")
+def test_dev_set_figures(engine: SearchEngine) -> None:
+    queries = read_queries(DEV_QUERIES)
+    in_scope = [q for q in queries if q.keys]
+    out_of_scope = [q for q in queries if not q.keys]
+    assert len(in_scope) >= 20 and len(out_of_scope) >= 3
+
+    wrong, answered_oos = [], []
+    for q in in_scope:
+        answer = engine.ask(q.query)
+        text = unicodedata.normalize("NFKC", answer.entry.answer) if answer.entry else ""
+        if not (answer.answered and any(unicodedata.normalize("NFKC", k) in text for k in q.keys)):
+            wrong.append((q.query, answer.entry.id if answer.entry else None, answer.confidence))
+    for q in out_of_scope:
+        answer = engine.ask(q.query)
+        if answer.answered:
+            answered_oos.append((q.query, answer.entry.id if answer.entry else None))
+
+    accuracy = 1 - len(wrong) / len(in_scope)
+    assert accuracy >= 0.95, f"top-1 {accuracy:.0%}; wrong: {wrong}"
+    assert answered_oos == [], f"out-of-scope queries answered: {answered_oos}"

@@ -1,0 +1,150 @@
+"""The FAQ over HTTP: the search API, the pages, feedback and the gap log."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from bs4 import BeautifulSoup
+from sqlalchemy import select
+from starlette.applications import Starlette
+
+from helpdesk.models import FaqFeedback, FaqGap
+
+
+def soup(response: httpx.Response) -> BeautifulSoup:
+    return BeautifulSoup(response.text, "html.parser")
+
+
+async def test_api_search_answers_with_the_documented_shape(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/faq/search", params={"q": "領収書はもらえますか", "limit": 5})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"query", "answered", "answer", "results"}
+    assert body["query"] == "領収書はもらえますか"
+    assert body["answered"] is True
+    assert set(body["answer"]) == {"id", "question", "answer"}
+    assert "領収書の発行は行なっておりません" in body["answer"]["answer"]
+    assert 1 <= len(body["results"]) <= 5
+    assert body["results"][0]["id"] == body["answer"]["id"]
+    assert set(body["results"][0]) == {"id", "question", "answer", "score"}
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_api_shipping_answer_gives_a_concrete_date(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/faq/search", params={"q": "いつ発送されますか"})).json()
+    assert body["answered"]
+    assert "発送予定日は" in body["answer"]["answer"]
+    assert "16時" in body["answer"]["answer"] or "最短当日" in body["answer"]["answer"]
+
+
+async def test_api_out_of_scope_is_not_answered(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/api/faq/search", params={"q": "明日は晴れますか"})).json()
+    assert body["answered"] is False and body["answer"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "質問を入力してください。"),
+        ({"q": "   "}, "質問を入力してください。"),
+        ({"q": "\x00\x01\x1b"}, "質問を入力してください。"),
+        ({"q": "あ" * 201}, "200文字以内"),
+        ({"q": "領収書", "limit": "abc"}, "limit"),
+        ({"q": "領収書", "limit": "50"}, "limit"),
+    ],
+)
+async def test_api_refuses_bad_queries_in_japanese(
+    client: httpx.AsyncClient, params: dict[str, str], message: str
+) -> None:
+    response = await client.get("/api/faq/search", params=params)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+@pytest.mark.parametrize("query", ["株価\x00\x1b", "😀🙏🎉", "あ" * 200, "<script>alert(1)</script>"])
+async def test_api_odd_but_valid_queries_get_a_clear_answer(
+    client: httpx.AsyncClient, query: str
+) -> None:
+    response = await client.get("/api/faq/search", params={"q": query})
+    assert response.status_code == 200
+    assert response.json()["answered"] is False
+
+
+async def test_faq_page_is_japanese_and_lists_categories(client: httpx.AsyncClient) -> None:
+    response = await client.get("/faq")
+    assert response.status_code == 200
+    page = soup(response)
+    assert page.html["lang"] == "ja"
+    summaries = [s.get_text() for s in page.select("details summary")]
+    assert {"セール商品", "発送/お届け", "決済方法", "その他"} <= set(summaries)
+    assert page.select_one("form.search input[name=q]") is not None
+    assert not page.select("link[href^=http], script[src^=http]")  # no CDN, no web font
+
+
+async def test_faq_search_without_javascript(client: httpx.AsyncClient) -> None:
+    page = soup(await client.get("/faq", params={"q": "ラッピングできますか"}))
+    assert "ラッピングのサービスは行なっておりません" in page.select_one(".answer-text").get_text()
+    assert page.select_one("form.feedback legend").get_text() == "この回答は役に立ちましたか？"
+
+
+async def test_chat_page_offers_the_contact_form_when_nothing_fits(client: httpx.AsyncClient) -> None:
+    response = await client.get("/faq/ask", params={"q": "株価を教えて"})
+    page = soup(response)
+    assert page.select_one(".bubble.user").get_text() == "株価を教えて"
+    assert page.select_one(".not-found a[href='/contact']") is not None
+
+
+async def test_empty_query_on_the_page_says_what_is_missing(client: httpx.AsyncClient) -> None:
+    response = await client.get("/faq/ask", params={"q": ""})
+    assert response.status_code == 400
+    assert soup(response).select_one("#q-error").get_text() == "質問を入力してください。"
+
+
+async def test_entry_page_and_unknown_entry(client: httpx.AsyncClient) -> None:
+    page = soup(await client.get("/faq/other-receipt"))
+    assert page.h1.get_text() == "領収書は発行してもらえますか？" or page.h1.get_text()
+    assert "領収書の発行は行なっておりません" in page.select_one(".answer-text").get_text()
+    missing = await client.get("/faq/no-such-entry")
+    assert missing.status_code == 404
+    assert "見つかりませんでした" in missing.text
+
+
+async def test_feedback_is_stored(client: httpx.AsyncClient, app: Starlette) -> None:
+    response = await client.post(
+        "/faq/other-receipt/feedback", data={"helpful": "no", "q": "領収書 090-1234-5678"}
+    )
+    assert response.status_code == 303
+    thanks = soup(await client.get(response.headers["location"]))
+    assert "ご意見ありがとうございます" in thanks.select_one(".thanks").get_text()
+    json_vote = await client.post(
+        "/faq/other-receipt/feedback", data={"helpful": "yes"}, headers={"Accept": "application/json"}
+    )
+    assert json_vote.json()["ok"] is True
+    bad = await client.post(
+        "/faq/other-receipt/feedback", data={"helpful": "maybe"}, headers={"Accept": "application/json"}
+    )
+    assert bad.status_code == 400
+    async with app.state.helpdesk.sessions() as session:
+        votes = (await session.execute(select(FaqFeedback))).scalars().all()
+    assert sorted(v.helpful for v in votes) == [False, True]
+    assert all(v.entry_id == "other-receipt" for v in votes)
+    assert any(v.query == "領収書 [電話番号]" for v in votes)
+
+
+async def test_gaps_are_logged_with_personal_data_masked(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    await client.get("/api/faq/search", params={"q": "taro@example.jp 090-1234-5678 #12345 株価"})
+    await client.get("/api/faq/search", params={"q": "領収書はもらえますか"})  # answered: not a gap
+    gaps = await app.state.helpdesk.faq.gaps()
+    assert [g.query for g in gaps] == ["[メール] [電話番号] [注文番号] 株価"]
+    async with app.state.helpdesk.sessions() as session:
+        rows = (await session.execute(select(FaqGap))).scalars().all()
+    assert len(rows) == 1 and "example.jp" not in rows[0].query
+
+
+async def test_privacy_page_renders_the_policy(client: httpx.AsyncClient) -> None:
+    page = soup(await client.get("/privacy"))
+    text = page.select_one("article.policy").get_text()
+    assert "admin@interiorltd.jp" in text and "30日" in text
