@@ -27,8 +27,6 @@ def _sh(*args: str | os.PathLike[str], **kwargs: object) -> None:
 
 def ensure_venv() -> None:
     """Create the virtual environment and install the project when its metadata changed."""
-    if sys.version_info < (3, 11):
-        sys.exit("madoguchi needs Python 3.11 or newer.")
     if not PYTHON.exists():
         print("Creating .venv ...", flush=True)
         _sh(sys.executable, "-m", "venv", VENV)
@@ -53,13 +51,23 @@ def ensure_chromium() -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "fonts-noto-cjk"],
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "chromium",
+            "fonts-noto-cjk",
+        ],
         check=False,
         env=env,
     )
 
 
 def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036  (this file runs before any install)
+        sys.exit("madoguchi needs Python 3.11 or newer.")
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if command == "run":
         ensure_venv()

@@ -18,14 +18,30 @@ from faq.normalize import normalize
 
 # Parts of speech that carry no topic: particles, auxiliaries, symbols, interjections...
 STOP_POS = frozenset(
-    {"助詞", "助動詞", "補助記号", "空白", "記号", "感動詞", "接続詞", "連体詞", "接頭辞", "接尾辞", "副詞"}
+    {
+        "助詞",
+        "助動詞",
+        "補助記号",
+        "空白",
+        "記号",
+        "感動詞",
+        "接続詞",
+        "連体詞",
+        "接頭辞",
+        "接尾辞",
+        "副詞",
+    }
 )
 # Lemmas of content parts of speech that are, in questions, mere function words.
 STOP_LEMMAS = frozenset(
-    """為る 有る 居る 成る 出来る 言う 思う 下さる 頂く 致す 御座る 欲しい 貰う 呉れる 教える 知る
-    分かる 良い 見る 来る 行く 事 物 方 様 件 感じ 的 よう そう 此れ 其れ 何 誰 どれ 此処 貴方 私
-    とても 是非 今 御願い 願う 宜しい 為さる 有り難い 今日は 件名 問題 大丈夫 可能 状態""".split()
+    """
+    為る 有る 居る 成る 出来る 言う 思う 下さる 頂く 致す 御座る 欲しい
+    貰う 呉れる 教える 知る 分かる 良い 見る 来る 行く 事 物 方 様 件
+    感じ 的 よう そう 此れ 其れ 何 誰 どれ 此処 貴方 私 とても 是非 今
+    御願い 願う 宜しい 為さる 有り難い 今日は 件名 問題 大丈夫 可能 状態
+    """.split()
 )
+
 # Honorific prefixes (ご注文, お届け) are dropped; others join their noun (誤+発送 → 誤発送).
 HONORIFIC_PREFIXES = frozenset({"御", "お", "ご", "おん"})
 # Pronouns kept: they tell "when" questions from others.

@@ -40,6 +40,9 @@ FUZZY_MIN_LENGTH = 3
 FUZZY_CUTOFF = 78.0
 # Readings shorter than this are too ambiguous to match kana-only text against.
 MIN_READING = 3
+# A word found only in an entry's answer, not in its question, phrasings or tags, says less
+# about whether the entry answers the query.
+ANSWER_ONLY_COVERAGE = 0.5
 # Nouns name a question's topic; verbs and adjectives weigh less in its coverage.
 NON_NOUN_IMPORTANCE = 0.6
 # The bot answers when the calibrated confidence reaches this.
@@ -113,6 +116,8 @@ class SearchEngine:
         }
         # Pseudo-frequency per (term, document), combined over fields (BM25F).
         pseudo: dict[str, dict[int, float]] = defaultdict(dict)
+        # (term, document) pairs found outside the answer: the entry is *about* the term.
+        strong: set[tuple[str, int]] = set()
         for name, docs in per_field.items():
             weight, b = FIELD_WEIGHTS[name], FIELD_B[name]
             for doc, counts in enumerate(docs):
@@ -120,14 +125,22 @@ class SearchEngine:
                 for term, tf in counts.items():
                     postings = pseudo[term]
                     postings[doc] = postings.get(doc, 0.0) + weight * tf / norm
+                    if name != "answer":
+                        strong.add((term, doc))
         self.idf: dict[str, float] = {}
-        self._postings: dict[str, list[tuple[int, float]]] = {}
+        # term -> [(document, BM25F contribution, weight of the match in the coverage)]
+        self._postings: dict[str, list[tuple[int, float, float]]] = {}
         for term, docs in pseudo.items():
             df = len(docs)
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
             self.idf[term] = idf
             self._postings[term] = [
-                (doc, idf * tf * (K1 + 1.0) / (tf + K1)) for doc, tf in docs.items()
+                (
+                    doc,
+                    idf * tf * (K1 + 1.0) / (tf + K1),
+                    1.0 if (term, doc) in strong else ANSWER_ONLY_COVERAGE,
+                )
+                for doc, tf in docs.items()
             ]
         # An unseen word weighs like a rare one: it is what the query is about.
         self._unknown_idf = math.log(1.0 + (n + 0.5) / 1.5) if n else 1.0
@@ -151,7 +164,7 @@ class SearchEngine:
         return _Group(alternatives, surface=token.surface, noun=token.pos == "名詞")
 
     def _neighbours(self, word: str) -> list[tuple[str, float]]:
-        """Index terms within typo distance of ``word`` (領収所 → 領収書, ラッピンク → ラッピング)."""
+        """Index terms within typo distance of ``word`` (ラッピンク → ラッピング)."""
         found: list[tuple[str, float]] = []
         for length in (len(word) - 1, len(word), len(word) + 1):
             choices = self._fuzzy_buckets.get(length)
@@ -210,14 +223,14 @@ class SearchEngine:
         for group in groups:
             best: dict[int, tuple[float, float]] = {}
             for term, weight in group.alternatives.items():
-                for doc, contribution in self._postings.get(term, ()):
+                for doc, contribution, strength in self._postings.get(term, ()):
                     value = weight * contribution
                     if value > best.get(doc, (0.0, 0.0))[0]:
-                        best[doc] = (value, weight)
-            for doc, (value, weight) in best.items():
+                        best[doc] = (value, weight * strength)
+            for doc, (value, coverage) in best.items():
                 entry = scored[doc]
                 entry.score += value
-                entry.covered += group.importance * weight
+                entry.covered += group.importance * coverage
                 entry.matched.append(group.surface)
         return scored
 

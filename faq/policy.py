@@ -96,8 +96,7 @@ class ShopPolicy:
         if kind == "cod_ship_date":
             return f"いま({stamp})代金引換でご注文いただいた場合、{cod}の発送予定です。"
         return (
-            f"いま({stamp})ご注文いただいた場合の発送予定日は{regular}です"
-            f"(代金引換の場合は{cod})。"
+            f"いま({stamp})ご注文いただいた場合の発送予定日は{regular}です(代金引換の場合は{cod})。"
         )
 
 
@@ -105,7 +104,7 @@ def _time(raw: object, where: str) -> time:
     try:
         return time.fromisoformat(str(raw))
     except ValueError:
-        raise PolicyError(f"{where}: expected a time such as \"16:00\", got {raw!r}") from None
+        raise PolicyError(f'{where}: expected a time such as "16:00", got {raw!r}') from None
 
 
 def load_policy(path: str | Path) -> ShopPolicy:

@@ -35,8 +35,10 @@ def jst(moment: datetime | None, fmt: str = "%Y年%m月%d日 %H:%M") -> str:
     if moment is None:
         return ""
     local = db.as_utc(moment).astimezone(TOKYO)
-    return f"{local.strftime(fmt)}({WEEKDAY_JA[local.weekday()]})" if "%d" in fmt else (
-        local.strftime(fmt)
+    return (
+        f"{local.strftime(fmt)}({WEEKDAY_JA[local.weekday()]})"
+        if "%d" in fmt
+        else (local.strftime(fmt))
     )
 
 

@@ -154,9 +154,7 @@ def answer_json(answer: Answer, text: str | None) -> dict[str, Any]:
     return {
         "query": answer.query,
         "answered": answer.answered,
-        "answer": (
-            {"id": entry.id, "question": entry.question, "answer": text} if entry else None
-        ),
+        "answer": ({"id": entry.id, "question": entry.question, "answer": text} if entry else None),
         "results": [
             {
                 "id": hit.entry.id,

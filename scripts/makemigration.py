@@ -14,7 +14,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpdesk.db import MIGRATIONS  # noqa: E402
+from helpdesk.db import MIGRATIONS
 
 
 def main(message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from faq import Entry, SearchEngine
@@ -95,7 +97,7 @@ def test_search_finds_the_entry(engine: SearchEngine, query: str, expected: str)
     hits = engine.search(query)
     assert hits, query
     assert hits[0].entry.id == expected
-    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
     assert engine.ask(query).answered
 
 

@@ -62,7 +62,9 @@ async def test_api_refuses_bad_queries_in_japanese(
     assert message in response.json()["error"]
 
 
-@pytest.mark.parametrize("query", ["株価\x00\x1b", "😀🙏🎉", "あ" * 200, "<script>alert(1)</script>"])
+@pytest.mark.parametrize(
+    "query", ["株価\x00\x1b", "😀🙏🎉", "あ" * 200, "<script>alert(1)</script>"]
+)
 async def test_api_odd_but_valid_queries_get_a_clear_answer(
     client: httpx.AsyncClient, query: str
 ) -> None:
@@ -88,7 +90,9 @@ async def test_faq_search_without_javascript(client: httpx.AsyncClient) -> None:
     assert page.select_one("form.feedback legend").get_text() == "この回答は役に立ちましたか？"
 
 
-async def test_chat_page_offers_the_contact_form_when_nothing_fits(client: httpx.AsyncClient) -> None:
+async def test_chat_page_offers_the_contact_form_when_nothing_fits(
+    client: httpx.AsyncClient,
+) -> None:
     response = await client.get("/faq/ask", params={"q": "株価を教えて"})
     page = soup(response)
     assert page.select_one(".bubble.user").get_text() == "株価を教えて"
@@ -118,11 +122,15 @@ async def test_feedback_is_stored(client: httpx.AsyncClient, app: Starlette) -> 
     thanks = soup(await client.get(response.headers["location"]))
     assert "ご意見ありがとうございます" in thanks.select_one(".thanks").get_text()
     json_vote = await client.post(
-        "/faq/other-receipt/feedback", data={"helpful": "yes"}, headers={"Accept": "application/json"}
+        "/faq/other-receipt/feedback",
+        data={"helpful": "yes"},
+        headers={"Accept": "application/json"},
     )
     assert json_vote.json()["ok"] is True
     bad = await client.post(
-        "/faq/other-receipt/feedback", data={"helpful": "maybe"}, headers={"Accept": "application/json"}
+        "/faq/other-receipt/feedback",
+        data={"helpful": "maybe"},
+        headers={"Accept": "application/json"},
     )
     assert bad.status_code == 400
     async with app.state.helpdesk.sessions() as session:

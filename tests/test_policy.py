@@ -104,5 +104,5 @@ def test_invalid_policy_names_file_and_key(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match=r"shop\.toml: shipping\.cutoff"):
         load_policy(path)
     path.write_text(text.replace("window_days = 3", ""), encoding="utf-8")
-    with pytest.raises(PolicyError, match="missing key .window_days."):
+    with pytest.raises(PolicyError, match=r"missing key .window_days."):
         load_policy(path)

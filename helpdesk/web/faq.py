@@ -30,7 +30,9 @@ async def faq_index(request: Request) -> Response:
             answer = await helpdesk.faq.ask_and_log(query)
             context["answer"] = answer
             context["answer_text"] = helpdesk.faq.answer_text(answer)
-    return helpdesk.templates.TemplateResponse(request, "faq/index.html", context, status_code=status)
+    return helpdesk.templates.TemplateResponse(
+        request, "faq/index.html", context, status_code=status
+    )
 
 
 async def faq_entry(request: Request) -> Response:
@@ -38,7 +40,10 @@ async def faq_entry(request: Request) -> Response:
     entry = helpdesk.faq.engine.get(request.path_params["entry_id"])
     if entry is None:
         return helpdesk.templates.TemplateResponse(
-            request, "404.html", {"message": "お探しの質問は見つかりませんでした。"}, status_code=404
+            request,
+            "404.html",
+            {"message": "お探しの質問は見つかりませんでした。"},
+            status_code=404,
         )
     context = {
         "entry": entry,
@@ -97,9 +102,13 @@ async def api_search(request: Request) -> Response:
     try:
         limit = int(request.query_params.get("limit", MAX_RESULTS))
     except ValueError:
-        return JSONResponse({"error": "limit には1から5までの数字を指定してください。"}, status_code=400)
+        return JSONResponse(
+            {"error": "limit には1から5までの数字を指定してください。"}, status_code=400
+        )
     if not 1 <= limit <= MAX_RESULTS:
-        return JSONResponse({"error": "limit には1から5までの数字を指定してください。"}, status_code=400)
+        return JSONResponse(
+            {"error": "limit には1から5までの数字を指定してください。"}, status_code=400
+        )
     answer = await helpdesk.faq.ask_and_log(query)
     body = answer_json(answer, helpdesk.faq.answer_text(answer))
     body["results"] = body["results"][:limit]
