@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
 from faq.analysis import Analyzer, Token, shared_analyzer, synonym_term
@@ -38,6 +39,7 @@ FUZZY_WEIGHT = 0.75
 # Typo tolerance: similarity (0-100) a neighbour must reach, by length of the typed word.
 FUZZY_MIN_LENGTH = 3
 FUZZY_CUTOFF = 78.0
+NEIGHBOUR_CACHE_SIZE = 10_000
 # Readings shorter than this are too ambiguous to match kana-only text against.
 MIN_READING = 3
 # A word found only in an entry's answer, not in its question, phrasings or tags, says less
@@ -45,6 +47,8 @@ MIN_READING = 3
 ANSWER_ONLY_COVERAGE = 0.5
 # Nouns name a question's topic; verbs and adjectives weigh less in its coverage.
 NON_NOUN_IMPORTANCE = 0.6
+# Beside a sure answer, other entries are offered when they score at least this share of it.
+RELATED_SCORE_RATIO = 0.4
 # The bot answers when the calibrated confidence reaches this.
 ANSWER_THRESHOLD = 0.5
 
@@ -57,13 +61,6 @@ class _Group:
     importance: float = 0.0
     surface: str = ""
     noun: bool = True
-
-
-@dataclass(slots=True)
-class _Scored:
-    score: float = 0.0
-    covered: float = 0.0
-    matched: list[str] = field(default_factory=list)
 
 
 class SearchEngine:
@@ -128,20 +125,19 @@ class SearchEngine:
                     if name != "answer":
                         strong.add((term, doc))
         self.idf: dict[str, float] = {}
-        # term -> [(document, BM25F contribution, weight of the match in the coverage)]
-        self._postings: dict[str, list[tuple[int, float, float]]] = {}
+        # term -> (documents, BM25F contributions, weight of the match in the coverage)
+        self._postings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for term, docs in pseudo.items():
             df = len(docs)
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
             self.idf[term] = idf
-            self._postings[term] = [
-                (
-                    doc,
-                    idf * tf * (K1 + 1.0) / (tf + K1),
-                    1.0 if (term, doc) in strong else ANSWER_ONLY_COVERAGE,
-                )
-                for doc, tf in docs.items()
-            ]
+            ids = np.fromiter(docs.keys(), dtype=np.int32, count=df)
+            tf = np.fromiter(docs.values(), dtype=np.float64, count=df)
+            strength = np.array(
+                [1.0 if (term, doc) in strong else ANSWER_ONLY_COVERAGE for doc in docs],
+                dtype=np.float64,
+            )
+            self._postings[term] = (ids, idf * tf * (K1 + 1.0) / (tf + K1), strength)
         # An unseen word weighs like a rare one: it is what the query is about.
         self._unknown_idf = math.log(1.0 + (n + 0.5) / 1.5) if n else 1.0
         self._fuzzy_buckets: dict[int, list[str]] = defaultdict(list)
@@ -149,6 +145,8 @@ class SearchEngine:
             if not term.startswith("#") and len(term) >= FUZZY_MIN_LENGTH - 1:
                 self._fuzzy_buckets[len(term)].append(term)
         self._reading_lengths = sorted({len(r) for r in self._readings}, reverse=True)
+        # Customers repeat their typos; the typo search is the costly part of a query.
+        self._neighbour_cache: dict[str, list[tuple[str, float]]] = {}
 
     # -- query analysis ------------------------------------------------------------------
 
@@ -165,6 +163,9 @@ class SearchEngine:
 
     def _neighbours(self, word: str) -> list[tuple[str, float]]:
         """Index terms within typo distance of ``word`` (ラッピンク → ラッピング)."""
+        cached = self._neighbour_cache.get(word)
+        if cached is not None:
+            return cached
         found: list[tuple[str, float]] = []
         for length in (len(word) - 1, len(word), len(word) + 1):
             choices = self._fuzzy_buckets.get(length)
@@ -174,6 +175,9 @@ class SearchEngine:
                 word, choices, scorer=fuzz.ratio, score_cutoff=FUZZY_CUTOFF, limit=3
             ):
                 found.append((term, similarity))
+        if len(self._neighbour_cache) >= NEIGHBOUR_CACHE_SIZE:
+            self._neighbour_cache.clear()
+        self._neighbour_cache[word] = found
         return found
 
     def _reading_matches(self, text: str) -> list[tuple[int, int, set[str]]]:
@@ -208,7 +212,12 @@ class SearchEngine:
                 (start, end, _Group(dict.fromkeys(terms, READING_WEIGHT), surface=text[start:end]))
             )
         result: list[_Group] = []
+        seen: set[frozenset[str]] = set()
         for _, _, group in sorted(groups, key=lambda g: g[0]):
+            key = frozenset(group.alternatives)
+            if key in seen:
+                continue  # a word said twice is still one word
+            seen.add(key)
             known = [self.idf[t] for t in group.alternatives if t in self.idf]
             group.importance = max(known) if known else self._unknown_idf
             if not group.noun:
@@ -218,56 +227,78 @@ class SearchEngine:
 
     # -- scoring -------------------------------------------------------------------------
 
-    def _score(self, groups: list[_Group]) -> dict[int, _Scored]:
-        scored: dict[int, _Scored] = defaultdict(_Scored)
+    def _score(self, groups: list[_Group]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and covered importance of every entry, as dense arrays."""
+        n = len(self.entries)
+        score = np.zeros(n)
+        covered = np.zeros(n)
+        best = np.empty(n)
+        best_coverage = np.empty(n)
         for group in groups:
-            best: dict[int, tuple[float, float]] = {}
+            best.fill(0.0)
+            best_coverage.fill(0.0)
             for term, weight in group.alternatives.items():
-                for doc, contribution, strength in self._postings.get(term, ()):
-                    value = weight * contribution
-                    if value > best.get(doc, (0.0, 0.0))[0]:
-                        best[doc] = (value, weight * strength)
-            for doc, (value, coverage) in best.items():
-                entry = scored[doc]
-                entry.score += value
-                entry.covered += group.importance * coverage
-                entry.matched.append(group.surface)
-        return scored
+                postings = self._postings.get(term)
+                if postings is None:
+                    continue
+                docs, contribution, strength = postings
+                value = weight * contribution
+                better = value > best[docs]
+                chosen = docs[better]
+                best[chosen] = value[better]
+                best_coverage[chosen] = weight * strength[better]
+            score += best
+            covered += group.importance * best_coverage
+        return score, covered
 
-    def _ranked(self, query: str) -> tuple[list[tuple[int, _Scored]], float]:
-        text = normalize(query)
-        groups = self._groups(text)
+    def _ranked(self, query: str, limit: int) -> tuple[list[tuple[int, float, float]], float]:
+        """The best ``limit`` (at least 2) entries as (entry, score, covered), and the total."""
+        groups = self._groups(normalize(query))
         total = sum(group.importance for group in groups)
-        ranked = sorted(self._score(groups).items(), key=lambda item: (-item[1].score, item[0]))
+        if not groups or not self.entries:
+            return [], total
+        score, covered = self._score(groups)
+        candidates = np.flatnonzero(score > 0.0)
+        keep = max(limit, 2)
+        if len(candidates) > keep:
+            top = np.argpartition(-score[candidates], keep - 1)[:keep]
+            candidates = candidates[top]
+        # Best first; equal scores in knowledge-base order.
+        order = np.lexsort((candidates, -score[candidates]))
+        ranked = [(int(doc), float(score[doc]), float(covered[doc])) for doc in candidates[order]]
         return ranked, total
 
     def search(self, query: str, limit: int = 10) -> list[Hit]:
         """Entries matching ``query``, best first; empty for a query with no content."""
-        ranked, _ = self._ranked(query)
-        return [Hit(self.entries[doc], round(s.score, 4)) for doc, s in ranked[: max(limit, 0)]]
+        if limit <= 0:
+            return []
+        ranked, _ = self._ranked(query, limit)
+        return [Hit(self.entries[doc], round(score, 4)) for doc, score, _ in ranked[:limit]]
 
     @staticmethod
-    def _confidence(ranked: list[tuple[int, _Scored]], total: float) -> float:
+    def _confidence(ranked: list[tuple[int, float, float]], total: float) -> float:
         if not ranked or total <= 0:
             return 0.0
-        top = ranked[0][1]
-        coverage = min(top.covered / total, 1.0)
-        runner_up = ranked[1][1].score if len(ranked) > 1 else 0.0
-        lead = 1.0 - runner_up / top.score if top.score > 0 else 0.0
+        _, top_score, top_covered = ranked[0]
+        coverage = min(top_covered / total, 1.0)
+        runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+        lead = 1.0 - runner_up / top_score if top_score > 0 else 0.0
         # Logistic over coverage and lead; coefficients fitted on the development queries.
         z = 9.0 * (coverage - 0.62) + 2.0 * lead
         return 1.0 / (1.0 + math.exp(-z))
 
     def ask(self, query: str, *, now: datetime | None = None, limit: int = 5) -> Answer:
         """Answer ``query`` when confident; otherwise offer suggestions (at most ``limit``)."""
-        ranked, total = self._ranked(query)
-        hits = tuple(Hit(self.entries[doc], round(s.score, 4)) for doc, s in ranked[:limit])
+        ranked, total = self._ranked(query, limit)
+        hits = tuple(Hit(self.entries[doc], round(score, 4)) for doc, score, _ in ranked[:limit])
         confidence = self._confidence(ranked, total)
         if not hits or confidence < ANSWER_THRESHOLD:
             return Answer(query, False, None, hits, round(confidence, 3), hits=hits)
         entry = hits[0].entry
         supplement = self.supplement(entry, now=now)
-        return Answer(query, True, entry, hits[1:], round(confidence, 3), supplement, hits)
+        # Other questions worth offering beside a sure answer: those scoring near it.
+        related = tuple(h for h in hits[1:] if h.score >= RELATED_SCORE_RATIO * hits[0].score)
+        return Answer(query, True, entry, related, round(confidence, 3), supplement, hits)
 
     def supplement(self, entry: Entry, *, now: datetime | None = None) -> str | None:
         """Text computed for this moment to add to ``entry``'s answer, if it has any."""
