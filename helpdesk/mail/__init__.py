@@ -1,0 +1,1 @@
+"""E-mail: composing, sending through the outbox, receiving and decoding Japanese mail."""

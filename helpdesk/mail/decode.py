@@ -1,0 +1,1304 @@
+"""Inbound e-mail decoding that does not mangle Japanese mail.
+
+The stdlib ``email`` package splits the message into parts and undoes the
+transfer encodings; everything about *characters* is done here, because the
+stdlib's codecs get Japanese mail wrong in several ways:
+
+* ISO-2022-JP as sent by Windows mailers (CP50220/CP50221, "ISO-2022-JP-MS")
+  carries NEC row 13 (① ㈱ № ≒ ∵ Ⅰ) and the NEC-selected IBM extensions
+  (髙 﨑 ⅰ) inside ``ESC $ B``; Python's ``iso2022_jp`` codec rejects them.
+  :func:`decode_bytes` converts every two-byte JIS code to Shift_JIS
+  arithmetically and reads it with ``cp932``, so those survive.  JIS X 0212
+  (``ESC $ ( D``, ISO-2022-JP-1) is read through ``euc_jp``'s ``0x8F`` plane,
+  with the IBM extensions ISO-2022-JP-MS puts in rows 0x73-0x74 as a
+  fallback; half-width katakana (``ESC ( I``) and JIS X 0213
+  (``ESC $ ( O/Q/P``, through ``euc_jis_2004``) are handled too.
+* Mail labelled ``Shift_JIS`` is in practice CP932, and ``Windows-31J`` is
+  CP932 under its IANA name; all Shift_JIS labels are read as ``cp932``.
+* EUC-JP is tried as ``euc_jp`` first; when that fails every character is read
+  on its own: JIS X 0208 through CP932 (so eucJP-ms/CP51932's NEC row 13 and
+  IBM extensions survive), then JIS X 0213 through ``euc_jis_2004``, JIS X 0212
+  through ``euc_jp`` and eucJP-ms' IBM extensions from ``0x8FF3F3``.
+* The same JIS code decodes to different code points under the JIS and the
+  Microsoft mappings.  :func:`normalize_japanese` folds them into ONE canonical
+  form, the Microsoft (full-width) one, because that is what most Japanese
+  customers' PCs and phones type and what Windows-made mail decodes to:
+
+  =============================  ==========================
+  JIS mapping / elsewhere         canonical (Microsoft)
+  =============================  ==========================
+  U+301C 〜 WAVE DASH             U+FF5E ～ FULLWIDTH TILDE
+  U+2212 − MINUS SIGN             U+FF0D － FULLWIDTH HYPHEN-MINUS
+  U+2016 ‖ DOUBLE VERTICAL LINE   U+2225 ∥ PARALLEL TO
+  U+00A2 ¢ / U+00A3 £ / U+00AC ¬  U+FFE0 ￠ / U+FFE1 ￡ / U+FFE2 ￢
+  U+2014 — EM DASH                U+2015 ― HORIZONTAL BAR
+  =============================  ==========================
+
+  The folding is applied to all decoded text (whatever its charset), so a
+  UTF-8 mail from a Mac and an ISO-2022-JP mail from Windows containing the
+  "same" 〜 compare equal.  The price: a ``£`` or an em dash in an English
+  mail also becomes its full-width/Japanese counterpart.
+* RFC 2047 encoded words are joined per charset *as bytes* before decoding,
+  so a multibyte character split across two words survives; bad base64
+  padding, unknown charsets and raw 8-bit header bytes are decoded by
+  detection (UTF-8, then ISO-2022-JP when there are escape sequences, then
+  CP932 / EUC-JP, whichever decodes cleanly and looks most like Japanese).
+
+No function here produces U+FFFD while any known codec can decode the bytes;
+when none can, the best candidate is decoded with ``errors="replace"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import contextlib
+import email.utils
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.generator import BytesGenerator
+from email.message import Message
+from email.parser import BytesParser, HeaderParser
+from functools import cache
+from html.parser import HTMLParser
+from io import BytesIO
+from types import MappingProxyType
+from typing import NamedTuple
+
+__all__ = [
+    "Attachment",
+    "DeliveryStatus",
+    "MailParseError",
+    "ParsedMail",
+    "decode_bytes",
+    "decode_header_value",
+    "html_to_text",
+    "normalize_japanese",
+    "parse_message",
+]
+
+
+class MailParseError(ValueError):
+    """The input is not an e-mail message at all (empty, or no header block)."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+    content_id: str | None = None
+
+
+class DeliveryStatus(NamedTuple):
+    """One per-recipient block of a ``message/delivery-status`` part."""
+
+    recipient: str
+    action: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    subject: str
+    from_address: str
+    from_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    reply_to: tuple[str, ...]
+    message_id: str | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    date: datetime | None
+    text: str
+    html: str | None
+    attachments: tuple[Attachment, ...]
+    headers: Mapping[str, str]
+    auto_submitted: str | None = None
+    precedence: str | None = None
+    is_delivery_report: bool = False
+    delivery_status: tuple[DeliveryStatus, ...] = field(default_factory=tuple)
+
+
+# --------------------------------------------------------------------------
+# Normalization
+# --------------------------------------------------------------------------
+
+_CANONICAL = str.maketrans(
+    {
+        "\u301c": "\uff5e",  # 〜 WAVE DASH -> ～ FULLWIDTH TILDE
+        "\u2212": "\uff0d",  # − MINUS SIGN -> － FULLWIDTH HYPHEN-MINUS
+        "\u2016": "\u2225",  # ‖ DOUBLE VERTICAL LINE -> ∥ PARALLEL TO
+        "\u00a2": "\uffe0",  # ¢ -> ￠
+        "\u00a3": "\uffe1",  # £ -> ￡
+        "\u00ac": "\uffe2",  # ¬ -> ￢
+        "\u2014": "\u2015",  # — EM DASH -> ― HORIZONTAL BAR
+    }
+)
+
+
+def normalize_japanese(text: str) -> str:
+    """Fold the JIS-vs-Microsoft mapping differences into the Microsoft form.
+
+    See the module docstring for the table.  Only those seven code points are
+    touched; no NFC/NFKC is applied here.
+    """
+    return text.translate(_CANONICAL)
+
+
+# --------------------------------------------------------------------------
+# Charset labels
+# --------------------------------------------------------------------------
+
+_CP932 = "cp932"
+_ISO2022JP = "iso-2022-jp"
+_EUCJP = "euc-jp"
+_UTF8 = "utf-8"
+_ASCII = "ascii"
+
+_LABELS: dict[str, str] = {}
+for _name in (
+    "shift-jis sjis s-jis x-sjis shift-jisx0213 shift-jis-2004 windows-31j ms932 cp932 "
+    "ms-kanji csshiftjis cswindows31j x-ms-cp932 ibm-943 ibm943 windows-932 sjis-open sjis-win"
+).split():
+    _LABELS[_name] = _CP932
+for _name in (
+    "iso-2022-jp iso-2022-jp-ms csiso2022jp iso-2022-jp-1 iso-2022-jp-2 iso-2022-jp-3 "
+    "iso-2022-jp-2004 iso-2022-jp-ext iso2022jp jis jis7 cp50220 cp50221 cp50222 "
+    "x-iso-2022-jp csiso2022jp2"
+).split():
+    _LABELS[_name] = _ISO2022JP
+for _name in (
+    "euc-jp x-euc-jp eucjp eucjp-ms euc-jp-ms cseucpkdfmtjapanese euc-jis-2004 "
+    "euc-jisx0213 cp51932 x-euc ujis eucjp-open eucjp-win"
+).split():
+    _LABELS[_name] = _EUCJP
+for _name in "utf-8 utf8 unicode-1-1-utf-8 x-unicode20utf8".split():
+    _LABELS[_name] = _UTF8
+for _name in "us-ascii ascii ansi-x3.4-1968 iso646-us us csascii 7bit 8bit".split():
+    _LABELS[_name] = _ASCII
+_LABELS.update(
+    {
+        "gb2312": "gb18030",
+        "gbk": "gb18030",
+        "x-gbk": "gb18030",
+        "euc-cn": "gb18030",
+        "ks-c-5601-1987": "cp949",
+        "euc-kr": "cp949",
+        "ks-c-5601": "cp949",
+        "big5": "cp950",
+        "tis-620": "cp874",
+        "iso-8859-1": "latin-1",
+        "latin1": "latin-1",
+        "windows-1252": "cp1252",
+    }
+)
+_LATIN_LIKE = {"latin-1", "cp1252"}
+
+
+def _codec_for(charset: str | None) -> str | None:
+    """The codec to use for a charset label, or None when it is unknown."""
+    if not charset:
+        return None
+    label = charset.strip().strip("\"'").split("*", 1)[0].strip().lower().replace("_", "-")
+    if not label:
+        return None
+    if label in _LABELS:
+        return _LABELS[label]
+    try:
+        info = codecs.lookup(label)
+    except LookupError:
+        return None
+    name = info.name
+    # Python knows these, but the custom decoders do the job better.
+    if name in {"shift_jis", "shift_jis_2004", "shift_jisx0213", "cp932"}:
+        return _CP932
+    if name.startswith("iso2022_jp"):
+        return _ISO2022JP
+    if name in {"euc_jp", "euc_jis_2004", "euc_jisx0213"}:
+        return _EUCJP
+    if name == "utf-8":
+        return _UTF8
+    if name == "ascii":
+        return _ASCII
+    if name in {"latin_1", "iso8859-1"}:
+        return "latin-1"
+    return name
+
+
+# --------------------------------------------------------------------------
+# JIS code arithmetic and the Japanese decoders
+# --------------------------------------------------------------------------
+
+
+def _jis_to_sjis(j1: int, j2: int) -> bytes:
+    """Shift a JIS code (both bytes 0x21-0x7E) to its Shift_JIS/CP932 bytes."""
+    s1 = ((j1 + 1) >> 1) + 0x70
+    if s1 >= 0xA0:
+        s1 += 0x40
+    if j1 & 1:
+        s2 = j2 + 0x1F
+        if s2 >= 0x7F:
+            s2 += 1
+    else:
+        s2 = j2 + 0x7E
+    return bytes((s1, s2))
+
+
+def _sjis_trail_bytes() -> list[int]:
+    return [*range(0x40, 0x7F), *range(0x80, 0xFD)]
+
+
+@cache
+def _ibm_extensions() -> tuple[str, ...]:
+    """The 106 IBM extensions that neither JIS X 0208 (read as CP932) nor JIS X 0212 has.
+
+    In CP932 order, as eucJP-ms and ISO-2022-JP-MS lay them out (eucJP-ms counts
+    U+FFE4 as JIS X 0212's broken bar and U+2116 as one of these).
+    """
+    jis0208: set[str] = set()
+    jis0212: set[str] = set()
+    for j1 in range(0x21, 0x7F):
+        for j2 in range(0x21, 0x7F):
+            euc = bytes((j1 | 0x80, j2 | 0x80))
+            try:
+                euc.decode("euc_jp")
+            except UnicodeDecodeError:
+                pass
+            else:
+                jis0208.add(_jis_to_sjis(j1, j2).decode(_CP932))
+            with contextlib.suppress(UnicodeDecodeError):
+                jis0212.add((b"\x8f" + euc).decode("euc_jp"))
+    elsewhere = jis0208 | ((jis0212 | {"\uffe4"}) - {"\u2116"})
+    found: list[str] = []
+    for s1 in (0xFA, 0xFB, 0xFC):
+        for s2 in _sjis_trail_bytes():
+            try:
+                char = bytes((s1, s2)).decode(_CP932)
+            except UnicodeDecodeError:
+                continue
+            if char not in elsewhere:
+                found.append(char)
+    return tuple(found)
+
+
+@cache
+def _eucjp_ms_g3() -> dict[tuple[int, int], str]:
+    """eucJP-ms: the IBM extensions at 0x8FF3F3-0x8FF4FE (JIS 0x7373-0x747E)."""
+    start = (0x73 - 0x21) * 94 + (0x73 - 0x21)
+    table: dict[tuple[int, int], str] = {}
+    for index, char in enumerate(_ibm_extensions()):
+        pos = start + index
+        table[(0x21 + pos // 94, 0x21 + pos % 94)] = char
+    return table
+
+
+@cache
+def _iso2022jp_ms_g3() -> dict[tuple[int, int], str]:
+    """ISO-2022-JP-MS (as GNU libiconv has it): IBM extensions from JIS X 0212 0x7321."""
+    row_13 = set()
+    for s2 in _sjis_trail_bytes():
+        try:
+            row_13.add(bytes((0x87, s2)).decode(_CP932))
+        except UnicodeDecodeError:
+            continue
+    table: dict[tuple[int, int], str] = {}
+    for index, char in enumerate(_ibm_extensions()):
+        if char in row_13 or char == "\u663b":
+            continue
+        code = (0x74, 0x63) if char == "\u974d" else (0x73 + index // 94, 0x21 + index % 94)
+        table[code] = char
+    return table
+
+
+def _x0208_pair(j1: int, j2: int) -> str | None:
+    """A JIS X 0208 code (plus NEC/IBM rows as CP932 has them, and JIS X 0213 plane 1)."""
+    try:
+        return _jis_to_sjis(j1, j2).decode(_CP932)
+    except UnicodeDecodeError:
+        pass
+    try:
+        return bytes((j1 | 0x80, j2 | 0x80)).decode("euc_jis_2004")
+    except UnicodeDecodeError:
+        return None
+
+
+def _x0212_pair(j1: int, j2: int, *, eucjp_ms: bool) -> str | None:
+    try:
+        return bytes((0x8F, j1 | 0x80, j2 | 0x80)).decode("euc_jp")
+    except UnicodeDecodeError:
+        pass
+    table = _eucjp_ms_g3() if eucjp_ms else _iso2022jp_ms_g3()
+    found = table.get((j1, j2))
+    if found is None and not eucjp_ms:
+        found = _eucjp_ms_g3().get((j1, j2))
+    return found
+
+
+def _x0213_pair(j1: int, j2: int, *, plane: int) -> str | None:
+    prefix = b"\x8f" if plane == 2 else b""
+    try:
+        return (prefix + bytes((j1 | 0x80, j2 | 0x80))).decode("euc_jis_2004")
+    except UnicodeDecodeError:
+        return None
+
+
+class _Fail(Exception):
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
+
+
+_ESCAPES: dict[bytes, str] = {
+    b"\x1b(B": "ascii",
+    b"\x1b(J": "ascii",  # JIS X 0201 Roman: treated as ASCII (¥ ‾ vs \ ~)
+    b"\x1b(H": "ascii",
+    b"\x1b(I": "kana",
+    b"\x1b$@": "x0208",
+    b"\x1b$B": "x0208",
+    b"\x1b$(B": "x0208",
+    b"\x1b&@": "",  # JIS X 0208-1990 announcer, followed by ESC $ B
+    b"\x1b$(D": "x0212",
+    b"\x1b$(O": "x0213-1",
+    b"\x1b$(Q": "x0213-1",
+    b"\x1b$(P": "x0213-2",
+    b"\x1b$A": "gb2312",
+    b"\x1b$(C": "ksc5601",
+}
+
+
+def _decode_two_byte(state: str, j1: int, j2: int) -> str | None:
+    if state == "x0208":
+        return _x0208_pair(j1, j2)
+    if state == "x0212":
+        return _x0212_pair(j1, j2, eucjp_ms=False)
+    if state == "x0213-1":
+        return _x0213_pair(j1, j2, plane=1)
+    if state == "x0213-2":
+        return _x0213_pair(j1, j2, plane=2)
+    codec = "gb2312" if state == "gb2312" else "euc_kr"
+    try:
+        return bytes((j1 | 0x80, j2 | 0x80)).decode(codec)
+    except UnicodeDecodeError:
+        return None
+
+
+def _decode_iso2022jp(data: bytes, *, strict: bool) -> str:
+    """ISO-2022-JP with the Windows (CP5022x), -1, -2 (CJK sets) and -2004 extensions.
+
+    Lines that forget to switch back to ASCII keep their state, as mailers
+    reading this mail do.  Raises ``_Fail`` on the first undecodable byte when
+    ``strict``; otherwise writes U+FFFD for it and goes on.
+    """
+    out: list[str] = []
+    state = "ascii"
+    shifted_out = False  # SO/SI half-width katakana (JIS7)
+    i = 0
+    n = len(data)
+    while i < n:
+        byte = data[i]
+        if byte == 0x1B:
+            for seq, new_state in _ESCAPES.items():
+                if data.startswith(seq, i):
+                    if new_state:
+                        state = new_state
+                    i += len(seq)
+                    break
+            else:
+                if strict:
+                    raise _Fail(i)
+                out.append("\ufffd")
+                i += 1
+            continue
+        if byte == 0x0E:
+            shifted_out = True
+            i += 1
+            continue
+        if byte == 0x0F:
+            shifted_out = False
+            i += 1
+            continue
+        if byte >= 0x80:
+            if strict:
+                raise _Fail(i)
+            out.append("\ufffd")
+            i += 1
+            continue
+        if byte < 0x21 or byte == 0x7F:
+            out.append(chr(byte))
+            i += 1
+            continue
+        if shifted_out or state == "kana":
+            out.append(chr(0xFF61 + byte - 0x21) if byte <= 0x5F else chr(byte))
+            i += 1
+            continue
+        if state == "ascii":
+            out.append(chr(byte))
+            i += 1
+            continue
+        # Two-byte set: decode the whole run of graphic bytes at once when possible.
+        end = i
+        while end < n and 0x21 <= data[end] <= 0x7E:
+            end += 1
+        run = data[i:end]
+        if len(run) % 2:
+            # A dangling half character: decode what pairs up, then fail/replace it.
+            run = run[:-1]
+        if state == "x0208":
+            sjis = b"".join(_jis_to_sjis(run[k], run[k + 1]) for k in range(0, len(run), 2))
+            try:
+                out.append(sjis.decode(_CP932))
+                decoded_run = True
+            except UnicodeDecodeError:
+                decoded_run = False
+        else:
+            decoded_run = False
+        if not decoded_run:
+            for k in range(0, len(run), 2):
+                char = _decode_two_byte(state, run[k], run[k + 1])
+                if char is None:
+                    if strict:
+                        raise _Fail(i + k)
+                    char = "\ufffd"
+                out.append(char)
+        i += len(run)
+        if i < end:  # the odd byte
+            if strict:
+                raise _Fail(i)
+            out.append("\ufffd")
+            i += 1
+    return "".join(out)
+
+
+def _decode_eucjp(data: bytes, *, strict: bool) -> str:
+    """EUC-JP: ``euc_jp``, else character by character with the CP51932/eucJP-ms extras."""
+    try:
+        return data.decode("euc_jp")
+    except UnicodeDecodeError:
+        pass
+    out: list[str] = []
+    i = 0
+    n = len(data)
+    while i < n:
+        byte = data[i]
+        char: str | None = None
+        width = 1
+        if byte < 0x80:
+            char = chr(byte)
+        elif byte == 0x8E and i + 1 < n and 0xA1 <= data[i + 1] <= 0xDF:
+            char = chr(0xFF61 + data[i + 1] - 0xA1)
+            width = 2
+        elif byte == 0x8F and i + 2 < n and 0xA1 <= data[i + 1] <= 0xFE and data[i + 2] >= 0xA1:
+            j1, j2 = data[i + 1] & 0x7F, data[i + 2] & 0x7F
+            char = _x0212_pair(j1, j2, eucjp_ms=True) or _x0213_pair(j1, j2, plane=2)
+            width = 3
+        elif 0xA1 <= byte <= 0xFE and i + 1 < n and 0xA1 <= data[i + 1] <= 0xFE:
+            char = _x0208_pair(byte & 0x7F, data[i + 1] & 0x7F)
+            width = 2
+        if char is None:
+            if strict:
+                raise _Fail(i)
+            char = "\ufffd"
+        out.append(char)
+        i += width
+    return "".join(out)
+
+
+def _decode_strict(data: bytes, codec: str) -> str | None:
+    """Decode with one codec, or None when the bytes are not valid in it."""
+    try:
+        if codec == _ISO2022JP:
+            return _decode_iso2022jp(data, strict=True)
+        if codec == _EUCJP:
+            return _decode_eucjp(data, strict=True)
+        if codec == _UTF8:
+            return data.decode("utf-8-sig")
+        return data.decode(codec)
+    except (_Fail, UnicodeDecodeError, LookupError):
+        return None
+
+
+def _decode_replace(data: bytes, codec: str) -> str:
+    if codec == _ISO2022JP:
+        return _decode_iso2022jp(data, strict=False)
+    if codec == _EUCJP:
+        return _decode_eucjp(data, strict=False)
+    if codec == _UTF8:
+        codec = "utf-8-sig"
+    try:
+        return data.decode(codec, errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+# --------------------------------------------------------------------------
+# Detection
+# --------------------------------------------------------------------------
+
+_TWO_HIGH_BYTES = re.compile(rb"[\x80-\xff]{2}")
+_JIS_ESCAPE = re.compile(rb"\x1b(?:\$[@B]|\$\([BDOPQ]|\(I|&@)")
+
+
+def _japanese_score(text: str) -> float:
+    """How much a decoded string looks like real (Japanese) text; higher is better."""
+    score = 0.0
+    for char in text:
+        code = ord(char)
+        if code < 0x80:
+            if code < 0x20 and char not in "\t\r\n":
+                score -= 5
+        elif 0x3041 <= code <= 0x309F:  # hiragana
+            score += 3
+        elif 0x30A0 <= code <= 0x30FF:  # katakana
+            score += 2
+        elif 0x3000 <= code <= 0x303F or 0xFF01 <= code <= 0xFF5E:
+            score += 1.5
+        elif 0x4E00 <= code <= 0x9FFF:
+            score += 1
+        elif 0xFF61 <= code <= 0xFF9F:  # half-width katakana: typical of EUC read as CP932
+            score -= 1
+        elif 0xE000 <= code <= 0xF8FF or 0x80 <= code <= 0x9F:  # PUA, C1 controls
+            score -= 5
+        else:
+            score -= 0.5
+    return score / max(len(text), 1)
+
+
+def _detect(data: bytes, *, strict: bool) -> str | None:
+    """Guess the charset of unlabelled (or mislabelled) bytes."""
+    if not data:
+        return ""
+    if data.isascii():
+        if _JIS_ESCAPE.search(data):
+            text = _decode_strict(data, _ISO2022JP)
+            if text is not None or not strict:
+                return text if text is not None else _decode_replace(data, _ISO2022JP)
+        return data.decode("ascii")
+    text = _decode_strict(data, _UTF8)
+    if text is not None:
+        return text
+    candidates = [
+        decoded
+        for decoded in (_decode_strict(data, _CP932), _decode_strict(data, _EUCJP))
+        if decoded is not None
+    ]
+    if candidates:
+        return max(candidates, key=_japanese_score)
+    if not _TWO_HIGH_BYTES.search(data):
+        # Only isolated 8-bit bytes: cannot be multibyte Japanese; Latin-1 text such as "café".
+        latin = _decode_strict(data, "cp1252")
+        return latin if latin is not None else data.decode("latin-1")
+    if strict:
+        return None
+    fallbacks = [_decode_replace(data, codec) for codec in (_UTF8, _CP932, _EUCJP)]
+    return min(fallbacks, key=lambda t: (t.count("\ufffd"), -_japanese_score(t)))
+
+
+def _decode_raw(data: bytes, charset: str | None) -> str:
+    codec = _codec_for(charset)
+    if (
+        codec in {None, _CP932, _EUCJP, _UTF8, _ASCII, *_LATIN_LIKE}
+        and data.isascii()
+        and _JIS_ESCAPE.search(data)
+    ):
+        codec = _ISO2022JP  # ISO-2022-JP under a wrong (or no) label
+    if codec is None:
+        detected = _detect(data, strict=False)
+        assert detected is not None
+        return detected
+    if codec == _ASCII:
+        if data.isascii():
+            return data.decode("ascii")
+        detected = _detect(data, strict=False)
+        assert detected is not None
+        return detected
+    if codec in _LATIN_LIKE and not data.isascii():
+        utf8 = _decode_strict(data, _UTF8)
+        if utf8 is not None:  # UTF-8 mislabelled as Latin-1: valid UTF-8 is no accident
+            return utf8
+    text = _decode_strict(data, codec)
+    if text is not None:
+        return text
+    detected = _detect(data, strict=True)
+    if detected is not None:
+        return detected
+    return _decode_replace(data, codec)
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Decode bytes in a (possibly wrong, unknown or missing) charset.
+
+    The label picks the codec (all Shift_JIS labels and Windows-31J -> CP932;
+    all ISO-2022-JP labels -> the extended decoder; EUC-JP labels -> the
+    EUC-JP decoder; ``us-ascii`` with 8-bit bytes, unknown and missing labels
+    -> detection).  When the labelled codec fails, detection is tried, and
+    only when nothing decodes cleanly is ``errors="replace"`` used.
+
+    The result is passed through :func:`normalize_japanese`; line endings and
+    Unicode normalization are left alone.  Never raises.
+    """
+    return normalize_japanese(_decode_raw(bytes(data), charset))
+
+
+# --------------------------------------------------------------------------
+# Headers
+# --------------------------------------------------------------------------
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([BbQq])\?([^?]*)\?=")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _str_to_bytes(value: str) -> bytes:
+    """Bytes of a header string that may carry raw 8-bit bytes as surrogate escapes."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+def _needs_byte_decoding(value: str) -> bool:
+    return "\x1b" in value or any("\udc80" <= char <= "\udcff" for char in value)
+
+
+def _decode_literal(value: str) -> str:
+    if _needs_byte_decoding(value):
+        return _decode_raw(_str_to_bytes(value), None)
+    return value
+
+
+def _b_decode(text: str) -> bytes:
+    cleaned = re.sub(r"[^A-Za-z0-9+/\-_]", "", text).replace("-", "+").replace("_", "/")
+    if len(cleaned) % 4 == 1:
+        cleaned = cleaned[:-1]
+    cleaned += "=" * (-len(cleaned) % 4)
+    try:
+        return base64.b64decode(cleaned)
+    except binascii.Error:  # pragma: no cover - cleaned input is always valid
+        return b""
+
+
+def _q_decode(text: str) -> bytes:
+    raw = _str_to_bytes(text)
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        byte = raw[i]
+        if byte == 0x5F:  # "_"
+            out.append(0x20)
+        elif byte == 0x3D and re.fullmatch(rb"[0-9A-Fa-f]{2}", raw[i + 1 : i + 3]):
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 2
+        else:
+            out.append(byte)
+        i += 1
+    return bytes(out)
+
+
+def _decode_header_raw(value: str) -> str:
+    """Decode encoded words and raw bytes in one (unfolded) header value."""
+    pieces: list[tuple[str | None, bytes | str]] = []  # (charset, bytes) or (None, literal)
+    position = 0
+    for match in _ENCODED_WORD.finditer(value):
+        literal = value[position : match.start()]
+        previous_is_word = bool(pieces) and pieces[-1][0] is not None
+        if literal and not (previous_is_word and not literal.strip()):
+            pieces.append((None, literal))
+        charset, kind, encoded = match.groups()
+        data = _b_decode(encoded) if kind in "Bb" else _q_decode(encoded)
+        label = charset.split("*", 1)[0].lower()
+        if pieces and pieces[-1][0] == label:
+            last = pieces[-1][1]
+            assert isinstance(last, bytes)
+            pieces[-1] = (label, last + data)  # a character may be split across words
+        else:
+            pieces.append((label, data))
+        position = match.end()
+    if position < len(value):
+        pieces.append((None, value[position:]))
+    out: list[str] = []
+    for charset, payload in pieces:
+        if charset is None:
+            assert isinstance(payload, str)
+            out.append(_decode_literal(payload))
+        else:
+            assert isinstance(payload, bytes)
+            out.append(_decode_raw(payload, charset))
+    return "".join(out)
+
+
+def _clean_header(text: str) -> str:
+    text = text.replace("\r", " ").replace("\n", " ").replace("\t", " ")
+    text = _CONTROL.sub("", text).replace("\ufeff", "")
+    return unicodedata.normalize("NFC", normalize_japanese(text)).strip()
+
+
+def decode_header_value(value: str | bytes) -> str:
+    """Decode a header value: RFC 2047 words (joined per charset), raw 8-bit bytes, raw JIS.
+
+    Accepts the value as bytes or as a str in which raw 8-bit bytes are
+    surrogate escapes (what ``email`` with ``compat32`` hands out).  The result
+    is unfolded, NFC, normalized with :func:`normalize_japanese` and stripped.
+    Never raises.
+    """
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "surrogateescape")
+    value = _FOLD.sub("", value)
+    return _clean_header(_decode_header_raw(value))
+
+
+# --------------------------------------------------------------------------
+# HTML to text
+# --------------------------------------------------------------------------
+
+_BLOCK = frozenset(
+    "address article aside dd div dl dt fieldset figcaption figure footer form h1 h2 h3 "
+    "h4 h5 h6 header main nav ol p pre section table ul center".split()
+)
+_SKIP = frozenset("script style head title noscript template svg object iframe".split())
+
+
+class _HtmlText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.current = ""
+        self.prefix = ""
+        self.blank_lines = 0
+        self.blank_depth = 0
+        self.skip = 0
+        self.pre = 0
+        self.quote = 0
+        self.links: list[tuple[str, int]] = []
+
+    # -- output ---------------------------------------------------------
+    def _end_line(self) -> None:
+        if self.current.strip():
+            self.lines.append((self.prefix + self.current).rstrip())
+        self.current = ""
+
+    def _block(self, blank: int = 1) -> None:
+        self._end_line()
+        self._blank(max(self.blank_lines, blank))
+
+    def _blank(self, count: int) -> None:
+        if count and not self.blank_lines:
+            self.blank_depth = self.quote
+        self.blank_depth = min(self.blank_depth, self.quote)
+        self.blank_lines = count
+
+    def _write(self, text: str) -> None:
+        if not self.current:
+            if not self.pre:
+                text = text.lstrip(" ")
+            if not text:
+                return
+            if self.lines and self.blank_lines:
+                depth = min(self.blank_depth, self.quote)
+                self.lines.extend([("> " * depth).rstrip()] * self.blank_lines)
+            self.blank_lines = 0
+            self.prefix = "> " * self.quote
+        self.current += text
+
+    # -- parser callbacks -----------------------------------------------
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP:
+            self.skip += 1
+            return
+        if self.skip:
+            return
+        attributes = dict(attrs)
+        if tag == "br":
+            if self.current.strip():
+                self._end_line()
+            else:
+                self.current = ""
+                self._blank(min(self.blank_lines + 1, 2) if self.lines else 0)
+            return
+        if tag == "blockquote":
+            self._block(1)
+            self.quote += 1
+        elif tag == "pre":
+            self._block(1)
+            self.pre += 1
+        elif tag in ("li",):
+            self._block(0)
+            self._write("・")
+        elif tag == "tr":
+            self._block(0)
+        elif tag in ("td", "th"):
+            if self.current.strip():
+                self._write("  ")
+        elif tag == "hr":
+            self._block(0)
+            self._write("-" * 20)
+            self._block(0)
+        elif tag == "img":
+            alt = (attributes.get("alt") or "").strip()
+            if alt:
+                self._write(f"[{alt}]")
+        elif tag == "a":
+            self.links.append((attributes.get("href") or "", len(self.current)))
+        elif tag in _BLOCK or tag == "p":
+            self._block(1 if tag in {"p", "h1", "h2", "h3", "table", "ul", "ol"} else 0)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in ("br", "img", "hr"):
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP:
+            self.skip = max(self.skip - 1, 0)
+            return
+        if self.skip:
+            return
+        if tag == "blockquote":
+            self._block(1)
+            self.quote = max(self.quote - 1, 0)
+        elif tag == "pre":
+            self._block(1)
+            self.pre = max(self.pre - 1, 0)
+        elif tag == "a" and self.links:
+            href, start = self.links.pop()
+            label = self.current[start:].strip()
+            if href.startswith(("http://", "https://")) and label and label != href:
+                self._write(f" ({href})")
+        elif tag in ("li", "tr"):
+            self._block(0)
+        elif tag in _BLOCK:
+            self._block(1 if tag in {"p", "h1", "h2", "h3", "table", "ul", "ol"} else 0)
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        if self.pre:
+            parts = data.replace("\r\n", "\n").split("\n")
+            for index, part in enumerate(parts):
+                if index:
+                    if self.current:
+                        self.lines.append((self.prefix + self.current).rstrip())
+                        self.current = ""
+                    else:
+                        self._blank(self.blank_lines + 1)
+                if part:
+                    self._write(part)
+            return
+        text = re.sub(r"[ \t\r\n\f]+", " ", data.replace("\xa0", " "))
+        if text.strip() or self.current:
+            self._write(text)
+
+    def text(self) -> str:
+        self._end_line()
+        return "\n".join(self.lines).strip("\n")
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from HTML: blocks and ``<br>`` become line breaks,
+    scripts/styles/head are dropped, entities decoded, blockquotes quoted with ``> ``."""
+    parser = _HtmlText()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # html.parser is lenient; this is a last resort
+        return re.sub(r"<[^>]*>", "", html)
+    return parser.text()
+
+
+# --------------------------------------------------------------------------
+# Message parsing
+# --------------------------------------------------------------------------
+
+
+def _clean_text(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufeff", "")
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
+    return unicodedata.normalize("NFC", normalize_japanese(text))
+
+
+def _unflow(text: str, *, delsp: bool) -> str:
+    """Undo RFC 3676 format=flowed soft line breaks."""
+    out: list[str] = []
+    buffer: str | None = None
+    buffer_depth = 0
+
+    def flush() -> None:
+        nonlocal buffer
+        if buffer is not None:
+            out.append((">" * buffer_depth + " " if buffer_depth else "") + buffer)
+            buffer = None
+
+    for line in text.split("\n"):
+        depth = len(line) - len(line.lstrip(">"))
+        content = line[depth:]
+        if content.startswith(" "):
+            content = content[1:]
+        if content == "-- ":
+            flush()
+            out.append(line)
+            continue
+        soft = content.endswith(" ")
+        if soft and delsp:
+            content = content[:-1]
+        if buffer is not None and depth == buffer_depth:
+            buffer += content
+        else:
+            flush()
+            buffer = content
+            buffer_depth = depth
+        if not soft:
+            flush()
+    flush()
+    return "\n".join(out)
+
+
+def _charset(part: Message) -> str | None:
+    value = part.get_param("charset", None)
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        value = value[2]
+    return str(value).strip() or None
+
+
+_META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9_\-:.]+)", re.IGNORECASE)
+
+
+def _part_bytes(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload
+    if payload is None:
+        return b""
+    return str(payload).encode("utf-8", "surrogateescape")
+
+
+def _part_text(part: Message) -> str:
+    data = _part_bytes(part)
+    charset = _charset(part)
+    if charset is None and part.get_content_subtype() == "html":
+        match = _META_CHARSET.search(data[:4096])
+        if match:
+            charset = match.group(1).decode("ascii")
+    text = _clean_text(decode_bytes(data, charset))
+    flowed = str(part.get_param("format") or "").lower() == "flowed"
+    if part.get_content_subtype() == "plain" and flowed:
+        delsp = str(part.get_param("delsp") or "").lower() == "yes"
+        text = _unflow(text, delsp=delsp)
+    return text
+
+
+def _filename(part: Message) -> str | None:
+    for header, name in (("content-disposition", "filename"), ("content-type", "name")):
+        value = part.get_param(name, None, header=header)
+        if value is None:
+            continue
+        if isinstance(value, tuple):  # RFC 2231: (charset, language, %-decoded latin-1)
+            charset, _language, text = value
+            raw = str(text).encode("latin-1", "surrogateescape")
+            decoded = _clean_header(_decode_raw(raw, charset or None))
+            if "=?" in decoded:
+                decoded = decode_header_value(decoded)
+        else:
+            decoded = decode_header_value(str(value))
+        decoded = re.split(r"[/\\]", decoded)[-1].strip()
+        if decoded:
+            return decoded
+    return None
+
+
+def _message_bytes(message: Message, crlf: bool) -> bytes:
+    buffer = BytesIO()
+    generator = BytesGenerator(buffer, mangle_from_=False, maxheaderlen=0)
+    generator.flatten(message, linesep="\r\n" if crlf else "\n")
+    return buffer.getvalue()
+
+
+def _addresses(values: list[str]) -> list[tuple[str, str]]:
+    prepared = []
+    for value in values:
+        value = _FOLD.sub("", value)
+        if _needs_byte_decoding(value):
+            value = _decode_raw(_str_to_bytes(value), None)
+        prepared.append(value)
+    result = []
+    for name, address in email.utils.getaddresses(prepared):
+        address = address.strip().lower()
+        if not address and not name:
+            continue
+        result.append((decode_header_value(name) if name else "", address))
+    return result
+
+
+_MSGID = re.compile(r"<([^<>\s]+)>")
+
+
+def _message_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    match = _MSGID.search(value)
+    if match:
+        return match.group(1)
+    value = value.strip().strip("<>").strip()
+    return value.split()[0] if value else None
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+class _Collector:
+    def __init__(self, crlf: bool) -> None:
+        self.crlf = crlf
+        self.texts: list[str] = []
+        self.from_html = False
+        self.html: list[str] = []
+        self.attachments: list[Attachment] = []
+        self.delivery_report = False
+        self.delivery_status: list[DeliveryStatus] = []
+
+    def child(self) -> _Collector:
+        return _Collector(self.crlf)
+
+    def merge(self, other: _Collector, *, text: bool = True) -> None:
+        if text:
+            self.texts.extend(other.texts)
+            self.from_html = self.from_html or other.from_html
+        self.html.extend(other.html)
+        self.attachments.extend(other.attachments)
+        self.delivery_status.extend(other.delivery_status)
+        self.delivery_report = self.delivery_report or other.delivery_report
+
+    def has_text(self) -> bool:
+        return any(t.strip() for t in self.texts)
+
+
+def _is_attachment(part: Message) -> bool:
+    disposition = str(part.get("content-disposition", "")).split(";", 1)[0].strip().lower()
+    return disposition == "attachment" or _filename(part) is not None
+
+
+def _content_id(part: Message) -> str | None:
+    value = part.get("content-id")
+    if value is None:
+        return None
+    value = str(value).strip().strip("<>").strip()
+    return value or None
+
+
+def _add_attachment(part: Message, collector: _Collector, data: bytes | None = None) -> None:
+    content_type = part.get_content_type()
+    filename = _filename(part)
+    if filename is None:
+        if content_type == "message/rfc822":
+            inner = part.get_payload()
+            subject = ""
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                subject = decode_header_value(str(inner[0].get("subject", "")))
+            filename = (re.sub(r'[/\\:*?"<>|]', "_", subject) or "message") + ".eml"
+        else:
+            import mimetypes
+
+            extension = mimetypes.guess_extension(content_type) or (
+                ".txt" if part.get_content_maintype() == "text" else ".bin"
+            )
+            filename = f"attachment-{len(collector.attachments) + 1}{extension}"
+    collector.attachments.append(
+        Attachment(
+            filename=filename,
+            content_type=content_type,
+            data=_part_bytes(part) if data is None else data,
+            content_id=_content_id(part),
+        )
+    )
+
+
+def _delivery_status(part: Message) -> list[DeliveryStatus]:
+    payload = part.get_payload()
+    blocks: list[Message] = []
+    if isinstance(payload, list):
+        blocks = [block for block in payload if isinstance(block, Message)]
+    else:
+        raw = _part_bytes(part).decode("utf-8", "replace").replace("\r\n", "\n")
+        blocks = [HeaderParser().parsestr(chunk) for chunk in re.split(r"\n\s*\n", raw)]
+    result = []
+    for block in blocks:
+        recipient = block.get("final-recipient") or block.get("original-recipient")
+        if not recipient:
+            continue
+        address = str(recipient).split(";", 1)[-1].strip().strip("<>").lower()
+        result.append(
+            DeliveryStatus(
+                recipient=address,
+                action=str(block.get("action", "")).strip().lower(),
+                status=str(block.get("status", "")).strip(),
+            )
+        )
+    return result
+
+
+def _walk(part: Message, collector: _Collector) -> None:
+    content_type = part.get_content_type()
+    maintype = part.get_content_maintype()
+    if content_type == "message/rfc822":
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            _add_attachment(part, collector, _message_bytes(inner[0], collector.crlf))
+        else:
+            _add_attachment(part, collector)
+        return
+    if content_type == "message/delivery-status":
+        collector.delivery_status.extend(_delivery_status(part))
+        return
+    if maintype == "message" and isinstance(part.get_payload(), list):
+        inner_list = part.get_payload()
+        assert isinstance(inner_list, list)
+        data = _message_bytes(inner_list[0], collector.crlf) if inner_list else b""
+        _add_attachment(part, collector, data)
+        return
+    if part.is_multipart():
+        children = [child for child in part.get_payload() if isinstance(child, Message)]
+        if content_type == "multipart/report":
+            report_type = str(part.get_param("report-type") or "").lower()
+            if report_type == "delivery-status":
+                collector.delivery_report = True
+        if content_type == "multipart/alternative":
+            subs = []
+            for child in children:
+                sub = collector.child()
+                _walk(child, sub)
+                subs.append(sub)
+            plain = [sub for sub in subs if sub.has_text() and not sub.from_html]
+            rich = [sub for sub in subs if sub.has_text()]
+            chosen = plain[0] if plain else (rich[-1] if rich else None)
+            for sub in subs:
+                collector.merge(sub, text=sub is chosen)
+            return
+        if content_type == "multipart/related" and children:
+            start = part.get_param("start")
+            root = children[0]
+            if start:
+                for child in children:
+                    if str(child.get("content-id", "")).strip() == str(start).strip():
+                        root = child
+            _walk(root, collector)
+            for child in children:
+                if child is not root:
+                    sub = collector.child()
+                    _walk(child, sub)
+                    # Inline parts of an HTML body are attachments, not more body text.
+                    if sub.texts and not sub.attachments:
+                        _add_attachment(child, collector)
+                    collector.merge(sub, text=False)
+            return
+        for child in children:
+            _walk(child, collector)
+        return
+    if content_type in ("text/plain", "text/html") and not _is_attachment(part):
+        text = _part_text(part)
+        if content_type == "text/html":
+            collector.html.append(text)
+            collector.texts.append(html_to_text(text))
+            collector.from_html = True
+        else:
+            collector.texts.append(text)
+        return
+    _add_attachment(part, collector)
+
+
+class _RawCompat32(policy.Compat32):
+    """compat32, but header values come back as stored: raw 8-bit bytes stay surrogate
+    escapes instead of being wrapped in a ``Header`` whose ``str()`` writes U+FFFD."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+_POLICY = _RawCompat32()
+
+
+def _first_header(message: Message, name: str) -> str | None:
+    values = message.get_all(name)
+    if not values:
+        return None
+    return str(values[0])
+
+
+_HEADER_LINE = re.compile(rb"^(?:From .*|[!-9;-~]+[ \t]*:.*)$")
+
+
+def parse_message(raw: bytes) -> ParsedMail:
+    """Parse and decode one RFC 5322 message (bytes as received).
+
+    Raises :class:`MailParseError` when the input is empty or has no header
+    block (it is not a mail at all) and ``TypeError`` when it is not bytes.
+    Anything else (bad charsets, broken MIME, bad encodings, unparsable dates)
+    is decoded as well as possible and never raises.
+    """
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise TypeError(f"parse_message() needs bytes, not {type(raw).__name__}")
+    raw = bytes(raw).lstrip(b"\r\n")
+    if not raw.strip():
+        raise MailParseError("empty message")
+    first_line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    if not _HEADER_LINE.match(first_line):
+        raise MailParseError("the message does not start with a header")
+    message = BytesParser(policy=_POLICY).parsebytes(raw)
+    if not message.keys():
+        raise MailParseError("the message has no headers")
+    crlf = b"\r\n" in raw[:4096]
+
+    headers: dict[str, str] = {}
+    for name, value in message.raw_items():
+        key = name.strip().lower()
+        if key not in headers:
+            headers[key] = decode_header_value(str(value))
+
+    senders = _addresses([str(v) for v in message.get_all("from", [])])
+    from_name, from_address = senders[0] if senders else ("", "")
+
+    def address_list(name: str) -> tuple[str, ...]:
+        values = [str(v) for v in message.get_all(name, [])]
+        return tuple(address for _name, address in _addresses(values) if address)
+
+    references = tuple(_MSGID.findall(str(message.get("references", "")))) or tuple(
+        str(message.get("references", "")).split()
+    )
+
+    collector = _Collector(crlf)
+    _walk(message, collector)
+    text = "\n\n".join(t.strip("\n") for t in collector.texts if t.strip())
+    auto_submitted = headers.get("auto-submitted")
+    precedence = headers.get("precedence")
+    return ParsedMail(
+        subject=headers.get("subject", ""),
+        from_address=from_address,
+        from_name=from_name,
+        to=address_list("to"),
+        cc=address_list("cc"),
+        reply_to=address_list("reply-to"),
+        message_id=_message_id(_first_header(message, "message-id")),
+        in_reply_to=_message_id(_first_header(message, "in-reply-to")),
+        references=references,
+        date=_date(_first_header(message, "date")),
+        text=text.rstrip(),
+        html="\n".join(collector.html) if collector.html else None,
+        attachments=tuple(collector.attachments),
+        headers=MappingProxyType(headers),
+        auto_submitted=auto_submitted.lower() if auto_submitted else None,
+        precedence=precedence.lower() if precedence else None,
+        is_delivery_report=collector.delivery_report,
+        delivery_status=tuple(collector.delivery_status),
+    )
