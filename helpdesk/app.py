@@ -6,6 +6,7 @@ call it without a server; the lifespan calls it too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,19 +16,36 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from helpdesk import db
 from helpdesk.faq_service import FaqService
+from helpdesk.photos import PhotoStore
+from helpdesk.security import (
+    BodySizeLimitMiddleware,
+    CSRFMiddleware,
+    RateLimiter,
+    csrf_input,
+    parse_rate,
+)
 from helpdesk.settings import ROOT, Settings
+from helpdesk.tickets import TicketService
+from helpdesk.web import api_docs, pages
 from helpdesk.web import faq as faq_routes
-from helpdesk.web import pages
+from helpdesk.web import tickets as ticket_routes
 
 log = logging.getLogger("helpdesk")
 TOKYO = ZoneInfo("Asia/Tokyo")
 WEEKDAY_JA = "月火水木金土日"
+SERVER_ERROR_MESSAGE = (
+    "申し訳ございません。エラーが発生しました。時間をおいてもう一度お試しください。"
+)
 
 
 def jst(moment: datetime | None, fmt: str = "%Y年%m月%d日 %H:%M") -> str:
@@ -46,6 +64,7 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     templates.env.filters["jst"] = jst
     templates.env.globals["settings"] = settings
+    templates.env.globals["csrf_input"] = csrf_input
     return templates
 
 
@@ -58,12 +77,22 @@ class Helpdesk:
         self.db: AsyncEngine | None = None
         self.sessions: async_sessionmaker[AsyncSession] | None = None
         self._faq: FaqService | None = None
+        self._tickets: TicketService | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self.photos = PhotoStore(settings.resolved_media_dir, max_bytes=settings.max_photo_bytes)
+        self.submission_limiter = RateLimiter(*parse_rate(settings.submission_rate))
 
     @property
     def faq(self) -> FaqService:
         if self._faq is None:
             raise RuntimeError("the app has not started: await helpdesk.startup() first")
         return self._faq
+
+    @property
+    def tickets(self) -> TicketService:
+        if self._tickets is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._tickets
 
     async def startup(self) -> None:
         """Create folders, migrate the database and load the FAQ (idempotent)."""
@@ -76,8 +105,22 @@ class Helpdesk:
         self.sessions = db.session_factory(self.db)
         self._faq = FaqService.from_settings(self.settings, self.sessions)
         log.info("FAQ loaded: %d entries", len(self._faq.entries))
+        self._tickets = TicketService(
+            self.sessions,
+            policy=self._faq.policy,
+            secret_key=self.settings.ensure_secret_key(),
+            base_url=self.settings.base_url,
+            support_address=self.settings.support_address or self._faq.policy.support_address,
+        )
+        self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
 
     async def shutdown(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
+        if self._faq is not None:
+            await self._faq.flush_gaps()
         if self.db is not None:
             await self.db.dispose()
             self.db = None
@@ -94,11 +137,47 @@ def create_app(settings: Settings | None = None) -> Starlette:
         yield
         await helpdesk.shutdown()
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else None
+        if request.url.path.startswith("/api/") or "application/json" in request.headers.get(
+            "accept", ""
+        ):
+            return JSONResponse({"error": message or "見つかりません。"}, exc.status_code)
+        template = "404.html" if exc.status_code == 404 else "error.html"
+        context = {"message": message, "status_code": exc.status_code}
+        return helpdesk.templates.TemplateResponse(
+            request, template, context, status_code=exc.status_code
+        )
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        context = {"message": SERVER_ERROR_MESSAGE}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": context["message"]}, 500)
+        return helpdesk.templates.TemplateResponse(request, "error.html", context, status_code=500)
+
     routes = [
         *pages.routes,
         *faq_routes.routes,
+        *ticket_routes.routes,
+        *api_docs.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
-    app = Starlette(debug=settings.debug, routes=routes, lifespan=lifespan)
+    middleware = [
+        Middleware(
+            BodySizeLimitMiddleware,
+            max_bytes=settings.max_request_bytes,
+            photo_mb=settings.max_photo_mb,
+        ),
+        Middleware(CSRFMiddleware, secret=settings.ensure_secret_key),
+    ]
+    app = Starlette(
+        debug=settings.debug,
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, 500: server_error},
+    )
     app.state.helpdesk = helpdesk
     return app

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +24,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Answers below this confidence are logged too: they are what the FAQ answers poorly.
 GAP_CONFIDENCE = 0.75
 MAX_RESULTS = 5
+# Gaps are written in batches, at least this often.
+GAP_FLUSH_SECONDS = 1.0
+GAP_BATCH = 200
+
+log = logging.getLogger(__name__)
 
 
 class QueryError(ValueError):
@@ -48,6 +56,8 @@ class FaqService:
         self.policy = policy
         self.sessions = sessions
         self.max_query_length = max_query_length
+        self._pending_gaps: list[FaqGap] = []
+        self._gap_wakeup = asyncio.Event()
 
     @classmethod
     def from_settings(
@@ -85,20 +95,47 @@ class FaqService:
         return self.engine.ask(query, now=now, limit=MAX_RESULTS)
 
     async def ask_and_log(self, query: str, *, now: datetime | None = None) -> Answer:
-        """Answer ``query`` and keep it, masked, as a gap when the answer was not sure."""
+        """Answer ``query`` and keep it, masked, as a gap when the answer was not sure.
+
+        Gaps are written in batches by ``run_gap_writer`` (or ``flush_gaps``), off the
+        request path: SQLite has one writer, and a customer should not wait for it.
+        """
         answer = self.ask(query, now=now)
         if not answer.answered or answer.confidence < GAP_CONFIDENCE:
             best = answer.hits[0].entry.id if answer.hits else None
-            async with self.sessions() as session:
-                session.add(
-                    FaqGap(
-                        query=mask_personal_data(query)[:500],
-                        confidence=answer.confidence,
-                        best_entry_id=best,
-                    )
+            self._pending_gaps.append(
+                FaqGap(
+                    query=mask_personal_data(query)[:500],
+                    confidence=answer.confidence,
+                    best_entry_id=best,
                 )
-                await session.commit()
+            )
+            if len(self._pending_gaps) >= GAP_BATCH:
+                self._gap_wakeup.set()
         return answer
+
+    async def flush_gaps(self) -> int:
+        """Write the gaps logged so far; returns how many."""
+        pending, self._pending_gaps = self._pending_gaps, []
+        if pending:
+            async with self.sessions() as session:
+                session.add_all(pending)
+                await session.commit()
+        return len(pending)
+
+    async def run_gap_writer(self, interval: float = GAP_FLUSH_SECONDS) -> None:
+        """Flush gaps every ``interval`` seconds or when a batch is full, until cancelled."""
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._gap_wakeup.wait(), interval)
+                self._gap_wakeup.clear()
+                try:
+                    await self.flush_gaps()
+                except Exception:  # keep logging after a transient database error
+                    log.exception("could not write FAQ gaps")
+        finally:
+            await self.flush_gaps()
 
     async def record_feedback(self, entry_id: str, helpful: bool, query: str | None) -> bool:
         """Store a yes/no vote; False when the entry does not exist."""
@@ -112,6 +149,7 @@ class FaqService:
 
     async def gaps(self, limit: int = 50) -> list[GapSummary]:
         """Logged gap queries, most frequent first."""
+        await self.flush_gaps()
         async with self.sessions() as session:
             rows = await session.execute(
                 select(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from enum import StrEnum
 
-from sqlalchemy import Column, DateTime
+from sqlalchemy import Column, DateTime, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from helpdesk.db import utcnow
@@ -34,3 +35,186 @@ class FaqGap(SQLModel, table=True):
     confidence: float
     best_entry_id: str | None = Field(default=None, max_length=100)
     created_at: datetime = _created_at()
+
+
+# -- tickets -------------------------------------------------------------------------------
+
+
+class TicketKind(StrEnum):
+    defect = "defect"  # ① 不良品
+    wrong_item = "wrong_item"  # ① 誤発送
+    exchange = "exchange"  # ② 注文誤り (size or colour)
+    inquiry = "inquiry"  # everything else, through the general contact form
+
+
+class TicketStatus(StrEnum):
+    new = "new"
+    open = "open"
+    pending = "pending"
+    resolved = "resolved"
+    closed = "closed"
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    urgent = "urgent"
+
+
+class Author(StrEnum):
+    customer = "customer"
+    agent = "agent"
+    note = "note"  # internal note: never shown to the customer
+    system = "system"
+
+
+# A person who wrote to the shop; one row per e-mail address.
+class Customer(SQLModel, table=True):
+    __tablename__ = "customer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True, index=True)
+    name: str = Field(max_length=100)
+    created_at: datetime = _created_at()
+
+
+# A support agent; agents act mostly by e-mail.
+class Agent(SQLModel, table=True):
+    __tablename__ = "agent"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True, index=True)
+    name: str = Field(max_length=100)
+    created_at: datetime = _created_at()
+
+
+# One case: a return, a defect, an exchange or an inquiry.
+class Ticket(SQLModel, table=True):
+    __tablename__ = "ticket"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(max_length=32, unique=True, index=True)
+    # Random per ticket; the customer's access token is an HMAC over reference and nonce.
+    token_nonce: str = Field(max_length=64)
+    # The form's one-time submission id: a double submit finds the first ticket.
+    submission_key: str | None = Field(default=None, max_length=64, unique=True)
+    kind: str = Field(max_length=20, index=True)
+    status: str = Field(default=TicketStatus.new, max_length=20, index=True)
+    priority: str = Field(default=Priority.normal, max_length=20)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    assignee_id: int | None = Field(default=None, foreign_key="agent.id")
+    order_number: str | None = Field(default=None, max_length=50)
+    arrived_on: date | None = None
+    late: bool = False
+    desired_variant: str | None = Field(default=None, max_length=200)
+    category: str | None = Field(default=None, max_length=40)
+    subject: str = Field(max_length=200)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+
+
+# What was said on a ticket, by whom; notes stay internal.
+class Message(SQLModel, table=True):
+    __tablename__ = "message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    author: str = Field(max_length=20)
+    author_name: str | None = Field(default=None, max_length=254)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    # A form's one-time id (or an e-mail's Message-ID): a repeated submit adds nothing.
+    submission_key: str | None = Field(default=None, max_length=250, unique=True)
+    created_at: datetime = _created_at()
+
+
+# A cleaned photo (content-addressed in the media folder) on a ticket or a message.
+class Attachment(SQLModel, table=True):
+    __tablename__ = "attachment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    field: str = Field(max_length=40)
+    digest: str = Field(max_length=64)
+    thumb_digest: str = Field(max_length=64)
+    content_type: str = Field(max_length=50)
+    size: int
+    width: int
+    height: int
+    filename: str = Field(max_length=120)
+    created_at: datetime = _created_at()
+
+
+# The audit trail: every change to a ticket, who made it and when.
+class TicketEvent(SQLModel, table=True):
+    __tablename__ = "ticket_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    kind: str = Field(max_length=40, index=True)
+    actor: str = Field(max_length=254)
+    data: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    created_at: datetime = _created_at()
+
+
+# -- mail ------------------------------------------------------------------------------------
+
+
+class OutboxStatus(StrEnum):
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    dead = "dead"  # gave up after repeated failures; agents see it
+
+
+# The transactional outbox: a mail is written with the change that causes it, sent later.
+class Outbox(SQLModel, table=True):
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    kind: str = Field(max_length=40)
+    to_address: str = Field(max_length=254)
+    subject: str = Field(max_length=300)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    message_id: str = Field(max_length=250, unique=True)
+    reply_to: str | None = Field(default=None, max_length=254)
+    in_reply_to: str | None = Field(default=None, max_length=250)
+    references: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # JSON list of {"digest", "filename", "content_type"} of cleaned photos to attach.
+    attachments: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    automatic: bool = True
+    status: str = Field(default=OutboxStatus.queued, max_length=20, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = _created_at()
+    # While a sender holds the row ("sending"), others leave it alone until this time.
+    lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = _created_at()
+
+
+class InboundStatus(StrEnum):
+    received = "received"  # stored, not yet processed
+    processed = "processed"
+    ignored = "ignored"  # automatic mail, loops: kept but not acted on
+    failed = "failed"  # could not be parsed or applied: agents look at it
+
+
+# Every message received, stored raw before it is parsed: nothing is ever dropped.
+class InboundMail(SQLModel, table=True):
+    __tablename__ = "inbound_mail"
+
+    id: int | None = Field(default=None, primary_key=True)
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    envelope_from: str | None = Field(default=None, max_length=254)
+    envelope_to: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    message_id: str | None = Field(default=None, max_length=250, index=True)
+    from_address: str | None = Field(default=None, max_length=254)
+    subject: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    status: str = Field(default=InboundStatus.received, max_length=20, index=True)
+    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    received_at: datetime = _created_at()

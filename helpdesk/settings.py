@@ -33,13 +33,36 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     #: Longest FAQ query accepted by the HTTP API, in characters.
     faq_max_query_length: int = 200
-    #: Queries the bot answers with less confidence than this are logged as FAQ gaps.
+    #: Customers' photos, stored outside the web root (default ``var/media``).
+    media_dir: Path | None = None
+    #: Largest photo accepted, in megabytes.
+    max_photo_mb: int = 10
+    #: Submissions (forms, API, messages) allowed per client IP: "N/10m", "N/hour", "N/30s".
+    submission_rate: str = "10/10m"
+    #: The shop's From address and the agents' inbox (default: the shop policy's address).
+    support_address: str | None = None
+    #: Starlette debug mode (tracebacks in responses): never in production.
     debug: bool = False
 
-    @field_validator("var_dir", "data_dir")
+    @field_validator("var_dir", "data_dir", "media_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value if value.is_absolute() else (Path.cwd() / value).resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is None or value.is_absolute():
+            return value
+        return (Path.cwd() / value).resolve()
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        return self.media_dir or self.var_dir / "media"
+
+    @property
+    def max_photo_bytes(self) -> int:
+        return self.max_photo_mb * 1024 * 1024
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Largest request body: two photos and the form around them."""
+        return 2 * self.max_photo_bytes + 1024 * 1024
 
     @property
     def resolved_database_url(self) -> str:

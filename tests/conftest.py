@@ -56,6 +56,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         database_url=database_url,
         secret_key="test-secret-key-not-for-production",
         base_url="http://testserver",
+        # Many submissions come from one test client; the limiter has its own tests.
+        submission_rate="1000/1m",
     )
 
 

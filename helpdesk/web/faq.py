@@ -10,6 +10,9 @@ from starlette.routing import Route
 
 from helpdesk.faq_service import MAX_RESULTS, QueryError, answer_json
 
+# Suggestions beside the ticket forms appear from this confidence on.
+SUGGEST_CONFIDENCE = 0.3
+
 
 def _helpdesk(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.helpdesk
@@ -115,10 +118,26 @@ async def api_search(request: Request) -> Response:
     return JSONResponse(body)
 
 
+async def api_suggest(request: Request) -> Response:
+    """FAQ suggestions while a customer types a form; not logged as gaps (half-typed text)."""
+    helpdesk = _helpdesk(request)
+    try:
+        query = helpdesk.faq.validate(request.query_params.get("q"))
+    except QueryError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    answer = helpdesk.faq.ask(query)
+    # Only entries the bot finds plausible: a half-typed defect report should not be
+    # answered with unrelated FAQ entries.
+    hits = answer.hits[:3] if answer.confidence >= SUGGEST_CONFIDENCE else ()
+    results = [{"id": h.entry.id, "question": h.entry.question} for h in hits]
+    return JSONResponse({"query": query, "results": results})
+
+
 routes = [
     Route("/faq", faq_index, name="faq_index"),
     Route("/faq/ask", faq_ask, name="faq_ask"),
     Route("/faq/{entry_id:str}", faq_entry, name="faq_entry"),
     Route("/faq/{entry_id:str}/feedback", faq_feedback, methods=["POST"], name="faq_feedback"),
     Route("/api/faq/search", api_search, name="api_faq_search"),
+    Route("/api/faq/suggest", api_suggest, name="api_faq_suggest"),
 ]

@@ -1,4 +1,4 @@
-"""Home, privacy policy and the fallback contact page."""
+"""Home and privacy policy pages."""
 
 from __future__ import annotations
 
@@ -30,14 +30,7 @@ async def privacy(request: Request) -> Response:
     return helpdesk.templates.TemplateResponse(request, "privacy.html", {"policy_html": html})
 
 
-async def contact(request: Request) -> Response:
-    helpdesk = request.app.state.helpdesk
-    context = {"policy": helpdesk.faq.policy}
-    return helpdesk.templates.TemplateResponse(request, "contact.html", context)
-
-
 routes = [
     Route("/", home, name="home"),
     Route("/privacy", privacy, name="privacy"),
-    Route("/contact", contact, name="contact"),
 ]

@@ -1,0 +1,528 @@
+"""Request hardening: body size limit, CSRF tokens for HTML forms, per-IP rate limiting.
+
+Body size limit
+    ``BodySizeLimitMiddleware`` is pure ASGI so that it sees the body as it streams in and
+    never buffers it. A declared ``Content-Length`` over the limit is refused with 413 before
+    the app runs (so a client waiting on ``Expect: 100-continue`` never sends the body).
+    A chunked body is counted as the app reads it; past the limit the app's ``receive()``
+    raises, the middleware answers 413 itself (unless the app has already started its
+    response) and every later ``receive()`` returns ``http.disconnect``. The server discards
+    whatever the client still sends, so memory stays flat however large the upload is.
+
+CSRF protection (double submit with a signed token)
+    The cookie ``madoguchi_csrf`` holds a random value; the form carries
+    ``HMAC-SHA256(secret, "madoguchi-csrf:" + cookie value)`` in the hidden field
+    ``csrf_token`` (or the ``X-CSRF-Token`` header). A cross-site attacker can neither read
+    the cookie nor compute the HMAC, and even one able to plant a cookie (a sibling
+    subdomain) cannot forge the matching token without the server secret. The message is
+    prefixed so that no other signature the app makes with the same secret can be replayed
+    as a CSRF token.
+
+    Reading a form inside middleware would consume the body the endpoint needs, so the work
+    is split:
+
+    * ``CSRFMiddleware(app, secret=...)`` only hands the secret to the request and sets the
+      cookie (``HttpOnly; SameSite=Lax; Path=/``, plus ``Secure`` over https) on the response
+      when ``csrf_token(request)`` had to create one. It never refuses a request.
+    * Templates call ``csrf_input(request)`` (or ``csrf_token(request)``) in every form.
+    * Endpoints handling an unsafe method on an HTML (non-``/api/``) path call
+      ``await verify_csrf(request, form)`` after parsing the form, and answer 403 with the
+      form re-rendered (which sets a fresh cookie if it was missing) when it returns False.
+      The JSON API under ``/api/`` takes no cookies and needs no CSRF token.
+
+    ``secret`` may be a string or a zero-argument callable returning one (for example
+    ``settings.ensure_secret_key``), resolved on first use.
+
+Rate limiting
+    ``RateLimiter`` is an in-memory sliding-window log per key (the client IP from
+    ``client_ip``), bounded in memory: stale keys are dropped as time passes and at most
+    ``max_keys`` keys are kept, least recently seen evicted first. It lives in one process;
+    several workers each keep their own count.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import ipaddress
+import json
+import math
+import re
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from markupsafe import Markup
+from starlette.datastructures import FormData, Headers
+from starlette.requests import HTTPConnection, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "CSRF_COOKIE",
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "BodySizeLimitMiddleware",
+    "CSRFMiddleware",
+    "RateLimiter",
+    "client_ip",
+    "csrf_input",
+    "csrf_token",
+    "parse_rate",
+    "rate_limited_message",
+    "verify_csrf",
+]
+
+MB = 1024 * 1024
+
+# -- Body size limit ---------------------------------------------------------------------------
+
+#: Methods that carry a body worth limiting.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _BodyTooLarge(Exception):
+    """Raised inside the wrapped ``receive`` once the body passes the limit."""
+
+
+def _megabytes(n_bytes: int) -> str:
+    value = n_bytes / MB
+    return str(int(value)) if value == int(value) else f"{value:.1f}"
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies larger than ``max_bytes`` with 413, without buffering them.
+
+    Applies to POST, PUT and PATCH on paths starting with one of ``paths``. ``photo_mb`` is
+    the per-photo limit named in the message (``None`` leaves that sentence out).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        paths: tuple[str, ...] = ("/",),
+        photo_mb: int | None = 10,
+    ) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.app = app
+        self.max_bytes = max_bytes
+        self.paths = paths
+        self.photo_mb = photo_mb
+
+    @property
+    def message(self) -> str:
+        text = f"送信データが大きすぎます(上限 {_megabytes(self.max_bytes)} MB)。"
+        if self.photo_mb is not None:
+            text += f"写真は1枚{self.photo_mb}MBまでです。"
+        return text
+
+    def _applies(self, scope: Scope) -> bool:
+        return (
+            scope["type"] == "http"
+            and scope["method"] in BODY_METHODS
+            and scope["path"].startswith(self.paths)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._applies(scope):
+            await self.app(scope, receive, send)
+            return
+
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._send_413(scope, send)
+            return
+
+        received = 0
+        exceeded = False
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise _BodyTooLarge
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal response_started
+            if exceeded and not response_started:
+                # Whatever the app answers after its body was cut off, the answer is 413.
+                return
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            # Our own exception, or whatever the app turned it into (a ClientDisconnect, an
+            # exception group): once over the limit it all means "too large".
+            if not exceeded:
+                raise
+        if exceeded and not response_started:
+            response_started = True
+            await self._send_413(scope, send)
+
+    async def _send_413(self, scope: Scope, send: Send) -> None:
+        headers = Headers(scope=scope)
+        if _wants_json(scope["path"], headers):
+            body = json.dumps({"error": self.message}, ensure_ascii=False).encode()
+            content_type = b"application/json"
+        else:
+            body = _too_large_page(self.message, _back_link(scope, headers)).encode()
+            content_type = b"text/html; charset=utf-8"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _wants_json(path: str, headers: Headers) -> bool:
+    return path.startswith("/api/") or "application/json" in headers.get("accept", "")
+
+
+def _back_link(scope: Scope, headers: Headers) -> str:
+    """The Referer's path when it is on this site, else ``/``: never an outside address."""
+    referer = headers.get("referer", "")
+    try:
+        parts = urlsplit(referer)
+    except ValueError:
+        return "/"
+    host = headers.get("host", "")
+    if not host and scope.get("server"):
+        server_host, server_port = scope["server"]
+        host = f"{server_host}:{server_port}" if server_port else server_host
+    same_origin = parts.scheme == scope.get("scheme", "http") and parts.netloc == host
+    path = parts.path
+    if not same_origin or not path.startswith("/") or path.startswith(("//", "/\\")):
+        return "/"
+    return f"{path}?{parts.query}" if parts.query else path
+
+
+def _too_large_page(message: str, back: str) -> str:
+    return (
+        "<!doctype html>\n"
+        '<html lang="ja">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<title>送信データが大きすぎます | サポート窓口</title>\n"
+        '<link rel="stylesheet" href="/static/style.css">\n</head>\n<body>\n'
+        '<main id="main">\n<h1>送信データが大きすぎます</h1>\n'
+        f"<p>{html.escape(message)}</p>\n"
+        "<p>お手数ですが、写真を小さくするか枚数を減らして、もう一度送信してください。</p>\n"
+        f'<p><a href="{html.escape(back)}">前のページに戻る</a></p>\n'
+        "</main>\n</body>\n</html>\n"
+    )
+
+
+# -- CSRF --------------------------------------------------------------------------------------
+
+CSRF_COOKIE = "madoguchi_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+#: The cookie outlives the browser session so that a form restored with its tab (common on
+#: phones) still submits; the value carries no authority on its own.
+CSRF_COOKIE_MAX_AGE = 30 * 24 * 3600
+#: Separates CSRF signatures from every other HMAC the app makes with the same secret.
+_CSRF_CONTEXT = b"madoguchi-csrf:"
+#: The shape of cookie values we create (``secrets.token_urlsafe(32)``); anything else is
+#: replaced rather than signed.
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
+#: Longest submitted token looked at (hex SHA-256 is 64 characters).
+_MAX_TOKEN_LENGTH = 128
+_STATE_KEY = "madoguchi_csrf"
+
+Secret = str | Callable[[], str]
+
+
+@dataclass
+class _CSRFState:
+    """Per-request CSRF bookkeeping, kept in ``request.state``."""
+
+    secret: Secret
+    new_cookie: str | None = None
+
+
+def _key(secret: Secret) -> bytes:
+    value = secret() if callable(secret) else secret
+    if not value:
+        raise RuntimeError("the CSRF secret is empty")
+    return value.encode()
+
+
+def _sign(key: bytes, cookie: str) -> bytes:
+    return hmac.new(key, _CSRF_CONTEXT + cookie.encode(), hashlib.sha256).digest()
+
+
+def _state(connection: HTTPConnection, secret: Secret | None) -> _CSRFState:
+    state: _CSRFState | None = getattr(connection.state, _STATE_KEY, None)
+    if state is None:
+        if secret is None:
+            raise RuntimeError(
+                "no CSRF secret: add CSRFMiddleware to the app or pass secret= explicitly"
+            )
+        state = _CSRFState(secret)
+        setattr(connection.state, _STATE_KEY, state)
+    return state
+
+
+def _request_cookie(connection: HTTPConnection) -> str | None:
+    value = connection.cookies.get(CSRF_COOKIE)
+    return value if value and _COOKIE_VALUE.fullmatch(value) else None
+
+
+def csrf_token(request: HTTPConnection, *, secret: Secret | None = None) -> str:
+    """The token to put in this request's forms (urlsafe base64, no padding).
+
+    Creates a new cookie value when the request has none (or a malformed one); the
+    ``CSRFMiddleware`` then sets it on the response. The same value is reused for every call
+    within the request.
+
+    Raises:
+        RuntimeError: without ``CSRFMiddleware`` and without ``secret``.
+    """
+    state = _state(request, secret)
+    cookie = state.new_cookie or _request_cookie(request)
+    if cookie is None:
+        cookie = state.new_cookie = secrets.token_urlsafe(32)
+    signature = _sign(_key(secret or state.secret), cookie)
+    return base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+
+
+def csrf_input(request: HTTPConnection) -> Markup:
+    """The hidden form field, for templates: ``{{ csrf_input(request) }}``."""
+    return Markup('<input type="hidden" name="{}" value="{}">').format(
+        CSRF_FIELD, csrf_token(request)
+    )
+
+
+async def verify_csrf(request: Request, form: FormData, *, secret: Secret | None = None) -> bool:
+    """Whether the form (or the ``X-CSRF-Token`` header) carries the token for the cookie.
+
+    Call it after parsing the form of every unsafe HTML request. False when the cookie is
+    missing or malformed, the token is missing or does not match; accepts the signature in
+    urlsafe base64 (with or without padding) or in hex.
+
+    Raises:
+        RuntimeError: without ``CSRFMiddleware`` and without ``secret``.
+    """
+    state = _state(request, secret)
+    cookie = _request_cookie(request)
+    submitted = form.get(CSRF_FIELD)
+    if not isinstance(submitted, str) or not submitted:
+        submitted = request.headers.get(CSRF_HEADER, "")
+    if cookie is None or not submitted or len(submitted) > _MAX_TOKEN_LENGTH:
+        return False
+    try:
+        given = submitted.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    expected = _sign(_key(secret or state.secret), cookie)
+    as_b64 = base64.urlsafe_b64encode(expected)
+    candidates = (as_b64.rstrip(b"="), as_b64, expected.hex().encode())
+    # Compare against every form so that the time taken does not depend on which one matched.
+    matches = [hmac.compare_digest(given, candidate) for candidate in candidates]
+    return any(matches)
+
+
+class CSRFMiddleware:
+    """Hand the CSRF secret to each request and set the cookie when a token was created.
+
+    Pure ASGI; it never reads the body and never refuses a request: endpoints call
+    ``verify_csrf`` (see the module docstring).
+    """
+
+    def __init__(self, app: ASGIApp, *, secret: Secret) -> None:
+        self.app = app
+        self.secret = secret
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = _CSRFState(self.secret)
+        scope.setdefault("state", {})[_STATE_KEY] = state
+        secure = scope.get("scheme") == "https"
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start" and state.new_cookie is not None:
+                cookie = f"{CSRF_COOKIE}={state.new_cookie}; HttpOnly; Max-Age="
+                cookie += f"{CSRF_COOKIE_MAX_AGE}; Path=/; SameSite=Lax"
+                if secure:
+                    cookie += "; Secure"
+                headers = list(message.get("headers", []))
+                headers.append((b"set-cookie", cookie.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+# -- Rate limiting -----------------------------------------------------------------------------
+
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([A-Za-z]+)\s*")
+_UNITS: dict[str, float] = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600.0),
+    **dict.fromkeys(("d", "day", "days"), 86400.0),
+}
+
+
+def parse_rate(text: str) -> tuple[int, float]:
+    """Parse ``"10/10m"``, ``"20/hour"`` or ``"5/30s"`` into ``(limit, window_seconds)``.
+
+    Raises:
+        ValueError: when the text is not ``COUNT/[NUMBER]UNIT`` with a positive count and
+            window, or the unit is unknown.
+    """
+    expected = "expected COUNT/WINDOW such as '10/10m', '20/hour' or '5/30s'"
+    match = _RATE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"invalid rate {text!r}: {expected}")
+    count, amount, unit = match.groups()
+    seconds = _UNITS.get(unit.lower())
+    if seconds is None:
+        known = "s, m, h, d (or second, minute, hour, day)"
+        raise ValueError(f"invalid rate {text!r}: unknown unit {unit!r}; use one of {known}")
+    limit = int(count)
+    window = float(amount if amount is not None else 1) * seconds
+    if limit <= 0 or window <= 0:
+        raise ValueError(f"invalid rate {text!r}: count and window must be positive")
+    return limit, window
+
+
+class RateLimiter:
+    """Sliding-window limiter: at most ``limit`` hits per key within ``window_seconds``.
+
+    Refused hits are not counted, so someone who waits as told always gets through. Memory is
+    bounded: keys idle for a whole window are dropped, and beyond ``max_keys`` keys the least
+    recently seen is evicted. Not thread-safe; meant for one event loop.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window_seconds: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10_000,
+    ) -> None:
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        if window_seconds <= 0:
+            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
+        if max_keys <= 0:
+            raise ValueError(f"max_keys must be positive, got {max_keys}")
+        self.limit = limit
+        self.window = float(window_seconds)
+        self.clock = clock
+        self.max_keys = max_keys
+        # Key -> times of its accepted hits, oldest first; keys in order of last hit.
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many keys are tracked."""
+        return len(self._hits)
+
+    def hit(self, key: str) -> float | None:
+        """Record an attempt: None when allowed, else seconds until the next allowed one."""
+        now = self.clock()
+        horizon = now - self.window
+        self._evict_idle(horizon)
+        times = self._hits.get(key)
+        if times is None:
+            times = self._hits[key] = deque()
+        else:
+            self._hits.move_to_end(key)
+            while times and times[0] <= horizon:
+                times.popleft()
+        if len(times) >= self.limit:
+            return max(times[0] - horizon, 0.0)
+        times.append(now)
+        while len(self._hits) > self.max_keys:
+            self._hits.popitem(last=False)
+        return None
+
+    def _evict_idle(self, horizon: float) -> None:
+        # Keys are ordered by last hit, so idle ones are at the front. A key refused while
+        # over its limit moves to the back without a new time; checking its newest accepted
+        # hit keeps the test right.
+        while self._hits:
+            key, times = next(iter(self._hits.items()))
+            if times and times[-1] > horizon:
+                break
+            del self._hits[key]
+
+    def reset(self, key: str | None = None) -> None:
+        """Forget one key, or every key."""
+        if key is None:
+            self._hits.clear()
+        else:
+            self._hits.pop(key, None)
+
+
+def client_ip(request: HTTPConnection, *, trusted_proxies: Iterable[str] = ()) -> str:
+    """The client's address: the TCP peer, or ``X-Forwarded-For`` only via a trusted proxy.
+
+    ``trusted_proxies`` holds addresses or networks (``"10.0.0.0/8"``). When the peer is one
+    of them, the rightmost ``X-Forwarded-For`` entry that is not a trusted proxy is taken
+    (entries further left are set by the client and cannot be believed). Returns
+    ``"unknown"`` when the server gives no peer address.
+    """
+    peer = request.client.host if request.client else "unknown"
+    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
+    if not networks or not _in_networks(peer, networks):
+        return peer
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _in_networks(hop, networks):
+            return hop if _is_ip(hop) else peer
+    return hops[0] if hops and _is_ip(hops[0]) else peer
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _in_networks(address: str, networks: list[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def rate_limited_message(retry_after: float) -> str:
+    """The polite Japanese message for a refused submission, with a rounded-up wait."""
+    minutes = max(1, math.ceil(retry_after / 60))
+    wait = f"約{minutes}分後" if minutes < 60 else f"約{math.ceil(minutes / 60)}時間後"
+    return f"送信が続いたため、しばらく受け付けを停止しています。{wait}にもう一度お試しください。"

@@ -1,0 +1,548 @@
+"""The ticket rules: what each kind asks for, validation, creation, access and changes.
+
+Routes parse requests and render; everything a ticket may or may not do lives here, so
+that the HTML forms, the HTTP API and (later) e-mail all follow the same rules.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from email.utils import make_msgid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from faq import ShopPolicy
+from helpdesk.db import utcnow
+from helpdesk.models import (
+    Attachment,
+    Author,
+    Customer,
+    Message,
+    Outbox,
+    Ticket,
+    TicketEvent,
+    TicketKind,
+    TicketStatus,
+)
+from helpdesk.photos import StoredPhoto
+
+KIND_LABELS = {
+    TicketKind.defect: "不良品",
+    TicketKind.wrong_item: "誤発送(注文と違う商品が届いた)",
+    TicketKind.exchange: "注文誤り(サイズ・カラーの交換)",
+    TicketKind.inquiry: "お問い合わせ",
+}
+INQUIRY_CATEGORIES = {
+    "invoice": "GMO後払いの請求書(再発行・送付先の変更)",
+    "reshipping": "戻ってきた荷物の再発送",
+    "confirmation_mail": "注文確認メールが届かない",
+    "not_arrived": "注文した商品が届かない",
+    "privacy": "個人情報について(開示・訂正・削除など)",
+    "other": "その他",
+}
+STATUS_LABELS = {
+    TicketStatus.new: "受付済み",
+    TicketStatus.open: "対応中",
+    TicketStatus.pending: "お客様のご返信待ち",
+    TicketStatus.resolved: "解決済み",
+    TicketStatus.closed: "完了",
+}
+PHOTO_FIELDS = {
+    "photo_overall": "全体が分かる写真",
+    "photo_defect": "不良部分が鮮明に見える写真",
+}
+# Kinds that need both photos (the shop's return policy, case ①).
+PHOTO_KINDS = frozenset({TicketKind.defect, TicketKind.wrong_item})
+FIELD_LABELS = {
+    "kind": "お問い合わせの種類",
+    "name": "お名前",
+    "email": "メールアドレス",
+    "order_number": "注文番号",
+    "arrived_on": "商品の到着日",
+    "description": "内容",
+    "desired_variant": "交換を希望するサイズ・カラー",
+    "category": "お問い合わせの内容",
+    "body": "メッセージ",
+    **PHOTO_FIELDS,
+}
+MAX_NAME = 100
+MAX_EMAIL = 254
+MAX_ORDER_NUMBER = 50
+MAX_DESCRIPTION = 5000
+MAX_VARIANT = 200
+# An arrival date further back than this is surely a typo.
+OLDEST_ARRIVAL = timedelta(days=366)
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_ORDER_NUMBER = re.compile(r"^#?[A-Za-z0-9][A-Za-z0-9-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A validated form or API submission."""
+
+    kind: TicketKind
+    name: str
+    email: str
+    order_number: str | None = None
+    arrived_on: date | None = None
+    description: str = ""
+    desired_variant: str | None = None
+    category: str | None = None
+
+
+@dataclass(slots=True)
+class Validation:
+    submission: Submission | None
+    errors: dict[str, str] = field(default_factory=dict)
+    late: bool = False
+
+
+def _clean(value: str | None) -> str:
+    """NFKC for the short fields customers type on phones (＃１２３４ → #1234), trimmed."""
+    return unicodedata.normalize("NFKC", value or "").strip()
+
+
+def _text(value: str | None) -> str:
+    """Long text keeps the customer's characters; only control characters go."""
+    text = (value or "").replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
+
+
+def validate_submission(raw: Mapping[str, Any], *, today: date, policy: ShopPolicy) -> Validation:
+    """Check a submission; every problem gets a Japanese message under its field name."""
+    errors: dict[str, str] = {}
+    try:
+        kind = TicketKind(str(raw.get("kind") or ""))
+    except ValueError:
+        return Validation(None, {"kind": "お問い合わせの種類を選んでください。"})
+
+    name = _clean(raw.get("name"))
+    if not name:
+        errors["name"] = "お名前を入力してください。"
+    elif len(name) > MAX_NAME:
+        errors["name"] = f"お名前は{MAX_NAME}文字以内で入力してください。"
+
+    email = _clean(raw.get("email"))
+    if not email:
+        errors["email"] = "メールアドレスを入力してください。"
+    elif len(email) > MAX_EMAIL or not _EMAIL.match(email):
+        errors["email"] = "メールアドレスの形式が正しくありません(例: taro@example.jp)。"
+
+    order_number = _clean(raw.get("order_number")).replace(" ", "") or None
+    needs_order = kind is not TicketKind.inquiry
+    if order_number is None and needs_order:
+        errors["order_number"] = "注文番号を入力してください(注文確認メールに記載があります)。"
+    elif order_number is not None and (
+        len(order_number) > MAX_ORDER_NUMBER or not _ORDER_NUMBER.match(order_number)
+    ):
+        errors["order_number"] = "注文番号は半角英数字で入力してください(例: #1234)。"
+
+    arrived_on: date | None = None
+    late = False
+    raw_arrival = _clean(raw.get("arrived_on"))
+    if raw_arrival:
+        try:
+            arrived_on = date.fromisoformat(raw_arrival)
+        except ValueError:
+            errors["arrived_on"] = "到着日は 2026-11-24 の形式で入力してください。"
+        else:
+            if arrived_on > today:
+                errors["arrived_on"] = "到着日に未来の日付は指定できません。"
+            elif arrived_on < today - OLDEST_ARRIVAL:
+                errors["arrived_on"] = "到着日をご確認ください(1年以上前の日付です)。"
+            else:
+                late = (today - arrived_on).days > policy.return_window_days
+    elif needs_order:
+        errors["arrived_on"] = "商品が届いた日を入力してください。"
+
+    description = _text(raw.get("description"))
+    if not description and kind is not TicketKind.exchange:
+        errors["description"] = (
+            "どのような問題か入力してください。"
+            if kind in PHOTO_KINDS
+            else "お問い合わせ内容を入力してください。"
+        )
+    elif len(description) > MAX_DESCRIPTION:
+        errors["description"] = (
+            f"内容は{MAX_DESCRIPTION}文字以内で入力してください(いまは{len(description)}文字です)。"
+        )
+
+    desired_variant = _clean(raw.get("desired_variant")) or None
+    if kind is TicketKind.exchange:
+        if desired_variant is None:
+            errors["desired_variant"] = "交換を希望するサイズ・カラーを入力してください。"
+        elif len(desired_variant) > MAX_VARIANT:
+            errors["desired_variant"] = f"{MAX_VARIANT}文字以内で入力してください。"
+    else:
+        desired_variant = None
+
+    category = _clean(raw.get("category")) or None
+    if kind is TicketKind.inquiry:
+        if category not in INQUIRY_CATEGORIES:
+            errors["category"] = "お問い合わせの内容を選んでください。"
+    else:
+        category = None
+
+    if errors:
+        return Validation(None, errors, late)
+    submission = Submission(
+        kind, name, email.lower(), order_number, arrived_on, description, desired_variant, category
+    )
+    return Validation(submission, {}, late)
+
+
+def missing_photos(kind: TicketKind, photos: Mapping[str, StoredPhoto]) -> dict[str, str]:
+    """Errors for the photos a kind requires and the submission lacks."""
+    if kind not in PHOTO_KINDS:
+        return {}
+    return {
+        name: f"「{label}」を添付してください。"
+        for name, label in PHOTO_FIELDS.items()
+        if name not in photos
+    }
+
+
+def subject_for(submission: Submission) -> str:
+    label = KIND_LABELS[submission.kind]
+    if submission.kind is TicketKind.inquiry and submission.category:
+        label = INQUIRY_CATEGORIES[submission.category]
+    return f"{label}" + (f"(注文番号 {submission.order_number})" if submission.order_number else "")
+
+
+class TicketService:
+    """Creates tickets and changes them; every change leaves an event in the audit trail."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        policy: ShopPolicy,
+        secret_key: str,
+        base_url: str,
+        support_address: str,
+    ) -> None:
+        self.sessions = sessions
+        self.policy = policy
+        self._secret = secret_key.encode()
+        self.base_url = base_url.rstrip("/")
+        self.support_address = support_address
+
+    # -- signing -------------------------------------------------------------------------
+
+    def _sign(self, purpose: str, value: str) -> str:
+        digest = hmac.new(self._secret, f"{purpose}:{value}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:24]).decode().rstrip("=")
+
+    def access_token(self, ticket: Ticket) -> str:
+        """The customer's unguessable token; the reference alone opens nothing."""
+        return self._sign("ticket", f"{ticket.reference}.{ticket.token_nonce}")
+
+    def check_token(self, ticket: Ticket, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(self.access_token(ticket), str(token))
+
+    def status_url(self, ticket: Ticket) -> str:
+        return f"{self.base_url}/t/{ticket.reference}?token={self.access_token(ticket)}"
+
+    def photo_token(self, photo: StoredPhoto) -> str:
+        """A signed note of a photo already accepted, carried by the form across a retry."""
+        payload = base64.urlsafe_b64encode(json.dumps(asdict(photo)).encode()).decode()
+        return f"{payload}.{self._sign('photo', payload)}"
+
+    def photo_from_token(self, token: str | None) -> StoredPhoto | None:
+        if not token or "." not in token:
+            return None
+        payload, signature = token.rsplit(".", 1)
+        if not hmac.compare_digest(self._sign("photo", payload), signature):
+            return None
+        try:
+            return StoredPhoto(**json.loads(base64.urlsafe_b64decode(payload.encode())))
+        except (ValueError, TypeError):
+            return None
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def find(self, reference: str) -> Ticket | None:
+        async with self.sessions() as session:
+            result = await session.execute(select(Ticket).where(Ticket.reference == reference))
+            return result.scalar_one_or_none()
+
+    async def open_for_customer(self, reference: str, token: str | None) -> Ticket | None:
+        """The ticket when the token matches; None for a wrong token or reference alike."""
+        ticket = await self.find(reference)
+        return ticket if ticket is not None and self.check_token(ticket, token) else None
+
+    async def conversation(
+        self, ticket: Ticket, *, internal: bool = False
+    ) -> list[tuple[Message, list[Attachment]]]:
+        async with self.sessions() as session:
+            query = select(Message).where(Message.ticket_id == ticket.id)
+            if not internal:
+                query = query.where(Message.author.in_([Author.customer, Author.agent]))
+            messages = (await session.execute(query.order_by(Message.id))).scalars().all()
+            attachments = (
+                (await session.execute(select(Attachment).where(Attachment.ticket_id == ticket.id)))
+                .scalars()
+                .all()
+            )
+        by_message: dict[int | None, list[Attachment]] = {}
+        for attachment in attachments:
+            by_message.setdefault(attachment.message_id, []).append(attachment)
+        return [(m, by_message.get(m.id, [])) for m in messages]
+
+    async def attachment(self, ticket: Ticket, digest: str) -> Attachment | None:
+        async with self.sessions() as session:
+            result = await session.execute(
+                select(Attachment).where(
+                    Attachment.ticket_id == ticket.id,
+                    (Attachment.digest == digest) | (Attachment.thumb_digest == digest),
+                )
+            )
+            return result.scalars().first()
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        submission: Submission,
+        photos: Mapping[str, StoredPhoto],
+        *,
+        late: bool,
+        submission_key: str | None = None,
+        deflection: Mapping[str, list[str]] | None = None,
+        channel: str = "web",
+    ) -> tuple[Ticket, bool]:
+        """Create the ticket with its first message, photos, events and confirmation mail.
+
+        Returns ``(ticket, created)``; a repeated ``submission_key`` (reload, double click)
+        returns the first ticket with ``created`` False.
+        """
+        if submission_key:
+            async with self.sessions() as session:
+                existing = await session.execute(
+                    select(Ticket).where(Ticket.submission_key == submission_key)
+                )
+                if (ticket := existing.scalar_one_or_none()) is not None:
+                    return ticket, False
+        try:
+            return await self._create(submission, photos, late, submission_key, deflection, channel)
+        except IntegrityError:
+            # Two submits raced on the same key: the other one won.
+            if not submission_key:
+                raise
+            async with self.sessions() as session:
+                existing = await session.execute(
+                    select(Ticket).where(Ticket.submission_key == submission_key)
+                )
+                return existing.scalar_one(), False
+
+    async def _customer(self, session: AsyncSession, submission: Submission) -> Customer:
+        result = await session.execute(select(Customer).where(Customer.email == submission.email))
+        customer = result.scalar_one_or_none()
+        if customer is None:
+            customer = Customer(email=submission.email, name=submission.name)
+            try:
+                async with session.begin_nested():
+                    session.add(customer)
+            except IntegrityError:
+                result = await session.execute(
+                    select(Customer).where(Customer.email == submission.email)
+                )
+                customer = result.scalar_one()
+        return customer
+
+    async def _create(
+        self,
+        submission: Submission,
+        photos: Mapping[str, StoredPhoto],
+        late: bool,
+        submission_key: str | None,
+        deflection: Mapping[str, list[str]] | None,
+        channel: str,
+    ) -> tuple[Ticket, bool]:
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            customer = await self._customer(session, submission)
+            ticket = Ticket(
+                reference=f"pending-{secrets.token_hex(8)}",
+                token_nonce=secrets.token_urlsafe(16),
+                submission_key=submission_key,
+                kind=submission.kind,
+                customer_id=customer.id,  # type: ignore[arg-type]
+                order_number=submission.order_number,
+                arrived_on=submission.arrived_on,
+                late=late,
+                desired_variant=submission.desired_variant,
+                category=submission.category,
+                subject=subject_for(submission),
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(ticket)
+            await session.flush()
+            # The id is unique across workers and databases; the reference is made from it.
+            ticket.reference = f"HD-{now:%y}-{ticket.id:05d}"
+            message = Message(
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                author=Author.customer,
+                author_name=submission.name,
+                body=self._first_message(submission),
+                created_at=now,
+            )
+            session.add(message)
+            await session.flush()
+            for name, photo in photos.items():
+                session.add(_attachment(ticket, message, name, photo))
+            session.add(self._event(ticket, "created", submission.email, channel=channel))
+            if late:
+                days = (now.date() - submission.arrived_on).days if submission.arrived_on else None
+                session.add(self._event(ticket, "flagged_late", "system", days=days))
+            for event_kind, ids in (deflection or {}).items():
+                if ids:
+                    session.add(self._event(ticket, f"deflection_{event_kind}", "system", ids=ids))
+            session.add(self._confirmation_mail(ticket, customer, submission))
+        return ticket, True
+
+    def _first_message(self, submission: Submission) -> str:
+        lines = []
+        if submission.desired_variant:
+            lines.append(f"交換を希望するサイズ・カラー: {submission.desired_variant}")
+        if submission.description:
+            lines.append(submission.description)
+        return "\n\n".join(lines) or KIND_LABELS[submission.kind]
+
+    @staticmethod
+    def _event(ticket: Ticket, kind: str, actor: str, **data: Any) -> TicketEvent:
+        return TicketEvent(
+            ticket_id=ticket.id, kind=kind, actor=actor, data=json.dumps(data, ensure_ascii=False)
+        )
+
+    def _confirmation_mail(
+        self, ticket: Ticket, customer: Customer, submission: Submission
+    ) -> Outbox:
+        from helpdesk.mail.compose import compose
+
+        mail = compose(
+            "ticket_confirmation",
+            ticket=ticket,
+            customer=customer,
+            submission=submission,
+            kind_label=KIND_LABELS[submission.kind],
+            category_label=INQUIRY_CATEGORIES.get(submission.category or ""),
+            status_url=self.status_url(ticket),
+            policy=self.policy,
+        )
+        return Outbox(
+            ticket_id=ticket.id,
+            kind="ticket_confirmation",
+            to_address=customer.email,
+            subject=mail.subject,
+            text=mail.text,
+            html=mail.html,
+            message_id=make_msgid(domain=self.support_address.rpartition("@")[2]).strip("<>"),
+        )
+
+    async def add_customer_message(
+        self,
+        ticket: Ticket,
+        body: str,
+        photos: Mapping[str, StoredPhoto],
+        *,
+        submission_key: str | None = None,
+    ) -> Message:
+        """Append the customer's message; a resolved or closed ticket opens again.
+
+        A repeated ``submission_key`` returns the message already stored.
+        """
+        if submission_key:
+            async with self.sessions() as session:
+                found = await session.execute(
+                    select(Message).where(Message.submission_key == submission_key)
+                )
+                if (message := found.scalar_one_or_none()) is not None:
+                    return message
+        try:
+            return await self._add_customer_message(ticket, body, photos, submission_key)
+        except IntegrityError:
+            if not submission_key:
+                raise
+            async with self.sessions() as session:
+                found = await session.execute(
+                    select(Message).where(Message.submission_key == submission_key)
+                )
+                return found.scalar_one()
+
+    async def _add_customer_message(
+        self,
+        ticket: Ticket,
+        body: str,
+        photos: Mapping[str, StoredPhoto],
+        submission_key: str | None,
+    ) -> Message:
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            current = await session.get(Ticket, ticket.id, with_for_update=True)
+            assert current is not None
+            customer = await session.get(Customer, current.customer_id)
+            message = Message(
+                ticket_id=current.id,  # type: ignore[arg-type]
+                author=Author.customer,
+                author_name=customer.name if customer else None,
+                body=body or "(写真を追加しました)",
+                submission_key=submission_key,
+                created_at=now,
+            )
+            session.add(message)
+            await session.flush()
+            for index, photo in enumerate(photos.values()):
+                session.add(_attachment(current, message, f"photo_{index + 1}", photo))
+            session.add(
+                self._event(current, "customer_message", customer.email if customer else "")
+            )
+            if current.status in (TicketStatus.resolved, TicketStatus.closed):
+                session.add(
+                    self._event(
+                        current, "status_changed", "customer", old=current.status, new="open"
+                    )
+                )
+                current.status = TicketStatus.open
+            current.updated_at = now
+        ticket.status = current.status
+        return message
+
+
+def _attachment(ticket: Ticket, message: Message, name: str, photo: StoredPhoto) -> Attachment:
+    return Attachment(
+        ticket_id=ticket.id,  # type: ignore[arg-type]
+        message_id=message.id,
+        field=name,
+        digest=photo.digest,
+        thumb_digest=photo.thumb_digest,
+        content_type=photo.content_type,
+        size=photo.size,
+        width=photo.width,
+        height=photo.height,
+        filename=photo.original_filename[:120],
+    )
+
+
+def validate_message(body: str | None) -> tuple[str, dict[str, str]]:
+    text = _text(body)
+    if len(text) > MAX_DESCRIPTION:
+        return text, {"body": f"メッセージは{MAX_DESCRIPTION}文字以内で入力してください。"}
+    return text, {}
+
+
+def today_in_japan(policy: ShopPolicy, now: datetime | None = None) -> date:
+    return policy.local(now).date()

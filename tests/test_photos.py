@@ -1,0 +1,634 @@
+"""The photo store: real images made here with Pillow and pillow-heif, and real bad files."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+from pathlib import Path
+
+import pillow_heif
+import pytest
+from PIL import ExifTags, Image, PngImagePlugin
+
+from helpdesk.photos import PhotoError, PhotoStore, StoredPhoto, sanitize_filename
+from helpdesk.settings import ROOT
+
+LABEL = "全体が分かる写真"
+PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
+    b"xref\n0 3\n0000000000 65535 f \n0000000009 00000 n \n0000000052 00000 n \n"
+    b"trailer<</Size 3/Root 1 0 R>>\nstartxref\n101\n%%EOF\n"
+)
+SVG = (
+    b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+    b'<rect width="10" height="10" fill="red"/></svg>'
+)
+# Tokyo Station, as a phone would record it.
+GPS = {
+    ExifTags.GPS.GPSLatitudeRef: "N",
+    ExifTags.GPS.GPSLatitude: (35.0, 40.0, 52.0),
+    ExifTags.GPS.GPSLongitudeRef: "E",
+    ExifTags.GPS.GPSLongitude: (139.0, 46.0, 1.0),
+}
+
+
+# -- real files -------------------------------------------------------------------------------
+
+
+def _save(image: Image.Image, format: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format, **params)
+    return buffer.getvalue()
+
+
+def _striped(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    """An image whose left half is red and right half blue: shows a rotation."""
+    image = Image.new(mode, size, "red")
+    image.paste("blue", (size[0] // 2, 0, size[0], size[1]))
+    return image
+
+
+def phone_jpeg(size: tuple[int, int] = (640, 480), *, orientation: int = 6) -> bytes:
+    """A JPEG carrying what phones record: make, model, orientation, GPS, XMP, a comment."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "Apple"
+    exif[ExifTags.Base.Model] = "iPhone 15"
+    exif[ExifTags.Base.Orientation] = orientation
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update(GPS)
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><secret>SECRET-XMP</secret></x:xmpmeta>'
+    return _save(_striped(size), "JPEG", quality=90, exif=exif, xmp=xmp, comment=b"SECRET-COM")
+
+
+def heic(size: tuple[int, int] = (400, 300)) -> bytes:
+    return _save(Image.new("RGB", size, "teal"), "HEIF")
+
+
+def png_with_alpha(size: tuple[int, int] = (300, 200)) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "SECRET-TEXT")
+    info.add_itxt("Description", "SECRET-ITXT")
+    image = Image.new("RGBA", size, (200, 30, 30, 128))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Software] = "SECRET-EXIF"
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update(GPS)
+    return _save(image, "PNG", pnginfo=info, exif=exif)
+
+
+def swapped_profile() -> bytes:
+    """A minimal ICC v2 RGB profile whose red and blue primaries are sRGB's blue and red.
+
+    Converting through it turns red into blue, which shows a conversion really happened.
+    """
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    # sRGB's colorants adapted to D50, as in every sRGB profile.
+    red, green, blue = (0.4361, 0.2225, 0.0139), (0.3851, 0.7169, 0.0971), (0.1431, 0.0606, 0.7141)
+    linear = b"curv" + bytes(4) + struct.pack(">I", 0)
+    tags = [
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(*blue)),
+        (b"gXYZ", xyz(*green)),
+        (b"bXYZ", xyz(*red)),
+        (b"rTRC", linear),
+        (b"gTRC", linear),
+        (b"bTRC", linear),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags:
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body + bytes(-len(body) % 4)
+    header = (
+        struct.pack(">I", offset + len(data))
+        + bytes(4)
+        + struct.pack(">I", 0x02100000)
+        + b"mntrRGB XYZ "
+        + bytes(12)
+        + b"acsp"
+        + bytes(28)
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+    )
+    return header.ljust(128, b"\0") + struct.pack(">I", len(tags)) + table + data
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_of_zeros(width: int, height: int, *, color_type: int, bit_depth: int) -> bytes:
+    """A valid PNG of one colour, built row by row so that no pixel buffer is ever allocated.
+
+    Zeros compress about a thousand to one: a 20000×20000 image is a few tens of KB, the
+    shape of a decompression bomb.
+    """
+    channels = {0: 1, 2: 3, 3: 1}[color_type]
+    row = bytes(1 + (width * channels * bit_depth + 7) // 8)  # filter byte 0, then pixels
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    chunks = png_chunk(b"IHDR", header)
+    if color_type == 3:
+        chunks += png_chunk(b"PLTE", b"\x00\x00\x00\xff\xff\xff")
+    chunks += png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
+
+
+def jpeg_segments(data: bytes) -> list[int]:
+    """The markers of a JPEG's header segments, up to the start of the scan."""
+    assert data[:2] == b"\xff\xd8"
+    markers, offset = [], 2
+    while True:
+        marker = data[offset + 1]
+        markers.append(marker)
+        if marker == 0xDA:  # SOS: entropy-coded data follows
+            return markers
+        (length,) = struct.unpack(">H", data[offset + 2 : offset + 4])
+        offset += 2 + length
+
+
+def png_chunk_types(data: bytes) -> list[bytes]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    kinds, offset = [], 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kinds.append(data[offset + 4 : offset + 8])
+        offset += 12 + length
+    return kinds
+
+
+def stored_image(store: PhotoStore, digest: str) -> Image.Image:
+    image = Image.open(io.BytesIO(store.open(digest)))
+    image.load()
+    return image
+
+
+def stored_files(root: Path) -> list[Path]:
+    return sorted(path for path in root.rglob("*") if path.is_file())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PhotoStore:
+    return PhotoStore(tmp_path / "media")
+
+
+# -- cleaning ---------------------------------------------------------------------------------
+
+
+def test_jpeg_loses_exif_gps_xmp_and_comment_and_is_turned_upright(store: PhotoStore) -> None:
+    data = phone_jpeg((640, 480), orientation=6)
+    # The upload really carries what must go.
+    original = Image.open(io.BytesIO(data))
+    assert original.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    assert b"Exif" in data and b"SECRET-XMP" in data and b"SECRET-COM" in data
+
+    photo = store.process(data, filename="IMG_0001.JPG", field_label=LABEL)
+
+    stored = store.open(photo.digest)
+    assert photo.content_type == "image/jpeg"
+    assert photo.size == len(stored)
+    # Orientation 6 (rotate 90° clockwise): the landscape capture is a portrait photo.
+    assert (photo.width, photo.height) == (480, 640)
+    image = Image.open(io.BytesIO(stored))
+    assert image.format == "JPEG" and image.size == (480, 640)
+    # Red was the left half; turned clockwise it is the top half.
+    top, bottom = image.getpixel((240, 100)), image.getpixel((240, 540))
+    assert isinstance(top, tuple) and isinstance(bottom, tuple)
+    assert top[0] > 200 and top[2] < 60
+    assert bottom[2] > 200 and bottom[0] < 60
+    assert len(image.getexif()) == 0
+    assert not image.getexif().get_ifd(ExifTags.IFD.GPSInfo)
+    assert b"Exif" not in stored and b"SECRET" not in stored and b"http://ns.adobe" not in stored
+    # Only JFIF (APP0), tables and the frame: no APP1 (EXIF/XMP), APP2 (ICC), APP13, COM.
+    markers = jpeg_segments(stored)
+    assert not [m for m in markers if 0xE1 <= m <= 0xEF or m == 0xFE], [hex(m) for m in markers]
+
+
+def test_colour_profile_is_converted_to_srgb_then_dropped(store: PhotoStore) -> None:
+    data = _save(Image.new("RGB", (200, 100), "red"), "JPEG", icc_profile=swapped_profile())
+    assert Image.open(io.BytesIO(data)).info.get("icc_profile")
+
+    photo = store.process(data, filename="a.jpg", field_label=LABEL)
+
+    stored = store.open(photo.digest)
+    image = stored_image(store, photo.digest)
+    assert "icc_profile" not in image.info
+    assert 0xE2 not in jpeg_segments(stored)
+    # Stored as "red" under a profile whose red is sRGB's blue: what the camera saw is blue.
+    red, _green, blue = image.getpixel((100, 50))  # type: ignore[misc]
+    assert blue > 200 and red < 60
+
+
+def test_broken_colour_profile_is_only_dropped(store: PhotoStore) -> None:
+    data = _save(Image.new("RGB", (200, 100), "red"), "JPEG", icc_profile=b"not a profile")
+
+    photo = store.process(data, filename="a.jpg", field_label=LABEL)
+
+    image = stored_image(store, photo.digest)
+    assert "icc_profile" not in image.info
+    red, _green, blue = image.getpixel((100, 50))  # type: ignore[misc]
+    assert red > 200 and blue < 60
+
+
+def test_cmyk_jpeg_becomes_rgb(store: PhotoStore) -> None:
+    data = _save(Image.new("CMYK", (120, 80), (0, 255, 255, 0)), "JPEG")
+
+    photo = store.process(data, filename="scan.jpg", field_label=LABEL)
+
+    image = stored_image(store, photo.digest)
+    assert image.mode == "RGB"
+    red, green, blue = image.getpixel((60, 40))  # type: ignore[misc]
+    assert red > 200 and green < 60 and blue < 60
+
+
+def test_heic_is_stored_as_jpeg(store: PhotoStore) -> None:
+    data = heic((400, 300))
+    assert Image.open(io.BytesIO(data)).format == "HEIF"
+    assert pillow_heif.is_supported(data)
+
+    photo = store.process(data, filename="IMG_1234.HEIC", field_label=LABEL)
+
+    assert photo.content_type == "image/jpeg"
+    assert (photo.width, photo.height) == (400, 300)
+    image = stored_image(store, photo.digest)
+    assert image.format == "JPEG" and image.size == (400, 300)
+    assert store.path(photo.digest).suffix == ".jpg"
+
+
+def test_jpeg_with_a_second_picture_keeps_the_first(store: PhotoStore) -> None:
+    # MPO: what many phones and cameras save as .jpg, a photo plus a preview.
+    data = _save(
+        Image.new("RGB", (640, 480), "red"),
+        "MPO",
+        save_all=True,
+        append_images=[Image.new("RGB", (160, 120), "blue")],
+    )
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+
+    photo = store.process(data, filename="DSC0001.JPG", field_label=LABEL)
+
+    image = stored_image(store, photo.digest)
+    assert image.format == "JPEG" and image.size == (640, 480)
+    assert getattr(image, "n_frames", 1) == 1
+    assert b"MPF" not in store.open(photo.digest)
+
+
+def test_transparent_png_stays_png_without_metadata(store: PhotoStore) -> None:
+    data = png_with_alpha((300, 200))
+    assert b"SECRET-TEXT" in data and b"eXIf" in data
+    assert Image.open(io.BytesIO(data)).getexif().get_ifd(ExifTags.IFD.GPSInfo)
+
+    photo = store.process(data, filename="screenshot.png", field_label=LABEL)
+
+    assert photo.content_type == "image/png"
+    stored = store.open(photo.digest)
+    image = Image.open(io.BytesIO(stored))
+    assert image.format == "PNG" and image.mode == "RGBA" and image.size == (300, 200)
+    assert image.getpixel((10, 10)) == (200, 30, 30, 128)
+    assert set(png_chunk_types(stored)) <= {b"IHDR", b"IDAT", b"IEND"}
+    assert b"SECRET" not in stored
+    assert store.path(photo.digest).suffix == ".png"
+
+
+def test_opaque_png_becomes_jpeg(store: PhotoStore) -> None:
+    data = _save(Image.new("RGBA", (300, 200), (10, 120, 10, 255)), "PNG")
+
+    photo = store.process(data, filename="photo.png", field_label=LABEL)
+
+    assert photo.content_type == "image/jpeg"
+    assert stored_image(store, photo.digest).format == "JPEG"
+
+
+def test_webp_with_alpha_becomes_jpeg_over_white(store: PhotoStore) -> None:
+    image = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    image.paste((0, 0, 255, 255), (0, 0, 150, 200))
+    data = _save(image, "WEBP", lossless=True)
+
+    photo = store.process(data, filename="photo.webp", field_label=LABEL)
+
+    assert photo.content_type == "image/jpeg"
+    stored = stored_image(store, photo.digest)
+    assert stored.format == "JPEG" and stored.size == (300, 200)
+    assert min(stored.getpixel((250, 100))) > 240  # type: ignore[type-var]  # white, not black
+    red, _green, blue = stored.getpixel((50, 100))  # type: ignore[misc]
+    assert blue > 200 and red < 60
+
+
+def test_large_images_are_downscaled_to_4096(store: PhotoStore) -> None:
+    data = _save(Image.new("RGB", (5000, 1000), "gray"), "JPEG")
+
+    photo = store.process(data, filename="panorama.jpg", field_label=LABEL)
+
+    assert (photo.width, photo.height) == (4096, 819)
+    assert stored_image(store, photo.digest).size == (4096, 819)
+
+
+def test_thumbnail_is_a_jpeg_with_the_long_side_thumb_size(tmp_path: Path) -> None:
+    store = PhotoStore(tmp_path, thumb_size=200)
+
+    photo = store.process(phone_jpeg((900, 600), orientation=1), filename="a", field_label=LABEL)
+
+    assert photo.thumb_digest != photo.digest
+    thumb = stored_image(store, photo.thumb_digest)
+    assert thumb.format == "JPEG"
+    assert thumb.size == (200, 133)
+    assert len(thumb.getexif()) == 0
+
+
+def test_thumbnail_of_a_transparent_png_is_jpeg(store: PhotoStore) -> None:
+    photo = store.process(png_with_alpha((1000, 500)), filename="a.png", field_label=LABEL)
+
+    thumb = stored_image(store, photo.thumb_digest)
+    assert thumb.format == "JPEG" and thumb.size == (320, 160)
+    assert store.path(photo.thumb_digest).suffix == ".jpg"
+
+
+# -- refusals ---------------------------------------------------------------------------------
+
+
+def _animated_png() -> bytes:
+    frames = [Image.new("RGB", (40, 40), color) for color in ("red", "blue")]
+    return _save(frames[0], "PNG", save_all=True, append_images=frames[1:])
+
+
+def _animated_webp() -> bytes:
+    frames = [Image.new("RGB", (40, 40), color) for color in ("red", "blue")]
+    return _save(frames[0], "WEBP", save_all=True, append_images=frames[1:])
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(PDF, "JPEG・PNG・WebP・HEIC形式", id="pdf-named-jpg"),
+        pytest.param(SVG, "JPEG・PNG・WebP・HEIC形式", id="svg"),
+        pytest.param("注文番号は12345です。\n".encode(), "JPEG・PNG・WebP・HEIC形式", id="text"),
+        pytest.param(
+            _save(Image.new("RGB", (40, 40)), "GIF"), "JPEG・PNG・WebP・HEIC形式", id="gif"
+        ),
+        pytest.param(
+            _save(Image.new("RGB", (40, 40)), "TIFF"), "JPEG・PNG・WebP・HEIC形式", id="tiff"
+        ),
+        pytest.param(phone_jpeg()[:2000], "読み込めません", id="truncated-jpeg"),
+        pytest.param(b"", "空です", id="empty"),
+        pytest.param(
+            png_of_zeros(0, 10, color_type=2, bit_depth=8), "形式の画像を", id="zero-width"
+        ),
+        pytest.param(_animated_png(), "動かない画像", id="animated-png"),
+        pytest.param(_animated_webp(), "動かない画像", id="animated-webp"),
+    ],
+)
+def test_refused_with_a_message_naming_the_field(
+    store: PhotoStore, data: bytes, expected: str
+) -> None:
+    with pytest.raises(PhotoError) as raised:
+        store.process(data, filename="photo.jpg", field_label=LABEL)
+
+    assert f"「{LABEL}」" in raised.value.message
+    assert expected in raised.value.message
+    assert raised.value.message.endswith("。")
+    assert raised.value.field_label == LABEL
+    assert isinstance(raised.value, ValueError)
+    assert stored_files(store.root) == []
+
+
+def test_truncated_jpeg_is_refused_even_when_the_header_is_complete(store: PhotoStore) -> None:
+    whole = _save(Image.effect_noise((800, 600), 64).convert("RGB"), "JPEG", quality=95)
+    cut = whole[: len(whole) * 2 // 3]
+    assert Image.open(io.BytesIO(cut)).size == (800, 600)  # the header alone looks fine
+
+    with pytest.raises(PhotoError, match=LABEL):
+        store.process(cut, filename="cut.jpg", field_label=LABEL)
+
+
+def test_over_max_bytes_is_refused_with_the_limit_in_mb(tmp_path: Path) -> None:
+    store = PhotoStore(tmp_path, max_bytes=512 * 1024)
+    data = _save(Image.effect_noise((800, 800), 100).convert("RGB"), "JPEG", quality=100)
+    assert len(data) > store.max_bytes
+
+    with pytest.raises(PhotoError) as raised:
+        store.process(data, filename="big.jpg", field_label=LABEL)
+
+    assert "0.5MB" in raised.value.message and LABEL in raised.value.message
+    # Just under the limit is fine.
+    PhotoStore(tmp_path, max_bytes=len(data)).process(data, filename="a", field_label=LABEL)
+
+
+def test_default_limit_is_10_mb(tmp_path: Path) -> None:
+    with pytest.raises(PhotoError, match="10MB以下"):
+        PhotoStore(tmp_path).process(
+            b"\xff\xd8" + bytes(10 * 1024 * 1024), filename="a.jpg", field_label=LABEL
+        )
+
+
+def test_png_builder_makes_real_images(store: PhotoStore) -> None:
+    """The bombs below are valid PNGs: refusing them is about size, not corruption."""
+    for color_type, bit_depth in ((0, 1), (2, 8), (3, 1)):
+        data = png_of_zeros(64, 48, color_type=color_type, bit_depth=bit_depth)
+        Image.open(io.BytesIO(data)).load()
+        photo = store.process(data, filename="small.png", field_label=LABEL)
+        assert (photo.width, photo.height) == (64, 48)
+
+
+BOMB_PROBE = """
+import json, resource, sys, time
+from pathlib import Path
+from helpdesk.photos import PhotoError, PhotoStore
+
+data = Path(sys.argv[1]).read_bytes()
+store = PhotoStore(Path(sys.argv[2]), max_pixels=int(sys.argv[3]))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+try:
+    store.process(data, filename="bomb.png", field_label="全体が分かる写真")
+    message = None
+except PhotoError as exc:
+    message = exc.message
+seconds = time.perf_counter() - start
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"message": message, "seconds": seconds, "grown_kb": grown}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "color_type", "bit_depth", "max_pixels"),
+    [
+        # 400 million 1-bit pixels: past twice Pillow's own limit, its error is ours too.
+        pytest.param(20_000, 20_000, 0, 1, 40_000_000, id="1bit-20000x20000"),
+        pytest.param(20_000, 20_000, 3, 1, 40_000_000, id="palette-20000x20000"),
+        # 64 million RGB pixels (256 MB decoded): within Pillow's limit, over max_pixels.
+        pytest.param(8_000, 8_000, 2, 8, 40_000_000, id="rgb-8000x8000"),
+        # A store configured tighter than Pillow: 36 million pixels over 20 million.
+        pytest.param(6_000, 6_000, 2, 8, 20_000_000, id="rgb-6000x6000-tight-store"),
+    ],
+)
+def test_decompression_bomb_is_refused_before_decoding(
+    tmp_path: Path, width: int, height: int, color_type: int, bit_depth: int, max_pixels: int
+) -> None:
+    bomb = png_of_zeros(width, height, color_type=color_type, bit_depth=bit_depth)
+    assert len(bomb) < 300_000
+    bomb_path = tmp_path / "bomb.png"
+    bomb_path.write_bytes(bomb)
+
+    # A fresh interpreter: its peak memory says what processing the bomb cost.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BOMB_PROBE,
+            str(bomb_path),
+            str(tmp_path / "media"),
+            str(max_pixels),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    outcome = json.loads(result.stdout)
+
+    assert outcome["message"] is not None, "the bomb was accepted"
+    assert "画素数が大きすぎます" in outcome["message"]
+    assert "全体が分かる写真" in outcome["message"]
+    assert outcome["grown_kb"] < 100 * 1024, outcome
+    assert outcome["seconds"] < 1.0, outcome
+    assert not (tmp_path / "media").exists() or stored_files(tmp_path / "media") == []
+
+
+def test_pillow_bomb_warning_is_an_error_even_when_warnings_are_ignored(tmp_path: Path) -> None:
+    # 100 million pixels: Pillow only warns (over MAX_IMAGE_PIXELS, under twice that). With
+    # a store that would allow it, the warning alone must stop the upload.
+    store = PhotoStore(tmp_path, max_pixels=10**9)
+    bomb = png_of_zeros(10_000, 10_000, color_type=0, bit_depth=1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(PhotoError, match="画素数が大きすぎます"):
+            store.process(bomb, filename="bomb.png", field_label=LABEL)
+
+
+# -- storage ----------------------------------------------------------------------------------
+
+
+def test_same_image_twice_is_one_file(store: PhotoStore) -> None:
+    data = phone_jpeg()
+
+    first = store.process(data, filename="a.jpg", field_label=LABEL)
+    second = store.process(data, filename="b.jpg", field_label="不良部分が鮮明に見える写真")
+
+    assert first.digest == second.digest
+    assert first.thumb_digest == second.thumb_digest
+    assert second.original_filename == "b.jpg"
+    files = stored_files(store.root)
+    assert files == sorted([store.path(first.digest), store.path(first.thumb_digest)])
+
+
+def test_files_are_content_addressed_private_and_atomic(store: PhotoStore) -> None:
+    import hashlib
+
+    photo = store.process(phone_jpeg(), filename="../../etc/passwd", field_label=LABEL)
+
+    path = store.path(photo.digest)
+    assert path == store.root / photo.digest[:2] / photo.digest[2:4] / f"{photo.digest}.jpg"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == photo.digest
+    thumb = store.path(photo.thumb_digest)
+    assert hashlib.sha256(thumb.read_bytes()).hexdigest() == photo.thumb_digest
+    for file in (path, thumb):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o640
+    # No temporary files left behind, nothing named after the upload.
+    assert stored_files(store.root) == sorted([path, thumb])
+    assert photo.original_filename == "passwd"
+
+
+def test_stored_photo_is_plain_data(store: PhotoStore) -> None:
+    photo = store.process(heic(), filename="IMG.HEIC", field_label=LABEL)
+
+    assert isinstance(photo, StoredPhoto)
+    with pytest.raises(AttributeError):
+        photo.digest = "0" * 64  # type: ignore[misc]
+    assert len(photo.digest) == 64 and int(photo.digest, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [
+        "../etc/passwd",
+        "../../" + "a" * 58,
+        "a" * 63,
+        "a" * 65,
+        "A" * 64,
+        "g" * 64,
+        "a" * 64 + "\n",
+        "a" * 62 + "/.",
+        "",
+        "/" + "a" * 63,
+    ],
+)
+def test_path_refuses_malformed_digests(store: PhotoStore, digest: str) -> None:
+    with pytest.raises((ValueError, KeyError)):
+        store.path(digest)
+    with pytest.raises((ValueError, KeyError)):
+        store.open(digest)
+    with pytest.raises((ValueError, KeyError)):
+        store.delete(digest)
+
+
+def test_open_and_delete(store: PhotoStore) -> None:
+    photo = store.process(png_with_alpha(), filename="a.png", field_label=LABEL)
+    assert store.open(photo.digest)[:8] == b"\x89PNG\r\n\x1a\n"
+
+    store.delete(photo.digest)
+
+    assert not store.path(photo.digest).exists()
+    with pytest.raises(KeyError):
+        store.open(photo.digest)
+    store.delete(photo.digest)  # already gone: nothing to do
+    assert store.path(photo.thumb_digest).exists()
+
+
+@pytest.mark.parametrize(
+    ("filename", "expected"),
+    [
+        ("IMG_0001.HEIC", "IMG_0001.HEIC"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\山田\\Pictures\\不良箇所.jpg", "不良箇所.jpg"),
+        ("写真\x00\x1b[31m.jpg", "写真[31m.jpg"),
+        ("evil\u202egpj.exe", "evilgpj.exe"),
+        (".htaccess", "htaccess"),
+        ("", "photo"),
+        ("/", "photo"),
+        ("あ" * 150 + ".jpeg", "あ" * 95 + ".jpeg"),
+    ],
+)
+def test_filename_is_sanitized_for_display(filename: str, expected: str) -> None:
+    cleaned = sanitize_filename(filename)
+
+    assert cleaned == expected
+    assert len(cleaned) <= 100
+
+
+def test_process_uses_the_sanitized_filename(store: PhotoStore) -> None:
+    photo = store.process(heic(), filename="a/b\\c\x07" + "x" * 200, field_label=LABEL)
+
+    assert photo.original_filename == "c" + "x" * 99
+
+
+def test_the_filename_does_not_decide_the_format(store: PhotoStore) -> None:
+    photo = store.process(png_with_alpha(), filename="photo.heic", field_label=LABEL)
+
+    assert photo.content_type == "image/png"
+    with pytest.raises(PhotoError):
+        store.process(PDF, filename="photo.png", field_label=LABEL)

@@ -1,0 +1,668 @@
+"""Tests of ``helpdesk.security``: body size limit, CSRF tokens, rate limiting."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from bs4 import BeautifulSoup
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from helpdesk.security import (
+    BodySizeLimitMiddleware,
+    CSRFMiddleware,
+    RateLimiter,
+    client_ip,
+    csrf_input,
+    csrf_token,
+    parse_rate,
+    rate_limited_message,
+    verify_csrf,
+)
+
+MB = 1024 * 1024
+CHUNK = b"x" * (64 * 1024)
+LIMIT = 1 * MB
+TOO_LARGE = "送信データが大きすぎます(上限 1 MB)。写真は1枚10MBまでです。"
+
+
+# -- Body size limit ---------------------------------------------------------------------------
+
+
+async def read_body(request: Request) -> Response:
+    body = await request.body()
+    return JSONResponse({"received": len(body)})
+
+
+async def read_form(request: Request) -> Response:
+    async with request.form() as form:
+        return JSONResponse({"fields": sorted(form.keys())})
+
+
+async def read_nothing(request: Request) -> Response:
+    return JSONResponse({"method": request.method})
+
+
+def size_limited_app(max_bytes: int = LIMIT, **options: Any) -> Starlette:
+    routes = [
+        Route("/upload", read_body, methods=["GET", "POST", "PUT", "PATCH"]),
+        Route("/api/upload", read_body, methods=["POST"]),
+        Route("/form", read_form, methods=["POST"]),
+        Route("/open/upload", read_body, methods=["POST"]),
+    ]
+    middleware = [Middleware(BodySizeLimitMiddleware, max_bytes=max_bytes, **options)]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+def client_for(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+
+
+class Chunks:
+    """An async body of ``total`` 64 KB chunks that counts how many were pulled."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(self.total):
+            self.pulled += 1
+            yield CHUNK
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+async def test_declared_length_over_limit_is_refused_as_html(method: str) -> None:
+    async with client_for(size_limited_app()) as client:
+        response = await client.request(
+            method,
+            "/upload",
+            content=b"x" * (LIMIT + 1),
+            headers={"Referer": "http://testserver/returns?kind=defect"},
+        )
+    assert response.status_code == 413
+    assert response.headers["content-type"].startswith("text/html")
+    page = BeautifulSoup(response.text, "html.parser")
+    assert page.html is not None and page.html["lang"] == "ja"
+    assert TOO_LARGE in [p.get_text() for p in page.select("main p")]
+    assert page.select_one("main a")["href"] == "/returns?kind=defect"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "referer",
+    [
+        "https://evil.example/returns",  # another site
+        "https://testserver/returns",  # another scheme
+        "http://testserver//evil.example/x",  # protocol-relative path
+        "not a url",
+        None,
+    ],
+)
+async def test_back_link_never_leaves_the_site(referer: str | None) -> None:
+    headers = {"Referer": referer} if referer else {}
+    async with client_for(size_limited_app()) as client:
+        response = await client.post("/upload", content=b"x" * (LIMIT + 1), headers=headers)
+    assert response.status_code == 413
+    link = BeautifulSoup(response.text, "html.parser").select_one("main a")
+    assert link is not None and link["href"] == "/"
+
+
+async def test_declared_length_over_limit_is_refused_as_json_on_the_api() -> None:
+    async with client_for(size_limited_app()) as client:
+        response = await client.post("/api/upload", content=b"x" * (LIMIT + 1))
+    assert response.status_code == 413
+    assert response.json() == {"error": TOO_LARGE}
+
+
+async def test_json_accept_header_gets_json_anywhere() -> None:
+    async with client_for(size_limited_app()) as client:
+        response = await client.post(
+            "/upload", content=b"x" * (LIMIT + 1), headers={"Accept": "application/json"}
+        )
+    assert response.status_code == 413
+    assert response.json() == {"error": TOO_LARGE}
+
+
+async def test_declared_length_is_refused_before_the_app_runs() -> None:
+    called: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        called.append("app")
+
+    async def receive() -> Message:
+        called.append("receive")
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    middleware = BodySizeLimitMiddleware(app, max_bytes=10)
+    scope = http_scope("POST", "/upload", headers=[(b"content-length", b"11")])
+    await middleware(scope, receive, send)
+    assert called == []
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [413]
+
+
+@pytest.mark.parametrize("path", ["/upload", "/api/upload"])
+async def test_chunked_body_over_limit_is_cut_off_early(path: str) -> None:
+    body = Chunks(total=200)  # 12.5 MB against a 1 MB limit
+    async with client_for(size_limited_app()) as client:
+        response = await client.post(path, content=body.__aiter__())
+    assert response.status_code == 413
+    if path.startswith("/api/"):
+        assert response.json() == {"error": TOO_LARGE}
+    else:
+        assert TOO_LARGE in response.text
+    # 1 MB is 16 chunks; the transport may pull one or two ahead.
+    assert body.pulled <= LIMIT // len(CHUNK) + 3
+    assert body.pulled < body.total
+
+
+async def test_multipart_form_over_limit_is_cut_off() -> None:
+    async def multipart() -> AsyncIterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\n\r\n'
+        for _ in range(100):
+            yield CHUNK
+        yield b"\r\n--b--\r\n"
+
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    async with client_for(size_limited_app()) as client:
+        response = await client.post("/form", content=multipart(), headers=headers)
+    assert response.status_code == 413
+
+
+async def test_body_under_limit_passes() -> None:
+    async with client_for(size_limited_app()) as client:
+        declared = await client.post("/upload", content=b"x" * LIMIT)
+        streamed = await client.post("/upload", content=Chunks(total=16).__aiter__())
+        form = await client.post("/form", data={"name": "山田"}, files={"photo": CHUNK})
+    assert declared.json() == {"received": LIMIT}
+    assert streamed.json() == {"received": LIMIT}
+    assert form.json() == {"fields": ["name", "photo"]}
+
+
+async def test_get_and_other_paths_are_not_limited() -> None:
+    app = size_limited_app(paths=("/upload", "/api/", "/form"))
+    async with client_for(app) as client:
+        # A GET may carry a body; it is not what the limit is for.
+        get = await client.request("GET", "/upload", content=b"x" * (LIMIT + 1))
+        other = await client.post("/open/upload", content=b"x" * (LIMIT + 1))
+        limited = await client.post("/upload", content=b"x" * (LIMIT + 1))
+    assert get.status_code == 200
+    assert other.json() == {"received": LIMIT + 1}
+    assert limited.status_code == 413
+
+
+async def test_message_names_the_limits() -> None:
+    app = size_limited_app(max_bytes=21 * MB, photo_mb=8)
+    async with client_for(app) as client:
+        response = await client.post("/api/upload", headers={"Content-Length": str(22 * MB)})
+    assert response.json() == {
+        "error": "送信データが大きすぎます(上限 21 MB)。写真は1枚8MBまでです。"
+    }
+
+
+def http_scope(method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers or [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+
+def streaming_receive(total_chunks: int) -> Receive:
+    remaining = total_chunks
+
+    async def receive() -> Message:
+        nonlocal remaining
+        remaining -= 1
+        return {"type": "http.request", "body": CHUNK, "more_body": remaining > 0}
+
+    return receive
+
+
+async def test_app_that_swallows_the_error_gets_disconnects_and_cannot_answer() -> None:
+    seen: list[str] = []
+
+    async def stubborn_app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            while (await receive()).get("more_body"):
+                pass
+        except Exception:
+            seen.append("error")
+        seen.append((await receive())["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    middleware = BodySizeLimitMiddleware(stubborn_app, max_bytes=LIMIT)
+    await middleware(http_scope("POST", "/upload"), streaming_receive(100), send)
+    assert seen == ["error", "http.disconnect"]
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [413]
+    assert b"ok" not in b"".join(m.get("body", b"") for m in sent)
+
+
+async def test_no_second_response_when_the_app_already_answered() -> None:
+    async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            message = await receive()
+            await send({"type": "http.response.body", "body": b".", "more_body": True})
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    middleware = BodySizeLimitMiddleware(echo_app, max_bytes=LIMIT)
+    await middleware(http_scope("POST", "/upload"), streaming_receive(100), send)
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert [m["status"] for m in starts] == [200]
+
+
+async def test_other_app_errors_still_propagate() -> None:
+    async def broken(request: Request) -> Response:
+        await request.body()
+        raise LookupError("a real bug")
+
+    app = BodySizeLimitMiddleware(
+        Starlette(routes=[Route("/upload", broken, methods=["POST"])]), max_bytes=LIMIT
+    )
+    async with client_for(app) as client:
+        with pytest.raises(LookupError):
+            await client.post("/upload", content=b"small")
+
+
+# -- The same against a real server ----------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class ResponseRecorder:
+    """ASGI wrapper recording the statuses the server was asked to send."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.statuses: list[int] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.statuses.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
+
+
+@pytest.fixture
+def live_server() -> Iterator[tuple[str, ResponseRecorder]]:
+    recorder = ResponseRecorder(size_limited_app())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        recorder, lifespan="off", log_level="warning", http="h11", loop="asyncio"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}", recorder
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["chunked", "content-length"])
+def test_real_server_refuses_200_mb_upload_with_flat_memory(
+    live_server: tuple[str, ResponseRecorder], declared: bool
+) -> None:
+    url, recorder = live_server
+    total_chunks = 200 * MB // len(CHUNK)
+    pulled = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal pulled
+        for _ in range(total_chunks):
+            pulled += 1
+            yield CHUNK
+
+    peak = baseline = rss_bytes()
+    sampling = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not sampling.is_set():
+            peak = max(peak, rss_bytes())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    headers = {"Content-Length": str(total_chunks * len(CHUNK))} if declared else {}
+    status: int | None = None
+    try:
+        with httpx.Client(timeout=60) as client:
+            status = client.post(f"{url}/upload", content=body(), headers=headers).status_code
+    except (httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError):
+        pass  # the server may close the connection once it has answered
+    finally:
+        sampling.set()
+        sampler.join()
+    assert recorder.statuses == [413]
+    assert status in (413, None)
+    assert pulled > 0
+    assert peak - baseline < 50 * MB, f"RSS grew by {(peak - baseline) / MB:.0f} MB"
+
+
+# -- CSRF --------------------------------------------------------------------------------------
+
+SECRET = "csrf-test-secret"
+
+
+async def form_page(request: Request) -> Response:
+    return HTMLResponse(f"<form method='post'>{csrf_input(request)}</form>")
+
+
+async def token_twice(request: Request) -> Response:
+    return JSONResponse([csrf_token(request), csrf_token(request)])
+
+
+async def plain_page(request: Request) -> Response:
+    return HTMLResponse("<p>no form here</p>")
+
+
+async def submit(request: Request) -> Response:
+    form = await request.form()
+    return JSONResponse({"ok": await verify_csrf(request, form)})
+
+
+def csrf_app(secret: Any = SECRET) -> Starlette:
+    routes = [
+        Route("/form", form_page),
+        Route("/twice", token_twice),
+        Route("/plain", plain_page),
+        Route("/submit", submit, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(CSRFMiddleware, secret=secret)])
+
+
+def form_token(response: httpx.Response) -> str:
+    field = BeautifulSoup(response.text, "html.parser").select_one(
+        'form input[type="hidden"][name="csrf_token"]'
+    )
+    assert field is not None
+    return str(field["value"])
+
+
+async def test_csrf_token_round_trip() -> None:
+    async with client_for(csrf_app()) as client:
+        page = await client.get("/form")
+        token = form_token(page)
+        assert client.cookies.get("madoguchi_csrf")
+        by_form = await client.post("/submit", data={"csrf_token": token, "name": "山田"})
+        by_header = await client.post("/submit", data={"x": "1"}, headers={"X-CSRF-Token": token})
+        hex_token = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).hex()
+        by_hex = await client.post("/submit", data={"csrf_token": hex_token})
+    assert by_form.json() == {"ok": True}
+    assert by_header.json() == {"ok": True}
+    assert by_hex.json() == {"ok": True}
+
+
+async def test_callable_secret_is_used() -> None:
+    async with client_for(csrf_app(secret=lambda: SECRET)) as client:
+        token = form_token(await client.get("/form"))
+        response = await client.post("/submit", data={"csrf_token": token})
+    assert response.json() == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "wrong", "A" * 43, "ｔｏｋｅｎ", "x" * 1000],
+    ids=["empty", "wrong", "same-shape", "non-ascii", "huge"],
+)
+async def test_wrong_token_is_refused(token: str) -> None:
+    async with client_for(csrf_app()) as client:
+        await client.get("/form")
+        response = await client.post("/submit", data={"csrf_token": token})
+    assert response.json() == {"ok": False}
+
+
+async def test_missing_field_is_refused() -> None:
+    async with client_for(csrf_app()) as client:
+        await client.get("/form")
+        response = await client.post("/submit", data={"name": "山田"})
+    assert response.json() == {"ok": False}
+
+
+async def test_missing_cookie_is_refused() -> None:
+    async with client_for(csrf_app()) as client:
+        token = form_token(await client.get("/form"))
+        client.cookies.clear()
+        response = await client.post("/submit", data={"csrf_token": token})
+    assert response.json() == {"ok": False}
+
+
+async def test_token_for_another_cookie_is_refused() -> None:
+    app = csrf_app()
+    async with client_for(app) as alice, client_for(app) as mallory:
+        alice_token = form_token(await alice.get("/form"))
+        mallory_token = form_token(await mallory.get("/form"))
+        assert alice.cookies["madoguchi_csrf"] != mallory.cookies["madoguchi_csrf"]
+        assert alice_token != mallory_token
+        response = await alice.post("/submit", data={"csrf_token": mallory_token})
+    assert response.json() == {"ok": False}
+
+
+async def test_token_signed_with_another_secret_is_refused() -> None:
+    async with client_for(csrf_app(secret="another-secret")) as other:
+        other_token = form_token(await other.get("/form"))
+        cookie = other.cookies["madoguchi_csrf"]
+    async with client_for(csrf_app()) as client:
+        client.cookies.set("madoguchi_csrf", cookie)
+        response = await client.post("/submit", data={"csrf_token": other_token})
+        own_token = form_token(await client.get("/form"))
+    assert response.json() == {"ok": False}
+    assert own_token != other_token
+
+
+def set_cookies(response: httpx.Response) -> list[str]:
+    return response.headers.get_list("set-cookie")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_cookie_is_set_once_with_the_right_flags(scheme: str) -> None:
+    async with client_for(csrf_app(), base_url=f"{scheme}://testserver") as client:
+        plain = await client.get("/plain")
+        first = await client.get("/twice")
+        second = await client.get("/form")
+    assert set_cookies(plain) == []  # no token asked for, no cookie
+    [cookie] = set_cookies(first)
+    name_value, *attributes = [part.strip() for part in cookie.split(";")]
+    name, value = name_value.split("=", 1)
+    assert name == "madoguchi_csrf" and len(value) >= 32
+    flags = {attribute.split("=")[0].lower(): attribute for attribute in attributes}
+    assert "httponly" in flags
+    assert flags["samesite"].lower() == "samesite=lax"
+    assert flags["path"] == "Path=/"
+    assert ("secure" in flags) is (scheme == "https")
+    same_token, again = first.json()
+    assert same_token == again
+    assert set_cookies(second) == []
+    assert form_token(second) == same_token
+
+
+async def test_malformed_cookie_is_replaced() -> None:
+    async with client_for(csrf_app()) as client:
+        client.cookies.set("madoguchi_csrf", "chosen-by-someone-else")
+        response = await client.get("/form")
+    [cookie] = set_cookies(response)
+    assert "chosen-by-someone-else" not in cookie
+
+
+async def test_csrf_without_middleware_needs_a_secret() -> None:
+    request = Request(http_scope("GET", "/form"))
+    with pytest.raises(RuntimeError, match="CSRFMiddleware"):
+        csrf_token(request)
+    assert csrf_token(request, secret=SECRET) == csrf_token(request)
+
+
+# -- Rate limiting -----------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_sliding_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(3, 60, clock=clock)
+    for offset in (0, 10, 20):
+        clock.now = 1000 + offset
+        assert limiter.hit("203.0.113.5") is None
+    clock.now = 1030
+    assert limiter.hit("203.0.113.5") == pytest.approx(30)
+    assert limiter.hit("198.51.100.7") is None  # keys are independent
+    clock.now = 1059.5
+    assert limiter.hit("203.0.113.5") == pytest.approx(0.5)
+    clock.now = 1060  # the hit at 1000 has left the window
+    assert limiter.hit("203.0.113.5") is None
+    clock.now = 1061  # hits at 1010, 1020, 1060 remain
+    assert limiter.hit("203.0.113.5") == pytest.approx(9)
+    clock.now = 1070
+    assert limiter.hit("203.0.113.5") is None
+
+
+def test_refused_hits_do_not_extend_the_wait() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1, 10, clock=clock)
+    assert limiter.hit("a") is None
+    for _ in range(50):
+        clock.now += 0.1
+        assert limiter.hit("a") is not None
+    clock.now = 1010
+    assert limiter.hit("a") is None
+
+
+def test_rate_limiter_memory_is_bounded() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2, 60, clock=clock, max_keys=100)
+    for n in range(5000):
+        limiter.hit(f"10.0.{n // 256}.{n % 256}")
+        limiter.hit("regular")  # recently seen keys survive
+        clock.now += 0.001
+    assert len(limiter) == 100
+    assert limiter.hit("regular") is not None
+    assert limiter.hit("10.0.0.0") is None  # evicted long ago, so counted afresh
+
+
+def test_idle_keys_are_dropped() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(5, 60, clock=clock)
+    for n in range(500):
+        limiter.hit(f"key-{n}")
+    assert len(limiter) == 500
+    clock.now += 61
+    limiter.hit("newcomer")
+    assert len(limiter) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10/10m", (10, 600.0)),
+        ("20/hour", (20, 3600.0)),
+        ("5/30s", (5, 30.0)),
+        ("3/1.5h", (3, 5400.0)),
+        ("1/day", (1, 86400.0)),
+        (" 7 / 2 minutes ", (7, 120.0)),
+        ("100/M", (100, 60.0)),
+    ],
+)
+def test_parse_rate(text: str, expected: tuple[int, float]) -> None:
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "10", "10/", "/10m", "ten/10m", "10/10x", "0/10m", "10/0s", "-1/10m", "1/2m3"]
+)
+def test_parse_rate_errors(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid rate"):
+        parse_rate(text)
+
+
+def request_from(peer: str, forwarded: str | None = None) -> Request:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    scope = http_scope("POST", "/contact", headers)
+    scope["client"] = (peer, 40000)
+    return Request(scope)
+
+
+def test_client_ip() -> None:
+    spoofed = request_from("203.0.113.5", "198.51.100.1")
+    assert client_ip(spoofed) == "203.0.113.5"
+    assert client_ip(spoofed, trusted_proxies={"10.0.0.1"}) == "203.0.113.5"
+    proxied = request_from("10.0.0.1", "1.2.3.4, 198.51.100.1")
+    assert client_ip(proxied) == "10.0.0.1"
+    # The client may put anything on the left; the trusted proxy appended the right end.
+    assert client_ip(proxied, trusted_proxies={"10.0.0.1"}) == "198.51.100.1"
+    chained = request_from("10.0.0.1", "198.51.100.1, 10.0.0.2")
+    assert client_ip(chained, trusted_proxies={"10.0.0.0/8"}) == "198.51.100.1"
+    garbage = request_from("10.0.0.1", "<script>")
+    assert client_ip(garbage, trusted_proxies={"10.0.0.1"}) == "10.0.0.1"
+    assert client_ip(Request({**http_scope("GET", "/"), "client": None})) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [(0.2, "約1分後"), (59, "約1分後"), (61, "約2分後"), (600, "約10分後"), (7200, "約2時間後")],
+)
+def test_rate_limited_message(retry_after: float, wait: str) -> None:
+    assert rate_limited_message(retry_after) == (
+        f"送信が続いたため、しばらく受け付けを停止しています。{wait}にもう一度お試しください。"
+    )

@@ -1,0 +1,521 @@
+"""Return, defect, exchange and contact forms, the status page and the ticket API."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from bs4 import BeautifulSoup
+from PIL import Image
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+
+from helpdesk.models import Attachment, Message, Outbox, Ticket, TicketEvent, TicketStatus
+from helpdesk.tickets import today_in_japan
+from tests import imaging
+
+
+def soup(response: httpx.Response) -> BeautifulSoup:
+    return BeautifulSoup(response.text, "html.parser")
+
+
+def today(app: Starlette):  # type: ignore[no-untyped-def]
+    return today_in_japan(app.state.helpdesk.faq.policy)
+
+
+async def form_state(client: httpx.AsyncClient, path: str) -> dict[str, str]:
+    """The hidden fields of a freshly loaded form (CSRF token, submission id)."""
+    page = soup(await client.get(path))
+    return {
+        field["name"]: field.get("value", "")
+        for field in page.select("form.ticket-form input[type=hidden]")
+    }
+
+
+def defect_fields(app: Starlette, **overrides: str) -> dict[str, str]:
+    fields = {
+        "kind": "defect",
+        "name": "山田 花子",
+        "email": "Hanako@Example.jp",
+        "order_number": "＃１２３４",
+        "arrived_on": today(app).isoformat(),
+        "description": "ケースの角にひびが入っていました。",
+    }
+    return {**fields, **overrides}
+
+
+def photos(overall: bytes | None = None, defect: bytes | None = None) -> dict[str, Any]:
+    return {
+        "photo_overall": ("IMG_0001.jpg", overall or imaging.jpeg(gps=True), "image/jpeg"),
+        "photo_defect": ("IMG_0002.jpg", defect or imaging.jpeg(color="red"), "image/jpeg"),
+    }
+
+
+async def count(app: Starlette, model: type) -> int:
+    async with app.state.helpdesk.sessions() as session:
+        return (await session.execute(select(func.count()).select_from(model))).scalar_one()
+
+
+async def rows(app: Starlette, model: type) -> list[Any]:
+    async with app.state.helpdesk.sessions() as session:
+        return list((await session.execute(select(model))).scalars().all())
+
+
+# -- forms --------------------------------------------------------------------------------------
+
+
+async def test_returns_form_is_accessible_japanese_and_shows_needed_photos(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/returns/new?kind=defect")
+    page = soup(response)
+    assert page.html["lang"] == "ja"
+    form = page.select_one("form.ticket-form")
+    assert form["enctype"] == "multipart/form-data"
+    for control in form.select("input:not([type=hidden]):not([type=radio]), textarea, select"):
+        if control.get("name") == "website":
+            continue  # the honeypot is hidden from people and screen readers
+        assert page.select_one(f"label[for={control['id']}]"), control
+    assert form.select_one("input[name=kind][value=defect]").has_attr("checked")
+    assert {i["name"] for i in form.select("input[type=file]")} == {"photo_overall", "photo_defect"}
+    assert "全体が分かる写真" in form.get_text() and "不良部分が鮮明に見える写真" in form.get_text()
+    assert form.select("figure img[alt]")  # examples of the photos wanted
+    assert form.select_one("input[name=csrf_token]")["value"]
+    assert "madoguchi_csrf" in response.cookies
+
+
+async def test_defect_form_creates_a_ticket_with_clean_photos_and_a_queued_mail(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    state = await form_state(client, "/returns/new")
+    response = await client.post(
+        "/returns/new", data={**state, **defect_fields(app)}, files=photos()
+    )
+    assert response.status_code == 303, soup(response).select(".field-error")
+    confirmation = soup(await client.get(response.headers["location"]))
+    reference = confirmation.select_one(".reference strong").get_text()
+    assert reference.startswith(f"HD-{today(app):%y}-")
+    assert "今後の流れ" in confirmation.get_text()
+
+    [ticket] = await rows(app, Ticket)
+    assert ticket.reference == reference
+    assert ticket.kind == "defect" and ticket.status == TicketStatus.new
+    assert ticket.order_number == "#1234" and ticket.late is False
+    [message] = await rows(app, Message)
+    assert message.body == "ケースの角にひびが入っていました。" and message.author == "customer"
+    attachments = await rows(app, Attachment)
+    assert sorted(a.field for a in attachments) == ["photo_defect", "photo_overall"]
+    for attachment in attachments:
+        stored = app.state.helpdesk.photos.path(attachment.digest).read_bytes()
+        assert not Image.open(io.BytesIO(stored)).getexif()  # EXIF and GPS removed
+        assert b"Exif" not in stored[:4096]
+    [mail] = await rows(app, Outbox)
+    assert mail.status == "queued" and mail.to_address == "hanako@example.jp"
+    assert reference in mail.subject and "受付番号" in mail.text
+    assert f"/t/{reference}?token=" in mail.text
+    events = [e.kind for e in await rows(app, TicketEvent)]
+    assert events == ["created"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"name": ""}, "name", "お名前を入力してください。"),
+        ({"email": "hanako@"}, "email", "メールアドレスの形式が正しくありません"),
+        ({"order_number": ""}, "order_number", "注文番号を入力してください"),
+        ({"order_number": "注文の番号"}, "order_number", "半角英数字"),
+        ({"arrived_on": ""}, "arrived_on", "商品が届いた日を入力してください。"),
+        ({"arrived_on": "2026/13/40"}, "arrived_on", "形式"),
+        ({"description": ""}, "description", "どのような問題か入力してください。"),
+        ({"description": "あ" * 5001}, "description", "5000文字以内"),
+        ({"kind": "refund"}, "kind", "お問い合わせの種類を選んでください。"),
+    ],
+)
+async def test_form_errors_keep_every_value(
+    client: httpx.AsyncClient, app: Starlette, changes: dict[str, str], field: str, message: str
+) -> None:
+    state = await form_state(client, "/returns/new")
+    fields = defect_fields(app, **changes)
+    response = await client.post("/returns/new", data={**state, **fields}, files=photos())
+    assert response.status_code == 422
+    page = soup(response)
+    summary = page.select_one("#error-summary")
+    assert message in summary.get_text()
+    assert summary.select_one(f"a[href='#{field}']")
+    assert (
+        message
+        in page.select_one(
+            f"#{field}-error, #field-{field} .field-error, #kind .field-error"
+        ).get_text()
+    )
+    for name in ("name", "email", "order_number"):
+        if name != field:
+            assert page.select_one(f"#{name}")["value"] == fields[name]
+    if field != "description":
+        assert page.select_one("#description").get_text() == fields["description"]
+    # The photos were accepted and are kept for the retry.
+    assert page.select_one("input[name=photo_overall_kept]")["value"]
+    assert await count(app, Ticket) == 0
+
+
+async def test_retry_reuses_the_photos_already_accepted(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    state = await form_state(client, "/returns/new")
+    first = await client.post(
+        "/returns/new", data={**state, **defect_fields(app, name="")}, files=photos()
+    )
+    page = soup(first)
+    kept = {i["name"]: i["value"] for i in page.select("input[name$=_kept]")}
+    assert set(kept) == {"photo_overall_kept", "photo_defect_kept"}
+    assert "IMG_0001.jpg" in page.select_one("#photo_overall-kept").get_text()
+    hidden = {
+        i["name"]: i.get("value", "") for i in page.select("form.ticket-form input[type=hidden]")
+    }
+    second = await client.post("/returns/new", data={**hidden, **defect_fields(app)})
+    assert second.status_code == 303
+    assert await count(app, Attachment) == 2
+
+
+async def test_forged_kept_photo_is_ignored(client: httpx.AsyncClient, app: Starlette) -> None:
+    state = await form_state(client, "/returns/new")
+    forged = {"photo_overall_kept": "eyJkaWdlc3QiOiAiMDAwIn0.forged", "photo_defect_kept": "x.y"}
+    response = await client.post("/returns/new", data={**state, **defect_fields(app), **forged})
+    assert response.status_code == 422
+    assert "「全体が分かる写真」を添付してください。" in response.text
+
+
+async def test_a_pdf_renamed_jpg_is_refused_naming_the_field(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    state = await form_state(client, "/returns/new")
+    files = photos()
+    files["photo_defect"] = ("scan.jpg", imaging.PDF, "image/jpeg")
+    response = await client.post("/returns/new", data={**state, **defect_fields(app)}, files=files)
+    assert response.status_code == 422
+    error = soup(response).select_one("#photo_defect-error").get_text()
+    assert "不良部分が鮮明に見える写真" in error
+    assert soup(response).select_one("input[name=photo_overall_kept]")  # the good one is kept
+    assert await count(app, Ticket) == 0
+
+
+async def test_late_arrival_warns_first_then_accepts_flagged(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    state = await form_state(client, "/returns/new")
+    arrived = (today(app) - timedelta(days=10)).isoformat()
+    fields = defect_fields(app, arrived_on=arrived)
+    warned = await client.post("/returns/new", data={**state, **fields}, files=photos())
+    assert warned.status_code == 200
+    page = soup(warned)
+    assert "3日を過ぎています" in page.select_one("#late-warning").get_text()
+    assert page.select_one("input[name=confirm_late]")
+    assert await count(app, Ticket) == 0
+    hidden = {
+        i["name"]: i.get("value", "") for i in page.select("form.ticket-form input[type=hidden]")
+    }
+    accepted = await client.post("/returns/new", data={**hidden, **fields, "confirm_late": "1"})
+    assert accepted.status_code == 303
+    [ticket] = await rows(app, Ticket)
+    assert ticket.late is True
+    assert "flagged_late" in [e.kind for e in await rows(app, TicketEvent)]
+    [mail] = await rows(app, Outbox)
+    assert "3日を過ぎて" in mail.text
+
+
+async def test_arrival_on_the_third_day_is_not_late(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    state = await form_state(client, "/returns/new")
+    fields = defect_fields(app, arrived_on=(today(app) - timedelta(days=3)).isoformat())
+    response = await client.post("/returns/new", data={**state, **fields}, files=photos())
+    assert response.status_code == 303
+    [ticket] = await rows(app, Ticket)
+    assert ticket.late is False
+
+
+async def test_future_arrival_is_refused(client: httpx.AsyncClient, app: Starlette) -> None:
+    state = await form_state(client, "/returns/new")
+    fields = defect_fields(app, arrived_on=(today(app) + timedelta(days=1)).isoformat())
+    response = await client.post("/returns/new", data={**state, **fields}, files=photos())
+    assert "未来の日付" in soup(response).select_one("#arrived_on-error").get_text()
+
+
+async def test_double_submit_makes_one_ticket(client: httpx.AsyncClient, app: Starlette) -> None:
+    state = await form_state(client, "/returns/new")
+    data = {**state, **defect_fields(app)}
+    first, second = await asyncio.gather(
+        client.post("/returns/new", data=data, files=photos()),
+        client.post("/returns/new", data=data, files=photos()),
+    )
+    third = await client.post("/returns/new", data=data, files=photos())
+    assert first.status_code == second.status_code == third.status_code == 303
+    assert first.headers["location"] == second.headers["location"] == third.headers["location"]
+    assert await count(app, Ticket) == 1
+    assert await count(app, Outbox) == 1
+
+
+async def test_exchange_needs_the_wanted_variant_but_no_photos(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    state = await form_state(client, "/returns/new")
+    fields = defect_fields(app, kind="exchange", description="")
+    missing = await client.post("/returns/new", data={**state, **fields})
+    assert "交換を希望するサイズ・カラーを入力してください。" in missing.text
+    ok = await client.post(
+        "/returns/new", data={**state, **fields, "desired_variant": "Mサイズ・ネイビー"}
+    )
+    assert ok.status_code == 303
+    [ticket] = await rows(app, Ticket)
+    assert ticket.kind == "exchange" and ticket.desired_variant == "Mサイズ・ネイビー"
+
+
+async def test_contact_form_makes_an_inquiry(client: httpx.AsyncClient, app: Starlette) -> None:
+    state = await form_state(client, "/contact")
+    fields = {
+        "name": "佐藤",
+        "email": "sato@example.jp",
+        "description": "請求書を再発行してください",
+    }
+    missing = await client.post("/contact", data={**state, **fields})
+    assert "お問い合わせの内容を選んでください。" in missing.text
+    ok = await client.post("/contact", data={**state, **fields, "category": "invoice"})
+    assert ok.status_code == 303
+    [ticket] = await rows(app, Ticket)
+    assert ticket.kind == "inquiry" and ticket.category == "invoice"
+    assert ticket.order_number is None and ticket.arrived_on is None
+
+
+async def test_deflection_shown_and_followed_is_recorded(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    suggested = (await client.get("/api/faq/suggest", params={"q": "請求書の再発行"})).json()
+    assert suggested["results"][0]["id"] == "payment-deferred-invoice-reissue"
+    state = await form_state(client, "/contact")
+    fields = {
+        "name": "佐藤",
+        "email": "sato@example.jp",
+        "category": "invoice",
+        "description": "請求書の再発行をお願いします",
+        "deflection_shown": "payment-deferred-invoice-reissue,payment-deferred-invoice-arrival",
+        "deflection_followed": "payment-deferred-invoice-reissue",
+    }
+    assert (await client.post("/contact", data={**state, **fields})).status_code == 303
+    events = {e.kind: json.loads(e.data) for e in await rows(app, TicketEvent)}
+    assert events["deflection_shown"]["ids"] == fields["deflection_shown"].split(",")
+    assert events["deflection_followed"]["ids"] == ["payment-deferred-invoice-reissue"]
+
+
+async def test_csrf_token_is_required(client: httpx.AsyncClient, app: Starlette) -> None:
+    await client.get("/returns/new")
+    response = await client.post("/returns/new", data=defect_fields(app), files=photos())
+    assert response.status_code == 403
+    assert "有効期限" in response.text
+    assert soup(response).select_one("#name")["value"] == "山田 花子"  # nothing lost
+    assert await count(app, Ticket) == 0
+
+
+async def test_honeypot_makes_no_ticket(client: httpx.AsyncClient, app: Starlette) -> None:
+    state = await form_state(client, "/returns/new")
+    data = {**state, **defect_fields(app), "website": "http://spam.example"}
+    response = await client.post("/returns/new", data=data, files=photos())
+    assert response.status_code == 200
+    assert await count(app, Ticket) == 0
+
+
+# -- status page ----------------------------------------------------------------------------------
+
+
+async def _api_ticket(client: httpx.AsyncClient, app: Starlette, **fields: str) -> dict[str, Any]:
+    data = {**defect_fields(app), **fields}
+    response = await client.post("/api/tickets", data=data, files=photos())
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def test_status_page_needs_the_token_and_answers_json(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    created = await _api_ticket(client, app)
+    url = httpx.URL(created["status_url"])
+    path, token = url.path, url.params["token"]
+    assert (await client.get(path)).status_code == 404
+    assert (await client.get(path, params={"token": token[:-2] + "xx"})).status_code == 404
+    assert (await client.get("/t/HD-00-99999", params={"token": token})).status_code == 404
+    page = soup(await client.get(path, params={"token": token}))
+    assert page.select_one(".ticket-status").get_text() == "受付済み"
+    assert "ケースの角にひび" in page.select_one(".conversation").get_text()
+    thumb = page.select_one(".thumbs img")["src"]
+    image = await client.get(thumb)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert (await client.get(thumb.split("?")[0])).status_code == 404
+
+    # An internal note never reaches the customer.
+    async with app.state.helpdesk.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalar_one()
+        session.add(Message(ticket_id=ticket.id, author="note", body="社内メモ: 在庫確認中"))
+        await session.commit()
+    body = (
+        await client.get(path, params={"token": token}, headers={"Accept": "application/json"})
+    ).json()
+    assert set(body) == {"reference", "kind", "status", "late", "messages"}
+    assert body["reference"] == created["reference"] and body["kind"] == "defect"
+    assert [m["author"] for m in body["messages"]] == ["customer"]
+    assert set(body["messages"][0]) == {"author", "body", "created_at"}
+    assert "社内メモ" not in json.dumps(body, ensure_ascii=False)
+
+
+async def test_customer_message_reopens_a_resolved_ticket(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    created = await _api_ticket(client, app)
+    url = httpx.URL(created["status_url"])
+    async with app.state.helpdesk.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalar_one()
+        ticket.status = TicketStatus.resolved
+        await session.commit()
+    page = soup(await client.get(url.path, params=dict(url.params)))
+    csrf = page.select_one("input[name=csrf_token]")["value"]
+    submission = page.select_one("input[name=submission_id]")["value"]
+    post = f"{url.path}/messages"
+    empty = await client.post(post, params=dict(url.params), data={"csrf_token": csrf, "body": ""})
+    assert empty.status_code == 422 and "メッセージを入力するか" in empty.text
+    data = {"csrf_token": csrf, "submission_id": submission, "body": "まだ直っていません"}
+    files = {"photo": ("more.heic", imaging.heic(), "image/heic")}
+    sent = await client.post(post, params=dict(url.params), data=data, files=files)
+    assert sent.status_code == 303
+    again = await client.post(post, params=dict(url.params), data=data)  # reload: no duplicate
+    assert again.status_code == 303
+    body = (
+        await client.get(url.path, params=dict(url.params), headers={"Accept": "application/json"})
+    ).json()
+    assert body["status"] == "open"
+    assert [m["body"] for m in body["messages"]][-1] == "まだ直っていません"
+    assert len(body["messages"]) == 2
+    attachments = await rows(app, Attachment)
+    assert len(attachments) == 3 and any(a.field == "photo_1" for a in attachments)
+
+
+# -- API --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "needs_photos"),
+    [
+        ({"kind": "defect"}, True),
+        ({"kind": "wrong_item", "description": "黒を注文したのに白が届きました"}, True),
+        ({"kind": "exchange", "desired_variant": "L / ブラック", "description": ""}, False),
+        (
+            {"kind": "inquiry", "category": "not_arrived", "order_number": "", "arrived_on": ""},
+            False,
+        ),
+    ],
+)
+async def test_api_creates_every_kind(
+    client: httpx.AsyncClient, app: Starlette, fields: dict[str, str], needs_photos: bool
+) -> None:
+    data = {**defect_fields(app), **fields}
+    if needs_photos:
+        without = await client.post("/api/tickets", data=data)
+        assert without.status_code == 422
+        assert set(without.json()["errors"]) == {"photo_overall", "photo_defect"}
+    response = await client.post(
+        "/api/tickets", data=data, files=photos() if needs_photos else None
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert set(body) == {"reference", "status", "status_url", "late"}
+    assert body["status"] == "new" and body["late"] is False
+    assert body["status_url"].startswith(f"http://testserver/t/{body['reference']}?token=")
+
+
+async def test_api_errors_are_japanese_per_field(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/tickets", data={"kind": "defect", "email": "x"})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert {"name", "email", "order_number", "arrived_on", "description"} <= set(errors)
+    assert errors["email"].startswith("メールアドレスの形式")
+    not_multipart = await client.post("/api/tickets", json={"kind": "defect"})
+    assert not_multipart.status_code == 415
+
+
+async def test_api_converts_heic_and_refuses_a_decompression_bomb(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    bomb = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(bomb, "PNG")
+    files = photos()
+    files["photo_overall"] = ("bomb.png", bomb.getvalue(), "image/png")
+    refused = await client.post("/api/tickets", data=defect_fields(app), files=files)
+    assert refused.status_code == 422
+    assert "全体が分かる写真" in refused.json()["errors"]["photo_overall"]
+    files["photo_overall"] = ("IMG_0003.HEIC", imaging.heic(), "image/heic")
+    created = await client.post("/api/tickets", data=defect_fields(app), files=files)
+    assert created.status_code == 201
+    overall = next(a for a in await rows(app, Attachment) if a.field == "photo_overall")
+    assert overall.content_type == "image/jpeg" and (overall.width, overall.height) == (400, 300)
+
+
+async def test_api_late_flag_and_idempotency_key(client: httpx.AsyncClient, app: Starlette) -> None:
+    data = defect_fields(app, arrived_on=(today(app) - timedelta(days=5)).isoformat())
+    headers = {"Idempotency-Key": "order-1234-return"}
+    first = await client.post("/api/tickets", data=data, files=photos(), headers=headers)
+    again = await client.post("/api/tickets", data=data, files=photos(), headers=headers)
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.json()["late"] is True
+    assert first.json()["reference"] == again.json()["reference"]
+    assert await count(app, Ticket) == 1
+
+
+async def test_api_oversize_body_is_413(client: httpx.AsyncClient, app: Starlette) -> None:
+    limit = app.state.helpdesk.settings.max_request_bytes
+    big = {"photo_overall": ("big.jpg", b"\xff" * (limit + 1), "image/jpeg")}
+    response = await client.post("/api/tickets", data=defect_fields(app), files=big)
+    assert response.status_code == 413
+    assert "大きすぎます" in response.json()["error"]
+
+
+async def test_openapi_document(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/api/openapi.json")).json()
+    assert document["openapi"].startswith("3.")
+    schema = document["paths"]["/api/tickets"]["post"]["requestBody"]["content"][
+        "multipart/form-data"
+    ]["schema"]
+    assert {"kind", "photo_overall", "photo_defect", "arrived_on"} <= set(schema["properties"])
+    assert set(document["paths"]["/api/tickets"]["post"]["responses"]) >= {"201", "413", "422"}
+
+
+async def test_twenty_concurrent_submissions_with_photos(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    overall, defect = imaging.jpeg(1200, 900, gps=True), imaging.jpeg(1200, 900, color="red")
+
+    async def submit(index: int) -> httpx.Response:
+        data = defect_fields(
+            app, email=f"customer{index}@example.jp", order_number=f"#{1000 + index}"
+        )
+        return await client.post("/api/tickets", data=data, files=photos(overall, defect))
+
+    responses = await asyncio.gather(*(submit(i) for i in range(20)))
+    assert [r.status_code for r in responses] == [201] * 20
+    references = {r.json()["reference"] for r in responses}
+    assert len(references) == 20
+    assert await count(app, Ticket) == 20
+    assert await count(app, Attachment) == 40
+    assert await count(app, Outbox) == 20
+
+
+async def test_submissions_are_rate_limited_per_address(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    from helpdesk.security import RateLimiter
+
+    app.state.helpdesk.submission_limiter = RateLimiter(2, 600)
+    data = defect_fields(app, kind="exchange", desired_variant="M")
+    codes = [(await client.post("/api/tickets", data=data)).status_code for _ in range(3)]
+    assert codes == [201, 201, 429]
