@@ -64,6 +64,8 @@ class Token:
     oov: bool = False
     #: Coarse part of speech: 名詞, 動詞, 形容詞...; nouns carry a question's topic.
     pos: str = "名詞"
+    #: Nouns that work as adverbs (今日, 先週, 全部) say when or how much, not what about.
+    adverbial: bool = False
 
 
 def synonym_term(group_id: int) -> str:
@@ -130,6 +132,7 @@ class Analyzer:
                     synonyms=tuple(morpheme.synonym_group_ids()) if joined is None else (),
                     oov=morpheme.is_oov(),
                     pos=pos[0],
+                    adverbial=pos[2] == "副詞可能",
                 )
             )
         return result

@@ -35,6 +35,8 @@ K1 = 1.2
 SUBUNIT_WEIGHT = 0.5
 SYNONYM_WEIGHT = 0.8
 READING_WEIGHT = 0.9
+# A synonym found in an entry is evidence, but weaker than the customer's own word.
+SYNONYM_COVERAGE = 0.8
 FUZZY_WEIGHT = 0.75
 # Typo tolerance: similarity (0-100) a neighbour must reach, by length of the typed word.
 FUZZY_MIN_LENGTH = 3
@@ -47,6 +49,14 @@ MIN_READING = 3
 ANSWER_ONLY_COVERAGE = 0.5
 # Nouns name a question's topic; verbs and adjectives weigh less in its coverage.
 NON_NOUN_IMPORTANCE = 0.6
+ADVERBIAL_IMPORTANCE = 0.5
+# Ranking blends BM25F with how much of the query an entry covers: an entry matching every
+# word of the query beats one matching a single word many times.
+RERANK_BASE = 0.3
+# Confidence = logistic(SLOPE * (coverage - CENTER) + LEAD * lead over the runner-up).
+CONFIDENCE_SLOPE = 9.0
+CONFIDENCE_CENTER = 0.55
+CONFIDENCE_LEAD = 1.0
 # Beside a sure answer, other entries are offered when they score at least this share of it.
 RELATED_SCORE_RATIO = 0.4
 # The bot answers when the calibrated confidence reaches this.
@@ -60,7 +70,8 @@ class _Group:
     alternatives: dict[str, float]
     importance: float = 0.0
     surface: str = ""
-    noun: bool = True
+    #: How much the word says about the topic: 1 for nouns, less for verbs and adverbs.
+    topicality: float = 1.0
 
 
 class SearchEngine:
@@ -159,7 +170,10 @@ class SearchEngine:
         if token.term not in self._postings and len(token.term) >= FUZZY_MIN_LENGTH:
             for term, similarity in self._neighbours(token.term):
                 alternatives.setdefault(term, FUZZY_WEIGHT * similarity / 100.0)
-        return _Group(alternatives, surface=token.surface, noun=token.pos == "名詞")
+        topicality = 1.0 if token.pos == "名詞" else NON_NOUN_IMPORTANCE
+        if token.adverbial:
+            topicality = ADVERBIAL_IMPORTANCE
+        return _Group(alternatives, surface=token.surface, topicality=topicality)
 
     def _neighbours(self, word: str) -> list[tuple[str, float]]:
         """Index terms within typo distance of ``word`` (ラッピンク → ラッピング)."""
@@ -219,9 +233,7 @@ class SearchEngine:
                 continue  # a word said twice is still one word
             seen.add(key)
             known = [self.idf[t] for t in group.alternatives if t in self.idf]
-            group.importance = max(known) if known else self._unknown_idf
-            if not group.noun:
-                group.importance *= NON_NOUN_IMPORTANCE
+            group.importance = (max(known) if known else self._unknown_idf) * group.topicality
             result.append(group)
         return result
 
@@ -246,7 +258,8 @@ class SearchEngine:
                 better = value > best[docs]
                 chosen = docs[better]
                 best[chosen] = value[better]
-                best_coverage[chosen] = weight * strength[better]
+                coverage = weight * (SYNONYM_COVERAGE if term[0] == "#" else 1.0)
+                best_coverage[chosen] = coverage * strength[better]
             score += best
             covered += group.importance * best_coverage
         return score, covered
@@ -258,6 +271,8 @@ class SearchEngine:
         if not groups or not self.entries:
             return [], total
         score, covered = self._score(groups)
+        if total > 0:
+            score *= RERANK_BASE + (1.0 - RERANK_BASE) * np.minimum(covered / total, 1.0)
         candidates = np.flatnonzero(score > 0.0)
         keep = max(limit, 2)
         if len(candidates) > keep:
@@ -284,7 +299,7 @@ class SearchEngine:
         runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
         lead = 1.0 - runner_up / top_score if top_score > 0 else 0.0
         # Logistic over coverage and lead; coefficients fitted on the development queries.
-        z = 9.0 * (coverage - 0.62) + 2.0 * lead
+        z = CONFIDENCE_SLOPE * (coverage - CONFIDENCE_CENTER) + CONFIDENCE_LEAD * lead
         return 1.0 / (1.0 + math.exp(-z))
 
     def ask(self, query: str, *, now: datetime | None = None, limit: int = 5) -> Answer:

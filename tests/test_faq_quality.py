@@ -41,9 +41,22 @@ def engine() -> SearchEngine:
     return SearchEngine(load_entries(data / "faq"), policy=load_policy(data / "shop.toml"))
 
 
-@pytest.mark.skipif(not DEV_QUERIES.exists(), reason="shared/ is not beside the checkout")
-def test_dev_set_figures(engine: SearchEngine) -> None:
-    queries = read_queries(DEV_QUERIES)
+# (file, least share of in-scope queries answered right, most out-of-scope queries answered)
+# The second set was written blind, from the shop's pages only, by another author; it has
+# since been used to tune the ranking, so it guards against regressions, not overfitting.
+QUERY_SETS = [
+    pytest.param(DEV_QUERIES, 0.95, 0, id="dev"),
+    pytest.param(Path(__file__).parent / "data" / "faq-holdout.tsv", 0.90, 1, id="holdout"),
+]
+
+
+@pytest.mark.parametrize(("path", "least_right", "most_oos_answered"), QUERY_SETS)
+def test_query_set_figures(
+    engine: SearchEngine, path: Path, least_right: float, most_oos_answered: int
+) -> None:
+    if not path.exists():
+        pytest.skip(f"{path} is not beside the checkout")
+    queries = read_queries(path)
     in_scope = [q for q in queries if q.keys]
     out_of_scope = [q for q in queries if not q.keys]
     assert len(in_scope) >= 20 and len(out_of_scope) >= 3
@@ -60,5 +73,5 @@ def test_dev_set_figures(engine: SearchEngine) -> None:
             answered_oos.append((q.query, answer.entry.id if answer.entry else None))
 
     accuracy = 1 - len(wrong) / len(in_scope)
-    assert accuracy >= 0.95, f"top-1 {accuracy:.0%}; wrong: {wrong}"
-    assert answered_oos == [], f"out-of-scope queries answered: {answered_oos}"
+    assert accuracy >= least_right, f"top-1 {accuracy:.0%}; wrong: {wrong}"
+    assert len(answered_oos) <= most_oos_answered, f"out of scope answered: {answered_oos}"
