@@ -13,19 +13,20 @@ import json
 import re
 import secrets
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from email.utils import make_msgid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from faq import ShopPolicy
 from helpdesk.db import utcnow
 from helpdesk.models import (
+    Agent,
     Attachment,
     Author,
     Customer,
@@ -86,6 +87,9 @@ MAX_VARIANT = 200
 OLDEST_ARRIVAL = timedelta(days=366)
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _ORDER_NUMBER = re.compile(r"^#?[A-Za-z0-9][A-Za-z0-9-]*$")
+_REPLY_ADDRESS = re.compile(
+    r"^(?P<local>[^+@]+)\+(?P<reference>hd-\d{2}-\d+)\.(?P<signature>[a-z0-9_-]+)@(?P<domain>[^@]+)$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +236,10 @@ class TicketService:
         secret_key: str,
         base_url: str,
         support_address: str,
+        automatic_mail_limit: int = 10,
     ) -> None:
         self.sessions = sessions
+        self.automatic_mail_limit = automatic_mail_limit
         self.policy = policy
         self._secret = secret_key.encode()
         self.base_url = base_url.rstrip("/")
@@ -283,6 +289,24 @@ class TicketService:
         ticket = await self.find(reference)
         return ticket if ticket is not None and self.check_token(ticket, token) else None
 
+    async def open_for_agent(self, reference: str, key: str | None) -> Ticket | None:
+        ticket = await self.find(reference)
+        if ticket is None or not key or not hmac.compare_digest(self.agent_key(ticket), key):
+            return None
+        return ticket
+
+    async def details(self, ticket: Ticket) -> tuple[Customer, Agent | None, list[TicketEvent]]:
+        async with self.sessions() as session:
+            customer = await session.get(Customer, ticket.customer_id)
+            agent = await session.get(Agent, ticket.assignee_id) if ticket.assignee_id else None
+            events = await session.execute(
+                select(TicketEvent)
+                .where(TicketEvent.ticket_id == ticket.id)
+                .order_by(TicketEvent.id)
+            )
+            assert customer is not None
+            return customer, agent, list(events.scalars().all())
+
     async def conversation(
         self, ticket: Ticket, *, internal: bool = False
     ) -> list[tuple[Message, list[Attachment]]]:
@@ -322,6 +346,8 @@ class TicketService:
         submission_key: str | None = None,
         deflection: Mapping[str, list[str]] | None = None,
         channel: str = "web",
+        confirm: bool = True,
+        in_reply_to: str | None = None,
     ) -> tuple[Ticket, bool]:
         """Create the ticket with its first message, photos, events and confirmation mail.
 
@@ -336,7 +362,16 @@ class TicketService:
                 if (ticket := existing.scalar_one_or_none()) is not None:
                     return ticket, False
         try:
-            return await self._create(submission, photos, late, submission_key, deflection, channel)
+            return await self._create(
+                submission,
+                photos,
+                late,
+                submission_key,
+                deflection,
+                channel,
+                confirm=confirm,
+                in_reply_to=in_reply_to,
+            )
         except IntegrityError:
             # Two submits raced on the same key: the other one won.
             if not submission_key:
@@ -370,6 +405,8 @@ class TicketService:
         submission_key: str | None,
         deflection: Mapping[str, list[str]] | None,
         channel: str,
+        confirm: bool = True,
+        in_reply_to: str | None = None,
     ) -> tuple[Ticket, bool]:
         now = utcnow()
         async with self.sessions() as session, session.begin():
@@ -402,8 +439,8 @@ class TicketService:
             )
             session.add(message)
             await session.flush()
-            for name, photo in photos.items():
-                session.add(_attachment(ticket, message, name, photo))
+            attachments = [_attachment(ticket, message, n, p) for n, p in photos.items()]
+            session.add_all(attachments)
             session.add(self._event(ticket, "created", submission.email, channel=channel))
             if late:
                 days = (now.date() - submission.arrived_on).days if submission.arrived_on else None
@@ -411,7 +448,15 @@ class TicketService:
             for event_kind, ids in (deflection or {}).items():
                 if ids:
                     session.add(self._event(ticket, f"deflection_{event_kind}", "system", ids=ids))
-            session.add(self._confirmation_mail(ticket, customer, submission))
+            await self._queue_new_ticket_mails(
+                session,
+                ticket,
+                customer,
+                submission,
+                attachments,
+                confirm=confirm,
+                in_reply_to=in_reply_to,
+            )
         return ticket, True
 
     def _first_message(self, submission: Submission) -> str:
@@ -428,29 +473,136 @@ class TicketService:
             ticket_id=ticket.id, kind=kind, actor=actor, data=json.dumps(data, ensure_ascii=False)
         )
 
-    def _confirmation_mail(
-        self, ticket: Ticket, customer: Customer, submission: Submission
-    ) -> Outbox:
+    # -- mail ----------------------------------------------------------------------------
+
+    def reply_address(self, ticket: Ticket) -> str:
+        """``support+hd-26-00042.<signature>@shop``: replies to it thread onto the ticket."""
+        local, _, domain = self.support_address.partition("@")
+        reference = ticket.reference.lower()
+        return f"{local}+{reference}.{self._sign('reply', reference)[:12].lower()}@{domain}"
+
+    def ticket_from_reply_address(self, address: str) -> str | None:
+        """The reference a signed reply address names, or None when it is not ours/valid."""
+        local, _, domain = self.support_address.lower().partition("@")
+        match = _REPLY_ADDRESS.match(address.strip().lower())
+        if not match or match["local"] != local or match["domain"] != domain:
+            return None
+        reference = match["reference"]
+        expected = self._sign("reply", reference)[:12].lower()
+        if not hmac.compare_digest(expected, match["signature"]):
+            return None
+        return reference.upper()
+
+    def agent_url(self, ticket: Ticket) -> str:
+        """A capability link to the agents' view of a ticket, sent only to the support inbox."""
+        return f"{self.base_url}/agent/t/{ticket.reference}?key={self.agent_key(ticket)}"
+
+    def agent_key(self, ticket: Ticket) -> str:
+        return self._sign("agent", ticket.reference)
+
+    def new_message_id(self) -> str:
+        return make_msgid(domain=self.support_address.rpartition("@")[2]).strip("<>")
+
+    async def _queue_mail(
+        self,
+        session: AsyncSession,
+        *,
+        ticket: Ticket | None,
+        kind: str,
+        to: str,
+        template: str,
+        automatic: bool = True,
+        reply_to: str | None = None,
+        in_reply_to: str | None = None,
+        references: Sequence[str] = (),
+        attach: Sequence[Attachment] = (),
+        **context: Any,
+    ) -> Outbox | None:
+        """Compose ``template`` and put it in the outbox, in the caller's transaction.
+
+        Automatic mail to one address is capped per hour (RFC 3834: no mail storms); the
+        mail skipped is recorded on the ticket instead.
+        """
         from helpdesk.mail.compose import compose
 
-        mail = compose(
-            "ticket_confirmation",
-            ticket=ticket,
-            customer=customer,
-            submission=submission,
-            kind_label=KIND_LABELS[submission.kind],
-            category_label=INQUIRY_CATEGORIES.get(submission.category or ""),
-            status_url=self.status_url(ticket),
-            policy=self.policy,
-        )
-        return Outbox(
-            ticket_id=ticket.id,
-            kind="ticket_confirmation",
-            to_address=customer.email,
+        if automatic:
+            since = utcnow() - timedelta(hours=1)
+            sent = await session.execute(
+                select(func.count()).where(
+                    Outbox.to_address == to, Outbox.automatic, Outbox.created_at >= since
+                )
+            )
+            if sent.scalar_one() >= self.automatic_mail_limit:
+                if ticket is not None:
+                    session.add(self._event(ticket, "mail_suppressed", "system", to=to, kind=kind))
+                return None
+        mail = compose(template, ticket=ticket, policy=self.policy, **context)
+        row = Outbox(
+            ticket_id=ticket.id if ticket else None,
+            kind=kind,
+            to_address=to,
             subject=mail.subject,
             text=mail.text,
             html=mail.html,
-            message_id=make_msgid(domain=self.support_address.rpartition("@")[2]).strip("<>"),
+            message_id=self.new_message_id(),
+            reply_to=reply_to,
+            in_reply_to=in_reply_to,
+            references=" ".join(references) or None,
+            attachments=json.dumps(
+                [
+                    {"digest": a.digest, "filename": a.filename, "content_type": a.content_type}
+                    for a in attach
+                ]
+            ),
+            automatic=automatic,
+        )
+        session.add(row)
+        return row
+
+    async def _queue_new_ticket_mails(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        customer: Customer,
+        submission: Submission,
+        attachments: Sequence[Attachment],
+        *,
+        confirm: bool = True,
+        in_reply_to: str | None = None,
+    ) -> None:
+        context = {
+            "customer": customer,
+            "submission": submission,
+            "kind_label": KIND_LABELS[submission.kind],
+            "category_label": INQUIRY_CATEGORIES.get(submission.category or ""),
+            "status_url": self.status_url(ticket),
+            "agent_url": self.agent_url(ticket),
+            "reply_address": self.reply_address(ticket),
+            "attachments": attachments,
+            "photo_labels": PHOTO_FIELDS,
+        }
+        if confirm:
+            await self._queue_mail(
+                session,
+                ticket=ticket,
+                kind="ticket_confirmation",
+                to=customer.email,
+                template="ticket_confirmation",
+                reply_to=self.reply_address(ticket),
+                in_reply_to=in_reply_to,
+                references=[in_reply_to] if in_reply_to else (),
+                **context,
+            )
+        await self._queue_mail(
+            session,
+            ticket=ticket,
+            kind="ticket_notification",
+            to=self.support_address,
+            template="ticket_notification",
+            automatic=False,
+            reply_to=self.reply_address(ticket),
+            attach=attachments,
+            **context,
         )
 
     async def add_customer_message(

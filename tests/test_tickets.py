@@ -114,10 +114,19 @@ async def test_defect_form_creates_a_ticket_with_clean_photos_and_a_queued_mail(
         stored = app.state.helpdesk.photos.path(attachment.digest).read_bytes()
         assert not Image.open(io.BytesIO(stored)).getexif()  # EXIF and GPS removed
         assert b"Exif" not in stored[:4096]
-    [mail] = await rows(app, Outbox)
+    mails = {m.kind: m for m in await rows(app, Outbox)}
+    assert set(mails) == {"ticket_confirmation", "ticket_notification"}
+    mail = mails["ticket_confirmation"]
     assert mail.status == "queued" and mail.to_address == "hanako@example.jp"
     assert reference in mail.subject and "受付番号" in mail.text
     assert f"/t/{reference}?token=" in mail.text
+    assert mail.automatic and mail.reply_to.startswith(f"admin+{reference.lower()}.")
+    notice = mails["ticket_notification"]
+    assert notice.to_address == "admin@interiorltd.jp" and not notice.automatic
+    for value in ("山田 花子", "hanako@example.jp", "#1234", "ケースの角にひび", "#status"):
+        assert value in notice.text
+    assert len(json.loads(notice.attachments)) == 2
+    assert f"/agent/t/{reference}?key=" in notice.text
     events = [e.kind for e in await rows(app, TicketEvent)]
     assert events == ["created"]
 
@@ -224,7 +233,7 @@ async def test_late_arrival_warns_first_then_accepts_flagged(
     [ticket] = await rows(app, Ticket)
     assert ticket.late is True
     assert "flagged_late" in [e.kind for e in await rows(app, TicketEvent)]
-    [mail] = await rows(app, Outbox)
+    mail = next(m for m in await rows(app, Outbox) if m.kind == "ticket_confirmation")
     assert "3日を過ぎて" in mail.text
 
 
@@ -257,7 +266,7 @@ async def test_double_submit_makes_one_ticket(client: httpx.AsyncClient, app: St
     assert first.status_code == second.status_code == third.status_code == 303
     assert first.headers["location"] == second.headers["location"] == third.headers["location"]
     assert await count(app, Ticket) == 1
-    assert await count(app, Outbox) == 1
+    assert await count(app, Outbox) == 2  # one confirmation, one notification
 
 
 async def test_exchange_needs_the_wanted_variant_but_no_photos(
@@ -507,7 +516,7 @@ async def test_twenty_concurrent_submissions_with_photos(
     assert len(references) == 20
     assert await count(app, Ticket) == 20
     assert await count(app, Attachment) == 40
-    assert await count(app, Outbox) == 20
+    assert await count(app, Outbox) == 40
 
 
 async def test_submissions_are_rate_limited_per_address(
@@ -519,3 +528,22 @@ async def test_submissions_are_rate_limited_per_address(
     data = defect_fields(app, kind="exchange", desired_variant="M")
     codes = [(await client.post("/api/tickets", data=data)).status_code for _ in range(3)]
     assert codes == [201, 201, 429]
+
+
+async def test_agent_view_needs_its_key_and_shows_notes(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    await _api_ticket(client, app)
+    notice = next(m for m in await rows(app, Outbox) if m.kind == "ticket_notification")
+    link = httpx.URL(next(w for w in notice.text.split() if "/agent/t/" in w))
+    async with app.state.helpdesk.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalar_one()
+        session.add(Message(ticket_id=ticket.id, author="note", body="社内メモ: 在庫確認中"))
+        await session.commit()
+    assert (await client.get(link.path)).status_code == 404
+    assert (await client.get(link.path, params={"key": "forged"})).status_code == 404
+    page = soup(await client.get(link.path, params=dict(link.params)))
+    assert "社内メモ: 在庫確認中" in page.select_one(".conversation").get_text()
+    assert "山田 花子" in page.get_text()
+    photo = page.select_one(".thumbs img")["src"]
+    assert (await client.get(photo)).headers["content-type"] == "image/jpeg"
