@@ -120,6 +120,56 @@ def cmd_faq_gaps(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+# sysexits.h: what an MTA pipe understands.
+EX_OK, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 0, 65, 75, 78
+
+
+def cmd_mail_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """Read one message from standard input (an MTA pipe) and process it."""
+    from helpdesk.app import Helpdesk
+
+    raw = sys.stdin.buffer.read()
+    if not raw.strip():
+        print("error: no message on standard input", file=sys.stderr)
+        return EX_DATAERR
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        try:
+            await helpdesk.startup()
+            row = await helpdesk.inbound.receive(
+                raw, envelope_from=args.sender, envelope_to=args.recipient or []
+            )
+        except Exception as exc:  # not stored: the MTA must keep it and retry
+            print(f"error: could not store the message: {exc}", file=sys.stderr)
+            return EX_TEMPFAIL
+        finally:
+            await helpdesk.shutdown()
+        print(f"{row.status}: {row.outcome}")
+        return EX_OK
+
+    return asyncio.run(run())
+
+
+def cmd_agent_add(args: argparse.Namespace, settings: Settings) -> int:
+    from helpdesk.app import Helpdesk
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            agent = await helpdesk.tickets.add_agent(args.email, args.name or "")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await helpdesk.shutdown()
+        print(f"agent {agent.name} <{agent.email}> registered")
+        return 0
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="madoguchi helpdesk")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     gaps = faq.add_parser("gaps", help="questions the FAQ could not answer with confidence")
     gaps.add_argument("--limit", type=int, default=50)
     gaps.set_defaults(func=cmd_faq_gaps)
+
+    mail = sub.add_parser("mail", help="e-mail").add_subparsers(dest="mail_command", required=True)
+    ingest = mail.add_parser("ingest", help="read one message from standard input (MTA pipe)")
+    ingest.add_argument("--sender", help="envelope sender")
+    ingest.add_argument("--recipient", action="append", help="envelope recipient (repeatable)")
+    ingest.set_defaults(func=cmd_mail_ingest)
+
+    agent = sub.add_parser("agent", help="support agents").add_subparsers(
+        dest="agent_command", required=True
+    )
+    add = agent.add_parser("add", help="register an agent (replies from this address act)")
+    add.add_argument("email")
+    add.add_argument("--name", required=True)
+    add.set_defaults(func=cmd_agent_add)
     return parser
 
 

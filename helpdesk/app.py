@@ -26,6 +26,8 @@ from starlette.templating import Jinja2Templates
 
 from helpdesk import db
 from helpdesk.faq_service import FaqService
+from helpdesk.mail.inbound import InboundProcessor
+from helpdesk.mail.receiver import start_receiver
 from helpdesk.photos import PhotoStore
 from helpdesk.security import (
     BodySizeLimitMiddleware,
@@ -79,6 +81,7 @@ class Helpdesk:
         self._faq: FaqService | None = None
         self._tickets: TicketService | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._receiver: asyncio.Server | None = None
         self.photos = PhotoStore(settings.resolved_media_dir, max_bytes=settings.max_photo_bytes)
         self.submission_limiter = RateLimiter(*parse_rate(settings.submission_rate))
 
@@ -111,10 +114,24 @@ class Helpdesk:
             secret_key=self.settings.ensure_secret_key(),
             base_url=self.settings.base_url,
             support_address=self.settings.support_address or self._faq.policy.support_address,
+            automatic_mail_limit=self.settings.automatic_mail_limit,
         )
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
+        self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
+
+    async def start_receiver(self) -> None:
+        """Receive mail by SMTP on 127.0.0.1 when ``inbound_smtp_port`` is set."""
+        port = self.settings.inbound_smtp_port
+        if port is None or self._receiver is not None:
+            return
+        self._receiver = await start_receiver(self.inbound, "127.0.0.1", port)
+        log.info("receiving mail by SMTP on 127.0.0.1:%d", port)
 
     async def shutdown(self) -> None:
+        if self._receiver is not None:
+            self._receiver.close()
+            await self._receiver.wait_closed()
+            self._receiver = None
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -134,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await helpdesk.startup()
+        await helpdesk.start_receiver()
         yield
         await helpdesk.shutdown()
 

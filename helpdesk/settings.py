@@ -41,8 +41,26 @@ class Settings(BaseSettings):
     submission_rate: str = "10/10m"
     #: The shop's From address and the agents' inbox (default: the shop policy's address).
     support_address: str | None = None
+    #: Outgoing mail; with no host, mail is written to ``var/mail/`` as .eml files.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    #: none, starttls or tls
+    smtp_security: str = "starttls"
+    #: When set, ``serve`` receives mail by SMTP on 127.0.0.1 at this port.
+    inbound_smtp_port: int | None = None
+    #: Automatic mails (confirmations, status changes) to one address per hour, at most.
+    automatic_mail_limit: int = 10
     #: Starlette debug mode (tracebacks in responses): never in production.
     debug: bool = False
+
+    @field_validator("smtp_security")
+    @classmethod
+    def _security(cls, value: str) -> str:
+        if value not in ("none", "starttls", "tls"):
+            raise ValueError("HELPDESK_SMTP_SECURITY must be none, starttls or tls")
+        return value
 
     @field_validator("var_dir", "data_dir", "media_dir")
     @classmethod
@@ -54,6 +72,10 @@ class Settings(BaseSettings):
     @property
     def resolved_media_dir(self) -> Path:
         return self.media_dir or self.var_dir / "media"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.var_dir / "mail"
 
     @property
     def max_photo_bytes(self) -> int:

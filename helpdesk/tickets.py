@@ -534,7 +534,7 @@ class TicketService:
             )
             if sent.scalar_one() >= self.automatic_mail_limit:
                 if ticket is not None:
-                    session.add(self._event(ticket, "mail_suppressed", "system", to=to, kind=kind))
+                    session.add(self._event(ticket, "mail_suppressed", "system", to=to, mail=kind))
                 return None
         mail = compose(template, ticket=ticket, policy=self.policy, **context)
         row = Outbox(
@@ -657,10 +657,26 @@ class TicketService:
             )
             session.add(message)
             await session.flush()
-            for index, photo in enumerate(photos.values()):
-                session.add(_attachment(current, message, f"photo_{index + 1}", photo))
+            attachments = [
+                _attachment(current, message, f"photo_{index + 1}", photo)
+                for index, photo in enumerate(photos.values())
+            ]
+            session.add_all(attachments)
             session.add(
                 self._event(current, "customer_message", customer.email if customer else "")
+            )
+            await self._queue_mail(
+                session,
+                ticket=current,
+                kind="customer_reply",
+                to=self.support_address,
+                template="customer_reply",
+                automatic=False,
+                reply_to=self.reply_address(current),
+                attach=attachments,
+                customer=customer,
+                body=message.body,
+                agent_url=self.agent_url(current),
             )
             if current.status in (TicketStatus.resolved, TicketStatus.closed):
                 session.add(
@@ -672,6 +688,153 @@ class TicketService:
             current.updated_at = now
         ticket.status = current.status
         return message
+
+    # -- agents --------------------------------------------------------------------------
+
+    async def add_agent(self, email: str, name: str) -> Agent:
+        """Register (or rename) the agent with this address."""
+        email = email.strip().lower()
+        if not _EMAIL.match(email):
+            raise ValueError(f"not an e-mail address: {email!r}")
+        async with self.sessions() as session, session.begin():
+            found = await session.execute(select(Agent).where(Agent.email == email))
+            agent = found.scalar_one_or_none()
+            if agent is None:
+                agent = Agent(email=email, name=name.strip() or email)
+                session.add(agent)
+            else:
+                agent.name = name.strip() or agent.name
+        return agent
+
+    async def agent_by_email(self, email: str) -> Agent | None:
+        async with self.sessions() as session:
+            found = await session.execute(select(Agent).where(Agent.email == email.lower()))
+            return found.scalar_one_or_none()
+
+    async def _find_agent(self, session: AsyncSession, who: str) -> Agent | None:
+        who = unicodedata.normalize("NFKC", who).strip()
+        found = await session.execute(
+            select(Agent).where((Agent.email == who.lower()) | (Agent.name == who))
+        )
+        agents = found.scalars().all()
+        if len(agents) == 1:
+            return agents[0]
+        # 「佐藤」 finds 「佐藤 花子」 when only one agent's name starts with it.
+        found = await session.execute(select(Agent).where(Agent.name.startswith(who)))
+        agents = found.scalars().all()
+        return agents[0] if len(agents) == 1 else None
+
+    async def apply_agent_reply(
+        self,
+        ticket: Ticket,
+        agent: Agent,
+        *,
+        status: TicketStatus | None = None,
+        assign: str | None = None,
+        priority: str | None = None,
+        note: bool = False,
+        body: str = "",
+        submission_key: str | None = None,
+        in_reply_to: str | None = None,
+    ) -> list[str]:
+        """Apply an agent's e-mailed reply; returns Japanese problems (then nothing changed).
+
+        A note stays internal; otherwise a non-empty body goes to the customer, with the
+        status change mentioned; a status change alone sends a short status mail.
+        """
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            current = await session.get(Ticket, ticket.id, with_for_update=True)
+            assert current is not None
+            customer = await session.get(Customer, current.customer_id)
+            assert customer is not None
+            assignee = None
+            if assign is not None:
+                assignee = await self._find_agent(session, assign)
+                if assignee is None:
+                    return [
+                        f"担当者「{assign}」が見つかりません。登録済みのメールアドレスか名前を指定してください。"
+                    ]
+            if submission_key:
+                seen = await session.execute(
+                    select(Message.id).where(Message.submission_key == submission_key)
+                )
+                if seen.first() is not None:
+                    return []  # the same mail delivered twice
+            actor = agent.email
+            if assignee is not None and assignee.id != current.assignee_id:
+                session.add(self._event(current, "assigned", actor, to=assignee.email))
+                current.assignee_id = assignee.id
+            if priority is not None and priority != current.priority:
+                session.add(
+                    self._event(
+                        current, "priority_changed", actor, old=current.priority, new=priority
+                    )
+                )
+                current.priority = priority
+            old_status = current.status
+            if status is not None and status != current.status:
+                session.add(
+                    self._event(current, "status_changed", actor, old=current.status, new=status)
+                )
+                current.status = status
+            elif status is None and current.status == TicketStatus.new and body and not note:
+                current.status = TicketStatus.open  # answered: the case is being handled
+            if note or body:
+                message = Message(
+                    ticket_id=current.id,  # type: ignore[arg-type]
+                    author=Author.note if note else Author.agent,
+                    author_name=agent.name,
+                    body=body or "(本文なし)",
+                    submission_key=submission_key,
+                    created_at=now,
+                )
+                session.add(message)
+                session.add(self._event(current, "note" if note else "agent_reply", actor))
+            changed = current.status != old_status and current.status != TicketStatus.open
+            if not note and (body or changed):
+                await self._queue_mail(
+                    session,
+                    ticket=current,
+                    kind="agent_reply" if body else "status_changed",
+                    to=customer.email,
+                    template="agent_reply" if body else "status_changed",
+                    automatic=not body,
+                    reply_to=self.reply_address(current),
+                    in_reply_to=in_reply_to,
+                    references=[in_reply_to] if in_reply_to else (),
+                    customer=customer,
+                    body=body,
+                    status_label=STATUS_LABELS[TicketStatus(current.status)] if changed else None,
+                    status_url=self.status_url(current),
+                )
+            current.updated_at = now
+        ticket.status, ticket.priority = current.status, current.priority
+        ticket.assignee_id = current.assignee_id
+        return []
+
+    async def record_event(self, ticket_id: int, kind: str, actor: str, **data: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            session.add(
+                TicketEvent(
+                    ticket_id=ticket_id,
+                    kind=kind,
+                    actor=actor,
+                    data=json.dumps(data, ensure_ascii=False),
+                )
+            )
+
+    async def queue_agent_error(self, agent: Agent, ticket: Ticket, problems: str) -> None:
+        async with self.sessions() as session, session.begin():
+            await self._queue_mail(
+                session,
+                ticket=ticket,
+                kind="agent_error",
+                to=agent.email,
+                template="agent_error",
+                agent=agent,
+                problems=problems,
+            )
 
 
 def _attachment(ticket: Ticket, message: Message, name: str, photo: StoredPhoto) -> Attachment:
