@@ -102,3 +102,36 @@ def test_faq_works_without_javascript(server: str, browser) -> None:  # type: ig
     page.click("form.feedback button[value=yes]")
     assert "ご意見ありがとうございます" in page.inner_text(".thanks")
     context.close()
+
+
+def test_contact_form_suggests_answers_and_submits(server: str, browser) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 390, "height": 844}, locale="ja-JP")
+    page.goto(f"{server}/contact")
+    page.select_option("#category", "invoice")
+    page.fill("#name", "佐藤 一郎")
+    page.fill("#email", "ichiro@example.jp")
+    page.type("#description", "GMO後払いの請求書を再発行してほしい", delay=20)
+    page.wait_for_selector("#deflection li a")
+    suggestion = page.locator("#deflection li a").first
+    assert "再発行" in suggestion.inner_text()
+    with page.context.expect_page() as opened:
+        suggestion.click()
+    opened.value.close()
+    assert page.input_value("input[name=deflection_followed]").startswith("payment-")
+    page.click("form.ticket-form button[type=submit]")
+    page.wait_for_selector(".reference strong")
+    assert page.inner_text(".reference strong").startswith("HD-")
+
+
+def test_returns_form_errors_keep_what_was_typed(server: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 390, "height": 844}, locale="ja-JP")
+    page.goto(f"{server}/returns/new")
+    page.check("input[name=kind][value=exchange]")
+    assert page.is_hidden("#field-photo_overall")  # an exchange needs no photos
+    page.fill("#name", "山田 花子")
+    page.click("form.ticket-form button[type=submit]")
+    page.wait_for_selector("#error-summary")
+    assert "メールアドレスを入力してください。" in page.inner_text("#error-summary")
+    assert page.input_value("#name") == "山田 花子"
+    assert page.is_checked("input[name=kind][value=exchange]")
+    page.screenshot(path=str(tmp_path / "returns-errors.png"), full_page=True)
