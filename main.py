@@ -19,6 +19,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     print(f"madoguchi: http://{args.host}:{args.port}/", flush=True)
     print(f"  database: {settings.resolved_database_url}", flush=True)
+    if settings.smtp_host:
+        print(f"  mail: sent through {settings.smtp_host}:{settings.smtp_port}", flush=True)
+    else:
+        print(f"  mail: no HELPDESK_SMTP_HOST, written to {settings.mail_dir}/", flush=True)
+    if settings.inbound_smtp_port:
+        print(f"  receiving mail on 127.0.0.1:{settings.inbound_smtp_port}", flush=True)
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -151,6 +157,23 @@ def cmd_mail_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_mail_send_queued(args: argparse.Namespace, settings: Settings) -> int:
+    """Send what the outbox holds now (for cron when serve does not send itself)."""
+    from helpdesk.app import Helpdesk
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            handled = await helpdesk.mail_sender().drain()
+        finally:
+            await helpdesk.shutdown()
+        print(f"handled {handled} queued mail(s)")
+        return EX_OK
+
+    return asyncio.run(run())
+
+
 def cmd_agent_add(args: argparse.Namespace, settings: Settings) -> int:
     from helpdesk.app import Helpdesk
 
@@ -202,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--sender", help="envelope sender")
     ingest.add_argument("--recipient", action="append", help="envelope recipient (repeatable)")
     ingest.set_defaults(func=cmd_mail_ingest)
+    send = mail.add_parser("send-queued", help="send the mail waiting in the outbox (cron)")
+    send.set_defaults(func=cmd_mail_send_queued)
 
     agent = sub.add_parser("agent", help="support agents").add_subparsers(
         dest="agent_command", required=True

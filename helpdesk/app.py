@@ -27,6 +27,7 @@ from starlette.templating import Jinja2Templates
 from helpdesk import db
 from helpdesk.faq_service import FaqService
 from helpdesk.mail.inbound import InboundProcessor
+from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
 from helpdesk.photos import PhotoStore
 from helpdesk.security import (
@@ -82,6 +83,7 @@ class Helpdesk:
         self._tickets: TicketService | None = None
         self._background: list[asyncio.Task[None]] = []
         self._receiver: asyncio.Server | None = None
+        self._sender_stop: asyncio.Event | None = None
         self.photos = PhotoStore(settings.resolved_media_dir, max_bytes=settings.max_photo_bytes)
         self.submission_limiter = RateLimiter(*parse_rate(settings.submission_rate))
 
@@ -119,6 +121,44 @@ class Helpdesk:
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
 
+    def mail_sender(self) -> OutboxSender:
+        """The outbox sender: SMTP when a host is set, else .eml files under ``var/mail``."""
+        settings = self.settings
+        transport = transport_from_settings(
+            smtp_host=settings.smtp_host,
+            smtp_port=settings.smtp_port,
+            smtp_username=settings.smtp_username,
+            smtp_password=settings.smtp_password,
+            smtp_security=settings.smtp_security,
+            mail_dir=settings.mail_dir,
+        )
+        assert self.sessions is not None
+        return OutboxSender(
+            self.sessions,
+            transport,
+            from_address=self.tickets.support_address,
+            from_name=settings.mail_from_name or self.faq.policy.name,
+            photos=self.photos,
+            max_attempts=settings.outbox_max_attempts,
+        )
+
+    async def start_sender(self) -> None:
+        """Send queued mail in the background (``serve``; tests drive the sender themselves)."""
+        if not self.settings.send_mail_in_process or self._sender_stop is not None:
+            return
+        self._sender_stop = asyncio.Event()
+        sender = self.mail_sender()
+        self._background.append(
+            asyncio.create_task(sender.run_forever(idle_interval=1.0, stop=self._sender_stop))
+        )
+        if self.settings.smtp_host:
+            log.info("sending mail through %s:%d", self.settings.smtp_host, self.settings.smtp_port)
+        else:
+            log.warning(
+                "no HELPDESK_SMTP_HOST: outgoing mail is written to %s as .eml files",
+                self.settings.mail_dir,
+            )
+
     async def start_receiver(self) -> None:
         """Receive mail by SMTP on 127.0.0.1 when ``inbound_smtp_port`` is set."""
         port = self.settings.inbound_smtp_port
@@ -128,6 +168,9 @@ class Helpdesk:
         log.info("receiving mail by SMTP on 127.0.0.1:%d", port)
 
     async def shutdown(self) -> None:
+        if self._sender_stop is not None:
+            self._sender_stop.set()
+            self._sender_stop = None
         if self._receiver is not None:
             self._receiver.close()
             await self._receiver.wait_closed()
@@ -152,6 +195,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await helpdesk.startup()
         await helpdesk.start_receiver()
+        await helpdesk.start_sender()
         yield
         await helpdesk.shutdown()
 

@@ -52,10 +52,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(async_url(url), pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    if make_url(url).get_backend_name() == "sqlite":
+        # SQLite has one writer: with several pooled connections, a burst of submissions
+        # waits on the file lock and times out ("database is locked"). One connection per
+        # process queues them in the pool instead, in order.
+        engine = create_async_engine(
+            async_url(url), pool_size=1, max_overflow=0, pool_timeout=120, pool_pre_ping=True
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
+        return engine
+    return create_async_engine(async_url(url), pool_pre_ping=True)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

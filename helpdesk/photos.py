@@ -9,6 +9,7 @@ JPEG thumbnail beside it. Nothing the customer sent is ever used as a path.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
@@ -22,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import pillow_heif
 from PIL import Image, ImageCms, ImageOps
+from starlette.concurrency import run_in_threadpool
 
 # Once, at import: HEIC/HEIF becomes one more format Image.open can decode.
 pillow_heif.register_heif_opener()
@@ -110,8 +112,22 @@ class PhotoStore:
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
         self.thumb_size = thumb_size
+        self._slots: asyncio.Semaphore | None = None
 
     # -- processing ------------------------------------------------------------------------
+
+    async def process_async(self, data: bytes, *, filename: str, field_label: str) -> StoredPhoto:
+        """``process`` in a worker thread, at most one photo per CPU at a time.
+
+        A 12-megapixel photo takes ~100 MB and ~0.2 s of CPU to clean: running every upload
+        of a burst at once only multiplies memory, it does not finish sooner.
+        """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(os.cpu_count() or 1)
+        async with self._slots:
+            return await run_in_threadpool(
+                self.process, data, filename=filename, field_label=field_label
+            )
 
     def process(self, data: bytes, *, filename: str, field_label: str) -> StoredPhoto:
         """Decode, clean and store an upload; return what was stored.

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     #: none, starttls or tls
     smtp_security: str = "starttls"
+    #: Display name in From (default: the shop's name from the policy).
+    mail_from_name: str | None = None
+    #: Failed sends are retried with exponential backoff (1 min, 2, 4... capped at 1 hour);
+    #: after this many attempts (about 6 hours) the mail is dead and agents see it.
+    outbox_max_attempts: int = 12
+    #: ``serve`` sends queued mail itself; set false when a cron job runs ``mail send-queued``.
+    send_mail_in_process: bool = True
     #: When set, ``serve`` receives mail by SMTP on 127.0.0.1 at this port.
     inbound_smtp_port: int | None = None
     #: Automatic mails (confirmations, status changes) to one address per hour, at most.

@@ -678,7 +678,8 @@ class TicketService:
                 body=message.body,
                 agent_url=self.agent_url(current),
             )
-            if current.status in (TicketStatus.resolved, TicketStatus.closed):
+            # The ball is back with the agents: waiting, resolved or closed, it opens again.
+            if current.status in (TicketStatus.pending, TicketStatus.resolved, TicketStatus.closed):
                 session.add(
                     self._event(
                         current, "status_changed", "customer", old=current.status, new="open"

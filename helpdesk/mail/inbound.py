@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from helpdesk.db import utcnow
 from helpdesk.mail.decode import MailParseError, ParsedMail, parse_message
@@ -317,8 +316,7 @@ class InboundProcessor:
                 continue
             try:
                 photos.append(
-                    await run_in_threadpool(
-                        self.photos.process,
+                    await self.photos.process_async(
                         attachment.data,
                         filename=attachment.filename,
                         field_label=attachment.filename,

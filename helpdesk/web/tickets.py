@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -81,8 +80,8 @@ async def _photo(request: Request, form: FormData, name: str, label: str) -> Sto
     if isinstance(upload, UploadFile) and upload.filename:
         limit = helpdesk.photos.max_bytes
         data = await upload.read(limit + 1)
-        return await run_in_threadpool(
-            helpdesk.photos.process, data, filename=upload.filename, field_label=label
+        return await helpdesk.photos.process_async(
+            data, filename=upload.filename, field_label=label
         )
     return helpdesk.tickets.photo_from_token(str(form.get(f"{name}_kept") or ""))
 

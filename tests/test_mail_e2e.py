@@ -1,0 +1,148 @@
+"""The whole mail loop over real SMTP on loopback: a ticket, its mails, an agent's reply."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+from collections.abc import Iterator
+from datetime import date
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import select
+from starlette.applications import Starlette
+
+from helpdesk.models import Ticket
+from tests import imaging
+
+SUPPORT = "admin@interiorltd.jp"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for rcpt, m in self.messages if address in rcpt]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Recorder, int]]:
+    recorder = Recorder()
+    port = _free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield recorder, port
+    controller.stop()
+
+
+@pytest.fixture
+async def mail_app(app: Starlette, smtp_server: tuple[Recorder, int]) -> Starlette:
+    settings = app.state.helpdesk.settings
+    settings.smtp_host, settings.smtp_port, settings.smtp_security = (
+        "127.0.0.1",
+        smtp_server[1],
+        "none",
+    )
+    settings.inbound_smtp_port = _free_port()
+    await app.state.helpdesk.start_receiver()
+    return app
+
+
+async def drain(app: Starlette) -> int:
+    return await app.state.helpdesk.mail_sender().drain()
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return part.get_content()
+
+
+async def test_ticket_mails_and_an_agent_reply_over_smtp(
+    mail_app: Starlette, client: httpx.AsyncClient, smtp_server: tuple[Recorder, int]
+) -> None:
+    recorder, _ = smtp_server
+    helpdesk = mail_app.state.helpdesk
+    await helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
+    created = await client.post(
+        "/api/tickets",
+        data={
+            "kind": "defect",
+            "name": "山田 花子",
+            "email": "hanako@example.jp",
+            "order_number": "#1234",
+            "arrived_on": date.today().isoformat(),
+            "description": "ケースにひびが入っていました。",
+        },
+        files={
+            "photo_overall": ("全体.jpg", imaging.jpeg(gps=True), "image/jpeg"),
+            "photo_defect": ("ひび.heic", imaging.heic(), "image/heic"),
+        },
+    )
+    reference = created.json()["reference"]
+    assert await drain(mail_app) == 2
+
+    [confirmation] = recorder.to("hanako@example.jp")
+    assert confirmation["Subject"] == f"[{reference}] お問い合わせを受け付けました"
+    assert confirmation["Auto-Submitted"] == "auto-generated"
+    assert "受付番号" in text_of(confirmation)
+    [notification] = recorder.to(SUPPORT)
+    assert "Auto-Submitted" not in notification
+    assert "ケースにひびが入っていました。" in text_of(notification)
+    photos = [p for p in notification.iter_attachments() if p.get_content_type() == "image/jpeg"]
+    assert len(photos) == 2 and photos[0].get_filename() == "全体.jpg"
+    reply_to = str(notification["Reply-To"])
+    assert reply_to.startswith(f"admin+{reference.lower()}.")
+
+    # The agent answers from their mailbox, with commands on top.
+    answer = EmailMessage()
+    answer["From"] = "佐藤 <sato@interiorltd.jp>"
+    answer["To"] = reply_to
+    answer["Subject"] = f"Re: {notification['Subject']}"
+    answer["In-Reply-To"] = notification["Message-ID"]
+    answer["Message-ID"] = email.utils.make_msgid(domain="interiorltd.jp")
+    answer.set_content(
+        "#ステータス 保留\n\n交換品をお送りします。お手数ですが住所をご確認ください。\n\n"
+        f"2026年11月24日(火) 15:00 COCO case <{SUPPORT}>:\n> 新しいお問い合わせが届きました。\n"
+    )
+    await aiosmtplib.send(answer, hostname="127.0.0.1", port=helpdesk.settings.inbound_smtp_port)
+    assert await drain(mail_app) == 1
+    [_, to_customer] = recorder.to("hanako@example.jp")
+    body = text_of(to_customer)
+    assert "交換品をお送りします。お手数ですが住所をご確認ください。" in body
+    assert "#ステータス" not in body and "新しいお問い合わせが届きました" not in body
+    assert "お客様のご返信待ち" in body
+    assert to_customer["Reply-To"] == reply_to
+
+    # The customer answers that mail; the ticket opens again and the agents hear of it.
+    again = EmailMessage()
+    again["From"] = "hanako@example.jp"
+    again["To"] = str(to_customer["Reply-To"])
+    again["Subject"] = f"Re: {to_customer['Subject']}"
+    again["In-Reply-To"] = to_customer["Message-ID"]
+    again["Message-ID"] = email.utils.make_msgid(domain="example.jp")
+    again.set_content("住所は変わっていません。よろしくお願いします。")
+    await aiosmtplib.send(again, hostname="127.0.0.1", port=helpdesk.settings.inbound_smtp_port)
+    assert await drain(mail_app) == 1
+    forwarded = recorder.to(SUPPORT)[-1]
+    assert "住所は変わっていません。" in text_of(forwarded)
+    async with helpdesk.sessions() as session:
+        ticket = (await session.execute(select(Ticket))).scalar_one()
+    assert ticket.status == "open"  # the customer answered: back with the agents
