@@ -46,6 +46,17 @@ from helpdesk.web import tickets as ticket_routes
 log = logging.getLogger("helpdesk")
 TOKYO = ZoneInfo("Asia/Tokyo")
 WEEKDAY_JA = "月火水木金土日"
+GENERIC_ERRORS = {
+    400: "送信内容を読み取れませんでした。お手数ですが、もう一度お試しください。",
+    404: "お探しのページは見つかりませんでした。",
+    405: "この操作はできません。",
+}
+
+
+def _is_japanese(text: str) -> bool:
+    return any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in text)
+
+
 SERVER_ERROR_MESSAGE = (
     "申し訳ございません。エラーが発生しました。時間をおいてもう一度お試しください。"
 )
@@ -63,11 +74,19 @@ def jst(moment: datetime | None, fmt: str = "%Y年%m月%d日 %H:%M") -> str:
     )
 
 
+def return_window_days(settings: Settings) -> int:
+    from faq import load_policy
+
+    return load_policy(settings.data_dir / "shop.toml").return_window_days
+
+
 def make_templates(settings: Settings) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     templates.env.filters["jst"] = jst
     templates.env.globals["settings"] = settings
     templates.env.globals["csrf_input"] = csrf_input
+    # The return window shown by the forms' script comes from the shop policy.
+    templates.env.globals["return_window_days"] = return_window_days(settings)
     return templates
 
 
@@ -201,7 +220,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        message = exc.detail if exc.status_code != 404 or exc.detail != "Not Found" else None
+        # Our own HTTPExceptions carry Japanese details; Starlette's (multipart parsing,
+        # unknown paths) are English, and are replaced.
+        message = (
+            exc.detail
+            if _is_japanese(str(exc.detail))
+            else GENERIC_ERRORS.get(exc.status_code, "リクエストを処理できませんでした。")
+        )
         if request.url.path.startswith("/api/") or "application/json" in request.headers.get(
             "accept", ""
         ):

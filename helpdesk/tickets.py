@@ -115,7 +115,8 @@ class Validation:
 
 def _clean(value: str | None) -> str:
     """NFKC for the short fields customers type on phones (＃１２３４ → #1234), trimmed."""
-    return unicodedata.normalize("NFKC", value or "").strip()
+    text = unicodedata.normalize("NFKC", value or "")
+    return "".join(c for c in text if unicodedata.category(c) != "Cc").strip()
 
 
 def _text(value: str | None) -> str:
@@ -256,7 +257,9 @@ class TicketService:
         return self._sign("ticket", f"{ticket.reference}.{ticket.token_nonce}")
 
     def check_token(self, ticket: Ticket, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(self.access_token(ticket), str(token))
+        return bool(token) and hmac.compare_digest(
+            self.access_token(ticket).encode(), str(token).encode()
+        )
 
     def status_url(self, ticket: Ticket) -> str:
         return f"{self.base_url}/t/{ticket.reference}?token={self.access_token(ticket)}"
@@ -270,7 +273,7 @@ class TicketService:
         if not token or "." not in token:
             return None
         payload, signature = token.rsplit(".", 1)
-        if not hmac.compare_digest(self._sign("photo", payload), signature):
+        if not hmac.compare_digest(self._sign("photo", payload).encode(), signature.encode()):
             return None
         try:
             return StoredPhoto(**json.loads(base64.urlsafe_b64decode(payload.encode())))
@@ -291,7 +294,9 @@ class TicketService:
 
     async def open_for_agent(self, reference: str, key: str | None) -> Ticket | None:
         ticket = await self.find(reference)
-        if ticket is None or not key or not hmac.compare_digest(self.agent_key(ticket), key):
+        if ticket is None or not key:
+            return None
+        if not hmac.compare_digest(self.agent_key(ticket).encode(), key.encode()):
             return None
         return ticket
 
@@ -352,8 +357,12 @@ class TicketService:
         """Create the ticket with its first message, photos, events and confirmation mail.
 
         Returns ``(ticket, created)``; a repeated ``submission_key`` (reload, double click)
-        returns the first ticket with ``created`` False.
+        from the same e-mail address returns the first ticket with ``created`` False. Keys
+        are scoped by address, so nobody reaches another person's ticket through a key.
         """
+        if submission_key:
+            scope = f"{channel}:{submission.email}:{submission_key}"
+            submission_key = hashlib.sha256(scope.encode()).hexdigest()
         if submission_key:
             async with self.sessions() as session:
                 existing = await session.execute(
@@ -429,7 +438,7 @@ class TicketService:
             session.add(ticket)
             await session.flush()
             # The id is unique across workers and databases; the reference is made from it.
-            ticket.reference = f"HD-{now:%y}-{ticket.id:05d}"
+            ticket.reference = f"HD-{self.policy.local(now):%y}-{ticket.id:05d}"
             message = Message(
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 author=Author.customer,
@@ -443,7 +452,8 @@ class TicketService:
             session.add_all(attachments)
             session.add(self._event(ticket, "created", submission.email, channel=channel))
             if late:
-                days = (now.date() - submission.arrived_on).days if submission.arrived_on else None
+                today = self.policy.local(now).date()
+                days = (today - submission.arrived_on).days if submission.arrived_on else None
                 session.add(self._event(ticket, "flagged_late", "system", days=days))
             for event_kind, ids in (deflection or {}).items():
                 if ids:
@@ -475,23 +485,32 @@ class TicketService:
 
     # -- mail ----------------------------------------------------------------------------
 
-    def reply_address(self, ticket: Ticket) -> str:
-        """``support+hd-26-00042.<signature>@shop``: replies to it thread onto the ticket."""
+    def reply_address(self, ticket: Ticket, *, agents: bool = False) -> str:
+        """``support+hd-26-00042.<signature>@shop``: replies to it thread onto the ticket.
+
+        Mail to the support inbox carries another address (``...+hd-26-00042.a<signature>``)
+        signed for agents: only replies to that one may carry commands and notes, so a
+        customer who writes "From: agent" to their own reply address acts as no agent.
+        """
         local, _, domain = self.support_address.partition("@")
         reference = ticket.reference.lower()
-        return f"{local}+{reference}.{self._sign('reply', reference)[:12].lower()}@{domain}"
+        role = "a" if agents else ""
+        signature = self._sign(f"reply{role}", reference)[:12].lower()
+        return f"{local}+{reference}.{role}{signature}@{domain}"
 
-    def ticket_from_reply_address(self, address: str) -> str | None:
-        """The reference a signed reply address names, or None when it is not ours/valid."""
+    def ticket_from_reply_address(self, address: str) -> tuple[str, bool] | None:
+        """(reference, for agents) that a signed reply address names, or None if not valid."""
         local, _, domain = self.support_address.lower().partition("@")
         match = _REPLY_ADDRESS.match(address.strip().lower())
         if not match or match["local"] != local or match["domain"] != domain:
             return None
-        reference = match["reference"]
-        expected = self._sign("reply", reference)[:12].lower()
-        if not hmac.compare_digest(expected, match["signature"]):
-            return None
-        return reference.upper()
+        reference, token = match["reference"], match["signature"]
+        for role in ("a", ""):
+            if token.startswith(role):
+                expected = f"{role}{self._sign(f'reply{role}', reference)[:12].lower()}"
+                if hmac.compare_digest(expected.encode(), token.encode()):
+                    return reference.upper(), role == "a"
+        return None
 
     def agent_url(self, ticket: Ticket) -> str:
         """A capability link to the agents' view of a ticket, sent only to the support inbox."""
@@ -600,7 +619,7 @@ class TicketService:
             to=self.support_address,
             template="ticket_notification",
             automatic=False,
-            reply_to=self.reply_address(ticket),
+            reply_to=self.reply_address(ticket, agents=True),
             attach=attachments,
             **context,
         )
@@ -612,8 +631,12 @@ class TicketService:
         photos: Mapping[str, StoredPhoto],
         *,
         submission_key: str | None = None,
+        sender: str | None = None,
     ) -> Message:
         """Append the customer's message; a resolved or closed ticket opens again.
+
+        ``sender`` is who wrote (mail): someone other than the customer is named as such,
+        and their message does not reopen the ticket.
 
         A repeated ``submission_key`` returns the message already stored.
         """
@@ -625,7 +648,7 @@ class TicketService:
                 if (message := found.scalar_one_or_none()) is not None:
                     return message
         try:
-            return await self._add_customer_message(ticket, body, photos, submission_key)
+            return await self._add_customer_message(ticket, body, photos, submission_key, sender)
         except IntegrityError:
             if not submission_key:
                 raise
@@ -641,16 +664,19 @@ class TicketService:
         body: str,
         photos: Mapping[str, StoredPhoto],
         submission_key: str | None,
+        sender: str | None = None,
     ) -> Message:
         now = utcnow()
         async with self.sessions() as session, session.begin():
             current = await session.get(Ticket, ticket.id, with_for_update=True)
             assert current is not None
             customer = await session.get(Customer, current.customer_id)
+            assert customer is not None
+            stranger = sender is not None and sender.lower() != customer.email
             message = Message(
                 ticket_id=current.id,  # type: ignore[arg-type]
                 author=Author.customer,
-                author_name=customer.name if customer else None,
+                author_name=f"お客様以外: {sender}" if stranger else customer.name,
                 body=body or "(写真を追加しました)",
                 submission_key=submission_key,
                 created_at=now,
@@ -663,7 +689,11 @@ class TicketService:
             ]
             session.add_all(attachments)
             session.add(
-                self._event(current, "customer_message", customer.email if customer else "")
+                self._event(
+                    current,
+                    "third_party_message" if stranger else "customer_message",
+                    sender or customer.email,
+                )
             )
             await self._queue_mail(
                 session,
@@ -672,14 +702,16 @@ class TicketService:
                 to=self.support_address,
                 template="customer_reply",
                 automatic=False,
-                reply_to=self.reply_address(current),
+                reply_to=self.reply_address(current, agents=True),
                 attach=attachments,
                 customer=customer,
+                stranger=sender if stranger else None,
                 body=message.body,
                 agent_url=self.agent_url(current),
             )
             # The ball is back with the agents: waiting, resolved or closed, it opens again.
-            if current.status in (TicketStatus.pending, TicketStatus.resolved, TicketStatus.closed):
+            reopen = (TicketStatus.pending, TicketStatus.resolved, TicketStatus.closed)
+            if current.status in reopen and not stranger:
                 session.add(
                     self._event(
                         current, "status_changed", "customer", old=current.status, new="open"

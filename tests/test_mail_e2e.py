@@ -129,7 +129,9 @@ async def test_ticket_mails_and_an_agent_reply_over_smtp(
     assert "交換品をお送りします。お手数ですが住所をご確認ください。" in body
     assert "#ステータス" not in body and "新しいお問い合わせが届きました" not in body
     assert "お客様のご返信待ち" in body
-    assert to_customer["Reply-To"] == reply_to
+    customer_address = str(to_customer["Reply-To"])
+    assert customer_address.startswith(f"admin+{reference.lower()}.")
+    assert customer_address != reply_to  # customers never get the agents' address
 
     # The customer answers that mail; the ticket opens again and the agents hear of it.
     again = EmailMessage()

@@ -95,8 +95,9 @@ async def the_ticket(app: Starlette, reference: str) -> Ticket:
     return ticket
 
 
-async def reply_address(app: Starlette, reference: str) -> str:
-    return app.state.helpdesk.tickets.reply_address(await the_ticket(app, reference))
+async def reply_address(app: Starlette, reference: str, *, agents: bool = False) -> str:
+    ticket = await the_ticket(app, reference)
+    return app.state.helpdesk.tickets.reply_address(ticket, agents=agents)
 
 
 async def test_mail_from_a_stranger_opens_an_inquiry(app: Starlette, smtp_port: int) -> None:
@@ -190,7 +191,7 @@ async def test_agent_reply_with_commands_reaches_the_customer(
     await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤 花子")
     created = await open_ticket(client)
     reference = created["reference"]
-    address = await reply_address(app, reference)
+    address = await reply_address(app, reference, agents=True)
     body = (
         "#status resolved\n#priority high\n＃担当 佐藤\n\n"
         "お待たせいたしました。本日発送いたしました。\n\n"
@@ -213,7 +214,7 @@ async def test_agent_reply_with_commands_reaches_the_customer(
     assert reply.to_address == "hanako@example.jp" and not reply.automatic
     assert "お待たせいたしました。本日発送いたしました。" in reply.text
     assert "解決済み" in reply.text and "#status" not in reply.text
-    assert reply.reply_to == address
+    assert reply.reply_to == await reply_address(app, reference)  # the customer's address
     events = {e.kind for e in await rows(app, TicketEvent, TicketEvent.ticket_id == ticket.id)}
     assert {"status_changed", "priority_changed", "assigned", "agent_reply"} <= events
 
@@ -223,7 +224,7 @@ async def test_agent_note_stays_internal(
 ) -> None:
     await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
     created = await open_ticket(client)
-    address = await reply_address(app, created["reference"])
+    address = await reply_address(app, created["reference"], agents=True)
     await deliver(
         smtp_port,
         mail("sato@interiorltd.jp", address, "Re:", "#メモ\n在庫を確認中です。"),
@@ -250,7 +251,7 @@ async def test_unknown_command_earns_the_agent_an_error_and_nothing_else(
 ) -> None:
     await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
     created = await open_ticket(client)
-    address = await reply_address(app, created["reference"])
+    address = await reply_address(app, created["reference"], agents=True)
     body = "#statu resolved\n\nお客様への返信本文"
     await deliver(smtp_port, mail("sato@interiorltd.jp", address, "Re:", body), to=[address])
     ticket = await the_ticket(app, created["reference"])
@@ -267,7 +268,7 @@ async def test_unknown_assignee_is_an_error(
 ) -> None:
     await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
     created = await open_ticket(client)
-    address = await reply_address(app, created["reference"])
+    address = await reply_address(app, created["reference"], agents=True)
     await deliver(
         smtp_port, mail("sato@interiorltd.jp", address, "Re:", "#担当 鈴木\n\n本文"), to=[address]
     )
@@ -426,3 +427,40 @@ def test_agent_add_command(tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 1
+
+
+async def test_commands_need_the_agents_address_not_just_an_agents_from(
+    app: Starlette, client: httpx.AsyncClient, smtp_port: int
+) -> None:
+    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
+    created = await open_ticket(client)
+    customer_address = await reply_address(app, created["reference"])
+    forged = mail(
+        "Sato <SATO@interiorltd.jp>", customer_address, "Re:", "#note\n返金先を変更してよい"
+    )
+    await deliver(smtp_port, forged, to=[customer_address])
+    ticket = await the_ticket(app, created["reference"])
+    messages = await rows(app, Message, Message.ticket_id == ticket.id)
+    assert [m.author for m in messages] == ["customer", "customer"]  # no internal note
+    assert messages[-1].author_name == "お客様以外: sato@interiorltd.jp"
+    notice = next(o for o in await rows(app, Outbox) if o.kind == "customer_reply")
+    assert "お客様以外" in notice.subject
+
+
+async def test_agents_auto_reply_is_not_passed_to_the_customer(
+    app: Starlette, client: httpx.AsyncClient, smtp_port: int
+) -> None:
+    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
+    created = await open_ticket(client)
+    address = await reply_address(app, created["reference"], agents=True)
+    vacation = mail(
+        "sato@interiorltd.jp",
+        address,
+        "不在",
+        "ただいま休暇中です。",
+        Auto_Submitted="auto-replied",
+    )
+    await deliver(smtp_port, vacation, to=[address])
+    ticket = await the_ticket(app, created["reference"])
+    assert ticket.status == "new"
+    assert not [o for o in await rows(app, Outbox) if o.kind == "agent_reply"]

@@ -547,3 +547,81 @@ async def test_agent_view_needs_its_key_and_shows_notes(
     assert "山田 花子" in page.get_text()
     photo = page.select_one(".thumbs img")["src"]
     assert (await client.get(photo)).headers["content-type"] == "image/jpeg"
+
+
+async def test_odd_tokens_and_keys_are_not_found_not_errors(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    created = await _api_ticket(client, app)
+    path = httpx.URL(created["status_url"]).path
+    assert (await client.get(path, params={"token": "é"})).status_code == 404
+    assert (
+        await client.get(f"/agent/t/{created['reference']}", params={"key": "é"})
+    ).status_code == 404
+    state = await form_state(client, "/returns/new")
+    data = {**state, **defect_fields(app), "photo_overall_kept": "abc.é"}
+    response = await client.post("/returns/new", data=data)
+    assert response.status_code == 422
+
+
+async def test_a_reused_submission_id_never_hands_over_another_ticket(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    state = await form_state(client, "/returns/new")
+    first = await client.post("/returns/new", data={**state, **defect_fields(app)}, files=photos())
+    other = defect_fields(app, email="someone-else@example.jp", name="別人")
+    second = await client.post("/returns/new", data={**state, **other}, files=photos())
+    assert first.headers["location"] != second.headers["location"]
+    assert await count(app, Ticket) == 2
+    long_key = {"Idempotency-Key": "k" * 500}
+    api = await client.post(
+        "/api/tickets", data=defect_fields(app), files=photos(), headers=long_key
+    )
+    assert api.status_code == 201
+
+
+async def test_control_characters_in_fields_are_dropped(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    data = defect_fields(
+        app, name="山田\x00花子", desired_variant="M\x00", description="ひび\x00割れ"
+    )
+    response = await client.post("/api/tickets", data=data, files=photos())
+    assert response.status_code == 201
+    [ticket] = await rows(app, Ticket)
+    [message] = await rows(app, Message)
+    assert "\x00" not in message.body and ticket.reference
+
+
+async def test_expired_csrf_keeps_values_and_photos(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    await client.get("/returns/new")
+    response = await client.post(
+        "/returns/new", data={**defect_fields(app), "csrf_token": "stale"}, files=photos()
+    )
+    assert response.status_code == 403
+    page = soup(response)
+    assert page.select_one("input[name=photo_overall_kept]")["value"]
+    assert page.select_one("#name")["value"] == "山田 花子"
+
+
+async def test_status_json_times_carry_their_offset(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    created = await _api_ticket(client, app)
+    url = httpx.URL(created["status_url"])
+    body = (
+        await client.get(url.path, params=dict(url.params), headers={"Accept": "application/json"})
+    ).json()
+    assert body["messages"][0]["created_at"].endswith("+00:00")
+
+
+async def test_broken_multipart_gets_a_japanese_message(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/tickets",
+        content=b"garbage",
+        headers={"Content-Type": "multipart/form-data"},
+    )
+    assert response.status_code == 400
+    assert "送信内容を読み取れませんでした" in response.json()["error"]

@@ -9,10 +9,11 @@ reports are recorded on the ticket whose mail bounced.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,6 +47,8 @@ _SUBJECT_REFERENCE = re.compile(r"\[(HD-\d{2}-\d+)\]", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _DAEMONS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply")
 MAX_PHOTOS_PER_MAIL = 5
+# The forms' limit on a description, applied to mail too.
+MAX_MAIL_TEXT = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,8 @@ class InboundProcessor:
             return Outcome(InboundStatus.failed, f"メールとして解析できません: {exc}")
         row.message_id = (mail.message_id or "")[:250] or None
         row.from_address = mail.from_address[:254] or None
+        if len(mail.from_address) > 254:
+            return Outcome(InboundStatus.failed, "差出人のアドレスが長すぎます")
         row.subject = mail.subject
         if row.message_id and await self._already_processed(row):
             return Outcome(InboundStatus.ignored, "同じメールをすでに処理しています")
@@ -123,7 +128,8 @@ class InboundProcessor:
         if mail.is_delivery_report:
             return await self._bounce(mail, row.raw)
 
-        reference = self._signed_reference([*envelope_to, *mail.to, *mail.cc, *_delivered_to(mail)])
+        signed = self._signed_reference([*envelope_to, *mail.to, *mail.cc, *_delivered_to(mail)])
+        reference, for_agents = signed if signed else (None, False)
         ticket = await self.tickets.find(reference) if reference else None
         if ticket is None:
             ticket = await self._thread_by_ids(mail)
@@ -134,29 +140,33 @@ class InboundProcessor:
         if ticket is None:
             if automatic:
                 return Outcome(InboundStatus.ignored, "自動送信のメールのため、チケットにしません")
+            if len(mail.text) > MAX_MAIL_TEXT:
+                mail = replace(mail, text=mail.text[:MAX_MAIL_TEXT] + "\n(以下省略)")
             return await self._new_inquiry(mail)
-
-        agent = await self.tickets.agent_by_email(mail.from_address)
-        if agent is not None and reference is not None:
-            return await self._agent_reply(mail, ticket, agent)
         if automatic:
+            # An out-of-office reply, from a customer or an agent alike, is never passed on.
             await self.tickets.record_event(
                 ticket.id, "auto_reply_received", mail.from_address, subject=mail.subject
             )
             return Outcome(InboundStatus.ignored, "自動返信を記録しました", ticket.id)
+
+        agent = await self.tickets.agent_by_email(mail.from_address)
+        if agent is not None and for_agents:
+            return await self._agent_reply(mail, ticket, agent)
         photos, notes = await self._photos(mail)
         body = "\n\n".join(filter(None, [strip_quoted(mail.text), *notes]))
         await self.tickets.add_customer_message(
             ticket,
-            body,
+            body[:MAX_MAIL_TEXT],
             {f"photo_{i + 1}": p for i, p in enumerate(photos)},
-            submission_key=f"mail:{mail.message_id}" if mail.message_id else None,
+            submission_key=_mail_key(mail),
+            sender=mail.from_address,
         )
         return Outcome(InboundStatus.processed, "お客様の返信を追加しました", ticket.id)
 
     # -- threading -----------------------------------------------------------------------
 
-    def _signed_reference(self, addresses: Iterable[str]) -> str | None:
+    def _signed_reference(self, addresses: Iterable[str]) -> tuple[str, bool] | None:
         for address in addresses:
             reference = self.tickets.ticket_from_reply_address(address)
             if reference:
@@ -237,7 +247,7 @@ class InboundProcessor:
             priority=priority,
             note=note,
             body=parsed.body,
-            submission_key=f"mail:{mail.message_id}" if mail.message_id else None,
+            submission_key=_mail_key(mail),
             in_reply_to=await self._last_customer_message_id(ticket),
         )
         if problems:
@@ -275,7 +285,7 @@ class InboundProcessor:
             submission,
             {f"photo_{i + 1}": p for i, p in enumerate(photos)},
             late=False,
-            submission_key=f"mail:{mail.message_id}"[:64] if mail.message_id else None,
+            submission_key=_mail_key(mail),
             channel="mail",
             in_reply_to=mail.message_id,
         )
@@ -325,6 +335,13 @@ class InboundProcessor:
             except PhotoError as exc:
                 notes.append(f"(添付ファイル「{attachment.filename}」: {exc.message})")
         return photos, notes
+
+
+def _mail_key(mail: ParsedMail) -> str | None:
+    """A fixed-length key per Message-ID: the same mail delivered twice is added once."""
+    if not mail.message_id:
+        return None
+    return "mail:" + hashlib.sha256(mail.message_id.encode()).hexdigest()[:40]
 
 
 def _delivered_to(mail: ParsedMail) -> list[str]:

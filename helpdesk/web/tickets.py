@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from helpdesk.db import as_utc
 from helpdesk.models import TicketKind
 from helpdesk.photos import PhotoError, StoredPhoto
 from helpdesk.security import client_ip, rate_limited_message, verify_csrf
@@ -174,10 +175,9 @@ async def _submit_form(request: Request, form_name: str) -> Response:
 async def _handle_form(request: Request, form_name: str, form: FormData) -> Response:
     helpdesk = _helpdesk(request)
     if not await verify_csrf(request, form):
-        values = {name: str(form.get(name) or "") for name in FORM_FIELDS}
-        intake = Intake(
-            values, {"form": "ページの有効期限が切れました。もう一度送信してください。"}
-        )
+        # Keep what was typed and the photos (as signed tokens) for the retry.
+        intake = await _intake(request, form, PHOTO_FIELDS if form_name == "returns" else {})
+        intake.errors = {"form": "ページの有効期限が切れました。もう一度送信してください。"}
         return _render_form(request, form_name, intake, status_code=403)
     if form.get("website"):
         # The honeypot: people never see this field, bots fill it in.
@@ -270,7 +270,7 @@ async def _status_response(
                     {
                         "author": message.author,
                         "body": message.body,
-                        "created_at": message.created_at.isoformat(),
+                        "created_at": as_utc(message.created_at).isoformat(),
                     }
                     for message, _ in conversation
                 ],
