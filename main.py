@@ -174,6 +174,42 @@ def cmd_mail_send_queued(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_mail_status(args: argparse.Namespace, settings: Settings) -> int:
+    """The outbox by status, dead letters, and received mail that needs a look."""
+    from sqlalchemy import func, select
+
+    from helpdesk.app import Helpdesk, jst
+    from helpdesk.models import InboundMail, Outbox
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            async with helpdesk.sessions() as session:  # type: ignore[misc]
+                counts = await session.execute(
+                    select(Outbox.status, func.count()).group_by(Outbox.status)
+                )
+                print("outbox:", ", ".join(f"{s} {n}" for s, n in counts.all()) or "empty")
+                dead = await session.execute(select(Outbox).where(Outbox.status == "dead"))
+                for row in dead.scalars():
+                    print(f"  dead #{row.id} to {row.to_address}: {row.subject} ({row.last_error})")
+                inbound = await session.execute(
+                    select(InboundMail)
+                    .where(InboundMail.status.in_(("failed", "received")))
+                    .order_by(InboundMail.id)
+                )
+                for row in inbound.scalars():
+                    when = jst(row.received_at)
+                    print(
+                        f"  inbound #{row.id} {row.status} {when} {row.from_address}: {row.outcome}"
+                    )
+        finally:
+            await helpdesk.shutdown()
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_agent_add(args: argparse.Namespace, settings: Settings) -> int:
     from helpdesk.app import Helpdesk
 
@@ -227,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=cmd_mail_ingest)
     send = mail.add_parser("send-queued", help="send the mail waiting in the outbox (cron)")
     send.set_defaults(func=cmd_mail_send_queued)
+    status = mail.add_parser("status", help="outbox counts, dead letters, failed inbound mail")
+    status.set_defaults(func=cmd_mail_status)
 
     agent = sub.add_parser("agent", help="support agents").add_subparsers(
         dest="agent_command", required=True

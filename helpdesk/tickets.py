@@ -30,6 +30,7 @@ from helpdesk.models import (
     Attachment,
     Author,
     Customer,
+    InboundMail,
     Message,
     Outbox,
     Ticket,
@@ -855,6 +856,22 @@ class TicketService:
                     actor=actor,
                     data=json.dumps(data, ensure_ascii=False),
                 )
+            )
+
+    async def report_failed_mail(self, row: InboundMail, problem: str) -> None:
+        """Tell the support inbox about a received mail that could not be processed."""
+        preview = _text(row.raw[:4000].decode("utf-8", errors="replace"))
+        async with self.sessions() as session, session.begin():
+            await self._queue_mail(
+                session,
+                ticket=None,
+                kind="inbound_failed",
+                to=self.support_address,
+                template="inbound_failed",
+                automatic=False,
+                row=row,
+                problem=problem,
+                preview=preview,
             )
 
     async def queue_agent_error(self, agent: Agent, ticket: Ticket, problems: str) -> None:

@@ -341,6 +341,9 @@ async def test_unparseable_mail_is_kept_for_agents(app: Starlette, smtp_port: in
     [row] = await rows(app, InboundMail)
     assert row.status == "failed" and row.raw == b"\x00\x01 not a mail at all"
     assert "解析できません" in row.outcome
+    [report] = await rows(app, Outbox)
+    assert report.kind == "inbound_failed" and report.to_address == SUPPORT
+    assert f"受信番号 {row.id}" in report.subject and "not a mail at all" in report.text
 
 
 async def test_automatic_mail_per_address_is_capped(app: Starlette, smtp_port: int) -> None:
@@ -396,6 +399,35 @@ def test_mail_ingest_from_standard_input(tmp_path: Path) -> None:
         timeout=120,
     )
     assert empty.returncode == 65  # EX_DATAERR
+    # With no SMTP host, the queued confirmation and notification become .eml files.
+    sent = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "mail", "send-queued"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert sent.returncode == 0 and "handled 2" in sent.stdout
+    files = sorted((tmp_path / "var" / "mail").glob("*.eml"))
+    assert len(files) == 2
+    import email as email_module
+    import email.policy as email_policy
+
+    subjects = {
+        email_module.message_from_bytes(f.read_bytes(), policy=email_policy.default)["Subject"]
+        for f in files
+    }
+    assert any("お問い合わせを受け付けました" in s for s in subjects)
+    status = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "mail", "status"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert "sent 2" in status.stdout
 
 
 def test_agent_add_command(tmp_path: Path) -> None:

@@ -99,6 +99,8 @@ class InboundProcessor:
         except Exception as exc:  # kept for agents, never dropped
             log.exception("inbound mail %s could not be processed", row.id)
             outcome = Outcome(InboundStatus.failed, f"処理できませんでした: {exc!r}"[:2000])
+        if outcome.status is InboundStatus.failed:
+            await self.tickets.report_failed_mail(row, outcome.text)
         async with self.sessions() as session, session.begin():
             stored = await session.get(InboundMail, row.id)
             assert stored is not None
