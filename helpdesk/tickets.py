@@ -579,6 +579,27 @@ class TicketService:
         session.add(row)
         return row
 
+    async def _tell_agents(
+        self,
+        session: AsyncSession,
+        ticket: Ticket | None,
+        template: str,
+        attach: Sequence[Attachment] = (),
+        **context: Any,
+    ) -> None:
+        """Mail the support inbox; replies to it come back on the agents' signed address."""
+        await self._queue_mail(
+            session,
+            ticket=ticket,
+            kind=template,
+            to=self.support_address,
+            template=template,
+            automatic=False,
+            reply_to=self.reply_address(ticket, agents=True) if ticket else None,
+            attach=attach,
+            **context,
+        )
+
     async def _queue_new_ticket_mails(
         self,
         session: AsyncSession,
@@ -613,16 +634,8 @@ class TicketService:
                 references=[in_reply_to] if in_reply_to else (),
                 **context,
             )
-        await self._queue_mail(
-            session,
-            ticket=ticket,
-            kind="ticket_notification",
-            to=self.support_address,
-            template="ticket_notification",
-            automatic=False,
-            reply_to=self.reply_address(ticket, agents=True),
-            attach=attachments,
-            **context,
+        await self._tell_agents(
+            session, ticket, "ticket_notification", attach=attachments, **context
         )
 
     async def add_customer_message(
@@ -696,14 +709,10 @@ class TicketService:
                     sender or customer.email,
                 )
             )
-            await self._queue_mail(
+            await self._tell_agents(
                 session,
-                ticket=current,
-                kind="customer_reply",
-                to=self.support_address,
-                template="customer_reply",
-                automatic=False,
-                reply_to=self.reply_address(current, agents=True),
+                current,
+                "customer_reply",
                 attach=attachments,
                 customer=customer,
                 stranger=sender if stranger else None,
@@ -862,16 +871,8 @@ class TicketService:
         """Tell the support inbox about a received mail that could not be processed."""
         preview = _text(row.raw[:4000].decode("utf-8", errors="replace"))
         async with self.sessions() as session, session.begin():
-            await self._queue_mail(
-                session,
-                ticket=None,
-                kind="inbound_failed",
-                to=self.support_address,
-                template="inbound_failed",
-                automatic=False,
-                row=row,
-                problem=problem,
-                preview=preview,
+            await self._tell_agents(
+                session, None, "inbound_failed", row=row, problem=problem, preview=preview
             )
 
     async def queue_agent_error(self, agent: Agent, ticket: Ticket, problems: str) -> None:

@@ -36,7 +36,6 @@ from helpdesk.models import (
     Outbox,
     Ticket,
     TicketKind,
-    TicketStatus,
 )
 from helpdesk.photos import PhotoError, PhotoStore, StoredPhoto
 from helpdesk.tickets import Submission, TicketService
@@ -234,11 +233,11 @@ class InboundProcessor:
         note = False
         for command in parsed.commands:
             if isinstance(command, SetStatus):
-                status = TicketStatus(command.status.value)
+                status = command.status
             elif isinstance(command, Assign):
                 assign = command.who
             elif isinstance(command, SetPriority):
-                priority = command.priority.value
+                priority = command.priority
             elif isinstance(command, Note):
                 note = True
         problems = await self.tickets.apply_agent_reply(

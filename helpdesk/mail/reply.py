@@ -15,7 +15,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
+
+from helpdesk.models import Priority, TicketStatus
 
 __all__ = [
     "Assign",
@@ -33,19 +34,8 @@ __all__ = [
 ]
 
 
-# Values match ``helpdesk.models.TicketStatus`` / ``Priority`` (kept separate: this module is pure).
-class Status(StrEnum):
-    open = "open"
-    pending = "pending"
-    resolved = "resolved"
-    closed = "closed"
-
-
-class Priority(StrEnum):
-    low = "low"
-    normal = "normal"
-    high = "high"
-    urgent = "urgent"
+# The ticket's own enums: a command sets exactly what the ticket stores.
+Status = TicketStatus
 
 
 @dataclass(frozen=True)
