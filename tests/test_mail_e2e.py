@@ -148,3 +148,50 @@ async def test_ticket_mails_and_an_agent_reply_over_smtp(
     async with helpdesk.sessions() as session:
         ticket = (await session.execute(select(Ticket))).scalar_one()
     assert ticket.status == "open"  # the customer answered: back with the agents
+
+
+def test_every_mail_template_composes_text_and_html() -> None:
+    from types import SimpleNamespace
+
+    from helpdesk.mail.compose import compose
+    from helpdesk.settings import ROOT
+
+    policy = SimpleNamespace(name="COCO case", url="https://cococase.jp", return_window_days=3)
+    ticket = SimpleNamespace(reference="HD-26-00001", subject="不良品", late=False)
+    customer = SimpleNamespace(name="山田 花子", email="hanako@example.jp")
+    submission = SimpleNamespace(
+        name="山田 花子",
+        order_number="#1234",
+        arrived_on=date(2026, 11, 24),
+        desired_variant=None,
+        description="ひびが<b>入って</b>いました",
+    )
+    context = {
+        "ticket": ticket,
+        "policy": policy,
+        "customer": customer,
+        "submission": submission,
+        "kind_label": "不良品",
+        "category_label": None,
+        "status_url": "http://testserver/t/HD-26-00001?token=x",
+        "agent_url": "http://testserver/agent/t/HD-26-00001?key=y",
+        "reply_address": "admin+hd-26-00001.abc@interiorltd.jp",
+        "attachments": [],
+        "photo_labels": {},
+        "body": "お待たせしました <script>",
+        "stranger": None,
+        "status_label": "解決済み",
+        "agent": SimpleNamespace(name="佐藤", email="sato@interiorltd.jp"),
+        "problems": "・1行目「#statu」: 不明なコマンドです。",
+        "row": SimpleNamespace(id=7, envelope_from=None),
+        "problem": "解析できません",
+        "preview": "garbage",
+    }
+    names = sorted(p.stem for p in (ROOT / "templates" / "mail").glob("*.txt"))
+    assert len(names) >= 7
+    for name in names:
+        mail = compose(name, **context)
+        assert mail.subject and "\n" not in mail.subject, name
+        assert mail.text.strip(), name
+        assert mail.html.lstrip().startswith("<!doctype html>"), name
+        assert "<script>" not in mail.html and "<b>入って</b>" not in mail.html, name

@@ -25,7 +25,7 @@ from helpdesk.settings import ROOT
 class ComposedMail:
     subject: str
     text: str
-    html: str | None
+    html: str
 
 
 @lru_cache(maxsize=1)
@@ -51,8 +51,10 @@ def compose(name: str, **context: Any) -> ComposedMail:
     first, _, text = rendered.partition("\n")
     if not first.startswith("Subject: "):
         raise ValueError(f"templates/mail/{name}.txt must start with a 'Subject: ' line")
+    text = text.strip() + "\n"
     try:
-        html: str | None = environment.get_template(f"{name}.html").render(**context)
+        html = environment.get_template(f"{name}.html").render(**context)
     except TemplateNotFound:
-        html = None
-    return ComposedMail(first.removeprefix("Subject: ").strip(), text.strip() + "\n", html)
+        # Every mail has an HTML part; without a template of its own, the text in paragraphs.
+        html = environment.get_template("_text.html").render(text=text)
+    return ComposedMail(first.removeprefix("Subject: ").strip(), text, html)
