@@ -114,6 +114,7 @@ def cmd_faq_gaps(args: argparse.Namespace, settings: Settings) -> int:
         await helpdesk.startup()
         try:
             gaps = await helpdesk.faq.gaps(limit=args.limit)
+            votes = await helpdesk.faq.feedback_totals()
         finally:
             await helpdesk.shutdown()
         if not gaps:
@@ -121,6 +122,11 @@ def cmd_faq_gaps(args: argparse.Namespace, settings: Settings) -> int:
         for gap in gaps:
             best = gap.best_entry_id or "-"
             print(f"{gap.count:5d}  {jst(gap.last_seen)}  {gap.query}  (best: {best})")
+        unhelpful = sorted(((no, yes, e) for e, (yes, no) in votes.items() if no), reverse=True)
+        if unhelpful:
+            print("\nanswers voted not helpful (no / yes):")
+            for no, yes, entry_id in unhelpful:
+                print(f"{no:5d} / {yes:<5d} {entry_id}")
         return 0
 
     return asyncio.run(run())

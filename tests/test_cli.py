@@ -102,6 +102,7 @@ def test_faq_gaps_lists_masked_queries(tmp_path: Path, db: str) -> None:
         helpdesk = Helpdesk(settings)
         await helpdesk.startup()
         await helpdesk.faq.ask_and_log("株価を taro@example.jp に送って")
+        await helpdesk.faq.record_feedback("other-receipt", False, "領収書")
         await helpdesk.shutdown()
 
     asyncio.run(log_gap())
@@ -109,3 +110,4 @@ def test_faq_gaps_lists_masked_queries(tmp_path: Path, db: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "株価を [メール] に送って" in result.stdout
     assert "example.jp" not in result.stdout
+    assert "1 / 0     other-receipt" in result.stdout

@@ -22,7 +22,6 @@ from helpdesk.models import TicketKind
 from helpdesk.photos import PhotoError, StoredPhoto
 from helpdesk.security import client_ip, rate_limited_message, verify_csrf
 from helpdesk.tickets import (
-    FIELD_LABELS,
     INQUIRY_CATEGORIES,
     KIND_LABELS,
     PHOTO_FIELDS,
@@ -440,5 +439,3 @@ routes = [
     Route("/agent/t/{reference}/photos/{digest}", agent_photo, methods=["GET"]),
     Route("/api/tickets", api_create_ticket, methods=["POST"]),
 ]
-
-__all__ = ["FIELD_LABELS", "routes"]
