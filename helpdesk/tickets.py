@@ -364,7 +364,6 @@ class TicketService:
         if submission_key:
             scope = f"{channel}:{submission.email}:{submission_key}"
             submission_key = hashlib.sha256(scope.encode()).hexdigest()
-        if submission_key:
             async with self.sessions() as session:
                 existing = await session.execute(
                     select(Ticket).where(Ticket.submission_key == submission_key)
