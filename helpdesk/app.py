@@ -178,12 +178,21 @@ class Helpdesk:
                 self.settings.mail_dir,
             )
 
+    async def _process_stuck_mail(self) -> None:
+        try:
+            if count := await self.inbound.process_stuck():
+                log.warning("processed %d inbound message(s) interrupted earlier", count)
+        except Exception:
+            log.exception("could not process interrupted inbound mail")
+
     async def start_receiver(self) -> None:
         """Receive mail by SMTP on 127.0.0.1 when ``inbound_smtp_port`` is set."""
         port = self.settings.inbound_smtp_port
         if port is None or self._receiver is not None:
             return
         self._receiver = await start_receiver(self.inbound, "127.0.0.1", port)
+        # Mail stored before a crash but never processed is picked up now.
+        self._background.append(asyncio.create_task(self._process_stuck_mail()))
         log.info("receiving mail by SMTP on 127.0.0.1:%d", port)
 
     async def shutdown(self) -> None:

@@ -496,3 +496,19 @@ async def test_agents_auto_reply_is_not_passed_to_the_customer(
     ticket = await the_ticket(app, created["reference"])
     assert ticket.status == "new"
     assert not [o for o in await rows(app, Outbox) if o.kind == "agent_reply"]
+
+
+async def test_mail_interrupted_after_storing_is_processed_later(app: Starlette) -> None:
+    from datetime import timedelta
+
+    from helpdesk.db import utcnow
+
+    raw = mail("taro@example.jp", SUPPORT, "質問", "ラッピングはできますか").as_bytes()
+    async with app.state.helpdesk.sessions() as session:
+        session.add(InboundMail(raw=raw, received_at=utcnow() - timedelta(minutes=10)))
+        session.add(InboundMail(raw=raw, received_at=utcnow()))  # may still be in progress
+        await session.commit()
+    assert await app.state.helpdesk.inbound.process_stuck() == 1
+    statuses = sorted(r.status for r in await rows(app, InboundMail))
+    assert statuses == ["processed", "received"]
+    assert len(await rows(app, Ticket)) == 1

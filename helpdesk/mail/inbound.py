@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,6 +47,8 @@ _SUBJECT_REFERENCE = re.compile(r"\[(HD-\d{2}-\d+)\]", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _DAEMONS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply")
 MAX_PHOTOS_PER_MAIL = 5
+# A message still "received" after this long was interrupted: it is processed again.
+STUCK_AFTER = timedelta(minutes=5)
 # The forms' limit on a description, applied to mail too.
 MAX_MAIL_TEXT = 5000
 
@@ -93,6 +96,11 @@ class InboundProcessor:
                 received_at=utcnow(),
             )
             session.add(row)
+        return await self.process(row)
+
+    async def process(self, row: InboundMail) -> InboundMail:
+        """Process a stored message and record the outcome; never raises for bad mail."""
+        envelope_to = (row.envelope_to or "").split()
         try:
             outcome = await self._process(row, envelope_to)
         except Exception as exc:  # kept for agents, never dropped
@@ -111,6 +119,21 @@ class InboundProcessor:
             stored.subject = row.subject
         row.status, row.outcome, row.ticket_id = outcome.status, outcome.text, outcome.ticket_id
         return row
+
+    async def process_stuck(self, *, older_than: timedelta = STUCK_AFTER) -> int:
+        """Process again the messages stored but never processed (a crash in between)."""
+        since = utcnow() - older_than
+        async with self.sessions() as session:
+            found = await session.execute(
+                select(InboundMail)
+                .where(InboundMail.status == InboundStatus.received)
+                .where(InboundMail.received_at < since)
+                .order_by(InboundMail.id)
+            )
+            stuck = list(found.scalars().all())
+        for row in stuck:
+            await self.process(row)
+        return len(stuck)
 
     async def _process(self, row: InboundMail, envelope_to: Sequence[str]) -> Outcome:
         try:
