@@ -105,6 +105,8 @@ class Helpdesk:
         self._sender_stop: asyncio.Event | None = None
         self.photos = PhotoStore(settings.resolved_media_dir, max_bytes=settings.max_photo_bytes)
         self.submission_limiter = RateLimiter(*parse_rate(settings.submission_rate))
+        # FAQ votes per client IP: enough for a person, not for stuffing the counts.
+        self.feedback_limiter = RateLimiter(30, 600)
 
     @property
     def faq(self) -> FaqService:

@@ -156,3 +156,21 @@ async def test_privacy_page_renders_the_policy(client: httpx.AsyncClient) -> Non
     page = soup(await client.get("/privacy"))
     text = page.select_one("article.policy").get_text()
     assert "admin@interiorltd.jp" in text and "30日" in text
+
+
+async def test_feedback_votes_are_capped_per_address(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    from helpdesk.security import RateLimiter
+
+    app.state.helpdesk.feedback_limiter = RateLimiter(3, 600)
+    for _ in range(5):
+        response = await client.post(
+            "/faq/other-receipt/feedback",
+            data={"helpful": "no"},
+            headers={"Accept": "application/json"},
+        )
+        assert response.json()["ok"] is True
+    async with app.state.helpdesk.sessions() as session:
+        votes = (await session.execute(select(FaqFeedback))).scalars().all()
+    assert len(votes) == 3

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from helpdesk.faq_service import MAX_RESULTS, QueryError, answer_json
+from helpdesk.security import client_ip
 
 # Suggestions beside the ticket forms appear from this confidence on.
 SUGGEST_CONFIDENCE = 0.3
@@ -88,6 +89,11 @@ async def faq_feedback(request: Request) -> Response:
         if wants_json:
             return JSONResponse({"error": message}, status_code=400)
         return RedirectResponse(f"/faq/{entry_id}", status_code=303)
+    if helpdesk.feedback_limiter.hit(client_ip(request)) is not None:
+        # Votes beyond a person's plausible few are thanked and not counted.
+        if wants_json:
+            return JSONResponse({"ok": True, "message": "ご意見ありがとうございます。"})
+        return RedirectResponse(f"/faq/{entry_id}?thanks={vote}#feedback", status_code=303)
     if not await helpdesk.faq.record_feedback(entry_id, vote == "yes", query):
         return JSONResponse({"error": "お探しの質問は見つかりませんでした。"}, status_code=404)
     if wants_json:
