@@ -44,8 +44,8 @@ STOP_LEMMAS = frozenset(
 
 # Honorific prefixes (ご注文, お届け) are dropped; others join their noun (誤+発送 → 誤発送).
 HONORIFIC_PREFIXES = frozenset({"御", "お", "ご", "おん"})
-# Pronouns kept: they tell "when" questions from others.
-KEEP_PRONOUNS = frozenset({"いつ", "何時"})
+# Pronouns kept: they tell "when" and "where" questions from others.
+KEEP_PRONOUNS = frozenset({"いつ", "何時", "どこ", "何処"})
 # SudachiPy refuses inputs over about 49 KB; no question needs more than this.
 MAX_ANALYZED_CHARS = 1000
 

@@ -42,11 +42,13 @@ def engine() -> SearchEngine:
 
 
 # (file, least share of in-scope queries answered right, most out-of-scope queries answered)
-# The second set was written blind, from the shop's pages only, by another author; it has
-# since been used to tune the ranking, so it guards against regressions, not overfitting.
+# The hold-out sets were written blind, from the shop's pages only, by other authors. The
+# first has since been used to fit the confidence; the second was kept for checking that fit
+# (bench/README.md gives the figures), so both now guard against regressions.
 QUERY_SETS = [
     pytest.param(DEV_QUERIES, 0.95, 0, id="dev"),
-    pytest.param(Path(__file__).parent / "data" / "faq-holdout.tsv", 0.90, 1, id="holdout"),
+    pytest.param(Path(__file__).parent / "data" / "faq-holdout.tsv", 0.90, 0, id="holdout"),
+    pytest.param(Path(__file__).parent / "data" / "faq-blind2.tsv", 0.88, 0, id="blind2"),
 ]
 
 
