@@ -100,6 +100,14 @@ async def reply_address(app: Starlette, reference: str, *, agents: bool = False)
     return app.state.helpdesk.tickets.reply_address(ticket, agents=agents)
 
 
+@pytest.fixture
+async def agent_thread(app: Starlette, client: httpx.AsyncClient) -> tuple[dict[str, Any], str]:
+    """A registered agent 佐藤, an open ticket, and the agents' signed reply address."""
+    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
+    created = await open_ticket(client)
+    return created, await reply_address(app, created["reference"], agents=True)
+
+
 async def test_mail_from_a_stranger_opens_an_inquiry(app: Starlette, smtp_port: int) -> None:
     message = mail(
         "佐藤 一郎 <ichiro@example.jp>",
@@ -220,11 +228,12 @@ async def test_agent_reply_with_commands_reaches_the_customer(
 
 
 async def test_agent_note_stays_internal(
-    app: Starlette, client: httpx.AsyncClient, smtp_port: int
+    app: Starlette,
+    client: httpx.AsyncClient,
+    smtp_port: int,
+    agent_thread: tuple[dict[str, Any], str],
 ) -> None:
-    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
-    created = await open_ticket(client)
-    address = await reply_address(app, created["reference"], agents=True)
+    created, address = agent_thread
     await deliver(
         smtp_port,
         mail("sato@interiorltd.jp", address, "Re:", "#メモ\n在庫を確認中です。"),
@@ -247,11 +256,12 @@ async def test_agent_note_stays_internal(
 
 
 async def test_unknown_command_earns_the_agent_an_error_and_nothing_else(
-    app: Starlette, client: httpx.AsyncClient, smtp_port: int
+    app: Starlette,
+    client: httpx.AsyncClient,
+    smtp_port: int,
+    agent_thread: tuple[dict[str, Any], str],
 ) -> None:
-    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
-    created = await open_ticket(client)
-    address = await reply_address(app, created["reference"], agents=True)
+    created, address = agent_thread
     body = "#statu resolved\n\nお客様への返信本文"
     await deliver(smtp_port, mail("sato@interiorltd.jp", address, "Re:", body), to=[address])
     ticket = await the_ticket(app, created["reference"])
@@ -264,11 +274,12 @@ async def test_unknown_command_earns_the_agent_an_error_and_nothing_else(
 
 
 async def test_unknown_assignee_is_an_error(
-    app: Starlette, client: httpx.AsyncClient, smtp_port: int
+    app: Starlette,
+    client: httpx.AsyncClient,
+    smtp_port: int,
+    agent_thread: tuple[dict[str, Any], str],
 ) -> None:
-    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
-    created = await open_ticket(client)
-    address = await reply_address(app, created["reference"], agents=True)
+    _, address = agent_thread
     await deliver(
         smtp_port, mail("sato@interiorltd.jp", address, "Re:", "#担当 鈴木\n\n本文"), to=[address]
     )
@@ -480,11 +491,12 @@ async def test_commands_need_the_agents_address_not_just_an_agents_from(
 
 
 async def test_agents_auto_reply_is_not_passed_to_the_customer(
-    app: Starlette, client: httpx.AsyncClient, smtp_port: int
+    app: Starlette,
+    client: httpx.AsyncClient,
+    smtp_port: int,
+    agent_thread: tuple[dict[str, Any], str],
 ) -> None:
-    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
-    created = await open_ticket(client)
-    address = await reply_address(app, created["reference"], agents=True)
+    created, address = agent_thread
     vacation = mail(
         "sato@interiorltd.jp",
         address,
