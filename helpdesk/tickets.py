@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from email.utils import make_msgid
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -88,6 +88,7 @@ MAX_VARIANT = 200
 OLDEST_ARRIVAL = timedelta(days=366)
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _ORDER_NUMBER = re.compile(r"^#?[A-Za-z0-9][A-Za-z0-9-]*$")
+_Keyed = TypeVar("_Keyed", Ticket, Message)
 _REPLY_ADDRESS = re.compile(
     r"^(?P<local>[^+@]+)\+(?P<reference>hd-\d{2}-\d+)\.(?P<signature>[a-z0-9_-]+)@(?P<domain>[^@]+)$"
 )
@@ -343,6 +344,12 @@ class TicketService:
 
     # -- writing -------------------------------------------------------------------------
 
+    async def _by_key(self, model: type[_Keyed], key: str) -> _Keyed | None:
+        """The ticket or message a submission key already made, if any."""
+        async with self.sessions() as session:
+            found = await session.execute(select(model).where(model.submission_key == key))
+            return found.scalar_one_or_none()
+
     async def submit(
         self,
         submission: Submission,
@@ -364,12 +371,8 @@ class TicketService:
         if submission_key:
             scope = f"{channel}:{submission.email}:{submission_key}"
             submission_key = hashlib.sha256(scope.encode()).hexdigest()
-            async with self.sessions() as session:
-                existing = await session.execute(
-                    select(Ticket).where(Ticket.submission_key == submission_key)
-                )
-                if (ticket := existing.scalar_one_or_none()) is not None:
-                    return ticket, False
+            if (ticket := await self._by_key(Ticket, submission_key)) is not None:
+                return ticket, False
         try:
             return await self._create(
                 submission,
@@ -385,11 +388,9 @@ class TicketService:
             # Two submits raced on the same key: the other one won.
             if not submission_key:
                 raise
-            async with self.sessions() as session:
-                existing = await session.execute(
-                    select(Ticket).where(Ticket.submission_key == submission_key)
-                )
-                return existing.scalar_one(), False
+            ticket = await self._by_key(Ticket, submission_key)
+            assert ticket is not None
+            return ticket, False
 
     async def _customer(self, session: AsyncSession, submission: Submission) -> Customer:
         result = await session.execute(select(Customer).where(Customer.email == submission.email))
@@ -653,23 +654,16 @@ class TicketService:
 
         A repeated ``submission_key`` returns the message already stored.
         """
-        if submission_key:
-            async with self.sessions() as session:
-                found = await session.execute(
-                    select(Message).where(Message.submission_key == submission_key)
-                )
-                if (message := found.scalar_one_or_none()) is not None:
-                    return message
+        if submission_key and (message := await self._by_key(Message, submission_key)):
+            return message
         try:
             return await self._add_customer_message(ticket, body, photos, submission_key, sender)
         except IntegrityError:
             if not submission_key:
                 raise
-            async with self.sessions() as session:
-                found = await session.execute(
-                    select(Message).where(Message.submission_key == submission_key)
-                )
-                return found.scalar_one()
+            message = await self._by_key(Message, submission_key)
+            assert message is not None
+            return message
 
     async def _add_customer_message(
         self,
