@@ -44,15 +44,13 @@ def _engine(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from helpdesk.faq_service import MAX_RESULTS, answer_json
+    from helpdesk.faq_service import MAX_RESULTS, answer_json, answer_text
 
     engine = _engine(settings)
     queries = [args.query] if args.query is not None else (line.rstrip("\n") for line in sys.stdin)
     for query in queries:
         answer = engine.ask(query, limit=MAX_RESULTS)
-        text = None
-        if answer.entry is not None:
-            text = answer.entry.answer + (f"\n\n{answer.supplement}" if answer.supplement else "")
+        text = answer_text(answer)
         if args.json:
             print(json.dumps(answer_json(answer, text), ensure_ascii=False), flush=True)
             continue

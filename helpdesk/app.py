@@ -24,6 +24,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from faq.policy import WEEKDAY_JA
 from helpdesk import db
 from helpdesk.faq_service import FaqService
 from helpdesk.mail.inbound import InboundProcessor
@@ -45,7 +46,6 @@ from helpdesk.web import tickets as ticket_routes
 
 log = logging.getLogger("helpdesk")
 TOKYO = ZoneInfo("Asia/Tokyo")
-WEEKDAY_JA = "月火水木金土日"
 GENERIC_ERRORS = {
     400: "送信内容を読み取れませんでした。お手数ですが、もう一度お試しください。",
     404: "お探しのページは見つかりませんでした。",

@@ -177,13 +177,14 @@ class FaqService:
                 totals.setdefault(entry_id, [0, 0])[0 if helpful else 1] += count
             return {k: (v[0], v[1]) for k, v in totals.items()}
 
-    def answer_text(self, answer: Answer) -> str | None:
-        """The answer as shown: the shop's wording plus what was computed for now."""
-        if answer.entry is None:
-            return None
-        if answer.supplement:
-            return f"{answer.entry.answer}\n\n{answer.supplement}"
-        return answer.entry.answer
+
+def answer_text(answer: Answer) -> str | None:
+    """The answer as shown: the shop's wording plus what was computed for now."""
+    if answer.entry is None:
+        return None
+    if answer.supplement:
+        return f"{answer.entry.answer}\n\n{answer.supplement}"
+    return answer.entry.answer
 
 
 def answer_json(answer: Answer, text: str | None) -> dict[str, Any]:

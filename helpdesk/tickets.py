@@ -530,7 +530,6 @@ class TicketService:
         ticket: Ticket | None,
         kind: str,
         to: str,
-        template: str,
         automatic: bool = True,
         reply_to: str | None = None,
         in_reply_to: str | None = None,
@@ -538,7 +537,8 @@ class TicketService:
         attach: Sequence[Attachment] = (),
         **context: Any,
     ) -> Outbox | None:
-        """Compose ``template`` and put it in the outbox, in the caller's transaction.
+        """Compose the mail ``kind`` (``templates/mail/{kind}.txt``) into the outbox, in the
+        caller's transaction.
 
         Automatic mail to one address is capped per hour (RFC 3834: no mail storms); the
         mail skipped is recorded on the ticket instead.
@@ -556,7 +556,7 @@ class TicketService:
                 if ticket is not None:
                     session.add(self._event(ticket, "mail_suppressed", "system", to=to, mail=kind))
                 return None
-        mail = compose(template, ticket=ticket, policy=self.policy, **context)
+        mail = compose(kind, ticket=ticket, policy=self.policy, **context)
         row = Outbox(
             ticket_id=ticket.id if ticket else None,
             kind=kind,
@@ -583,7 +583,7 @@ class TicketService:
         self,
         session: AsyncSession,
         ticket: Ticket | None,
-        template: str,
+        kind: str,
         attach: Sequence[Attachment] = (),
         **context: Any,
     ) -> None:
@@ -591,9 +591,8 @@ class TicketService:
         await self._queue_mail(
             session,
             ticket=ticket,
-            kind=template,
+            kind=kind,
             to=self.support_address,
-            template=template,
             automatic=False,
             reply_to=self.reply_address(ticket, agents=True) if ticket else None,
             attach=attach,
@@ -618,7 +617,6 @@ class TicketService:
             "category_label": INQUIRY_CATEGORIES.get(submission.category or ""),
             "status_url": self.status_url(ticket),
             "agent_url": self.agent_url(ticket),
-            "reply_address": self.reply_address(ticket),
             "attachments": attachments,
             "photo_labels": PHOTO_FIELDS,
         }
@@ -628,7 +626,6 @@ class TicketService:
                 ticket=ticket,
                 kind="ticket_confirmation",
                 to=customer.email,
-                template="ticket_confirmation",
                 reply_to=self.reply_address(ticket),
                 in_reply_to=in_reply_to,
                 references=[in_reply_to] if in_reply_to else (),
@@ -834,7 +831,6 @@ class TicketService:
                     ticket=current,
                     kind="agent_reply" if body else "status_changed",
                     to=customer.email,
-                    template="agent_reply" if body else "status_changed",
                     automatic=not body,
                     reply_to=self.reply_address(current),
                     in_reply_to=in_reply_to,
@@ -875,7 +871,6 @@ class TicketService:
                 ticket=ticket,
                 kind="agent_error",
                 to=agent.email,
-                template="agent_error",
                 agent=agent,
                 problems=problems,
             )

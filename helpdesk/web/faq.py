@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from helpdesk.faq_service import MAX_RESULTS, QueryError, answer_json
+from helpdesk.faq_service import MAX_RESULTS, QueryError, answer_json, answer_text
 from helpdesk.security import client_ip
 
 # Suggestions beside the ticket forms appear from this confidence on.
@@ -19,10 +19,11 @@ def _helpdesk(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.helpdesk
 
 
-async def faq_index(request: Request) -> Response:
+async def _answer_page(request: Request, template: str, **context: object) -> Response:
+    """A page with the search form; with ``?q=`` it also shows the bot's answer."""
     helpdesk = _helpdesk(request)
     raw = request.query_params.get("q")
-    context: dict[str, object] = {"query": raw or "", "categories": helpdesk.faq.categories()}
+    context["query"] = raw or ""
     status = 200
     if raw is not None:
         try:
@@ -33,9 +34,13 @@ async def faq_index(request: Request) -> Response:
         else:
             answer = await helpdesk.faq.ask_and_log(query)
             context["answer"] = answer
-            context["answer_text"] = helpdesk.faq.answer_text(answer)
-    return helpdesk.templates.TemplateResponse(
-        request, "faq/index.html", context, status_code=status
+            context["answer_text"] = answer_text(answer)
+    return helpdesk.templates.TemplateResponse(request, template, context, status_code=status)
+
+
+async def faq_index(request: Request) -> Response:
+    return await _answer_page(
+        request, "faq/index.html", categories=_helpdesk(request).faq.categories()
     )
 
 
@@ -60,21 +65,7 @@ async def faq_entry(request: Request) -> Response:
 
 async def faq_ask(request: Request) -> Response:
     """The chat page: a plain GET form; a little JavaScript keeps a running conversation."""
-    helpdesk = _helpdesk(request)
-    raw = request.query_params.get("q")
-    context: dict[str, object] = {"query": raw or ""}
-    status = 200
-    if raw is not None:
-        try:
-            query = helpdesk.faq.validate(raw)
-        except QueryError as exc:
-            context["error"] = str(exc)
-            status = 400
-        else:
-            answer = await helpdesk.faq.ask_and_log(query)
-            context["answer"] = answer
-            context["answer_text"] = helpdesk.faq.answer_text(answer)
-    return helpdesk.templates.TemplateResponse(request, "faq/ask.html", context, status_code=status)
+    return await _answer_page(request, "faq/ask.html")
 
 
 async def faq_feedback(request: Request) -> Response:
@@ -119,7 +110,7 @@ async def api_search(request: Request) -> Response:
             {"error": "limit には1から5までの数字を指定してください。"}, status_code=400
         )
     answer = await helpdesk.faq.ask_and_log(query)
-    body = answer_json(answer, helpdesk.faq.answer_text(answer))
+    body = answer_json(answer, answer_text(answer))
     body["results"] = body["results"][:limit]
     return JSONResponse(body)
 
