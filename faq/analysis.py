@@ -9,7 +9,7 @@ meaning for search.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from sudachipy import Dictionary, SplitMode
@@ -32,12 +32,14 @@ STOP_POS = frozenset(
         "副詞",
     }
 )
-# Lemmas of content parts of speech that are, in questions, mere function words.
+# Lemmas of content parts of speech that are, in questions, mere function words: light
+# verbs, formal nouns (こと, もの, ため), and question words other than いつ and どこ.
 STOP_LEMMAS = frozenset(
     """
     為る 有る 居る 成る 出来る 言う 思う 下さる 頂く 致す 御座る 欲しい
     貰う 呉れる 教える 知る 分かる 良い 見る 来る 行く 事 物 方 様 件
-    感じ 的 よう そう 此れ 其れ 何 誰 どれ 此処 貴方 私 とても 是非 今
+    こと もの ため 為 ところ はず わけ
+    感じ 的 よう そう 此れ 其れ 何 誰 どれ どんな どう どういう どの 此処 貴方 私 とても 是非 今
     御願い 願う 宜しい 為さる 有り難い 今日は 件名 問題 大丈夫 可能 状態
     """.split()
 )
@@ -64,7 +66,9 @@ class Token:
     oov: bool = False
     #: Coarse part of speech: 名詞, 動詞, 形容詞...; nouns carry a question's topic.
     pos: str = "名詞"
-    #: Nouns that work as adverbs (今日, 先週, 全部) say when or how much, not what about.
+    #: Nouns that say when or how much, not what about: those that work as adverbs (今日,
+    #: 先週, 全部), numerals (10, 3, 一回), counters after a numeral (3 *回*), questions
+    #: about a quantity (何日, 何個) and nouns made a time by a suffix (連休中, 購入後).
     adverbial: bool = False
 
 
@@ -89,11 +93,13 @@ class Analyzer:
             return []
         result: list[Token] = []
         prefix: tuple[str, int] | None = None  # a pending non-honorific prefix and its start
+        after_numeral = False
         for morpheme in self._tokenizer.tokenize(text):
             pos_id = morpheme.part_of_speech_id()
             pos = self._pos_cache.get(pos_id)
             if pos is None:
                 pos = self._pos_cache[pos_id] = morpheme.part_of_speech()
+            counted, after_numeral = after_numeral, pos[1] == "数詞"
             lemma = morpheme.normalized_form().lower()
             if pos[0] == "接頭辞":
                 honorific = lemma in HONORIFIC_PREFIXES
@@ -101,6 +107,11 @@ class Analyzer:
                 continue
             joined, prefix = prefix if pos[0] == "名詞" else None, None
             if pos[0] == "代名詞" and lemma not in KEEP_PRONOUNS:
+                continue
+            if pos[0] == "接尾辞" and pos[2] == "副詞可能" and result:
+                # 連休 + 中, 購入 + 後: the noun becomes a time, not a topic.
+                if result[-1].end == morpheme.begin():
+                    result[-1] = replace(result[-1], adverbial=True)
                 continue
             if pos[0] in STOP_POS or lemma in STOP_LEMMAS or pos[1] == "助動詞語幹":
                 continue
@@ -112,6 +123,10 @@ class Analyzer:
                 tuple(p.normalized_form().lower() for p in parts if p.normalized_form().strip())
                 if len(parts) > 1
                 else ()
+            )
+            # 何日, 何個 (a question about a quantity) and 一回, 一度 (a quantity): numerals.
+            quantity = len(parts) > 1 and (
+                parts[0].normalized_form() == "何" or parts[0].part_of_speech()[1] == "数詞"
             )
             subunits = tuple(s for s in subunits if s != lemma and s not in STOP_LEMMAS)
             start = morpheme.begin()
@@ -132,7 +147,12 @@ class Analyzer:
                     synonyms=tuple(morpheme.synonym_group_ids()) if joined is None else (),
                     oov=morpheme.is_oov(),
                     pos=pos[0],
-                    adverbial=pos[2] == "副詞可能",
+                    adverbial=(
+                        pos[2] == "副詞可能"
+                        or pos[1] == "数詞"
+                        or (counted and pos[2] == "助数詞可能")
+                        or quantity
+                    ),
                 )
             )
         return result

@@ -134,6 +134,9 @@ def _render_form(
         values = {**values, "submission_id": uuid.uuid4().hex}
     if form_name == "returns" and not values.get("kind"):
         values["kind"] = request.query_params.get("kind", "")
+    if intake is None and (carried := request.query_params.get("q", "").strip()):
+        # The question the FAQ bot could not answer (/contact?q=...): nothing to retype.
+        values["description"] = carried[:5000]
     kept = {
         name: Kept(photo, helpdesk.tickets.photo_token(photo))
         for name, photo in (intake.photos.items() if intake else ())
