@@ -23,14 +23,14 @@ ENTRIES = [
     Entry(
         "returns",
         "返品したいです",
-        "商品到着後、3日以内にお問い合わせフォームへご連絡をお願いいたします。",
+        "返品は商品到着後、3日以内にお問い合わせフォームへご連絡をお願いいたします。",
         alternatives=["誤発送された", "不良品だった"],
     ),
     Entry(
         "cod",
         "代引きで支払えますか",
         "代引きのお支払いは現金のみとなります。",
-        alternatives=["クレジットカードは使えますか"],
+        alternatives=["代引きでクレジットカードは使えますか"],
     ),
     Entry("phone", "電話で問い合わせできますか", "お電話でのお問い合わせは対応致しかねます。"),
 ]
@@ -89,7 +89,7 @@ def test_non_honorific_prefix_joins_its_noun() -> None:
         ("ﾗｯﾋﾟﾝｸﾞ", "wrapping"),  # half-width
         ("へんぴん", "returns"),
         ("誤発送でした", "returns"),
-        ("クレカ使える？", "cod"),  # synonym of クレジットカード
+        ("代引きでクレカ使える？", "cod"),  # synonym of クレジットカード
         ("でんわ", "phone"),
     ],
 )
@@ -99,6 +99,16 @@ def test_search_finds_the_entry(engine: SearchEngine, query: str, expected: str)
     assert hits[0].entry.id == expected
     assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
     assert engine.ask(query).answered
+
+
+def test_a_synonym_finds_an_entry_that_still_does_not_answer_a_wider_question(
+    engine: SearchEngine,
+) -> None:
+    # クレカ finds the cash-on-delivery entry through クレジットカード, but every phrasing
+    # of that entry is about 代引き: whether cards are accepted at all it does not say.
+    answer = engine.ask("クレカ使える？")
+    assert answer.hits[0].entry.id == "cod"
+    assert not answer.answered
 
 
 @pytest.mark.parametrize("query", ["天気", "株価", "こんにちは", "明日は晴れますか"])
@@ -236,3 +246,15 @@ def test_numbers_and_questions_of_quantity_do_not_name_the_topic() -> None:
     adverbial = {t.term: t.adverbial for t in tokens}
     assert adverbial["返品"] is False
     assert adverbial["何日"] and adverbial["3"] and adverbial["回"]
+
+
+def test_a_terse_answer_still_answers_its_own_question() -> None:
+    # 「はい、承ります。」 names nothing of the question; its entry answers it all the same.
+    engine = SearchEngine(
+        [
+            Entry("wrap", "ギフト包装はできますか", "はい、承ります。"),
+            Entry("hours", "営業時間は？", "10時から18時までです。"),
+        ]
+    )
+    answer = engine.ask("ギフト包装してもらえる？")
+    assert answer.answered and answer.entry is not None and answer.entry.id == "wrap"
