@@ -99,14 +99,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path) -> None:
-        self.name, self.command, self.env, self.log = name, command, env, log
+    def __init__(
+        self, name: str, command: list[str], env: dict[str, str], log: Path, cwd: Path
+    ) -> None:
+        self.name, self.command, self.env, self.log, self.cwd = name, command, env, log, cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, port: int) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                self.command, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
         url = f"http://{HOST}:{port}/api/faq/search?q={quote('送料')}"
         deadline = time.monotonic() + 60
@@ -132,10 +134,8 @@ class Server:
 
 
 def run_wrk(port: int, script: Path, seconds: float, connections: int) -> dict[str, Any]:
-    command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s",
-        "-s", str(script), f"http://{HOST}:{port}",
-    ]  # fmt: skip
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "5s"]
+    command += ["-s", str(script), f"http://{HOST}:{port}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     match = re.search(r"^RESULT (\{.*\})$", output, re.MULTILINE)
     if match is None:
@@ -151,6 +151,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="phases per server")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds per server")
+    parser.add_argument(
+        "--app-dir",
+        type=Path,
+        default=ROOT,
+        help="serve another checkout (e.g. a `git archive` export of an older commit)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
@@ -160,8 +166,13 @@ def main() -> None:
     script = work / "rotate.lua"
     script.write_text(LUA % ", ".join(json.dumps(p) for p in paths), encoding="utf-8")
     python = sys.executable
-    env = {**os.environ, "HELPDESK_VAR_DIR": str(work / "var"), "PYTHONPATH": str(ROOT)}
+    app_dir = args.app_dir.resolve()
+    env = {**os.environ, "HELPDESK_VAR_DIR": str(work / "var"), "PYTHONPATH": str(app_dir)}
+    env["HELPDESK_DATA_DIR"] = str(app_dir / "data")
     env.pop("HELPDESK_DATABASE_URL", None)
+    # The bare endpoint runs inside the served checkout, against its own engine.
+    shutil.copy(ROOT / "bench" / "faq_bare_app.py", work / "faq_bare_app.py")
+    env["PYTHONPATH"] = f"{app_dir}{os.pathsep}{work}"
     ports = {"app": free_port(), "bare": free_port()}
     servers = {
         "app": Server(
@@ -169,6 +180,7 @@ def main() -> None:
             [python, "main.py", "serve", "--host", HOST, "--port", str(ports["app"])],
             env,
             work / "app.log",
+            app_dir,
         ),
         "bare": Server(
             "bare",
@@ -176,7 +188,7 @@ def main() -> None:
                 python,
                 "-m",
                 "uvicorn",
-                "bench.faq_bare_app:app",
+                "faq_bare_app:app",
                 "--host",
                 HOST,
                 "--port",
@@ -188,9 +200,10 @@ def main() -> None:
                 "--no-access-log",
                 "--log-level",
                 "warning",
-            ],  # fmt: skip
+            ],
             env,
             work / "bare.log",
+            app_dir,
         ),
     }
     phases: dict[str, list[dict[str, Any]]] = {"app": [], "bare": []}

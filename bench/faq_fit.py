@@ -101,7 +101,9 @@ def search(
     return best[1]
 
 
-def cross_validate(rows: list, x: np.ndarray, y: np.ndarray, max_near_miss: float, folds: int = 5) -> None:
+def cross_validate(
+    rows: list, x: np.ndarray, y: np.ndarray, max_near_miss: float, folds: int = 5
+) -> None:
     """Out-of-fold figures per (penalty, class weight): an honest estimate of how the fit
     holds on queries it has not seen."""
     rng = np.random.default_rng(9)
@@ -118,7 +120,8 @@ def cross_validate(rows: list, x: np.ndarray, y: np.ndarray, max_near_miss: floa
             allowed = math.floor(max_near_miss * near.sum())
             ceiling = np.sort(z[near])[::-1][allowed]
             right = int(((z > ceiling) & inside & (y == 1)).sum())
-            print(f"  l2={l2:<5} weight={weight:<4} out-of-fold in scope right {right}/{inside.sum()}")
+            total = int(inside.sum())
+            print(f"  l2={l2:<5} weight={weight:<4} out-of-fold in scope right {right}/{total}")
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from sudachipy import Dictionary, SplitMode
+from sudachipy import Dictionary, Morpheme, SplitMode
 
 from faq.normalize import normalize
 
@@ -84,6 +84,13 @@ class Analyzer:
         self._tokenizer = self._dictionary.tokenizer(mode=SplitMode.C)
         self._pos_cache: dict[int, tuple[str, ...]] = {}
 
+    def _pos(self, morpheme: Morpheme) -> tuple[str, ...]:
+        pos_id = morpheme.part_of_speech_id()
+        pos = self._pos_cache.get(pos_id)
+        if pos is None:
+            pos = self._pos_cache[pos_id] = morpheme.part_of_speech()
+        return pos
+
     def tokens(self, text: str, *, normalized: bool = False) -> list[Token]:
         """Content tokens of ``text`` (normalized first unless ``normalized``)."""
         if not normalized:
@@ -95,10 +102,7 @@ class Analyzer:
         prefix: tuple[str, int] | None = None  # a pending non-honorific prefix and its start
         after_numeral = False
         for morpheme in self._tokenizer.tokenize(text):
-            pos_id = morpheme.part_of_speech_id()
-            pos = self._pos_cache.get(pos_id)
-            if pos is None:
-                pos = self._pos_cache[pos_id] = morpheme.part_of_speech()
+            pos = self._pos(morpheme)
             counted, after_numeral = after_numeral, pos[1] == "数詞"
             lemma = morpheme.normalized_form().lower()
             if pos[0] == "接頭辞":
@@ -126,9 +130,12 @@ class Analyzer:
             )
             # 何日, 何個 (a question about a quantity) and 一回, 一度 (a quantity): numerals.
             quantity = len(parts) > 1 and (
-                parts[0].normalized_form() == "何" or parts[0].part_of_speech()[1] == "数詞"
+                self._pos(parts[0])[1] == "数詞" or parts[0].normalized_form() == "何"
             )
-            subunits = tuple(s for s in subunits if s != lemma and s not in STOP_LEMMAS)
+            # A one-character sub-unit (書 of 領収書, 日 of 発送日) says too little on its own.
+            subunits = tuple(
+                s for s in subunits if s != lemma and s not in STOP_LEMMAS and len(s) > 1
+            )
             start = morpheme.begin()
             if joined is not None:
                 # 誤発送: the compound is the term, the noun alone a sub-unit.

@@ -183,15 +183,7 @@ class FaqService:
         """Write the gaps noted so far, personal data masked; returns how many."""
         pending, self._pending_gaps = self._pending_gaps, []
         if pending:
-            rows = [
-                {
-                    "query": mask_personal_data(query)[:500],
-                    "confidence": confidence,
-                    "best_entry_id": best,
-                    "created_at": created_at,
-                }
-                for query, confidence, best, created_at in pending
-            ]
+            rows = await asyncio.to_thread(_gap_rows, pending)  # masking is regex work
             async with self.sessions() as session:
                 await session.execute(insert(FaqGap), rows)
                 await session.commit()
@@ -250,6 +242,18 @@ class FaqService:
             for entry_id, helpful, count in rows.all():
                 totals.setdefault(entry_id, [0, 0])[0 if helpful else 1] += count
             return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
+def _gap_rows(pending: list[tuple[str, float, str | None, datetime]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "query": mask_personal_data(query)[:500],
+            "confidence": confidence,
+            "best_entry_id": best,
+            "created_at": created_at,
+        }
+        for query, confidence, best, created_at in pending
+    ]
 
 
 def _stamp(data_dir: Path) -> tuple[tuple[str, int, int], ...]:

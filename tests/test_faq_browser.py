@@ -53,7 +53,7 @@ def test_chat_on_a_phone_keeps_the_input_in_view_and_folds_older_exchanges(
     for count, question in enumerate(QUESTIONS, start=1):
         ask(page, question, count)
         box = page.locator("#q").bounding_box()
-        assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= PHONE["height"]
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"]
     page.wait_for_timeout(500)  # the smooth scroll
     page.screenshot(path=str(tmp_path / "chat-15.png"))
     exchanges = page.locator("#chat details.exchange")

@@ -47,7 +47,9 @@ def test_text_is_escaped_and_never_html() -> None:
 
 def test_the_shops_text_stays_as_written() -> None:
     # Lines that Markdown would turn into lists, headings or quotes are the shop's text.
-    text = "1. 注文番号\n# 問題内容\n> 写真1枚\n・16時までのご注文 → 当日発送\n例)15日 13:41 にご注文。"
+    text = (
+        "1. 注文番号\n# 問題内容\n> 写真1枚\n・16時までのご注文 → 当日発送\n例)15日 13:41 に注文。"
+    )
     assert plain(text) == text
     soup = BeautifulSoup(render_answer(text), "html.parser")
     assert [p.get_text("\n") for p in soup.find_all("p")] == [text]
@@ -59,7 +61,9 @@ def test_plain_text_keeps_link_texts() -> None:
 
 
 def test_paragraphs_split_sentences_but_not_inside_brackets() -> None:
-    text = "● 決済(コンビニ払いは入金後の発送です。)\n例)15日 にご注文。当日発送。\n\n土日は休みです。"
+    text = (
+        "● 決済(コンビニ払いは入金後の発送です。)\n例)15日 にご注文。当日発送。\n\n土日は休みです。"
+    )
     assert paragraphs(text) == [
         [["● 決済(コンビニ払いは入金後の発送です。)"], ["例)15日 にご注文。", "当日発送。"]],
         [["土日は休みです。"]],
@@ -77,7 +81,9 @@ def test_faq_check_refuses_links_that_would_not_be_links() -> None:
 
 def test_the_shops_answers_link_to_the_forms() -> None:
     engine = SearchEngine.from_directory(ROOT / "data")
-    returns = BeautifulSoup(render_answer(engine.get("other-returns-exchange").answer), "html.parser")
+    returns = BeautifulSoup(
+        render_answer(engine.get("other-returns-exchange").answer), "html.parser"
+    )
     hrefs = {a.get_text(): a["href"] for a in returns.find_all("a")}
     assert hrefs["不良品"] == "/returns/new?kind=defect"
     assert hrefs["誤発送"] == "/returns/new?kind=wrong_item"

@@ -30,7 +30,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_the_shops_file_loads() -> None:
     groups = load_synonyms(ROOT / "data" / "synonyms.toml")
-    assert ["代引き", "代金引換"] == list(groups[0][:2])
+    assert list(groups[0][:2]) == ["代引き", "代金引換"]
     SynonymTable(groups, shared_analyzer())  # every word reads as content words
 
 
@@ -46,7 +46,10 @@ def test_no_file_means_no_groups(tmp_path: Path) -> None:
         ('groups = [["代引き"]]', "group 1: needs at least two different words"),
         ('groups = [["代引き", "代引き"]]', "group 1: needs at least two different words"),
         ('groups = [["代引き", 3]]', "group 1: must be a list of non-empty words"),
-        ('groups = [["代引き", "代金引換"], ["返金", "代引き"]]', "group 2: '代引き' is already in group 1"),
+        (
+            'groups = [["代引き", "代金引換"], ["返金", "代引き"]]',
+            "group 2: '代引き' is already in group 1",
+        ),
         ('group = [["a", "b"]]', "unknown key(s) group"),
     ],
 )
@@ -75,10 +78,17 @@ def test_a_shop_synonym_of_several_morphemes_finds_the_entry() -> None:
     assert not plain.ask("代引きで支払えますか").answered
 
 
-def test_faq_check_names_a_broken_synonyms_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('groups = [["代引き", "代金引換"], ["返金"]]\n', "group 2: needs at least two"),
+        ('groups = [["代引き", "です"]]\n', "group 1: 'です' has no content word"),
+    ],
+)
+def test_faq_check_names_a_broken_synonyms_file(tmp_path: Path, text: str, problem: str) -> None:
     data = tmp_path / "data"
     shutil.copytree(ROOT / "data", data)
-    write(data / "synonyms.toml", 'groups = [["代引き", "代金引換"], ["返金"]]\n')
+    write(data / "synonyms.toml", text)
     result = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "faq", "check"],
         capture_output=True,
@@ -88,7 +98,7 @@ def test_faq_check_names_a_broken_synonyms_file(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 1
-    assert "synonyms.toml: group 2: needs at least two different words" in result.stderr
+    assert f"{data / 'synonyms.toml'}: {problem}" in result.stderr
 
 
 async def test_edits_are_picked_up_on_reload(tmp_path: Path) -> None:

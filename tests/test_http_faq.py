@@ -255,7 +255,9 @@ async def test_chat_fragment_is_the_exchange_the_page_shows(client: httpx.AsyncC
     exchange = fragment.select_one("details.exchange")
     assert exchange.has_attr("open")
     assert exchange.summary.get_text() == "ラッピングできますか"
-    assert "ラッピングのサービスは行なっておりません" in exchange.select_one(".answer-text").get_text()
+    assert (
+        "ラッピングのサービスは行なっておりません" in exchange.select_one(".answer-text").get_text()
+    )
     assert fragment.select_one("form.feedback") is not None
     empty = await client.get("/faq/ask/answer", params={"q": " "})
     assert empty.status_code == 400
