@@ -530,10 +530,14 @@ class SearchEngine:
         matches: list[tuple[int, int, set[str]]] = []
         for run_start, run_end in kana_runs(text):
             kana = to_katakana(text[run_start:run_end])
+            size = len(kana)
+            if size < MIN_READING:
+                continue
+            lengths = [n for n in self._reading_lengths if n <= size]
             pos = 0
-            while pos <= len(kana) - MIN_READING:
-                for length in self._reading_lengths:
-                    if pos + length <= len(kana) and (
+            while pos <= size - MIN_READING:
+                for length in lengths:
+                    if pos + length <= size and (
                         terms := self._readings.get(kana[pos : pos + length])
                     ):
                         matches.append((run_start + pos, run_start + pos + length, terms))
