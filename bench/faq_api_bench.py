@@ -247,7 +247,8 @@ def main() -> None:
     print(f"\napp / bare: {ratio:.0%} (target >= 85%)")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "faq_api.json"
-    report = {"queries": len(queries), "phases": phases, "summary": summary, "ratio": ratio}
+    report = {"app_dir": str(app_dir), "queries": len(queries), "phases": phases}
+    report.update(summary=summary, ratio=ratio)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"JSON: {out.relative_to(ROOT)}; server logs in {work}")
 
