@@ -17,7 +17,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from helpdesk.app import create_app
 
+    if "base_url" not in settings.model_fields_set:
+        # Links in mails must reach this server: without HELPDESK_BASE_URL, they name the
+        # host and port it listens on (a wildcard address is no use in a link).
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        host = f"[{host}]" if ":" in host else host
+        settings.base_url = f"http://{host}:{args.port}"
+        if args.host != host.strip("[]"):
+            print(
+                f"warning: HELPDESK_BASE_URL is not set; links in mails use {settings.base_url}",
+                file=sys.stderr,
+                flush=True,
+            )
     print(f"madoguchi: http://{args.host}:{args.port}/", flush=True)
+    print(f"  links in mails: {settings.base_url}", flush=True)
     print(f"  database: {settings.resolved_database_url}", flush=True)
     if settings.smtp_host:
         print(f"  mail: sent through {settings.smtp_host}:{settings.smtp_port}", flush=True)
