@@ -38,6 +38,7 @@ from helpdesk.security import (
 )
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
+from helpdesk.tickets import labels as ticket_labels
 from helpdesk.web import api_docs, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import tickets as ticket_routes
@@ -70,6 +71,8 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     templates.env.filters["jst"] = jst
     templates.env.globals["settings"] = settings
     templates.env.globals["csrf_input"] = csrf_input
+    # Japanese labels of the ticket vocabulary, the same for pages and mails.
+    templates.env.globals["labels"] = ticket_labels
     # The return window shown by the forms' script comes from the shop policy.
     templates.env.globals["return_window_days"] = return_window_days(settings)
     return templates

@@ -94,7 +94,7 @@ async def the_ticket(app: Starlette, reference: str) -> Ticket:
 
 async def reply_address(app: Starlette, reference: str, *, agents: bool = False) -> str:
     ticket = await the_ticket(app, reference)
-    return app.state.helpdesk.tickets.reply_address(ticket, agents=agents)
+    return app.state.helpdesk.tickets.access.reply_address(ticket, agents=agents)
 
 
 @pytest.fixture
@@ -356,7 +356,7 @@ async def test_unparseable_mail_is_kept_for_agents(app: Starlette, smtp_port: in
 
 
 async def test_automatic_mail_per_address_is_capped(app: Starlette, smtp_port: int) -> None:
-    app.state.helpdesk.tickets.automatic_mail_limit = 2
+    app.state.helpdesk.tickets.notify.automatic_mail_limit = 2
     for index in range(4):
         await deliver(smtp_port, mail("loop@example.jp", SUPPORT, f"質問{index}", "こんにちは"))
     confirmations = [o for o in await rows(app, Outbox) if o.kind == "ticket_confirmation"]
