@@ -184,7 +184,10 @@ async def _handle_form(request: Request, form_name: str, form: FormData) -> Resp
     photo_fields = PHOTO_FIELDS if form_name == "returns" else {}
     if form_name == "contact" and form.get("kind") != TicketKind.inquiry:
         form = FormData(
-            [*((k, v) for k, v in form.multi_items() if k != "kind"), ("kind", "inquiry")]
+            [
+                *((k, v) for k, v in form.multi_items() if k != "kind"),
+                ("kind", TicketKind.inquiry.value),
+            ]
         )
     if form_name == "returns" and form.get("kind") == TicketKind.inquiry:
         form = FormData([(k, v) for k, v in form.multi_items() if k != "kind"])
