@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import httpx
 
 from helpdesk.app import create_app
 from helpdesk.settings import ROOT, Settings
+from tests.helpers import free_port
 
 
 async def test_factory_builds_isolated_apps(tmp_path: Path) -> None:
@@ -42,14 +42,8 @@ def test_settings_from_environment(monkeypatch, tmp_path: Path) -> None:  # type
     assert settings.faq_max_query_length == 50
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_starts_the_real_server(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HELPDESK_VAR_DIR": str(tmp_path / "var")}
     env.pop("HELPDESK_DATABASE_URL", None)
     log = tmp_path / "server.log"
