@@ -111,7 +111,7 @@ async def find_agent(session: AsyncSession, *, who: str) -> Agent | None:
     agents = found.scalars().all()
     if len(agents) == 1:
         return agents[0]
-    found = await session.execute(select(Agent).where(Agent.name.startswith(who)))
+    found = await session.execute(select(Agent).where(Agent.name.startswith(who, autoescape=True)))
     agents = found.scalars().all()
     return agents[0] if len(agents) == 1 else None
 

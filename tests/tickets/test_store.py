@@ -32,6 +32,14 @@ async def test_an_assignee_is_found_by_address_name_or_unique_prefix(
     assert (agent.email if agent else None) == found
 
 
+@pytest.mark.parametrize("who", ["%", "_%", "佐_"])
+async def test_like_wildcards_in_a_name_match_no_one(app: Starlette, who: str) -> None:
+    # With a single agent, a wildcard prefix would have found 佐藤 as "the only match".
+    await add_agent(app, "sato@interiorltd.jp", "佐藤 花子")
+    async with app.state.helpdesk.sessions() as session:
+        assert await store.find_agent(session, who=who) is None
+
+
 async def test_store_functions_use_the_callers_session(app: Starlette) -> None:
     ticket = await submit_inquiry(app)
     async with app.state.helpdesk.sessions() as session:
