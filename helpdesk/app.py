@@ -10,9 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -24,8 +22,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from faq.policy import WEEKDAY_JA
 from helpdesk import db
+from helpdesk.clock import jst
 from helpdesk.faq_service import FaqService
 from helpdesk.mail.inbound import InboundProcessor
 from helpdesk.mail.outbox import OutboxSender, transport_from_settings
@@ -40,12 +38,12 @@ from helpdesk.security import (
 )
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
+from helpdesk.tickets import labels as ticket_labels
 from helpdesk.web import api_docs, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import tickets as ticket_routes
 
 log = logging.getLogger("helpdesk")
-TOKYO = ZoneInfo("Asia/Tokyo")
 GENERIC_ERRORS = {
     400: "送信内容を読み取れませんでした。お手数ですが、もう一度お試しください。",
     404: "お探しのページは見つかりませんでした。",
@@ -62,18 +60,6 @@ SERVER_ERROR_MESSAGE = (
 )
 
 
-def jst(moment: datetime | None, fmt: str = "%Y年%m月%d日 %H:%M") -> str:
-    """Show a stored (UTC) time in Japan."""
-    if moment is None:
-        return ""
-    local = db.as_utc(moment).astimezone(TOKYO)
-    return (
-        f"{local.strftime(fmt)}({WEEKDAY_JA[local.weekday()]})"
-        if "%d" in fmt
-        else (local.strftime(fmt))
-    )
-
-
 def return_window_days(settings: Settings) -> int:
     from faq import load_policy
 
@@ -85,6 +71,8 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     templates.env.filters["jst"] = jst
     templates.env.globals["settings"] = settings
     templates.env.globals["csrf_input"] = csrf_input
+    # Japanese labels of the ticket vocabulary, the same for pages and mails.
+    templates.env.globals["labels"] = ticket_labels
     # The return window shown by the forms' script comes from the shop policy.
     templates.env.globals["return_window_days"] = return_window_days(settings)
     return templates

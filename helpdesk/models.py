@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Column, DateTime, LargeBinary, Text
+from sqlalchemy import Column, DateTime, LargeBinary, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from helpdesk.db import utcnow
@@ -35,6 +38,27 @@ class FaqGap(SQLModel, table=True):
     confidence: float
     best_entry_id: str | None = Field(default=None, max_length=100)
     created_at: datetime = _created_at()
+
+
+class StrEnumType(TypeDecorator[Any]):
+    """A ``StrEnum`` kept as its value in a plain VARCHAR column, read back as the enum.
+
+    The column is the same as a string column (no migration, SQLite and PostgreSQL alike);
+    a value outside the enum is refused on write (``ValueError``) instead of being stored.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
 # -- tickets -------------------------------------------------------------------------------
@@ -99,9 +123,11 @@ class Ticket(SQLModel, table=True):
     token_nonce: str = Field(max_length=64)
     # The form's one-time submission id: a double submit finds the first ticket.
     submission_key: str | None = Field(default=None, max_length=64, unique=True)
-    kind: str = Field(max_length=20, index=True)
-    status: str = Field(default=TicketStatus.new, max_length=20, index=True)
-    priority: str = Field(default=Priority.normal, max_length=20)
+    kind: TicketKind = Field(sa_type=StrEnumType(TicketKind, 20), index=True)
+    status: TicketStatus = Field(
+        default=TicketStatus.new, sa_type=StrEnumType(TicketStatus, 20), index=True
+    )
+    priority: Priority = Field(default=Priority.normal, sa_type=StrEnumType(Priority, 20))
     customer_id: int = Field(foreign_key="customer.id", index=True)
     assignee_id: int | None = Field(default=None, foreign_key="agent.id")
     order_number: str | None = Field(default=None, max_length=50)
@@ -120,7 +146,7 @@ class Message(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
-    author: str = Field(max_length=20)
+    author: Author = Field(sa_type=StrEnumType(Author, 20))
     author_name: str | None = Field(default=None, max_length=254)
     body: str = Field(sa_column=Column(Text, nullable=False))
     # A form's one-time id (or an e-mail's Message-ID): a repeated submit adds nothing.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from helpdesk.app import create_app
 from helpdesk.settings import ROOT, Settings
+from tests.helpers import free_port
 
 
 async def test_factory_builds_isolated_apps(tmp_path: Path) -> None:
@@ -44,12 +44,6 @@ def test_settings_from_environment(monkeypatch, tmp_path: Path) -> None:  # type
     assert settings.faq_max_query_length == 50
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(command: list[str], tmp_path: Path, port: int) -> subprocess.Popen[bytes]:
     """Start a server process and wait until it answers on ``port``."""
     env = {**os.environ, "HELPDESK_VAR_DIR": str(tmp_path / "var")}
@@ -71,7 +65,7 @@ def _start(command: list[str], tmp_path: Path, port: int) -> subprocess.Popen[by
 
 
 def test_serve_starts_the_real_server(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = _start(
         [sys.executable, str(ROOT / "main.py"), "serve", "--port", str(port)], tmp_path, port
     )
@@ -102,7 +96,7 @@ def test_serve_starts_the_real_server(tmp_path: Path) -> None:
 
 def test_tasks_run_stops_on_sigterm(tmp_path: Path) -> None:
     """``tasks.py run`` is what people start and service managers stop: SIGTERM ends the server."""
-    port = _free_port()
+    port = free_port()
     server = _start(
         [sys.executable, str(ROOT / "tasks.py"), "run", "--port", str(port)], tmp_path, port
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import uvicorn
 
 from helpdesk.app import create_app
 from helpdesk.settings import Settings
+from tests.helpers import free_port
 
 CHROMIUM = shutil.which("chromium")
 REQUIRED = os.environ.get("HELPDESK_REQUIRE_BROWSER") == "1"
@@ -43,9 +43,7 @@ CHROMIUM_ARGS = [
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     var = tmp_path_factory.mktemp("var")
     app = create_app(Settings(_env_file=None, var_dir=Path(var), secret_key="browser-test"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, daemon=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from helpdesk.mail.reply import (
+    AddNote,
     Assign,
     Command,
     CommandError,
-    Note,
     ParsedReply,
     Priority,
+    Reply,
     SetPriority,
     SetStatus,
     Status,
@@ -465,25 +466,30 @@ REPLY_TAIL = (
 )
 def test_command_forms(head: list[str], commands: list[Command]) -> None:
     parsed = parse_reply(mail(*head, "", *ANSWER, *REPLY_TAIL))
-    assert parsed == ParsedReply(commands=tuple(commands), errors=(), body=ANSWER_TEXT)
+    # The text for the customer is the last command: a reply.
+    assert parsed == ParsedReply(
+        commands=(*commands, Reply(ANSWER_TEXT)), errors=(), body=ANSWER_TEXT
+    )
 
 
 def test_full_width_japanese_status_command() -> None:
     parsed = parse_reply(
         mail("＃ステータス　解決済み", "", "ご確認ありがとうございました。", "", "iPhoneから送信")
     )
+    text = "ご確認ありがとうございました。"
     assert parsed == ParsedReply(
-        commands=(SetStatus(Status.resolved),), errors=(), body="ご確認ありがとうございました。"
+        commands=(SetStatus(Status.resolved), Reply(text)), errors=(), body=text
     )
 
 
 def test_a_reply_without_commands_is_all_body() -> None:
     parsed = parse_reply(CLIENT_REPLIES["outlook-ja-header-block-under-rule"])
-    assert parsed == ParsedReply(commands=(), errors=(), body=ANSWER_TEXT)
+    assert parsed == ParsedReply(commands=(Reply(ANSWER_TEXT),), errors=(), body=ANSWER_TEXT)
 
 
 def test_commands_only_give_an_empty_body() -> None:
     parsed = parse_reply(mail("#status closed", "", "On 2026/11/24 15:00, 山田 wrote:", "> 了解"))
+    # No text: no reply, only the status change.
     assert parsed == ParsedReply(commands=(SetStatus(Status.closed),), errors=(), body="")
 
 
@@ -492,9 +498,9 @@ def test_note_makes_the_reply_an_internal_note(note: str) -> None:
     parsed = parse_reply(
         mail(note, "お客様に電話で確認しました。", "明日再送します。", "", "-- ", "佐藤")
     )
-    assert parsed == ParsedReply(
-        commands=(Note(),), errors=(), body="お客様に電話で確認しました。\n明日再送します。"
-    )
+    text = "お客様に電話で確認しました。\n明日再送します。"
+    # The whole text is the note; nothing is a reply to the customer.
+    assert parsed == ParsedReply(commands=(AddNote(text),), errors=(), body=text)
 
 
 @pytest.mark.parametrize(
@@ -510,11 +516,8 @@ def test_text_after_note_on_the_same_line_starts_the_note(first_line: str, note_
         mail("#assign 佐藤", first_line, "#status resolved", "明日再送します。", *REPLY_TAIL)
     )
     # The note text ends the command block: the "#status" line below it is part of the note.
-    assert parsed == ParsedReply(
-        commands=(Assign("佐藤"), Note()),
-        errors=(),
-        body=f"{note_start}\n#status resolved\n明日再送します。",
-    )
+    text = f"{note_start}\n#status resolved\n明日再送します。"
+    assert parsed == ParsedReply(commands=(Assign("佐藤"), AddNote(text)), errors=(), body=text)
 
 
 @pytest.mark.parametrize("order_line", ["#1234の注文について", "＃１２３４の件、発送済みです。"])
@@ -522,18 +525,16 @@ def test_an_order_number_line_is_body_text(order_line: str) -> None:
     parsed = parse_reply(
         mail("#priority high", order_line, "#status resolved", "よろしくお願いいたします。")
     )
+    text = f"{order_line}\n#status resolved\nよろしくお願いいたします。"
     assert parsed == ParsedReply(
-        commands=(SetPriority(Priority.high),),
-        errors=(),
-        body=f"{order_line}\n#status resolved\nよろしくお願いいたします。",
+        commands=(SetPriority(Priority.high), Reply(text)), errors=(), body=text
     )
 
 
 def test_commands_after_the_first_body_line_are_body_text() -> None:
     parsed = parse_reply(mail("承知しました。", "#status resolved", "#note"))
-    assert parsed == ParsedReply(
-        commands=(), errors=(), body="承知しました。\n#status resolved\n#note"
-    )
+    text = "承知しました。\n#status resolved\n#note"
+    assert parsed == ParsedReply(commands=(Reply(text),), errors=(), body=text)
 
 
 # -- parse_reply: errors -----------------------------------------------------------------------
@@ -660,7 +661,9 @@ def test_command_errors(
     head: list[str], errors: list[CommandError], commands: list[Command]
 ) -> None:
     parsed = parse_reply(mail(*head, "", *ANSWER, *REPLY_TAIL))
-    assert parsed == ParsedReply(commands=tuple(commands), errors=tuple(errors), body=ANSWER_TEXT)
+    assert parsed == ParsedReply(
+        commands=(*commands, Reply(ANSWER_TEXT)), errors=tuple(errors), body=ANSWER_TEXT
+    )
 
 
 def test_format_errors_lists_each_line_for_the_agent() -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from bs4 import BeautifulSoup
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -32,6 +31,7 @@ from helpdesk.security import (
     rate_limited_message,
     verify_csrf,
 )
+from tests.helpers import soup
 
 MB = 1024 * 1024
 CHUNK = b"x" * (64 * 1024)
@@ -95,7 +95,7 @@ async def test_declared_length_over_limit_is_refused_as_html(method: str) -> Non
         )
     assert response.status_code == 413
     assert response.headers["content-type"].startswith("text/html")
-    page = BeautifulSoup(response.text, "html.parser")
+    page = soup(response)
     assert page.html is not None and page.html["lang"] == "ja"
     assert TOO_LARGE in [p.get_text() for p in page.select("main p")]
     assert page.select_one("main a")["href"] == "/returns?kind=defect"  # type: ignore[index]
@@ -116,7 +116,7 @@ async def test_back_link_never_leaves_the_site(referer: str | None) -> None:
     async with client_for(size_limited_app()) as client:
         response = await client.post("/upload", content=b"x" * (LIMIT + 1), headers=headers)
     assert response.status_code == 413
-    link = BeautifulSoup(response.text, "html.parser").select_one("main a")
+    link = soup(response).select_one("main a")
     assert link is not None and link["href"] == "/"
 
 
@@ -429,9 +429,7 @@ def csrf_app(secret: Any = SECRET) -> Starlette:
 
 
 def form_token(response: httpx.Response) -> str:
-    field = BeautifulSoup(response.text, "html.parser").select_one(
-        'form input[type="hidden"][name="csrf_token"]'
-    )
+    field = soup(response).select_one('form input[type="hidden"][name="csrf_token"]')
     assert field is not None
     return str(field["value"])
 

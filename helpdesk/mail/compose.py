@@ -18,6 +18,7 @@ from jinja2 import (
     select_autoescape,
 )
 
+from helpdesk.clock import jst
 from helpdesk.settings import ROOT
 
 
@@ -38,8 +39,6 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    from helpdesk.app import jst
-
     environment.filters["jst"] = jst
     return environment
 

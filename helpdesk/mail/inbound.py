@@ -21,16 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from helpdesk.db import utcnow
 from helpdesk.mail.decode import MailParseError, ParsedMail, parse_message
-from helpdesk.mail.reply import (
-    Assign,
-    Note,
-    SetPriority,
-    SetStatus,
-    format_errors,
-    parse_reply,
-    strip_quoted,
-)
+from helpdesk.mail.reply import format_errors, parse_reply, strip_quoted
 from helpdesk.models import (
+    Agent,
     Customer,
     InboundMail,
     InboundStatus,
@@ -39,7 +32,7 @@ from helpdesk.models import (
     TicketKind,
 )
 from helpdesk.photos import PhotoError, PhotoStore, StoredPhoto
-from helpdesk.tickets import Submission, TicketService
+from helpdesk.tickets import Actor, AddNote, Channel, Submission, TicketService
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +185,7 @@ class InboundProcessor:
 
     def _signed_reference(self, addresses: Iterable[str]) -> tuple[str, bool] | None:
         for address in addresses:
-            reference = self.tickets.ticket_from_reply_address(address)
+            reference = self.tickets.access.ticket_from_reply_address(address)
             if reference:
                 return reference
         return None
@@ -245,40 +238,27 @@ class InboundProcessor:
 
     # -- actions -------------------------------------------------------------------------
 
-    async def _agent_reply(self, mail: ParsedMail, ticket: Ticket, agent) -> Outcome:  # type: ignore[no-untyped-def]
+    async def _agent_reply(self, mail: ParsedMail, ticket: Ticket, agent: Agent) -> Outcome:
+        """The agent's commands and text, applied as the console would apply them."""
         parsed = parse_reply(mail.text)
         if parsed.errors:
             await self.tickets.queue_agent_error(agent, ticket, format_errors(parsed.errors))
             return Outcome(
                 InboundStatus.processed, "コマンドの誤りを担当者に返信しました", ticket.id
             )
-        status = assign = priority = None
-        note = False
-        for command in parsed.commands:
-            if isinstance(command, SetStatus):
-                status = command.status
-            elif isinstance(command, Assign):
-                assign = command.who
-            elif isinstance(command, SetPriority):
-                priority = command.priority
-            elif isinstance(command, Note):
-                note = True
-        problems = await self.tickets.apply_agent_reply(
+        result = await self.tickets.apply(
             ticket,
-            agent,
-            status=status,
-            assign=assign,
-            priority=priority,
-            note=note,
-            body=parsed.body,
+            Actor.agent(agent, channel=Channel.mail),
+            parsed.commands,
             submission_key=_mail_key(mail),
             in_reply_to=await self._last_customer_message_id(ticket),
         )
-        if problems:
-            await self.tickets.queue_agent_error(agent, ticket, "\n".join(problems))
+        if result.problems:
+            await self.tickets.queue_agent_error(agent, ticket, "\n".join(result.problems))
             return Outcome(
                 InboundStatus.processed, "コマンドの誤りを担当者に返信しました", ticket.id
             )
+        note = any(isinstance(command, AddNote) for command in parsed.commands)
         done = "社内メモを追加しました" if note else "担当者の返信を処理しました"
         return Outcome(InboundStatus.processed, done, ticket.id)
 

@@ -17,14 +17,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from helpdesk.models import Priority, TicketStatus
+from helpdesk.tickets.commands import AddNote, Assign, Command, Reply, SetPriority, SetStatus
 
 __all__ = [
+    "AddNote",
     "Assign",
     "Command",
     "CommandError",
-    "Note",
     "ParsedReply",
     "Priority",
+    "Reply",
     "SetPriority",
     "SetStatus",
     "Status",
@@ -34,31 +36,8 @@ __all__ = [
 ]
 
 
-# The ticket's own enums: a command sets exactly what the ticket stores.
+# The ticket's own enums and commands: a mail sets exactly what the console would.
 Status = TicketStatus
-
-
-@dataclass(frozen=True)
-class SetStatus:
-    status: Status
-
-
-@dataclass(frozen=True)
-class Assign:
-    who: str  # agent e-mail or name, as written
-
-
-@dataclass(frozen=True)
-class SetPriority:
-    priority: Priority
-
-
-@dataclass(frozen=True)
-class Note:
-    """The whole reply becomes an internal note (never sent to the customer)."""
-
-
-Command = SetStatus | Assign | SetPriority | Note
 
 
 @dataclass(frozen=True)
@@ -70,6 +49,9 @@ class CommandError:
 
 @dataclass(frozen=True)
 class ParsedReply:
+    """The ticket commands of a reply: its command lines, then the clean text as a ``Reply``
+    (an ``AddNote`` in the place of ``#note`` instead); the errors; the clean text itself."""
+
     commands: tuple[Command, ...]
     errors: tuple[CommandError, ...]
     body: str
@@ -206,7 +188,7 @@ def parse_reply(text: str) -> ParsedReply:
                 continue
             command = Assign(value)
         elif key in _NOTE_NAMES:
-            command = Note()
+            command = AddNote()  # its body is known once the whole reply is read
         else:
             fail(f"「{written}」は不明なコマンドです。使えるコマンド: {_KNOWN_COMMANDS}")
             continue
@@ -217,17 +199,18 @@ def parse_reply(text: str) -> ParsedReply:
             seen[type(command)] = written
             commands.append(command)
 
-        if isinstance(command, Note) and value:
+        if isinstance(command, AddNote) and value:
             # "#note 電話で確認済み": the rest of the line is the first line of the note.
             offset = len(_nfkc(raw)) - len(_nfkc(raw).lstrip()) + match.start("value")
             body_lines = [_tail_of(raw, offset, value), *lines[index + 1 :]]
             break
 
-    return ParsedReply(
-        commands=tuple(commands),
-        errors=tuple(errors),
-        body=strip_quoted("\n".join(body_lines)),
-    )
+    body = strip_quoted("\n".join(body_lines))
+    if any(isinstance(command, AddNote) for command in commands):
+        commands = [AddNote(body) if isinstance(c, AddNote) else c for c in commands]
+    elif body:
+        commands.append(Reply(body))
+    return ParsedReply(commands=tuple(commands), errors=tuple(errors), body=body)
 
 
 def format_errors(errors: Iterable[CommandError]) -> str:

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from helpdesk.models import TicketKind
-from helpdesk.tickets import FIELD_LABELS, INQUIRY_CATEGORIES
+from helpdesk.tickets.labels import FIELD_LABELS, INQUIRY_CATEGORIES
 
 _ERRORS = {
     "type": "object",

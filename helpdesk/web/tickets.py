@@ -21,11 +21,14 @@ from helpdesk.db import as_utc
 from helpdesk.models import TicketKind
 from helpdesk.photos import PhotoError, StoredPhoto
 from helpdesk.security import client_ip, rate_limited_message, verify_csrf
-from helpdesk.tickets import (
+from helpdesk.tickets.labels import (
     INQUIRY_CATEGORIES,
-    KIND_LABELS,
     PHOTO_FIELDS,
-    STATUS_LABELS,
+    RETURN_KIND_CHOICES,
+    kind_label,
+    status_label,
+)
+from helpdesk.tickets.rules import (
     Submission,
     missing_photos,
     today_in_japan,
@@ -36,11 +39,6 @@ from helpdesk.tickets import (
 FORM_FIELDS = ("kind", "name", "email", "order_number", "arrived_on", "description")
 FORM_FIELDS += ("desired_variant", "category", "submission_id")
 FORM_FIELDS += ("deflection_shown", "deflection_followed")
-RETURN_KINDS = [
-    (TicketKind.defect.value, "① 不良品だった"),
-    (TicketKind.wrong_item.value, "① 注文と違う商品が届いた(誤発送)"),
-    (TicketKind.exchange.value, "② サイズ・カラーを間違えて注文した(交換希望)"),
-]
 # Multipart limits: a form has a handful of fields and at most two photos.
 MAX_FORM_FILES = 4
 MAX_FORM_FIELDS = 40
@@ -83,7 +81,7 @@ async def _photo(request: Request, form: FormData, name: str, label: str) -> Sto
         return await helpdesk.photos.process_async(
             data, filename=upload.filename, field_label=label
         )
-    return helpdesk.tickets.photo_from_token(str(form.get(f"{name}_kept") or ""))
+    return helpdesk.tickets.access.photo_from_token(str(form.get(f"{name}_kept") or ""))
 
 
 async def _intake(request: Request, form: FormData, photo_fields: dict[str, str]) -> Intake:
@@ -97,7 +95,7 @@ async def _intake(request: Request, form: FormData, photo_fields: dict[str, str]
             photo = await _photo(request, form, name, label)
         except PhotoError as exc:
             intake.errors[name] = exc.message
-            photo = helpdesk.tickets.photo_from_token(str(form.get(f"{name}_kept") or ""))
+            photo = helpdesk.tickets.access.photo_from_token(str(form.get(f"{name}_kept") or ""))
         if photo is not None:
             intake.photos[name] = photo
     if checked.submission is not None:
@@ -135,7 +133,7 @@ def _render_form(
     if form_name == "returns" and not values.get("kind"):
         values["kind"] = request.query_params.get("kind", "")
     kept = {
-        name: Kept(photo, helpdesk.tickets.photo_token(photo))
+        name: Kept(photo, helpdesk.tickets.access.photo_token(photo))
         for name, photo in (intake.photos.items() if intake else ())
     }
     context = {
@@ -147,7 +145,7 @@ def _render_form(
         "errors": intake.errors if intake else {},
         "kept": kept,
         "late_warning": late_warning,
-        "return_kinds": RETURN_KINDS,
+        "return_kinds": RETURN_KIND_CHOICES.items(),
         "categories": INQUIRY_CATEGORIES,
         "policy": helpdesk.faq.policy,
         "today": today_in_japan(helpdesk.faq.policy).isoformat(),
@@ -186,7 +184,10 @@ async def _handle_form(request: Request, form_name: str, form: FormData) -> Resp
     photo_fields = PHOTO_FIELDS if form_name == "returns" else {}
     if form_name == "contact" and form.get("kind") != TicketKind.inquiry:
         form = FormData(
-            [*((k, v) for k, v in form.multi_items() if k != "kind"), ("kind", "inquiry")]
+            [
+                *((k, v) for k, v in form.multi_items() if k != "kind"),
+                ("kind", TicketKind.inquiry.value),
+            ]
         )
     if form_name == "returns" and form.get("kind") == TicketKind.inquiry:
         form = FormData([(k, v) for k, v in form.multi_items() if k != "kind"])
@@ -205,8 +206,7 @@ async def _handle_form(request: Request, form_name: str, form: FormData) -> Resp
         submission_key=intake.values.get("submission_id") or None,
         deflection=_deflection(intake.values),
     )
-    token = helpdesk.tickets.access_token(ticket)
-    return RedirectResponse(f"/t/{ticket.reference}/submitted?token={token}", status_code=303)
+    return RedirectResponse(helpdesk.tickets.urls.submitted(ticket), status_code=303)
 
 
 async def submit_returns(request: Request) -> Response:
@@ -233,10 +233,9 @@ async def _customer_ticket(request: Request):  # type: ignore[no-untyped-def]
 async def submitted(request: Request) -> Response:
     helpdesk = _helpdesk(request)
     ticket = await _customer_ticket(request)
-    token = helpdesk.tickets.access_token(ticket)
     context = {
         "ticket": ticket,
-        "status_path": f"/t/{ticket.reference}?token={token}",
+        "status_path": helpdesk.tickets.urls.status(ticket),
         "policy": helpdesk.faq.policy,
     }
     return helpdesk.templates.TemplateResponse(request, "tickets/submitted.html", context)
@@ -278,10 +277,10 @@ async def _status_response(
         )
     context = {
         "ticket": ticket,
-        "token": helpdesk.tickets.access_token(ticket),
+        "urls": helpdesk.tickets.urls,
         "conversation": conversation,
-        "status_label": STATUS_LABELS.get(ticket.status, ticket.status),
-        "kind_label": KIND_LABELS.get(ticket.kind, ticket.kind),
+        "status_label": status_label(ticket.status),
+        "kind_label": kind_label(ticket.kind),
         "policy": helpdesk.faq.policy,
         "errors": errors or {},
         "values": values or {},
@@ -316,7 +315,7 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
         photo = await _photo(request, form, "photo", "追加の写真")
     except PhotoError as exc:
         errors["photo"] = exc.message
-        photo = helpdesk.tickets.photo_from_token(str(form.get("photo_kept") or ""))
+        photo = helpdesk.tickets.access.photo_from_token(str(form.get("photo_kept") or ""))
     if photo is not None:
         photos["photo"] = photo
     if not body and not photos and not errors:
@@ -324,15 +323,14 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
     if not errors and (retry_after := _rate_limited(request)) is not None:
         errors["body"] = rate_limited_message(retry_after)
     if errors:
-        kept = {n: Kept(p, helpdesk.tickets.photo_token(p)) for n, p in photos.items()}
+        kept = {n: Kept(p, helpdesk.tickets.access.photo_token(p)) for n, p in photos.items()}
         return await _status_response(
             request, ticket, errors=errors, values=values, kept=kept, status_code=422
         )
     await helpdesk.tickets.add_customer_message(
         ticket, body, photos, submission_key=str(form.get("submission_id") or "") or None
     )
-    token = helpdesk.tickets.access_token(ticket)
-    return RedirectResponse(f"/t/{ticket.reference}?token={token}&sent=1#reply", status_code=303)
+    return RedirectResponse(helpdesk.tickets.urls.status(ticket, sent=True), status_code=303)
 
 
 async def ticket_photo(request: Request) -> Response:
@@ -375,9 +373,9 @@ async def agent_ticket(request: Request) -> Response:
         "customer": customer,
         "assignee": assignee,
         "events": events,
-        "key": helpdesk.tickets.agent_key(ticket),
+        "urls": helpdesk.tickets.urls,
         "conversation": await helpdesk.tickets.conversation(ticket, internal=True),
-        "status_label": STATUS_LABELS.get(ticket.status, ticket.status),
+        "status_label": status_label(ticket.status),
         "policy": helpdesk.faq.policy,
     }
     return helpdesk.templates.TemplateResponse(request, "tickets/agent.html", context)
@@ -419,7 +417,7 @@ async def api_create_ticket(request: Request) -> Response:
         {
             "reference": ticket.reference,
             "status": ticket.status,
-            "status_url": helpdesk.tickets.status_url(ticket),
+            "status_url": helpdesk.tickets.urls.status_url(ticket),
             "late": ticket.late,
         },
         status_code=201 if created else 200,

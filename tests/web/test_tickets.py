@@ -6,65 +6,33 @@ import asyncio
 import io
 import json
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
-from bs4 import BeautifulSoup
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.applications import Starlette
 
-from helpdesk.models import Attachment, Message, Outbox, Ticket, TicketEvent, TicketStatus
-from helpdesk.tickets import today_in_japan
+from helpdesk.models import (
+    Attachment,
+    Customer,
+    Message,
+    Outbox,
+    Ticket,
+    TicketEvent,
+    TicketStatus,
+)
 from tests import imaging
-
-
-def soup(response: httpx.Response) -> BeautifulSoup:
-    return BeautifulSoup(response.text, "html.parser")
-
-
-def today(app: Starlette):  # type: ignore[no-untyped-def]
-    return today_in_japan(app.state.helpdesk.faq.policy)
-
-
-async def form_state(client: httpx.AsyncClient, path: str) -> dict[str, str]:
-    """The hidden fields of a freshly loaded form (CSRF token, submission id)."""
-    page = soup(await client.get(path))
-    return {
-        field["name"]: field.get("value", "")
-        for field in page.select("form.ticket-form input[type=hidden]")
-    }
-
-
-def defect_fields(app: Starlette, **overrides: str) -> dict[str, str]:
-    fields = {
-        "kind": "defect",
-        "name": "山田 花子",
-        "email": "Hanako@Example.jp",
-        "order_number": "＃１２３４",
-        "arrived_on": today(app).isoformat(),
-        "description": "ケースの角にひびが入っていました。",
-    }
-    return {**fields, **overrides}
-
-
-def photos(overall: bytes | None = None, defect: bytes | None = None) -> dict[str, Any]:
-    return {
-        "photo_overall": ("IMG_0001.jpg", overall or imaging.jpeg(gps=True), "image/jpeg"),
-        "photo_defect": ("IMG_0002.jpg", defect or imaging.jpeg(color="red"), "image/jpeg"),
-    }
-
-
-async def count(app: Starlette, model: type) -> int:
-    async with app.state.helpdesk.sessions() as session:
-        return (await session.execute(select(func.count()).select_from(model))).scalar_one()
-
-
-async def rows(app: Starlette, model: type) -> list[Any]:
-    async with app.state.helpdesk.sessions() as session:
-        return list((await session.execute(select(model))).scalars().all())
-
+from tests.helpers import (
+    api_defect,
+    count,
+    defect_fields,
+    form_state,
+    photos,
+    rows,
+    soup,
+    today,
+)
 
 # -- forms --------------------------------------------------------------------------------------
 
@@ -340,17 +308,10 @@ async def test_honeypot_makes_no_ticket(client: httpx.AsyncClient, app: Starlett
 # -- status page ----------------------------------------------------------------------------------
 
 
-async def _api_ticket(client: httpx.AsyncClient, app: Starlette, **fields: str) -> dict[str, Any]:
-    data = {**defect_fields(app), **fields}
-    response = await client.post("/api/tickets", data=data, files=photos())
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
 async def test_status_page_needs_the_token_and_answers_json(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    created = await _api_ticket(client, app)
+    created = await api_defect(client, app)
     url = httpx.URL(created["status_url"])
     path, token = url.path, url.params["token"]
     assert (await client.get(path)).status_code == 404
@@ -382,7 +343,7 @@ async def test_status_page_needs_the_token_and_answers_json(
 async def test_customer_message_reopens_a_resolved_ticket(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    created = await _api_ticket(client, app)
+    created = await api_defect(client, app)
     url = httpx.URL(created["status_url"])
     async with app.state.helpdesk.sessions() as session:
         ticket = (await session.execute(select(Ticket))).scalar_one()
@@ -533,7 +494,7 @@ async def test_submissions_are_rate_limited_per_address(
 async def test_agent_view_needs_its_key_and_shows_notes(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    await _api_ticket(client, app)
+    await api_defect(client, app)
     notice = next(m for m in await rows(app, Outbox) if m.kind == "ticket_notification")
     link = httpx.URL(next(w for w in notice.text.split() if "/agent/t/" in w))
     async with app.state.helpdesk.sessions() as session:
@@ -552,7 +513,7 @@ async def test_agent_view_needs_its_key_and_shows_notes(
 async def test_odd_tokens_and_keys_are_not_found_not_errors(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    created = await _api_ticket(client, app)
+    created = await api_defect(client, app)
     path = httpx.URL(created["status_url"]).path
     assert (await client.get(path, params={"token": "é"})).status_code == 404
     assert (
@@ -590,7 +551,13 @@ async def test_control_characters_in_fields_are_dropped(
     assert response.status_code == 201
     [ticket] = await rows(app, Ticket)
     [message] = await rows(app, Message)
-    assert "\x00" not in message.body and ticket.reference
+    [customer] = await rows(app, Customer)
+    assert ticket.reference
+    # The NUL typed into the name is gone wherever the name went, the rest kept.
+    assert customer.name == message.author_name == "山田花子"
+    assert message.body == "ひび割れ"
+    notice = next(m for m in await rows(app, Outbox) if m.kind == "ticket_notification")
+    assert "お名前: 山田花子" in notice.text and "\x00" not in notice.text
 
 
 async def test_expired_csrf_keeps_values_and_photos(
@@ -609,7 +576,7 @@ async def test_expired_csrf_keeps_values_and_photos(
 async def test_status_json_times_carry_their_offset(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    created = await _api_ticket(client, app)
+    created = await api_defect(client, app)
     url = httpx.URL(created["status_url"])
     body = (
         await client.get(url.path, params=dict(url.params), headers={"Accept": "application/json"})

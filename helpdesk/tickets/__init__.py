@@ -1,0 +1,82 @@
+"""Tickets: one command core behind the forms, the API, mail and (next) the agents' console.
+
+- ``labels``: every Japanese label of kinds, statuses, categories, photo fields, authors.
+- ``rules``: what a submission must hold, limits, validation with Japanese messages.
+- ``commands``: changes as data (``SetStatus``, ``Assign``, ``SetPriority``, ``AddNote``,
+  ``Reply``) and the ``Actor`` who makes them through a channel.
+- ``access``: the ``Signer`` and what it signs: customer tokens, agent keys, photo tokens,
+  signed reply addresses.
+- ``urls``: every ticket URL, for routes, pages and mails.
+- ``store``: queries over a session the caller opened.
+- ``notify``: what mail each change queues.
+- ``service``: the use cases (``submit``, ``add_customer_message``, ``apply``).
+"""
+
+from __future__ import annotations
+
+from helpdesk.tickets.access import Signer, TicketAccess
+from helpdesk.tickets.commands import (
+    Actor,
+    ActorRole,
+    AddNote,
+    Assign,
+    Channel,
+    Command,
+    Reply,
+    SetPriority,
+    SetStatus,
+)
+from helpdesk.tickets.labels import (
+    AUTHOR_LABELS,
+    FIELD_LABELS,
+    INQUIRY_CATEGORIES,
+    KIND_LABELS,
+    PHOTO_FIELDS,
+    STATUS_LABELS,
+)
+from helpdesk.tickets.rules import (
+    MAX_DESCRIPTION,
+    PHOTO_KINDS,
+    Submission,
+    Validation,
+    missing_photos,
+    subject_for,
+    today_in_japan,
+    validate_message,
+    validate_submission,
+)
+from helpdesk.tickets.service import ApplyResult, TicketService, version_of
+from helpdesk.tickets.urls import TicketUrls
+
+__all__ = [
+    "AUTHOR_LABELS",
+    "FIELD_LABELS",
+    "INQUIRY_CATEGORIES",
+    "KIND_LABELS",
+    "MAX_DESCRIPTION",
+    "PHOTO_FIELDS",
+    "PHOTO_KINDS",
+    "STATUS_LABELS",
+    "Actor",
+    "ActorRole",
+    "AddNote",
+    "ApplyResult",
+    "Assign",
+    "Channel",
+    "Command",
+    "Reply",
+    "SetPriority",
+    "SetStatus",
+    "Signer",
+    "Submission",
+    "TicketAccess",
+    "TicketService",
+    "TicketUrls",
+    "Validation",
+    "missing_photos",
+    "subject_for",
+    "today_in_japan",
+    "validate_message",
+    "validate_submission",
+    "version_of",
+]

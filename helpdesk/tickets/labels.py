@@ -1,0 +1,87 @@
+"""Every Japanese label of the ticket vocabulary, in one place.
+
+Forms, pages, mails and the API documentation read them from here; the stored values are the
+enums of ``helpdesk.models``.
+"""
+
+from __future__ import annotations
+
+from helpdesk.models import Author, TicketKind, TicketStatus
+from helpdesk.tickets.commands import AddNote, Assign, Reply, SetPriority, SetStatus
+
+KIND_LABELS: dict[str, str] = {
+    TicketKind.defect: "不良品",
+    TicketKind.wrong_item: "誤発送(注文と違う商品が届いた)",
+    TicketKind.exchange: "注文誤り(サイズ・カラーの交換)",
+    TicketKind.inquiry: "お問い合わせ",
+}
+# The returns form's choices, as a customer would put it.
+RETURN_KIND_CHOICES: dict[str, str] = {
+    TicketKind.defect: "① 不良品だった",
+    TicketKind.wrong_item: "① 注文と違う商品が届いた(誤発送)",
+    TicketKind.exchange: "② サイズ・カラーを間違えて注文した(交換希望)",
+}
+INQUIRY_CATEGORIES: dict[str, str] = {
+    "invoice": "GMO後払いの請求書(再発行・送付先の変更)",
+    "reshipping": "戻ってきた荷物の再発送",
+    "confirmation_mail": "注文確認メールが届かない",
+    "not_arrived": "注文した商品が届かない",
+    "privacy": "個人情報について(開示・訂正・削除など)",
+    "other": "その他",
+}
+STATUS_LABELS: dict[str, str] = {
+    TicketStatus.new: "受付済み",
+    TicketStatus.open: "対応中",
+    TicketStatus.pending: "お客様のご返信待ち",
+    TicketStatus.resolved: "解決済み",
+    TicketStatus.closed: "完了",
+}
+PHOTO_FIELDS: dict[str, str] = {
+    "photo_overall": "全体が分かる写真",
+    "photo_defect": "不良部分が鮮明に見える写真",
+}
+FIELD_LABELS: dict[str, str] = {
+    "kind": "お問い合わせの種類",
+    "name": "お名前",
+    "email": "メールアドレス",
+    "order_number": "注文番号",
+    "arrived_on": "商品の到着日",
+    "description": "内容",
+    "desired_variant": "交換を希望するサイズ・カラー",
+    "category": "お問い合わせの内容",
+    "body": "メッセージ",
+    **PHOTO_FIELDS,
+}
+# Who wrote a message, as agents see it.
+AUTHOR_LABELS: dict[str, str] = {
+    Author.customer: "お客様",
+    Author.agent: "担当者",
+    Author.note: "社内メモ",
+    Author.system: "システム",
+}
+# Who wrote a message, as the customer sees it (notes never reach the customer's page).
+CUSTOMER_AUTHOR_LABELS: dict[str, str] = {Author.customer: "お客様"}
+SUPPORT_LABEL = "サポート担当"
+# The changes an agent makes, as the agent is told about them.
+COMMAND_LABELS: dict[type, str] = {
+    SetStatus: "ステータスの変更",
+    Assign: "担当者の割り当て",
+    SetPriority: "優先度の変更",
+    AddNote: "社内メモ",
+    Reply: "お客様への返信",
+}
+
+
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status)
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind)
+
+
+def author_label(author: str, *, for_customer: bool = False) -> str:
+    """「お客様」「担当者」「社内メモ」...; the customer sees every other author as support."""
+    if for_customer:
+        return CUSTOMER_AUTHOR_LABELS.get(author, SUPPORT_LABEL)
+    return AUTHOR_LABELS[author]

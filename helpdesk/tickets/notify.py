@@ -1,0 +1,259 @@
+"""What mail each change to a ticket queues, to whom, threaded how.
+
+Mail is written to the outbox in the caller's transaction (sent later by the outbox sender),
+so a change and its mail are stored together or not at all. Customers get the confirmation,
+agents' replies and status changes; the support inbox gets new tickets, customers' messages
+and failures, with the agents' signed reply address. An internal note tells the customer
+nothing. Automatic mail to one address is capped per hour (RFC 3834: no mail storms).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import make_msgid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from faq import ShopPolicy
+from helpdesk.db import utcnow
+from helpdesk.mail.compose import compose
+from helpdesk.models import (
+    Agent,
+    Attachment,
+    Customer,
+    InboundMail,
+    Message,
+    Outbox,
+    Ticket,
+    TicketStatus,
+)
+from helpdesk.tickets import store
+from helpdesk.tickets.access import TicketAccess
+from helpdesk.tickets.commands import Actor
+from helpdesk.tickets.labels import INQUIRY_CATEGORIES, KIND_LABELS, PHOTO_FIELDS, STATUS_LABELS
+from helpdesk.tickets.rules import Submission
+from helpdesk.tickets.urls import TicketUrls
+
+
+@dataclass(frozen=True, slots=True)
+class AgentChange:
+    """What an agent's commands did, as far as the customer may hear of it."""
+
+    old_status: str
+    reply: str | None = None  # the text of a Reply command
+    internal: bool = False  # an AddNote: the whole change stays internal
+
+
+class Notifier:
+    def __init__(
+        self,
+        *,
+        policy: ShopPolicy,
+        access: TicketAccess,
+        urls: TicketUrls,
+        support_address: str,
+        automatic_mail_limit: int = 10,
+    ) -> None:
+        self.policy = policy
+        self.access = access
+        self.urls = urls
+        self.support_address = support_address
+        self.automatic_mail_limit = automatic_mail_limit
+
+    # -- what each change sends -----------------------------------------------------------
+
+    async def ticket_created(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        customer: Customer,
+        submission: Submission,
+        attachments: Sequence[Attachment],
+        *,
+        confirm: bool = True,
+        in_reply_to: str | None = None,
+    ) -> None:
+        """The customer's confirmation (unless ``confirm`` is False) and the agents' notice."""
+        context = {
+            "customer": customer,
+            "submission": submission,
+            "kind_label": KIND_LABELS[submission.kind],
+            "category_label": INQUIRY_CATEGORIES.get(submission.category or ""),
+            "status_url": self.urls.status_url(ticket),
+            "agent_url": self.urls.agent_url(ticket),
+            "attachments": attachments,
+            "photo_labels": PHOTO_FIELDS,
+        }
+        if confirm:
+            await self.queue(
+                session,
+                ticket=ticket,
+                kind="ticket_confirmation",
+                to=customer.email,
+                reply_to=self.access.reply_address(ticket),
+                in_reply_to=in_reply_to,
+                references=[in_reply_to] if in_reply_to else (),
+                **context,
+            )
+        await self.tell_agents(
+            session, ticket, "ticket_notification", attach=attachments, **context
+        )
+
+    async def customer_wrote(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        customer: Customer,
+        message: Message,
+        attachments: Sequence[Attachment],
+        *,
+        stranger: str | None,
+    ) -> None:
+        """The agents hear of a customer's message (or a stranger's, marked as such)."""
+        await self.tell_agents(
+            session,
+            ticket,
+            "customer_reply",
+            attach=attachments,
+            customer=customer,
+            stranger=stranger,
+            body=message.body,
+            agent_url=self.urls.agent_url(ticket),
+        )
+
+    async def agent_changed(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        customer: Customer,
+        change: AgentChange,
+        *,
+        in_reply_to: str | None = None,
+    ) -> Outbox | None:
+        """The customer gets the agent's reply (mentioning a new status), or a short status
+        mail when the status alone changed (to anything but "open"); a note sends nothing.
+        """
+        changed = ticket.status != change.old_status and ticket.status != TicketStatus.open
+        if change.internal or not (change.reply or changed):
+            return None
+        return await self.queue(
+            session,
+            ticket=ticket,
+            kind="agent_reply" if change.reply else "status_changed",
+            to=customer.email,
+            automatic=not change.reply,
+            reply_to=self.access.reply_address(ticket),
+            in_reply_to=in_reply_to,
+            references=[in_reply_to] if in_reply_to else (),
+            customer=customer,
+            body=change.reply or "",
+            status_label=STATUS_LABELS[ticket.status] if changed else None,
+            status_url=self.urls.status_url(ticket),
+        )
+
+    async def agent_error(
+        self, session: AsyncSession, agent: Agent, ticket: Ticket, problems: str
+    ) -> None:
+        """Tell the agent why their mailed commands did nothing."""
+        await self.queue(
+            session,
+            ticket=ticket,
+            kind="agent_error",
+            to=agent.email,
+            agent=agent,
+            problems=problems,
+        )
+
+    async def inbound_failed(
+        self, session: AsyncSession, row: InboundMail, problem: str, preview: str
+    ) -> None:
+        """Tell the support inbox about a received mail that could not be processed."""
+        await self.tell_agents(
+            session, None, "inbound_failed", row=row, problem=problem, preview=preview
+        )
+
+    # -- the outbox -------------------------------------------------------------------------
+
+    def new_message_id(self) -> str:
+        return make_msgid(domain=self.support_address.rpartition("@")[2]).strip("<>")
+
+    async def tell_agents(
+        self,
+        session: AsyncSession,
+        ticket: Ticket | None,
+        kind: str,
+        attach: Sequence[Attachment] = (),
+        **context: Any,
+    ) -> None:
+        """Mail the support inbox; replies to it come back on the agents' signed address."""
+        await self.queue(
+            session,
+            ticket=ticket,
+            kind=kind,
+            to=self.support_address,
+            automatic=False,
+            reply_to=self.access.reply_address(ticket, agents=True) if ticket else None,
+            attach=attach,
+            **context,
+        )
+
+    async def queue(
+        self,
+        session: AsyncSession,
+        *,
+        ticket: Ticket | None,
+        kind: str,
+        to: str,
+        automatic: bool = True,
+        reply_to: str | None = None,
+        in_reply_to: str | None = None,
+        references: Sequence[str] = (),
+        attach: Sequence[Attachment] = (),
+        **context: Any,
+    ) -> Outbox | None:
+        """Compose the mail ``kind`` (``templates/mail/{kind}.txt``) into the outbox, in the
+        caller's transaction.
+
+        Automatic mail to one address is capped per hour; the mail skipped is recorded on the
+        ticket instead (``mail_suppressed``) and None returned.
+        """
+        if automatic:
+            since = utcnow() - timedelta(hours=1)
+            if await store.automatic_mail_count(session, to=to, since=since) >= (
+                self.automatic_mail_limit
+            ):
+                if ticket is not None:
+                    store.add_event(
+                        session,
+                        ticket_id=ticket.id,
+                        kind="mail_suppressed",
+                        actor=Actor.system().address,
+                        data={"to": to, "mail": kind},
+                    )
+                return None
+        mail = compose(kind, ticket=ticket, policy=self.policy, **context)
+        row = Outbox(
+            ticket_id=ticket.id if ticket else None,
+            kind=kind,
+            to_address=to,
+            subject=mail.subject,
+            text=mail.text,
+            html=mail.html,
+            message_id=self.new_message_id(),
+            reply_to=reply_to,
+            in_reply_to=in_reply_to,
+            references=" ".join(references) or None,
+            attachments=json.dumps(
+                [
+                    {"digest": a.digest, "filename": a.filename, "content_type": a.content_type}
+                    for a in attach
+                ]
+            ),
+            automatic=automatic,
+        )
+        session.add(row)
+        return row
