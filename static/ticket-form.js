@@ -98,7 +98,10 @@
       preview.textContent = "";
       // The server's word on an earlier file no longer applies once another is chosen.
       var earlier = document.getElementById(input.name + "-error");
-      if (earlier) earlier.hidden = !!file;
+      if (earlier) {
+        earlier.hidden = !!file;
+        field.classList.toggle("has-error", !file);
+      }
       if (!file) return;
       if (max && file.size > max) {
         tooLarge[input.name] = file.size;

@@ -237,6 +237,7 @@ def test_returns_form_reports_every_problem_in_one_round_on_a_phone(  # type: ig
     page.wait_for_function("document.querySelector('.upload-progress progress').value > 0")
     assert page.is_disabled("form.ticket-form button[type=submit]")  # no double submit
     assert "送信中" in page.inner_text(".upload-status")
+    page.locator(".upload-progress").scroll_into_view_if_needed()
     page.screenshot(path=str(tmp_path / "4-progress.png"))
     page.wait_for_url("**/submitted?token=*", timeout=60_000)
     cdp.send(
@@ -326,4 +327,40 @@ def test_buttons_do_not_wrap_on_a_small_phone(  # type: ignore[no-untyped-def]
         "return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size; }",
     )
     assert lines == 1
+    context.close()
+
+
+def test_an_expired_page_is_sent_again_with_its_photos(  # type: ignore[no-untyped-def]
+    server: str, browser, tmp_path: Path
+) -> None:
+    overall = tmp_path / "IMG_0001.jpg"
+    overall.write_bytes(imaging.jpeg(800, 600))
+    defect = tmp_path / "IMG_0002.jpg"
+    defect.write_bytes(imaging.jpeg(800, 600, color="red"))
+    today = datetime.now(ZoneInfo("Asia/Tokyo")).date().isoformat()
+    context = _phone(browser)
+    page = context.new_page()
+    page.goto(f"{server}/returns/new?kind=wrong_item")
+    page.fill("#name", "山田 花子")
+    page.fill("#email", "hanako@example.jp")
+    page.fill("#order_number", "#4321")
+    page.fill("#arrived_on", today)
+    page.fill("#description", "黒を注文したのに白が届きました。")
+    page.set_input_files("#photo_overall", str(overall))
+    page.set_input_files("#photo_defect", str(defect))
+    # The cookie the page's token was made for is gone (cleared, or the tab restored later):
+    # the server refuses without looking at the photos, and the script sends them again.
+    context.clear_cookies()
+    answers: list[int] = []
+    page.on(
+        "response",
+        lambda r: answers.append(r.status) if r.request.method == "POST" else None,
+    )
+    page.click("form.ticket-form button[type=submit]")
+    page.wait_for_url("**/submitted?token=*")
+    assert answers[0] == 403 and answers[-1] == 303  # refused once, then sent again
+    page.wait_for_function(
+        "[...document.querySelectorAll('.received-photos img')].every(i => i.naturalWidth > 0)"
+    )
+    assert page.locator(".received-photos img").count() == 2
     context.close()
