@@ -70,7 +70,8 @@ class StoredPhoto:
     size: int
     #: SHA-256 (hex) of the JPEG thumbnail, stored the same way.
     thumb_digest: str
-    #: The customer's file name, sanitized: for display only, never a path.
+    #: The customer's file name, sanitized, with the stored type's extension: for display
+    #: only, never a path.
     original_filename: str
 
 
@@ -90,6 +91,23 @@ def sanitize_filename(filename: str) -> str:
             suffix = ""
         name = name[: MAX_FILENAME_LENGTH - len(suffix)].rstrip() + suffix
     return name or DEFAULT_FILENAME
+
+
+# What may follow the last dot of a file name as its type: "HEIC", "jpeg" (not "傷あり").
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]{1,5}$")
+
+
+def display_filename(filename: str, content_type: str) -> str:
+    """The sanitized name, its extension telling what is stored: a photo converted from
+    HEIC to JPEG is ``IMG_4830.jpg``, not ``IMG_4830.HEIC``. A name already ending in the
+    stored type's extension (``.JPG``, ``.jpeg``) is kept as it is."""
+    name = sanitize_filename(filename)
+    extension = _EXTENSIONS[content_type]
+    same = (".jpg", ".jpeg") if extension == ".jpg" else (extension,)
+    if name.lower().endswith(same):
+        return name
+    stem = _EXTENSION.sub("", name) or DEFAULT_FILENAME
+    return stem[: MAX_FILENAME_LENGTH - len(extension)] + extension
 
 
 def _megabytes(size: int) -> str:
@@ -164,7 +182,7 @@ class PhotoStore:
             height=cleaned.height,
             size=len(body),
             thumb_digest=thumb_digest,
-            original_filename=sanitize_filename(filename),
+            original_filename=display_filename(filename, content_type),
         )
 
     def _decode(self, data: bytes, label: str) -> Image.Image:

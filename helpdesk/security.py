@@ -55,7 +55,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from markupsafe import Markup
 from starlette.datastructures import FormData, Headers
@@ -182,7 +181,7 @@ class BodySizeLimitMiddleware:
             body = json.dumps({"error": self.message}, ensure_ascii=False).encode()
             content_type = b"application/json"
         else:
-            body = _too_large_page(self.message, _back_link(scope, headers)).encode()
+            body = _too_large_page(self.message).encode()
             content_type = b"text/html; charset=utf-8"
         await send(
             {
@@ -202,35 +201,26 @@ def _wants_json(path: str, headers: Headers) -> bool:
     return path.startswith("/api/") or "application/json" in headers.get("accept", "")
 
 
-def _back_link(scope: Scope, headers: Headers) -> str:
-    """The Referer's path when it is on this site, else ``/``: never an outside address."""
-    referer = headers.get("referer", "")
-    try:
-        parts = urlsplit(referer)
-    except ValueError:
-        return "/"
-    host = headers.get("host", "")
-    if not host and scope.get("server"):
-        server_host, server_port = scope["server"]
-        host = f"{server_host}:{server_port}" if server_port else server_host
-    same_origin = parts.scheme == scope.get("scheme", "http") and parts.netloc == host
-    path = parts.path
-    if not same_origin or not path.startswith("/") or path.startswith(("//", "/\\")):
-        return "/"
-    return f"{path}?{parts.query}" if parts.query else path
-
-
-def _too_large_page(message: str, back: str) -> str:
+def _too_large_page(message: str) -> str:
+    """The 413 page. It links to no form: a link opens the form empty, while the browser's
+    own back button returns to it as filled in (typed values and chosen files)."""
     return (
         "<!doctype html>\n"
         '<html lang="ja">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<title>送信データが大きすぎます | サポート窓口</title>\n"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">\n'
         '<link rel="stylesheet" href="/static/style.css">\n</head>\n<body>\n'
         '<main id="main">\n<h1>送信データが大きすぎます</h1>\n'
         f"<p>{html.escape(message)}</p>\n"
-        "<p>お手数ですが、写真を小さくするか枚数を減らして、もう一度送信してください。</p>\n"
-        f'<p><a href="{html.escape(back)}">前のページに戻る</a></p>\n'
+        '<div class="back-hint">\n'
+        "<p><strong>入力した内容は消えていません。</strong>"
+        "ブラウザの「戻る」ボタン(「←」)で前のページに戻ると、"
+        "入力した内容がそのまま残っています。</p>\n"
+        "<p>戻ったら、大きすぎる写真を上限以下のものに選び直して、"
+        "もう一度送信してください。</p>\n"
+        "</div>\n"
+        '<p><a href="/">トップページへ</a>(入力した内容は引き継がれません)</p>\n'
         "</main>\n</body>\n</html>\n"
     )
 
@@ -463,6 +453,16 @@ class RateLimiter:
         while len(self._hits) > self.max_keys:
             self._hits.popitem(last=False)
         return None
+
+    def peek(self, key: str) -> float | None:
+        """What ``hit`` would answer now, recording nothing: None when a hit would be allowed,
+        else seconds until one is. Lets a caller refuse early, before any costly work, and
+        count the hit only for a request that goes on."""
+        horizon = self.clock() - self.window
+        recent = [t for t in self._hits.get(key, ()) if t > horizon]
+        if len(recent) < self.limit:
+            return None
+        return max(recent[0] - horizon, 0.0)
 
     def _evict_idle(self, horizon: float) -> None:
         # Keys are ordered by last hit, so idle ones are at the front. A key refused while

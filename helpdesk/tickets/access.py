@@ -83,6 +83,14 @@ class TicketAccess:
         except (ValueError, TypeError):
             return None
 
+    def kept_thumb_signature(self, thumb_digest: str) -> str:
+        """Signs the thumbnail of a photo a form keeps, so the form can show it before there
+        is a ticket; only that thumbnail, and only to whoever was given the form."""
+        return self.signer.sign("kept-thumb", thumb_digest)
+
+    def check_kept_thumb(self, thumb_digest: str, signature: str | None) -> bool:
+        return self.signer.same(self.kept_thumb_signature(thumb_digest), signature)
+
     # -- signed reply addresses -----------------------------------------------------------
 
     def reply_address(self, ticket: Ticket, *, agents: bool = False) -> str:

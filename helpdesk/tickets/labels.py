@@ -12,23 +12,46 @@ from helpdesk.tickets.commands import AddNote, Assign, Reply, SetPriority, SetSt
 KIND_LABELS: dict[str, str] = {
     TicketKind.defect: "不良品",
     TicketKind.wrong_item: "誤発送(注文と違う商品が届いた)",
-    TicketKind.exchange: "注文誤り(サイズ・カラーの交換)",
+    TicketKind.exchange: "注文誤り(機種・カラーの交換)",
     TicketKind.inquiry: "お問い合わせ",
 }
-# The returns form's choices, as a customer would put it.
-RETURN_KIND_CHOICES: dict[str, str] = {
-    TicketKind.defect: "① 不良品だった",
-    TicketKind.wrong_item: "① 注文と違う商品が届いた(誤発送)",
-    TicketKind.exchange: "② サイズ・カラーを間違えて注文した(交換希望)",
+# The returns form's choices, grouped and numbered as the shop's returns page does
+# (「① 不良品や誤発送の場合」「② 注文誤り(サイズ・カラー)」); for a phone case the size is
+# the phone model (機種).
+RETURN_KIND_GROUPS: dict[str, dict[str, str]] = {
+    "① 不良品や誤発送の場合": {
+        TicketKind.defect: "不良品だった(傷・割れ・汚れ・不具合など)",
+        TicketKind.wrong_item: "注文と違う商品が届いた(誤発送)",
+    },
+    "② 注文誤り(機種・カラー)の場合": {
+        TicketKind.exchange: "機種・カラーを間違えて注文した(交換のご希望)",
+    },
 }
+RETURN_KIND_CHOICES: dict[str, str] = {
+    kind: label for choices in RETURN_KIND_GROUPS.values() for kind, label in choices.items()
+}
+# The contact form's topics. Their labels follow the FAQ: GMO's invoices are reissued by GMO
+# itself, so the shop is asked only about one that never came (1 week after the goods).
 INQUIRY_CATEGORIES: dict[str, str] = {
-    "invoice": "GMO後払いの請求書(再発行・送付先の変更)",
-    "reshipping": "戻ってきた荷物の再発送",
-    "confirmation_mail": "注文確認メールが届かない",
+    "invoice": "GMO後払いの請求書が届かない",
+    "reshipping": "戻ってきた荷物の再発送(住所不明・長期滞在など)",
+    "confirmation_mail": "ショップからのメールが届かない(メールアドレスの変更)",
     "not_arrived": "注文した商品が届かない",
     "privacy": "個人情報について(開示・訂正・削除など)",
     "other": "その他",
 }
+# The contact form's topics under the FAQ's categories, in the FAQ's order, so that both
+# speak of the same things in the same words (tests check it against the FAQ).
+INQUIRY_GROUPS: dict[str, tuple[str, ...]] = {
+    "セール商品": ("reshipping",),
+    "発送/お届け": ("not_arrived",),
+    "決済方法": ("invoice",),
+    "個人情報の取り扱い": ("privacy",),
+    "その他": ("confirmation_mail", "other"),
+}
+# The contact form's extra choice that leads to the returns form (never stored).
+RETURNS_TOPIC = "returns"
+RETURNS_TOPIC_LABEL = "返品・交換・不良品(写真を添付できます)"
 STATUS_LABELS: dict[str, str] = {
     TicketStatus.new: "受付済み",
     TicketStatus.open: "対応中",
@@ -47,7 +70,7 @@ FIELD_LABELS: dict[str, str] = {
     "order_number": "注文番号",
     "arrived_on": "商品の到着日",
     "description": "内容",
-    "desired_variant": "交換を希望するサイズ・カラー",
+    "desired_variant": "交換を希望する機種・カラー",
     "category": "お問い合わせの内容",
     "body": "メッセージ",
     **PHOTO_FIELDS,

@@ -134,7 +134,7 @@ def validate_submission(raw: Mapping[str, Any], *, today: date, policy: ShopPoli
     desired_variant = clean_line(raw.get("desired_variant")) or None
     if kind is TicketKind.exchange:
         if desired_variant is None:
-            errors["desired_variant"] = "交換を希望するサイズ・カラーを入力してください。"
+            errors["desired_variant"] = "交換を希望する機種・カラーを入力してください。"
         elif len(desired_variant) > MAX_VARIANT:
             errors["desired_variant"] = f"{MAX_VARIANT}文字以内で入力してください。"
     else:
@@ -185,7 +185,7 @@ def first_message(submission: Submission) -> str:
     """The body of a new ticket's first message: the wanted variant, then the description."""
     lines = []
     if submission.desired_variant:
-        lines.append(f"交換を希望するサイズ・カラー: {submission.desired_variant}")
+        lines.append(f"交換を希望する機種・カラー: {submission.desired_variant}")
     if submission.description:
         lines.append(submission.description)
     return "\n\n".join(lines) or KIND_LABELS[submission.kind]

@@ -8,6 +8,7 @@ agents' links its agent key.
 from __future__ import annotations
 
 from helpdesk.models import Ticket
+from helpdesk.photos import StoredPhoto
 from helpdesk.tickets.access import TicketAccess
 
 
@@ -35,6 +36,11 @@ class TicketUrls:
 
     def photo(self, ticket: Ticket, digest: str) -> str:
         return f"/t/{ticket.reference}/photos/{digest}?token={self.access.access_token(ticket)}"
+
+    def kept_thumb(self, photo: StoredPhoto) -> str:
+        """The thumbnail of a photo a form keeps across a retry (no ticket yet)."""
+        digest = photo.thumb_digest
+        return f"/photos/kept/{digest}?sig={self.access.kept_thumb_signature(digest)}"
 
     def status_url(self, ticket: Ticket) -> str:
         return self.absolute(self.status(ticket))

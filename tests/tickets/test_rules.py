@@ -80,7 +80,7 @@ def test_late_is_past_the_shops_return_window(days: int, late: bool) -> None:
         ),
         (
             {"kind": "exchange", "description": ""},
-            {"desired_variant": "交換を希望するサイズ・カラーを入力してください。"},
+            {"desired_variant": "交換を希望する機種・カラーを入力してください。"},
         ),
         (
             {"kind": "inquiry", "order_number": "", "arrived_on": "", "category": "refund"},
@@ -98,13 +98,13 @@ def test_each_problem_has_a_japanese_message_under_its_field(
 def test_an_inquiry_needs_no_order_and_is_titled_by_its_category() -> None:
     checked = check(kind="inquiry", order_number="", arrived_on="", category="invoice")
     assert checked.submission is not None
-    assert subject_for(checked.submission) == "GMO後払いの請求書(再発行・送付先の変更)"
+    assert subject_for(checked.submission) == "GMO後払いの請求書が届かない"
     assert subject_for(check().submission) == "不良品(注文番号 #1234)"
 
 
 def test_the_first_message_holds_the_wanted_variant_or_the_kind() -> None:
     exchange = check(kind="exchange", description="", desired_variant="L / 黒").submission
-    assert first_message(exchange) == "交換を希望するサイズ・カラー: L / 黒"
+    assert first_message(exchange) == "交換を希望する機種・カラー: L / 黒"
     assert first_message(check().submission) == "ケースの角にひびが入っていました。"
 
 
