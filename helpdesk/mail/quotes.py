@@ -129,7 +129,16 @@ _OWN_OPENINGS = re.compile(
 _SIG_DASHES_RE = re.compile(r"--\s*")
 _MOBILE_RES = (
     re.compile(r"sent from (?:my )?\S.{0,40}", re.IGNORECASE),
-    re.compile(r"get outlook for \S.{0,30}", re.IGNORECASE),
+    re.compile(r"get \[?outlook for \S.{0,60}", re.IGNORECASE),
+    re.compile(
+        r"(?:envoyé|gesendet|enviado|inviato|verzonden|sendt|skickat|wysłane|отправлено|"
+        r"odesláno|lähetetty|sent|sendt)\s+(?:depuis|de|à partir de|von|desde|da|dal|met|fra|"
+        r"från|z|с|ze|with|via|by)\s\S.{0,50}",
+        re.IGNORECASE,
+    ),
+    re.compile(r"(?:von meinem|diese nachricht wurde von meinem)\s.{1,60}gesendet\.?", re.I),
+    re.compile(r"(?:從|从)我的\s*.{1,20}(?:傳送|发送)|.{1,20}에서 보냄", re.IGNORECASE),
+    re.compile(r"<<sent by .{1,30}>>|\(sent from .{1,30}\)", re.IGNORECASE),
     re.compile(
         r".{0,30}(?:iphone|ipad|android|gmail|outlook|yahoo|携帯|スマートフォン|スマホ|mail)"
         r".{0,15}(?:から|より)送信(?:しました)?。?",
@@ -138,6 +147,7 @@ _MOBILE_RES = (
 )
 _SEPARATOR_RE = re.compile(r"([━─\-=_~*・―—■□◆◇●○★☆])\1{4,}.*")
 _UNDERSCORE_RULE = re.compile(r"_{5,}")
+_RULE_ABOVE_HEADERS = re.compile(r"([━─\-=_~*―—])\1{2,}")
 _CONTACT_RE = re.compile(
     r"株式会社|有限会社|合同会社|\(株\)|\(有\)|inc\.|co\.,?\s*ltd|llc|"
     r"tel|fax|phone|電話|携帯|mail|メール|〒|住所|url|https?://|www\.|"
@@ -402,7 +412,7 @@ def _drop_rule_above(kept: list[str]) -> None:
     end = len(kept)
     while end and not kept[end - 1].strip():
         end -= 1
-    if end and _is_separator(_nfkc(kept[end - 1]).strip()):
+    if end and _RULE_ABOVE_HEADERS.fullmatch(_nfkc(kept[end - 1]).strip()):
         del kept[end - 1 :]
 
 
