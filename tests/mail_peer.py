@@ -223,9 +223,7 @@ _ENTITY = re.compile(r"&#x[0-9A-Fa-f]+;")
 
 def _drop_emoji(text: str) -> str:
     return "".join(
-        c
-        for c in text
-        if unicodedata.category(c) not in ("Co", "So") and c not in ("\ufffd", "〓")
+        c for c in text if unicodedata.category(c) not in ("Co", "So") and c not in ("\ufffd", "〓")
     )
 
 
@@ -246,9 +244,7 @@ def _names_match(expected: list[str], got: list[str]) -> bool:
     if len(want) != len(have):
         return False
     patterns = [
-        re.compile(
-            "".join(".{1,2}" if c == "\ufffd" else re.escape(c) for c in name), re.DOTALL
-        )
+        re.compile("".join(".{1,2}" if c == "\ufffd" else re.escape(c) for c in name), re.DOTALL)
         for name in want
     ]
 
@@ -306,8 +302,7 @@ def judge(row: dict[str, Any], out: dict[str, Any]) -> Verdict:
                     good = have == _body_form(theirs(row["body_exact"]), html=html)
                 elif "body_contains" in row:
                     good = all(
-                        _body_form(theirs(item), html=html) in have
-                        for item in row["body_contains"]
+                        _body_form(theirs(item), html=html) in have for item in row["body_contains"]
                     )
                 else:
                     good = any(
@@ -356,7 +351,9 @@ def judge(row: dict[str, Any], out: dict[str, Any]) -> Verdict:
 
 
 def judge_all(
-    outputs: dict[str, dict[str, Any]], peer: Path = PEER, kinds: tuple[str, ...] = ("decode", "reply")
+    outputs: dict[str, dict[str, Any]],
+    peer: Path = PEER,
+    kinds: tuple[str, ...] = ("decode", "reply"),
 ) -> list[Verdict]:
     return [
         judge(row, outputs.get(row["id"], {"outcome": "crash", "error": "no output"}))
@@ -424,9 +421,7 @@ def report(project: Figures, stdlib: Figures | None) -> str:
     parts = []
     for category, (passed, total) in sorted(project.by_category.items()):
         checks = [c for c in ("subject", "body", "attachments", "reply") if total[c]]
-        parts.append(
-            f"{category} " + " ".join(f"{passed[c]}/{total[c]}" for c in checks)
-        )
+        parts.append(f"{category} " + " ".join(f"{passed[c]}/{total[c]}" for c in checks))
     lines.append("per category (subject body attachments | reply): " + ";  ".join(parts))
     return "\n".join(lines)
 

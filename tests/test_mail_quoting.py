@@ -107,9 +107,7 @@ async def test_an_agents_reply_never_carries_the_agents_link_to_the_customer(
         assert "新しいお問い合わせが届きました" not in text
     for line in filter(None, AGENT_WORDS):
         assert line in sent.text
-    [stored] = await _rows(
-        app, Message, Message.ticket_id == ticket.id, Message.author == "agent"
-    )
+    [stored] = await _rows(app, Message, Message.ticket_id == ticket.id, Message.author == "agent")
     assert stored.body == AGENT_TEXT
 
     page = await client.get(status_url.removeprefix("http://testserver"))

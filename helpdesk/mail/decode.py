@@ -54,6 +54,7 @@ import base64
 import binascii
 import codecs
 import contextlib
+import contextvars
 import email.utils
 import re
 import unicodedata
@@ -70,6 +71,8 @@ from io import BytesIO
 from types import MappingProxyType
 from typing import NamedTuple
 
+from helpdesk.mail.emoji_sources import carrier_emoji
+
 __all__ = [
     "Attachment",
     "DeliveryStatus",
@@ -85,6 +88,14 @@ __all__ = [
 
 class MailParseError(ValueError):
     """The input is not an e-mail message at all (empty, or no header block)."""
+
+
+# What parse_message knows about the whole mail while it decodes one part or header:
+# the sender's mobile carrier (whose emoji codes to read) and the charset the mail declares
+# somewhere (read a raw 8-bit header in it before guessing). Context variables, so
+# parse_message stays safe to run in several threads at once.
+_CARRIER: contextvars.ContextVar[str | None] = contextvars.ContextVar("carrier", default=None)
+_DECLARED: contextvars.ContextVar[str | None] = contextvars.ContextVar("declared", default=None)
 
 
 @dataclass(frozen=True)
@@ -372,9 +383,25 @@ _ESCAPES: dict[bytes, str] = {
 }
 
 
+# au (KDDI) sends its emoji in ISO-2022-JP mail as JIS codes in rows 0x75-0x7C; shifted to
+# Shift_JIS (0xEB40-0xEEFC) and moved to KDDI's own emoji rows they are the codes Unicode's
+# EmojiSources.txt maps to Unicode emoji.
+_AU_LEAD = {0xEB: 0xF6, 0xEC: 0xF7, 0xED: 0xF3, 0xEE: 0xF4}
+_AU_ROWS_ALWAYS = range(0x75, 0x79)  # not JIS X 0208 nor CP932: emoji whoever sent them
+_AU_ROWS_FROM_AU = range(0x75, 0x7D)  # 0x79-0x7C are CP932's IBM kanji (髙 﨑) elsewhere
+
+
+def _au_emoji(j1: int, j2: int) -> str | None:
+    rows = _AU_ROWS_FROM_AU if _CARRIER.get() == "au" else _AU_ROWS_ALWAYS
+    if j1 not in rows:
+        return None
+    s1, s2 = _jis_to_sjis(j1, j2)
+    return carrier_emoji("kddi", (_AU_LEAD[s1] << 8) | s2)
+
+
 def _decode_two_byte(state: str, j1: int, j2: int) -> str | None:
     if state == "x0208":
-        return _x0208_pair(j1, j2)
+        return _au_emoji(j1, j2) or _x0208_pair(j1, j2)
     if state == "x0212":
         return _x0212_pair(j1, j2, eucjp_ms=False)
     if state == "x0213-1":
@@ -388,13 +415,16 @@ def _decode_two_byte(state: str, j1: int, j2: int) -> str | None:
         return None
 
 
-def _decode_iso2022jp(data: bytes, *, strict: bool) -> str:
+def _decode_iso2022jp(data: bytes, *, strict: bool, latin_strays: bool = False) -> str:
     """ISO-2022-JP with the Windows (CP5022x), -1, -2 (CJK sets) and -2004 extensions.
 
     Lines that forget to switch back to ASCII keep their state, as mailers
-    reading this mail do.  Raises ``_Fail`` on the first undecodable byte when
-    ``strict``; otherwise writes U+FFFD for it and goes on.
+    reading this mail do.  au's emoji (rows 0x75-0x7C) become Unicode emoji.
+    Raises ``_Fail`` on the first undecodable byte when ``strict``; otherwise
+    writes U+FFFD for it and goes on (a stray 8-bit byte is read as CP1252 with
+    ``latin_strays``, so it never takes the next letter with it).
     """
+    fast = _CARRIER.get() != "au"  # au's rows 0x79-0x7C must not be read as CP932 kanji
     out: list[str] = []
     state = "ascii"
     shifted_out = False  # SO/SI half-width katakana (JIS7)
@@ -426,7 +456,7 @@ def _decode_iso2022jp(data: bytes, *, strict: bool) -> str:
         if byte >= 0x80:
             if strict:
                 raise _Fail(i)
-            out.append("\ufffd")
+            out.append(_latin_byte(byte) if latin_strays else "\ufffd")
             i += 1
             continue
         if byte < 0x21 or byte == 0x7F:
@@ -449,7 +479,7 @@ def _decode_iso2022jp(data: bytes, *, strict: bool) -> str:
         if len(run) % 2:
             # A dangling half character: decode what pairs up, then fail/replace it.
             run = run[:-1]
-        if state == "x0208":
+        if state == "x0208" and fast:
             sjis = b"".join(_jis_to_sjis(run[k], run[k + 1]) for k in range(0, len(run), 2))
             try:
                 out.append(sjis.decode(_CP932))
@@ -473,6 +503,13 @@ def _decode_iso2022jp(data: bytes, *, strict: bool) -> str:
             out.append("\ufffd")
             i += 1
     return "".join(out)
+
+
+def _latin_byte(byte: int) -> str:
+    try:
+        return bytes((byte,)).decode("cp1252")
+    except UnicodeDecodeError:
+        return chr(byte)
 
 
 def _decode_eucjp(data: bytes, *, strict: bool) -> str:
@@ -582,6 +619,11 @@ def _detect(data: bytes, *, strict: bool) -> str | None:
     text = _decode_strict(data, _UTF8)
     if text is not None:
         return text
+    if not _TWO_HIGH_BYTES.search(data):
+        # Only isolated 8-bit bytes: multibyte Japanese always has some high bytes side by
+        # side; this is Latin-1 text such as "café" (read as CP932, "\xe9t" would be a kanji).
+        latin = _decode_strict(data, "cp1252")
+        return latin if latin is not None else data.decode("latin-1")
     candidates = [
         decoded
         for decoded in (_decode_strict(data, _CP932), _decode_strict(data, _EUCJP))
@@ -589,10 +631,6 @@ def _detect(data: bytes, *, strict: bool) -> str | None:
     ]
     if candidates:
         return max(candidates, key=_japanese_score)
-    if not _TWO_HIGH_BYTES.search(data):
-        # Only isolated 8-bit bytes: cannot be multibyte Japanese; Latin-1 text such as "café".
-        latin = _decode_strict(data, "cp1252")
-        return latin if latin is not None else data.decode("latin-1")
     if strict:
         return None
     fallbacks = [_decode_replace(data, codec) for codec in (_UTF8, _CP932, _EUCJP)]
@@ -624,6 +662,10 @@ def _decode_raw(data: bytes, charset: str | None) -> str:
     text = _decode_strict(data, codec)
     if text is not None:
         return text
+    if codec == _ISO2022JP and not _TWO_HIGH_BYTES.search(data):
+        # A stray 8-bit byte in 7-bit JIS: an error, not Shift_JIS (whose lead byte would
+        # swallow the next letter).
+        return _decode_iso2022jp(data, strict=False, latin_strays=True)
     detected = _detect(data, strict=True)
     if detected is not None:
         return detected
@@ -665,7 +707,8 @@ def _needs_byte_decoding(value: str) -> bool:
 
 def _decode_literal(value: str) -> str:
     if _needs_byte_decoding(value):
-        return _decode_raw(_str_to_bytes(value), None)
+        # Raw 8-bit header bytes: the charset the mail declares elsewhere comes first.
+        return _decode_raw(_str_to_bytes(value), _DECLARED.get())
     return value
 
 
@@ -991,7 +1034,13 @@ def _part_text(part: Message) -> str:
 
 
 def _filename(part: Message) -> str | None:
-    for header, name in (("content-disposition", "filename"), ("content-type", "name")):
+    # "file" is not standard, but some mailers name attachments with it.
+    for header, name in (
+        ("content-disposition", "filename"),
+        ("content-type", "name"),
+        ("content-type", "file"),
+        ("content-disposition", "name"),
+    ):
         value = part.get_param(name, None, header=header)
         if value is None:
             continue
@@ -1016,20 +1065,73 @@ def _message_bytes(message: Message, crlf: bool) -> bytes:
     return buffer.getvalue()
 
 
+def _prepare_address_header(value: str) -> str:
+    value = _FOLD.sub("", value)
+    if _needs_byte_decoding(value):
+        value = _decode_raw(_str_to_bytes(value), _DECLARED.get())
+    return value
+
+
+def _valid_address(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    return (
+        bool(at and local and domain)
+        and "=?" not in address
+        and not any(c.isspace() for c in address)
+    )
+
+
+_ADDR_SPEC = re.compile(r"""[^\s<>"'(),;:@\[\]]+@[^\s<>"'(),;:@\[\]]+""")
+
+
 def _addresses(values: list[str]) -> list[tuple[str, str]]:
-    prepared = []
-    for value in values:
-        value = _FOLD.sub("", value)
-        if _needs_byte_decoding(value):
-            value = _decode_raw(_str_to_bytes(value), None)
-        prepared.append(value)
+    """(display name, address) of every mailbox with a real address, in order."""
     result = []
-    for name, address in email.utils.getaddresses(prepared):
-        address = address.strip().lower()
-        if not address and not name:
-            continue
-        result.append((decode_header_value(name) if name else "", address))
+    for value in values:
+        prepared = _prepare_address_header(value)
+        for name, address in email.utils.getaddresses([prepared]):
+            address = address.strip().lower()
+            if _valid_address(address):
+                result.append((decode_header_value(name) if name else "", address))
     return result
+
+
+def _sender(values: list[str]) -> tuple[str, str]:
+    """The From mailbox as (display name, address), from well-formed and malformed headers.
+
+    Besides RFC 5322 forms: one encoded word holding name and address
+    (``=?utf-8?b?...?=`` of 「山田 花子 <hanako@example.jp>」, as some mailers write it), an
+    unquoted comma in the name (``Yamada, Hanako <h@example.jp>``), a missing ``>``, an address
+    in quotes. A header without any address gives ("name", "").
+    """
+    if not values:
+        return "", ""
+    prepared = _prepare_address_header(values[0])
+    decoded = decode_header_value(prepared)
+    words = [
+        _decode_raw(_b_decode(m[3]) if m[2] in "Bb" else _q_decode(m[3]), m[1])
+        for m in _ENCODED_WORD.finditer(prepared)
+    ]
+    # Encoded words are for display names; one holding an address is decoded whole first.
+    candidates = [prepared, decoded]
+    if any("@" in word or "<" in word for word in words):
+        candidates.reverse()
+    for candidate in candidates:
+        names: list[str] = []
+        for name, address in email.utils.getaddresses([candidate]):
+            address = address.strip()
+            if _valid_address(address):
+                display = decode_header_value(name) if name else ""
+                if names:  # "Yamada, Hanako <h@x>": the comma split the name
+                    display = ", ".join([*names, display]) if display else ", ".join(names)
+                return display.strip("\"' "), address.lower()
+            names.append(decode_header_value(name or address))
+    found = _ADDR_SPEC.search(decoded)
+    if found:
+        rest = (decoded[: found.start()] + decoded[found.end() :]).strip()
+        name = re.sub(r"^[\s\"'<>()]+|[\s\"'<>()]+$", "", rest.replace("<>", ""))
+        return name, found[0].strip(".").lower()
+    return decoded.strip("\"'<> "), ""
 
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -1223,7 +1325,8 @@ class _RawCompat32(policy.Compat32):
     escapes instead of being wrapped in a ``Header`` whose ``str()`` writes U+FFFD."""
 
     def header_fetch_parse(self, name: str, value: str) -> str:
-        return value
+        # Unfolded (RFC 5322 2.2.3), so a boundary folded over two lines is one boundary.
+        return _FOLD.sub("", value)
 
 
 _POLICY = _RawCompat32()
@@ -1237,6 +1340,75 @@ def _first_header(message: Message, name: str) -> str | None:
 
 
 _HEADER_LINE = re.compile(rb"^(?:From .*|[!-9;-~]+[ \t]*:.*)$")
+_SPACED_HEADER = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# A quoted boundary may be folded over two header lines ("foo\r\n bar" is "foo bar").
+_BOUNDARY_PARAM = re.compile(rb"""boundary\s*=\s*(?:"([^"]{1,200})"|([^\s;"]+))""", re.IGNORECASE)
+_MAX_BOUNDARY_RENAMES = 5
+_CARRIER_DOMAINS = {"au": re.compile(rb"@(?:ezweb\.ne\.jp|au\.com|ezweb\.jp)\b", re.I)}
+_FROM_LINE = re.compile(rb"^from[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _repair_header_block(raw: bytes) -> bytes:
+    """``Name : value`` (obsolete syntax, and seen in broken mail) as ``Name: value``."""
+    end = _HEADER_END.search(raw)
+    head, body = (raw[: end.start()], raw[end.start() :]) if end else (raw, b"")
+    if not _SPACED_HEADER.search(head):
+        return raw
+    return _SPACED_HEADER.sub(rb"\1:", head) + body
+
+
+def _separate_boundaries(raw: bytes) -> bytes:
+    """Give a boundary that is another one plus ``--`` a name of its own.
+
+    With boundaries ``a--`` and ``a----``, the line ``--a----`` is both the first delimiter
+    of the inner part and the close delimiter of the outer one; the stdlib takes the outer
+    reading and loses every inner part. The inner (later declared) reading is the one the
+    sender meant: its delimiter lines after its declaration get a unique boundary.
+    """
+    for _ in range(_MAX_BOUNDARY_RENAMES):
+        declared = [
+            (match.start(), match.end(), _unfold_bytes(match[1] or match[2] or b"").strip())
+            for match in _BOUNDARY_PARAM.finditer(raw)
+        ]
+        names = {value for _, _, value in declared}
+        collision = next((d for d in declared if d[2].endswith(b"--") and d[2][:-2] in names), None)
+        if collision is None:
+            return raw
+        start, end, inner = collision
+        unique = inner + b"=madoguchi-inner"
+        delimiter = re.compile(rb"^--" + re.escape(inner) + rb"(--)?([ \t]*\r?)$", re.MULTILINE)
+        tail = delimiter.sub(lambda m, new=unique: b"--" + new + (m[1] or b"") + m[2], raw[end:])
+        raw = raw[:start] + b'boundary="' + unique + b'"' + tail
+    return raw
+
+
+def _unfold_bytes(value: bytes) -> bytes:
+    return re.sub(rb"\r?\n(?=[ \t])", b"", value)
+
+
+def _declared_charset(message: Message) -> str | None:
+    """The first charset the mail names (in an encoded word, else on a text part)."""
+    for _name, value in message.raw_items():
+        for match in _ENCODED_WORD.finditer(str(value)):
+            codec = _codec_for(match[1])
+            if codec not in (None, _ASCII):
+                return match[1]
+    for part in message.walk():
+        charset = _charset(part)
+        if charset and _codec_for(charset) not in (None, _ASCII):
+            return charset
+    return None
+
+
+def _carrier(raw: bytes) -> str | None:
+    head = raw[: _HEADER_END.search(raw).start()] if _HEADER_END.search(raw) else raw
+    found = _FROM_LINE.search(head)
+    if found:
+        for carrier, domains in _CARRIER_DOMAINS.items():
+            if domains.search(found[1]):
+                return carrier
+    return None
 
 
 def parse_message(raw: bytes) -> ParsedMail:
@@ -1255,19 +1427,27 @@ def parse_message(raw: bytes) -> ParsedMail:
     first_line = raw.split(b"\n", 1)[0].rstrip(b"\r")
     if not _HEADER_LINE.match(first_line):
         raise MailParseError("the message does not start with a header")
+    raw = _separate_boundaries(_repair_header_block(raw))
     message = BytesParser(policy=_POLICY).parsebytes(raw)
     if not message.keys():
         raise MailParseError("the message has no headers")
-    crlf = b"\r\n" in raw[:4096]
+    carrier = _CARRIER.set(_carrier(raw))
+    declared = _DECLARED.set(_declared_charset(message))
+    try:
+        return _parsed(message, crlf=b"\r\n" in raw[:4096])
+    finally:
+        _DECLARED.reset(declared)
+        _CARRIER.reset(carrier)
 
+
+def _parsed(message: Message, *, crlf: bool) -> ParsedMail:
     headers: dict[str, str] = {}
     for name, value in message.raw_items():
         key = name.strip().lower()
         if key not in headers:
             headers[key] = decode_header_value(str(value))
 
-    senders = _addresses([str(v) for v in message.get_all("from", [])])
-    from_name, from_address = senders[0] if senders else ("", "")
+    from_name, from_address = _sender([str(v) for v in message.get_all("from", [])])
 
     def address_list(name: str) -> tuple[str, ...]:
         values = [str(v) for v in message.get_all(name, [])]
