@@ -803,9 +803,22 @@ _BLOCK = frozenset(
 _SKIP = frozenset("script style head title noscript template svg object iframe".split())
 
 
+# Bounds that keep the text linear in the HTML (issue 7, finding 1: 40,000 nested
+# <blockquote> over 40,000 lines made a 400 MB string when every line carried its full "> "
+# prefix). Deeper quotes are shown at this depth; past the size limit the text is cut.
+MAX_QUOTE_DEPTH = 8
+MAX_HTML_TEXT_CHARS = 1_000_000
+_TRUNCATED = "(以下省略)"
+
+
+class _TextFull(Exception):
+    """The converted text reached MAX_HTML_TEXT_CHARS."""
+
+
 class _HtmlText(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
+        self.size = 0  # characters in self.lines
         self.lines: list[str] = []
         self.current = ""
         self.prefix = ""
@@ -817,9 +830,15 @@ class _HtmlText(HTMLParser):
         self.links: list[tuple[str, int]] = []
 
     # -- output ---------------------------------------------------------
+    def _add(self, line: str) -> None:
+        self.size += len(line) + 1
+        if self.size > MAX_HTML_TEXT_CHARS:
+            raise _TextFull
+        self.lines.append(line)
+
     def _end_line(self) -> None:
         if self.current.strip():
-            self.lines.append((self.prefix + self.current).rstrip())
+            self._add((self.prefix + self.current).rstrip())
         self.current = ""
 
     def _block(self, blank: int = 1) -> None:
@@ -839,10 +858,13 @@ class _HtmlText(HTMLParser):
             if not text:
                 return
             if self.lines and self.blank_lines:
-                depth = min(self.blank_depth, self.quote)
-                self.lines.extend([("> " * depth).rstrip()] * self.blank_lines)
+                depth = min(self.blank_depth, self.quote, MAX_QUOTE_DEPTH)
+                for _ in range(self.blank_lines):
+                    self._add(("> " * depth).rstrip())
             self.blank_lines = 0
-            self.prefix = "> " * self.quote
+            self.prefix = "> " * min(self.quote, MAX_QUOTE_DEPTH)
+        if len(self.current) > MAX_HTML_TEXT_CHARS:
+            raise _TextFull
         self.current += text
 
     # -- parser callbacks -----------------------------------------------
@@ -922,7 +944,7 @@ class _HtmlText(HTMLParser):
             for index, part in enumerate(parts):
                 if index:
                     if self.current:
-                        self.lines.append((self.prefix + self.current).rstrip())
+                        self._add((self.prefix + self.current).rstrip())
                         self.current = ""
                     else:
                         self._blank(self.blank_lines + 1)
@@ -934,19 +956,26 @@ class _HtmlText(HTMLParser):
             self._write(text)
 
     def text(self) -> str:
-        self._end_line()
+        with contextlib.suppress(_TextFull):
+            self._end_line()
         return "\n".join(self.lines).strip("\n")
 
 
 def html_to_text(html: str) -> str:
     """Readable plain text from HTML: blocks and ``<br>`` become line breaks,
-    scripts/styles/head are dropped, entities decoded, blockquotes quoted with ``> ``."""
+    scripts/styles/head are dropped, entities decoded, blockquotes quoted with ``> ``.
+
+    Linear in the input: quotes deeper than ``MAX_QUOTE_DEPTH`` are shown at that depth,
+    and text past ``MAX_HTML_TEXT_CHARS`` characters is cut and ends with "(以下省略)".
+    """
     parser = _HtmlText()
     try:
         parser.feed(html)
         parser.close()
+    except _TextFull:
+        return parser.text() + "\n" + _TRUNCATED
     except Exception:  # html.parser is lenient; this is a last resort
-        return re.sub(r"<[^>]*>", "", html)
+        return re.sub(r"<[^>]*>", "", html)[:MAX_HTML_TEXT_CHARS]
     return parser.text()
 
 

@@ -44,7 +44,6 @@ _WROTE_WORDS = (
 )
 _WROTE_CJK = "写道|寫道|작성|書きました|のメール|のメッセージ"
 _WROTE = rf"(?:(?<!\w)(?:{_WROTE_WORDS})(?!\w)|{_WROTE_CJK})"
-_WROTE_AT_END = re.compile(rf"{_WROTE}\s*:$", re.IGNORECASE)
 _WROTE_AT_END_NO_COLON = re.compile(rf"{_WROTE}\s*:?$", re.IGNORECASE)
 _WROTE_ANYWHERE = re.compile(_WROTE, re.IGNORECASE)
 # Words an attribution starts with ("On", "Le", "Am", "El", "Il", "Op", "W dniu", ...).
@@ -116,14 +115,18 @@ _HEADER_KEYS: dict[str, frozenset[str]] = {
 _HEADER_LINE = re.compile(r"\*?\s*(?P<key>[^\s:*][^:*]{0,24}?)\s*\*?\s*:\s*(?P<value>.*)")
 _HEADER_BLOCK_LINES = 8
 
+
 # The first line of our own notifications to agents (templates/mail/*.txt): when an agent's
 # mailer pastes one without any marker, it starts there. tests/test_mail_reply.py renders the
-# real templates to keep this list true.
-_OWN_OPENINGS = re.compile(
-    r"新しいお問い合わせが届きました。?|"
-    r".{1,80}様\s*[(（].{1,254}[)）]\s*から返信がありました。?|"
-    r"お客様[(（].{1,254}[)）]\s*ではない.{1,254}から、このチケットにメールが届きました。?"
-)
+# real templates to keep this true.
+def _is_own_opening(norm: str) -> bool:
+    text = norm.rstrip("。")
+    if text == "新しいお問い合わせが届きました":
+        return True
+    if text.endswith("から返信がありました") and "様" in text:
+        return True  # "山田 花子 様(hanako@example.jp)から返信がありました。"
+    return text.startswith("お客様") and text.endswith("このチケットにメールが届きました")
+
 
 # Signatures and mobile footers.
 _SIG_DASHES_RE = re.compile(r"--\s*")
@@ -158,7 +161,11 @@ _CONTACT_RE = re.compile(
 _QUOTE_RE = re.compile(r"\s*(?:>|[A-Za-z]{1,3}>(?=\s|$))")
 _BAR_QUOTE_RE = re.compile(r"\s*\|")
 
+# Work is linear, but a reply is never this long (the helpdesk keeps 5,000 characters of it):
+# longer input is cut first, so the time stays bounded too.
+MAX_REPLY_CHARS = 1_000_000
 _MAX_ATTRIBUTION = 300  # longer lines are text (and regex work stays small)
+_VERB_TAIL = 40  # the verb ends an attribution: only the last characters are searched
 _MAX_ATTRIBUTION_LINES = 4  # Gmail wraps a long attribution over 2-3 lines
 _MAX_SIGNATURE_LINES = 12
 _MAX_SIGNATURE_LINE = 60
@@ -209,29 +216,33 @@ def _header_key(norm: str) -> str | None:
     return None
 
 
-def _is_attribution(text: str, *, framed_ok: bool = True) -> bool:
+def _is_attribution(text: str) -> bool:
     """A complete attribution line (after joining wrapped lines)."""
     if not text or len(text) > _MAX_ATTRIBUTION:
         return False
-    if framed_ok:
-        framed = _FRAMED.fullmatch(text)
-        if framed:
-            inner = framed[1]
-            if _WROTE_AT_END_NO_COLON.search(inner) and (
-                _DATE.search(inner) or _ADDRESS.search(inner)
-            ):
-                return True
+    framed = _FRAMED.fullmatch(text) if text.endswith("--") else None
+    if framed:
+        inner = framed[1]
+        if _WROTE_AT_END_NO_COLON.search(inner[-_VERB_TAIL:]) and (
+            _DATE.search(inner) or _ADDRESS.search(inner)
+        ):
+            return True
+    # Every other attribution ends with a colon or with the verb: cheap checks first.
+    colon = text.endswith(":")
+    verb_at_end = _WROTE_AT_END_NO_COLON.search(text[-_VERB_TAIL:]) is not None
+    if not (colon or verb_at_end):
+        return False
     has_date = _DATE.search(text) is not None
     has_address = _ADDRESS.search(text) is not None
-    if _WROTE_AT_END.search(text) and (has_date or has_address):
+    if colon and verb_at_end and (has_date or has_address):
         return True
     opener = _OPENER.match(text) is not None
-    if opener and has_date and _WROTE_AT_END_NO_COLON.search(text):
+    if opener and has_date and verb_at_end:
         return True  # "On Wed, 14 Nov 2018 08:14:43 -0200 John <j@d.com> wrote"
-    if text.endswith(":") and has_address and (has_date or opener):
+    if colon and has_address and (has_date or opener):
         if _WROTE_ANYWHERE.search(text):
             return True  # "Max <m@x.de> schrieb am Fr., 28. Apr. 2017 um 11:53 Uhr:"
-        if has_date and re.search(r">\s*:$", text):
+        if has_date and text[:-1].rstrip().endswith(">"):
             return True  # Gmail (ja): "2026年11月24日(火) 15:00 山田 <a@b.jp>:"
     return False
 
@@ -276,7 +287,7 @@ def _attribution_length(lines: _Lines, index: int) -> int:
         joined = " ".join(parts)
         if len(joined) > _MAX_ATTRIBUTION:
             return 0
-        if _is_attribution(joined) or _is_attribution("".join(parts)):
+        if _is_attribution(joined) or (len(parts) > 1 and _is_attribution("".join(parts))):
             return position - index
     return 0
 
@@ -340,12 +351,13 @@ class _Marker:
 
 def _marker(lines: _Lines, index: int) -> _Marker | None:
     norm = lines.norm[index]
-    if _FORWARD_RE.fullmatch(norm):
-        return _Marker("forward", 1)
-    if _ORIGINAL_RE.fullmatch(norm):
-        return _Marker("original", 1)
-    if _OWN_OPENINGS.fullmatch(norm):
-        return _Marker("own", 1)
+    if len(norm) <= _MAX_ATTRIBUTION:
+        if _FORWARD_RE.fullmatch(norm):
+            return _Marker("forward", 1)
+        if _ORIGINAL_RE.fullmatch(norm):
+            return _Marker("original", 1)
+        if _is_own_opening(norm):
+            return _Marker("own", 1)
     length = _attribution_length(lines, index)
     if length:
         return _Marker("attribution", length)
@@ -520,9 +532,10 @@ def strip_quoted(text: str) -> str:
     lines between new text), our own notifications pasted without a marker, ``-- ``
     signatures, "Sent from my iPhone" style footers and signature blocks under a rule. Text
     below a quote is kept; a mail that is only a forward keeps the forwarded text. Leading and
-    trailing blank lines are removed; an all-quoted reply gives ``""``.
+    trailing blank lines are removed; an all-quoted reply gives ``""``. Only the first
+    ``MAX_REPLY_CHARS`` characters are read.
     """
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    text = text[:MAX_REPLY_CHARS].removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     kept = _trim(_strip_history(_Lines.of(text.split("\n"))))
     signature = _signature_start(kept)
     if signature is not None:
