@@ -1457,6 +1457,7 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 # A quoted boundary may be folded over two header lines ("foo\r\n bar" is "foo bar").
 _BOUNDARY_PARAM = re.compile(rb"""boundary\s*=\s*(?:"([^"]{1,200})"|([^\s;"]+))""", re.IGNORECASE)
 _MAX_BOUNDARY_RENAMES = 5
+MAX_MULTIPART_BOUNDARIES = 64
 _CARRIER_DOMAINS = {"au": re.compile(rb"@(?:ezweb\.ne\.jp|au\.com|ezweb\.jp)\b", re.I)}
 _FROM_LINE = re.compile(rb"^from[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
@@ -1493,6 +1494,23 @@ def _separate_boundaries(raw: bytes) -> bytes:
         tail = delimiter.sub(lambda m, new=unique: b"--" + new + (m[1] or b"") + m[2], raw[end:])
         raw = raw[:start] + b'boundary="' + unique + b'"' + tail
     return raw
+
+
+def _limit_nesting(raw: bytes) -> bytes:
+    """Multiparts past ``MAX_MULTIPART_BOUNDARIES`` declared boundaries lose their boundary.
+
+    The stdlib checks every line against every open boundary and recurses per level, so
+    thousands of nested multiparts cost time quadratic in the depth and end in a
+    RecursionError; past the limit a multipart is kept whole, as one attachment.
+    """
+    found = [m.start() for m in _BOUNDARY_PARAM.finditer(raw)]
+    if len(found) <= MAX_MULTIPART_BOUNDARIES:
+        return raw
+    pieces, previous = [], 0
+    for position in found[MAX_MULTIPART_BOUNDARIES:]:
+        pieces += [raw[previous:position], b"x-ignored-"]
+        previous = position
+    return b"".join([*pieces, raw[previous:]])
 
 
 def _unfold_bytes(value: bytes) -> bytes:
@@ -1539,8 +1557,11 @@ def parse_message(raw: bytes) -> ParsedMail:
     first_line = raw.split(b"\n", 1)[0].rstrip(b"\r")
     if not _HEADER_LINE.match(first_line):
         raise MailParseError("the message does not start with a header")
-    raw = _separate_boundaries(_repair_header_block(raw))
-    message = BytesParser(policy=_POLICY).parsebytes(raw)
+    raw = _limit_nesting(_separate_boundaries(_repair_header_block(raw)))
+    try:
+        message = BytesParser(policy=_POLICY).parsebytes(raw)
+    except RecursionError:  # message/rfc822 nested past Python's stack: headers only
+        message = BytesParser(policy=_POLICY).parsebytes(raw, headersonly=True)
     if not message.keys():
         raise MailParseError("the message has no headers")
     carrier = _CARRIER.set(_carrier(raw))

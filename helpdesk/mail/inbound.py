@@ -9,6 +9,7 @@ reports are recorded on the ticket whose mail bounced.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -137,7 +138,7 @@ class InboundProcessor:
 
     async def _process(self, row: InboundMail, envelope_to: Sequence[str]) -> Outcome:
         try:
-            mail = parse_message(row.raw)
+            mail = await asyncio.to_thread(parse_message, row.raw)  # off the event loop
         except MailParseError as exc:
             return Outcome(InboundStatus.failed, f"メールとして解析できません: {exc}")
         row.message_id = (mail.message_id or "")[:250] or None
@@ -178,7 +179,7 @@ class InboundProcessor:
         if agent is not None and for_agents:
             return await self._agent_reply(mail, ticket, agent)
         photos, notes = await self._photos(mail)
-        body = "\n\n".join(filter(None, [strip_quoted(mail.text), *notes]))
+        body = "\n\n".join(filter(None, [await asyncio.to_thread(strip_quoted, mail.text), *notes]))
         await self.tickets.add_customer_message(
             ticket,
             body[:MAX_MAIL_TEXT],
@@ -246,7 +247,7 @@ class InboundProcessor:
     # -- actions -------------------------------------------------------------------------
 
     async def _agent_reply(self, mail: ParsedMail, ticket: Ticket, agent) -> Outcome:  # type: ignore[no-untyped-def]
-        parsed = parse_reply(mail.text)
+        parsed = await asyncio.to_thread(parse_reply, mail.text)
         if parsed.errors:
             await self.tickets.queue_agent_error(agent, ticket, format_errors(parsed.errors))
             return Outcome(
@@ -294,7 +295,7 @@ class InboundProcessor:
 
     async def _new_inquiry(self, mail: ParsedMail) -> Outcome:
         photos, notes = await self._photos(mail)
-        text = strip_quoted(mail.text) or mail.text.strip()
+        text = await asyncio.to_thread(strip_quoted, mail.text) or mail.text.strip()
         description = "\n\n".join(
             filter(None, [f"件名: {mail.subject}" if mail.subject else "", text, *notes])
         )
