@@ -19,9 +19,7 @@ REQUIRED = os.environ.get("CI", "").lower() in ("1", "true") or (
 if REQUIRED and not mail_peer.PEER.exists():
     raise RuntimeError(f"CI needs the mail-peer fixtures at {mail_peer.PEER}")
 
-pytestmark = pytest.mark.skipif(
-    not mail_peer.PEER.exists(), reason=f"{mail_peer.PEER} is absent"
-)
+pytestmark = pytest.mark.skipif(not mail_peer.PEER.exists(), reason=f"{mail_peer.PEER} is absent")
 
 # Fixtures we fail on purpose, with why (counted as failed in the figures).
 KNOWN_FAILING = {
