@@ -10,7 +10,6 @@ bench/mail_limits_bench.py.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import random
