@@ -100,7 +100,8 @@ _HEADER_KEYS: dict[str, frozenset[str]] = {
         "sent date gesendet datum envoyé envoyéle dated'envoi enviado enviadoel fecha data "
         "inviato verzonden skickat sendt dato wysłano datawysłania отправлено дата gönderildi "
         "tarih lähetetty päivämäärä elküldve dátum odesláno 送信日時 送信日 日付 日時 发送时间 "
-        "發送時間 寄件日期 时间 時間 日期 보낸날짜 날짜 messagedu sentat".split()
+        "發送時間 寄件日期 时间 時間 日期 보낸날짜 날짜 messagedu sentat enviadaem "
+        "enviadoem".split()
     ),
     "to": frozenset(
         "to an à a para aan till til do кому kime vastaanottaja címzett komu 宛先 收件人 收件者 "
@@ -109,7 +110,7 @@ _HEADER_KEYS: dict[str, frozenset[str]] = {
     ),
     "subject": frozenset(
         "subject betreff objet sujet asunto oggetto onderwerp ämne emne temat тема konu aihe "
-        "tárgy předmět 件名 主题 主旨 主題 제목 θέμα".split()
+        "tárgy předmět 件名 主题 主旨 主題 제목 θέμα assunto".split()
     ),
 }
 _HEADER_LINE = re.compile(r"\*?\s*(?P<key>[^\s:*][^:*]{0,24}?)\s*\*?\s*:\s*(?P<value>.*)")
@@ -125,7 +126,8 @@ def _is_own_opening(norm: str) -> bool:
         return True
     if text.endswith("から返信がありました") and "様" in text:
         return True  # "山田 花子 様(hanako@example.jp)から返信がありました。"
-    return text.startswith("お客様") and text.endswith("このチケットにメールが届きました")
+    # "お客様(...)ではない ... から、このチケットにメールが届きました。内容をご確認ください。"
+    return text.startswith("お客様") and "このチケットにメールが届きました" in text
 
 
 # Signatures and mobile footers.
