@@ -10,6 +10,7 @@ peak RSS.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -28,7 +29,7 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from helpdesk.mail import inbound
+from helpdesk.mail import decode, inbound
 from helpdesk.mail.decode import MAX_QUOTE_DEPTH, html_to_text, parse_message
 from helpdesk.models import InboundMail, Message
 from helpdesk.photos import PhotoStore
@@ -197,7 +198,7 @@ async def test_parsing_and_photo_cleaning_run_off_the_event_loop(
 
         return wrapper
 
-    monkeypatch.setattr(inbound, "parse_message", spy("parse", inbound.parse_message))
+    monkeypatch.setattr(decode, "parse_message", spy("parse", decode.parse_message))
     monkeypatch.setattr(inbound, "strip_quoted", spy("strip", inbound.strip_quoted))
     monkeypatch.setattr(PhotoStore, "process", spy("photo", PhotoStore.process))
 
@@ -227,3 +228,38 @@ async def test_parsing_and_photo_cleaning_run_off_the_event_loop(
 def test_worst_html_is_what_the_issue_describes() -> None:
     html = worst_html()
     assert html.count("<blockquote>") == 40_000 and html.count("x<br>") == 40_000
+
+
+async def test_large_mail_is_parsed_in_a_worker_process() -> None:
+    raw = large_mail(3)
+    assert len(raw) >= decode.PROCESS_THRESHOLD_BYTES
+    mail = await decode.parse_message_async(raw)
+    assert decode._pool is not None  # the worker process, not a thread sharing the GIL
+    assert mail == dataclasses.replace(parse_message(raw), headers=mail.headers)
+    assert dict(mail.headers) == dict(parse_message(raw).headers)
+    with pytest.raises(TypeError):
+        mail.headers["subject"] = "x"  # type: ignore[index]
+
+
+async def test_dot_stuffed_lines_and_pipelined_commands_survive_the_chunked_reader(
+    app: Starlette, small_receiver: int
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", small_receiver)
+    await reader.readline()
+    for command in (
+        b"HELO example.jp",
+        b"MAIL FROM:<hanako@example.jp>",
+        b"RCPT TO:<support@interiorltd.jp>",
+        b"DATA",
+    ):
+        writer.write(command + b"\r\n")
+        await writer.drain()
+        await reader.readline()
+    body = b"Subject: dots\r\nMessage-ID: <dots@example.jp>\r\n\r\n..\r\n..leading\r\nend\r\n"
+    writer.write(body + b".\r\nQUIT\r\n")  # QUIT pipelined right behind the data
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"250")
+    assert (await reader.readline()).startswith(b"221")
+    writer.close()
+    [stored] = await _rows(app, InboundMail)
+    assert stored.raw.endswith(b"\r\n.\r\n.leading\r\nend\r\n")

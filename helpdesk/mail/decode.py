@@ -50,16 +50,23 @@ when none can, the best candidate is decoded with ``errors="replace"``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import codecs
 import contextlib
 import contextvars
+import dataclasses
 import email.utils
 import html as html_module
+import multiprocessing
 import re
+import resource
+import threading
 import unicodedata
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -83,6 +90,7 @@ __all__ = [
     "html_to_text",
     "normalize_japanese",
     "parse_message",
+    "parse_message_async",
 ]
 
 
@@ -1615,3 +1623,59 @@ def _parsed(message: Message, *, crlf: bool) -> ParsedMail:
         is_delivery_report=collector.delivery_report,
         delivery_status=tuple(collector.delivery_status),
     )
+
+
+# --------------------------------------------------------------------------
+# Off the event loop
+# --------------------------------------------------------------------------
+
+# Mail this large is parsed in a worker process: a thread would share the GIL with the web
+# pages for the seconds a 30 MB mail takes. Smaller mail is parsed in a thread.
+PROCESS_THRESHOLD_BYTES = 1024 * 1024
+# The worker's address space: a runaway parse dies there (MemoryError), not in the server.
+_WORKER_MEMORY_BYTES = 3 * 1024**3
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _limit_worker() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (_WORKER_MEMORY_BYTES, _WORKER_MEMORY_BYTES))
+
+
+def _parse_in_worker(raw: bytes) -> ParsedMail:
+    mail = parse_message(raw)
+    return dataclasses.replace(mail, headers=dict(mail.headers))  # a mappingproxy won't pickle
+
+
+def _worker_pool() -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_limit_worker,
+                max_tasks_per_child=50,  # memory a large mail left behind goes back
+            )
+        return _pool
+
+
+async def parse_message_async(raw: bytes) -> ParsedMail:
+    """:func:`parse_message` off the event loop: in a worker process for mail of
+    ``PROCESS_THRESHOLD_BYTES`` or more, in a thread for smaller mail.
+
+    Raises what :func:`parse_message` raises; a worker that died (out of memory, killed)
+    raises ``BrokenProcessPool`` and the next call starts a new one.
+    """
+    global _pool
+    if len(raw) < PROCESS_THRESHOLD_BYTES:
+        return await asyncio.to_thread(parse_message, raw)
+    pool = _worker_pool()
+    try:
+        mail = await asyncio.get_running_loop().run_in_executor(pool, _parse_in_worker, raw)
+    except BrokenProcessPool:
+        with _pool_lock:
+            if _pool is pool:
+                _pool = None
+        raise
+    return dataclasses.replace(mail, headers=MappingProxyType(dict(mail.headers)))

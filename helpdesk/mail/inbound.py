@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from helpdesk.db import utcnow
-from helpdesk.mail.decode import MailParseError, ParsedMail, parse_message
+from helpdesk.mail.decode import MailParseError, ParsedMail, parse_message_async
 from helpdesk.mail.reply import (
     Assign,
     Note,
@@ -138,7 +138,7 @@ class InboundProcessor:
 
     async def _process(self, row: InboundMail, envelope_to: Sequence[str]) -> Outcome:
         try:
-            mail = await asyncio.to_thread(parse_message, row.raw)  # off the event loop
+            mail = await parse_message_async(row.raw)  # off the event loop
         except MailParseError as exc:
             return Outcome(InboundStatus.failed, f"メールとして解析できません: {exc}")
         row.message_id = (mail.message_id or "")[:250] or None
