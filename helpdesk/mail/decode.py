@@ -627,11 +627,6 @@ def _detect(data: bytes, *, strict: bool) -> str | None:
     text = _decode_strict(data, _UTF8)
     if text is not None:
         return text
-    if not _TWO_HIGH_BYTES.search(data):
-        # Only isolated 8-bit bytes: multibyte Japanese always has some high bytes side by
-        # side; this is Latin-1 text such as "café" (read as CP932, "\xe9t" would be a kanji).
-        latin = _decode_strict(data, "cp1252")
-        return latin if latin is not None else data.decode("latin-1")
     candidates = [
         decoded
         for decoded in (_decode_strict(data, _CP932), _decode_strict(data, _EUCJP))
@@ -639,6 +634,10 @@ def _detect(data: bytes, *, strict: bool) -> str | None:
     ]
     if candidates:
         return max(candidates, key=_japanese_score)
+    if not _TWO_HIGH_BYTES.search(data):
+        # Only isolated 8-bit bytes: cannot be multibyte Japanese; Latin-1 text such as "café".
+        latin = _decode_strict(data, "cp1252")
+        return latin if latin is not None else data.decode("latin-1")
     if strict:
         return None
     fallbacks = [_decode_replace(data, codec) for codec in (_UTF8, _CP932, _EUCJP)]
