@@ -180,7 +180,9 @@ class Helpdesk:
         port = self.settings.inbound_smtp_port
         if port is None or self._receiver is not None:
             return
-        self._receiver = await start_receiver(self.inbound, "127.0.0.1", port)
+        self._receiver = await start_receiver(
+            self.inbound, "127.0.0.1", port, max_bytes=self.settings.inbound_max_mail_bytes
+        )
         # Mail stored before a crash but never processed is picked up now.
         self._background.append(asyncio.create_task(self._process_stuck_mail()))
         log.info("receiving mail by SMTP on 127.0.0.1:%d", port)

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     send_mail_in_process: bool = True
     #: When set, ``serve`` receives mail by SMTP on 127.0.0.1 at this port.
     inbound_smtp_port: int | None = None
+    #: Largest inbound mail, in megabytes: larger ones are refused with 552 and not stored.
+    inbound_max_mail_mb: int = 30
     #: Automatic mails (confirmations, status changes) to one address per hour, at most.
     automatic_mail_limit: int = 10
     #: Starlette debug mode (tracebacks in responses): never in production.
@@ -87,6 +89,10 @@ class Settings(BaseSettings):
     @property
     def max_photo_bytes(self) -> int:
         return self.max_photo_mb * 1024 * 1024
+
+    @property
+    def inbound_max_mail_bytes(self) -> int:
+        return self.inbound_max_mail_mb * 1024 * 1024
 
     @property
     def max_request_bytes(self) -> int:

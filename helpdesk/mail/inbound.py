@@ -9,6 +9,7 @@ reports are recorded on the ticket whose mail bounced.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from helpdesk.db import utcnow
-from helpdesk.mail.decode import MailParseError, ParsedMail, parse_message
+from helpdesk.mail.decode import MailParseError, ParsedMail, parse_message_async
 from helpdesk.mail.reply import format_errors, parse_reply, strip_quoted
 from helpdesk.models import (
     Agent,
@@ -130,7 +131,7 @@ class InboundProcessor:
 
     async def _process(self, row: InboundMail, envelope_to: Sequence[str]) -> Outcome:
         try:
-            mail = parse_message(row.raw)
+            mail = await parse_message_async(row.raw)  # off the event loop
         except MailParseError as exc:
             return Outcome(InboundStatus.failed, f"メールとして解析できません: {exc}")
         row.message_id = (mail.message_id or "")[:250] or None
@@ -171,7 +172,7 @@ class InboundProcessor:
         if agent is not None and for_agents:
             return await self._agent_reply(mail, ticket, agent)
         photos, notes = await self._photos(mail)
-        body = "\n\n".join(filter(None, [strip_quoted(mail.text), *notes]))
+        body = "\n\n".join(filter(None, [await asyncio.to_thread(strip_quoted, mail.text), *notes]))
         await self.tickets.add_customer_message(
             ticket,
             body[:MAX_MAIL_TEXT],
@@ -240,7 +241,7 @@ class InboundProcessor:
 
     async def _agent_reply(self, mail: ParsedMail, ticket: Ticket, agent: Agent) -> Outcome:
         """The agent's commands and text, applied as the console would apply them."""
-        parsed = parse_reply(mail.text)
+        parsed = await asyncio.to_thread(parse_reply, mail.text)
         if parsed.errors:
             await self.tickets.queue_agent_error(agent, ticket, format_errors(parsed.errors))
             return Outcome(
@@ -274,7 +275,7 @@ class InboundProcessor:
 
     async def _new_inquiry(self, mail: ParsedMail) -> Outcome:
         photos, notes = await self._photos(mail)
-        text = strip_quoted(mail.text) or mail.text.strip()
+        text = await asyncio.to_thread(strip_quoted, mail.text) or mail.text.strip()
         description = "\n\n".join(
             filter(None, [f"件名: {mail.subject}" if mail.subject else "", text, *notes])
         )
