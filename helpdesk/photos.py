@@ -74,6 +74,11 @@ DEFAULT_MEMORY_BUDGET = 200 * 1024 * 1024
 # Beyond the pixel buffers: the interpreter's objects, codec tables, lcms transforms, the
 # thumbnail, encoder buffers. Measured peaks stay below the estimate (tests/test_photo_memory).
 _FIXED_OVERHEAD = 12 * 1024 * 1024
+# Fitting a large image to MAX_SIDE works on bands of about this many source bytes, so
+# that resampling (and expanding a palette) never copies the whole image.
+_BAND_BYTES = 4 * 1024 * 1024
+# Lanczos' support, in source pixels per output pixel, each side.
+_LANCZOS_SUPPORT = 3
 # Text chunks in a PNG are never kept; Pillow would decompress up to 64 MB of them at open.
 PngImagePlugin.MAX_TEXT_MEMORY = 4 * 1024 * 1024
 # Shown to customers instead of what they sent when nothing usable is left.
@@ -334,39 +339,59 @@ def _jpeg_coefficient_bytes(data: bytes, width: int, height: int) -> int:
     return total
 
 
-def _codec_bytes(image: Image.Image, data: bytes, width: int, height: int) -> int:
-    """Memory the decoder itself takes beyond Pillow's pixel buffer (measured per format)."""
+def _codec_bytes(image: Image.Image, data: bytes, width: int, height: int) -> tuple[int, int]:
+    """Memory the decoder takes beyond Pillow's pixel buffer, as (while decoding, kept).
+
+    "Kept" is held by the opened file until it is closed, through the whole cleaning.
+    Measured per format (tests/test_photo_memory.py checks the estimates against real runs).
+    """
     pixels = width * height
     if image.format in ("JPEG", "MPO"):
-        return _jpeg_coefficient_bytes(data, width, height)
+        return _jpeg_coefficient_bytes(data, width, height), 0
     if image.format == "WEBP":
-        # libwebp's canvas and the frame it hands over, both RGBA, plus the file copy.
-        return 2 * 4 * pixels + len(data)
+        # libwebp's RGBA canvas and the frame it hands over, and the file copy, are kept.
+        return 0, 2 * 4 * pixels + len(data)
     if image.format == "HEIF":
-        # Decoded planes (Y, Cb, Cr at up to 16 bits) and the interleaved RGB(A) copy.
         depth = 2 if int(image.info.get("bit_depth") or 8) > 8 else 1
-        return (3 + 4) * depth * pixels + len(data)
+        frames = getattr(image, "n_frames", 1)
+        # Y, Cb and Cr planes and the interleaved RGB(A) copy while decoding; with several
+        # images in the file, pillow-heif keeps the decoded copy.
+        return 4 * depth * pixels, (4 * depth * pixels if frames > 1 else 0) + len(data)
     # PNG: two rows (of up to 16-bit RGBA) and zlib's window.
-    return 2 * width * 8 + 256 * 1024
+    return 2 * width * 8 + 256 * 1024, 0
+
+
+def _band_rows(width: int) -> int:
+    """Rows of the source handled at once when fitting a large image to MAX_SIDE."""
+    return max(16, _BAND_BYTES // (max(width, 1) * 4))
 
 
 def _pipeline_bytes(mode: str, width: int, height: int) -> int:
     """Peak of the pixel buffers alive at once while cleaning a decoded ``width`` x ``height``.
 
-    Mirrors ``_clean``: at most two images are alive at each step (the one being read and
-    the one being made), and every step after the decode works on the image fitted to
-    MAX_SIDE, stored in at most 4 bytes per pixel.
+    Mirrors ``_clean``: a large image is fitted to MAX_SIDE by ``_fit_in_bands`` (the
+    decoded image, the horizontally resized one and one band, then the latter and the
+    fitted one); then at most two fitted images (at most 4 bytes per pixel) are alive at
+    each step, the one being read and the one being made.
     """
     decoded = width * height * _pixel_bytes(mode)
-    fitted = math.prod(_fit(width, height, MAX_SIDE)) * 4
-    peak = 2 * fitted  # normalize, transpose, colour conversion, flatten
-    if mode in ("P", "PA", "1"):
-        # Palette images are expanded before resizing (resampling needs real colours).
-        expanded = width * height * 4
-        peak = max(peak, decoded + expanded, expanded + fitted)
-    else:
-        peak = max(peak, decoded + fitted)
-    return peak
+    out_width, out_height = _fit(width, height, MAX_SIDE)
+    fitted = out_width * out_height * 4
+    if max(width, height) <= MAX_SIDE:
+        return max(decoded + fitted, 2 * fitted)
+    wide = out_width * height * 4
+    bands = 4 * _BAND_BYTES
+    return max(decoded + wide + bands, wide + fitted, 2 * fitted)
+
+
+def _estimate(image: Image.Image, data: bytes, scale: int) -> int:
+    """Peak memory to decode and clean ``image`` (opened, not decoded), in bytes."""
+    width, height = image.size
+    decoding, kept = _codec_bytes(image, data, width, height)
+    decoded_width, decoded_height = -(-width // scale), -(-height // scale)
+    decoded = decoded_width * decoded_height * _pixel_bytes(image.mode)
+    pipeline = _pipeline_bytes(image.mode, decoded_width, decoded_height)
+    return kept + max(decoding + decoded, pipeline) + _FIXED_OVERHEAD
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -480,12 +505,7 @@ class PhotoStore:
                 f"「{label}」は動かない画像（写真）を選んでください。", field_label=label
             )
         scale = _jpeg_scale(width, height) if image.format in ("JPEG", "MPO") else 1
-        decoded_width, decoded_height = -(-width // scale), -(-height // scale)
-        memory = (
-            _codec_bytes(image, data, width, height)
-            + _pipeline_bytes(image.mode, decoded_width, decoded_height)
-            + _FIXED_OVERHEAD
-        )
+        memory = _estimate(image, data, scale)
         if memory > self.memory.total:
             raise PhotoError(
                 f"「{label}」の画像は大きすぎて処理できません。"
@@ -885,8 +905,9 @@ def _normalize_mode(image: Image.Image, transparency: bool) -> Image.Image:
     if mode == "1":
         return image.convert("L")
     if mode.startswith("I;16"):
-        # 16-bit greyscale: scaled to 8 bits rather than clipped at 255, in one pass.
-        return image.point(lambda value: value * (1 / 256), "L")
+        # 16-bit greyscale: scaled to 8 bits rather than clipped at 255.
+        scaled = image.point(lambda value: value * (1 / 256))
+        return _replace(scaled, scaled.convert("L"))
     if mode.startswith("I") or mode == "F":
         return image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     if mode == "La":
@@ -894,6 +915,39 @@ def _normalize_mode(image: Image.Image, transparency: bool) -> Image.Image:
     if mode in ("P", "PA", "RGBa"):
         return image.convert("RGBA" if transparency or mode != "P" else "RGB")
     return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+
+
+def _fit_in_bands(image: Image.Image, transparency: bool) -> Image.Image:
+    """``image`` resized to fit MAX_SIDE and normalized (``_normalize_mode``).
+
+    The same two passes as Pillow's own resize (horizontal, then vertical), but the first
+    one band of rows at a time: resizing a whole image costs two more full copies of it
+    (Pillow premultiplies alpha into a copy first) and expanding a palette four times its
+    size. The decoded image is released between the passes. Alpha is premultiplied per
+    band, as Pillow does, so the result is the same as one ``resize``.
+    """
+    width, height = image.size
+    out_width, out_height = _fit(width, height, MAX_SIDE)
+    band = _band_rows(width)
+    wide: Image.Image | None = None
+    for top in range(0, height, band):
+        bottom = min(top + band, height)
+        rows = _normalize_mode(image.crop((0, top, width, bottom)), transparency)
+        premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(rows.mode)
+        if premultiplied:
+            rows = _replace(rows, rows.convert(premultiplied))
+        piece = rows.resize((out_width, bottom - top), Image.Resampling.LANCZOS)
+        rows.close()
+        if wide is None:
+            wide = Image.new(piece.mode, (out_width, height))
+        wide.paste(piece, (0, top))
+        piece.close()
+    assert wide is not None
+    image.close()  # the caller's reference is closed too: one full-size buffer fewer
+    fitted = _replace(wide, wide.resize((out_width, out_height), Image.Resampling.LANCZOS))
+    if fitted.mode in ("RGBa", "La"):
+        fitted = _replace(fitted, fitted.convert({"RGBa": "RGBA", "La": "LA"}[fitted.mode]))
+    return fitted
 
 
 def _has_transparency(image: Image.Image) -> bool:
@@ -924,11 +978,9 @@ def _clean(image: Image.Image, *, transparent_png: bool) -> Image.Image:
     orientation = image.getexif().get(ExifTags.Base.Orientation)
     current: Image.Image = image
     if max(current.size) > MAX_SIDE:
-        if current.mode in ("P", "PA", "1"):
-            current = _replace(current, _normalize_mode(current, transparency))
-        size = _fit(*current.size, MAX_SIDE)
-        current = _replace(current, current.resize(size, Image.Resampling.LANCZOS))
-    current = _replace(current, _normalize_mode(current, transparency))
+        current = _replace(current, _fit_in_bands(current, transparency))
+    else:
+        current = _replace(current, _normalize_mode(current, transparency))
     if orientation in _ORIENTATIONS:
         current = _replace(current, current.transpose(_ORIENTATIONS[orientation]))
     current = _replace(current, _to_srgb(current, icc))
@@ -948,6 +1000,23 @@ def _encode(image: Image.Image, content_type: str, file: IO[bytes] | _HashingWri
         image.save(file, "JPEG", quality=JPEG_QUALITY)  # type: ignore[arg-type]
 
 
+def _reduce(image: Image.Image, factor: int) -> Image.Image:
+    """``image.reduce(factor)``; with alpha, band by band (Pillow premultiplies a copy of the
+    whole image first). A box reduction only mixes pixels of the same band: exact."""
+    if image.mode not in ("RGBA", "LA"):
+        return image.reduce(factor)
+    width, height = image.size
+    band = max(1, _band_rows(width) // factor) * factor
+    result = Image.new(image.mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, band):
+        rows = image.crop((0, top, width, min(top + band, height)))
+        piece = rows.reduce(factor)
+        rows.close()
+        result.paste(piece, (0, top // factor))
+        piece.close()
+    return result
+
+
 def _thumbnail(image: Image.Image, size: int) -> Image.Image:
     """A copy whose long side is ``size`` (smaller images are not enlarged), without alpha.
 
@@ -955,7 +1024,7 @@ def _thumbnail(image: Image.Image, size: int) -> Image.Image:
     """
     target = _fit(*image.size, size)
     factor = max(1, min(image.width // target[0], image.height // target[1]))
-    thumb = image.reduce(factor) if factor > 1 else image.copy()
+    thumb = _reduce(image, factor) if factor > 1 else image.copy()
     if thumb.size != target:
         thumb = _replace(thumb, thumb.resize(target, Image.Resampling.LANCZOS))
     return _replace(thumb, _flatten(thumb))
