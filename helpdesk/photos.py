@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import math
@@ -102,6 +104,31 @@ _ORIENTATIONS = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        return None
+    function.argtypes = [ctypes.c_size_t]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def _give_back_memory() -> None:
+    """Return freed pixel buffers to the system.
+
+    glibc keeps what a thread freed in that thread's arena: after photos processed by
+    different worker threads, the server holds each one's peak at once (measured: two
+    concurrent worst-case photos, processed one after the other by the memory budget,
+    still took the server 316 MB over idle). ``malloc_trim`` releases it.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class PhotoError(ValueError):
@@ -572,6 +599,7 @@ class PhotoStore:
             cleaned = _clean(image, transparent_png=check.format == "PNG")
         except BaseException:
             image.close()
+            _give_back_memory()
             raise
         try:
             content_type = "image/png" if cleaned.mode in ("RGBA", "LA") else "image/jpeg"
@@ -581,6 +609,8 @@ class PhotoStore:
         finally:
             cleaned.close()
         thumb_digest, _thumb_size = self._store_image(thumb, "image/jpeg")
+        thumb.close()
+        _give_back_memory()
         return StoredPhoto(
             digest=digest,
             content_type=content_type,
