@@ -500,6 +500,8 @@ class PhotoStore:
         # here. catch_warnings is process-wide; if threads interleave, the warning may only
         # be logged, and the size checks in _check still refuse (max_pixels is tighter).
         with warnings.catch_warnings():
+            # Pillow warns about damaged metadata (corrupt EXIF): it is dropped anyway.
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
                 return Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
@@ -624,6 +626,8 @@ class PhotoStore:
     def _decode(self, image: Image.Image, check: PhotoCheck, label: str) -> None:
         """Decode every pixel of ``image`` (proving it is an image); raises ``PhotoError``."""
         with warnings.catch_warnings():
+            # Pillow warns about damaged metadata (corrupt EXIF): it is dropped anyway.
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             try:
                 if check.scale > 1:
@@ -996,6 +1000,17 @@ def _flatten(image: Image.Image) -> Image.Image:
     return flat
 
 
+def _orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation; ``None`` when there is none or the EXIF cannot be read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # corrupt EXIF: taken as upright
+        try:
+            value = image.getexif().get(ExifTags.Base.Orientation)
+        except (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error):
+            return None
+    return value if isinstance(value, int) else None
+
+
 def _clean(image: Image.Image, *, transparent_png: bool) -> Image.Image:
     """A new image with ``image``'s upright, sRGB pixels and no metadata at all.
 
@@ -1005,7 +1020,7 @@ def _clean(image: Image.Image, *, transparent_png: bool) -> Image.Image:
     """
     icc = image.info.get("icc_profile")
     transparency = "transparency" in image.info
-    orientation = image.getexif().get(ExifTags.Base.Orientation)
+    orientation = _orientation(image)
     current: Image.Image = image
     if max(current.size) > MAX_SIDE:
         current = _replace(current, _fit_in_bands(current, transparency))
