@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -214,11 +215,25 @@ def cmd_mail_status(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+@contextlib.asynccontextmanager
+async def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    """Sessions on the migrated database, without the rest of the app (no FAQ to load):
+    for maintenance commands run from cron."""
+    from helpdesk import db
+
+    settings.ensure_var_dir()
+    engine = db.create_engine(settings.resolved_database_url)
+    try:
+        await db.migrate(engine)
+        yield db.session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
 def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
     """Put dead mail back in the queue: one or more by id, or all with --dead."""
     from sqlalchemy import select
 
-    from helpdesk.app import Helpdesk
     from helpdesk.mail.outbox import requeue_dead
     from helpdesk.models import Outbox
 
@@ -227,32 +242,27 @@ def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def run() -> int:
-        helpdesk = Helpdesk(settings)
-        await helpdesk.startup()
-        try:
-            async with helpdesk.sessions() as session:  # type: ignore[misc]
-                rows = await requeue_dead(session, ids=args.ids or None, actor="main.py")
-                await session.commit()
-                requeued = {row.id for row in rows}
-                for row in rows:
-                    print(f"requeued #{row.id} to {row.to_address}: {row.subject}")
-                refused = 0
-                for row_id in args.ids or ():
-                    if row_id in requeued:
-                        continue
-                    refused += 1
-                    other = await session.get(Outbox, row_id)
-                    if other is None:
-                        print(f"error: no outbox mail #{row_id}", file=sys.stderr)
-                    elif other.status == "sent":
-                        print(f"error: #{row_id} was sent: it is not sent twice", file=sys.stderr)
-                    else:
-                        print(f"error: #{row_id} is {other.status}, not dead", file=sys.stderr)
-                if args.dead and not rows:
-                    left = await session.execute(select(Outbox.id).where(Outbox.status == "dead"))
-                    print("no dead mail" if not left.first() else "nothing requeued")
-        finally:
-            await helpdesk.shutdown()
+        async with _database(settings) as sessions, sessions() as session:
+            rows = await requeue_dead(session, ids=args.ids or None, actor="main.py")
+            await session.commit()
+            requeued = {row.id for row in rows}
+            for row in rows:
+                print(f"requeued #{row.id} to {row.to_address}: {row.subject}")
+            refused = 0
+            for row_id in args.ids or ():
+                if row_id in requeued:
+                    continue
+                refused += 1
+                other = await session.get(Outbox, row_id)
+                if other is None:
+                    print(f"error: no outbox mail #{row_id}", file=sys.stderr)
+                elif other.status == "sent":
+                    print(f"error: #{row_id} was sent: it is not sent twice", file=sys.stderr)
+                else:
+                    print(f"error: #{row_id} is {other.status}, not dead", file=sys.stderr)
+            if args.dead and not rows:
+                left = await session.execute(select(Outbox.id).where(Outbox.status == "dead"))
+                print("no dead mail" if not left.first() else "nothing requeued")
         if rows:
             where = "serve sends it" if settings.send_mail_in_process else "run mail send-queued"
             print(f"{len(rows)} mail(s) queued again: {where}")
@@ -263,8 +273,8 @@ def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_photos_sweep(args: argparse.Namespace, settings: Settings) -> int:
     """Delete photos no ticket or unsent mail refers to, past the grace period."""
-    from helpdesk.app import Helpdesk
     from helpdesk.photo_sweep import sweep_photos
+    from helpdesk.photos import PhotoStore
 
     hours = args.grace_hours if args.grace_hours is not None else settings.photo_sweep_grace_hours
     if hours < 1:
@@ -272,15 +282,11 @@ def cmd_photos_sweep(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def run() -> int:
-        helpdesk = Helpdesk(settings)
-        await helpdesk.startup()
-        try:
-            assert helpdesk.sessions is not None
+        store = PhotoStore(settings.resolved_media_dir)
+        async with _database(settings) as sessions:
             report = await sweep_photos(
-                helpdesk.photos, helpdesk.sessions, grace_seconds=hours * 3600, dry_run=args.dry_run
+                store, sessions, grace_seconds=hours * 3600, dry_run=args.dry_run
             )
-        finally:
-            await helpdesk.shutdown()
         verb = "would delete" if args.dry_run else "deleted"
         for path in report.deleted if args.verbose or args.dry_run else ():
             print(f"{verb} {path}")
