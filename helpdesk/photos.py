@@ -71,8 +71,10 @@ _DRAFT_SHARE = 0.9
 # within 1:20; a 1 x 40-million-pixel image only exists to exhaust the resampler's memory.
 MAX_ASPECT = 20
 JPEG_QUALITY = 85
-# Memory that photos being decoded may use at once, by default (HELPDESK_PHOTO_MEMORY_MB).
-DEFAULT_MEMORY_BUDGET = 200 * 1024 * 1024
+# Memory that photos being decoded may use at once, by default (HELPDESK_PHOTO_MEMORY_MB):
+# two 12-megapixel phone photos (about 105 MB each) at once, or one 24-megapixel iPhone
+# HEIC (about 210 MB); the worst photo accepted keeps the server within 300 MB of idle.
+DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
 # Beyond the pixel buffers: the interpreter's objects, codec tables, lcms transforms, the
 # thumbnail, encoder buffers. Measured peaks stay below the estimate (tests/test_photo_memory).
 _FIXED_OVERHEAD = 12 * 1024 * 1024
@@ -468,7 +470,7 @@ class PhotoStore:
     def inspect(self, data: bytes, *, field_label: str) -> PhotoCheck:
         """Check an upload from its header alone; nothing is decoded, nothing is stored.
 
-        Costs well under a millisecond and a few kilobytes for any input (a WebP or HEIC
+        Costs a few milliseconds and kilobytes at most for any input (a WebP or HEIC
         container is parsed, not decoded), so a caller may run it before its other checks
         (rate limit, CSRF, form validation) and process the photo only when they pass.
 
