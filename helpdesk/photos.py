@@ -74,7 +74,7 @@ JPEG_QUALITY = 85
 # Memory that photos being decoded may use at once, by default (HELPDESK_PHOTO_MEMORY_MB):
 # two 12-megapixel phone photos (about 105 MB each) at once, or one 24-megapixel iPhone
 # HEIC (about 210 MB); the worst photo accepted keeps the server within 300 MB of idle.
-DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
+DEFAULT_MEMORY_BUDGET = 224 * 1024 * 1024
 # Beyond the pixel buffers: the interpreter's objects, codec tables, lcms transforms, the
 # thumbnail, encoder buffers. Measured peaks stay below the estimate (tests/test_photo_memory).
 _FIXED_OVERHEAD = 12 * 1024 * 1024

@@ -41,10 +41,10 @@ class Settings(BaseSettings):
     max_photo_mb: int = 10
     #: Memory that photos being decoded may use at once, in megabytes. Each photo reserves
     #: its estimate (from its header: size, mode, bit depth, format) before it is decoded;
-    #: a photo whose estimate alone is larger is refused. 256 lets two 12-megapixel phone
+    #: a photo whose estimate alone is larger is refused. 224 lets two 12-megapixel phone
     #: photos be cleaned at once, takes a 24-megapixel iPhone HEIC, and keeps the server
     #: within 300 MB of idle (bench/photo_bench.py).
-    photo_memory_mb: int = 256
+    photo_memory_mb: int = 224
     #: Photos no ticket or unsent mail refers to are deleted after this many hours (uploads
     #: of refused or abandoned forms); ``serve`` sweeps every ``photo_sweep_interval_minutes``.
     photo_sweep_grace_hours: float = 24.0
