@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""madoguchi's command line: serve, ask, faq import/check/gaps."""
+"""madoguchi's command line: serve, ask, faq, mail, photos, agent."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -227,6 +228,93 @@ def cmd_mail_status(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+@contextlib.asynccontextmanager
+async def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    """Sessions on the migrated database, without the rest of the app (no FAQ to load):
+    for maintenance commands run from cron."""
+    from helpdesk import db
+
+    settings.ensure_var_dir()
+    engine = db.create_engine(settings.resolved_database_url)
+    try:
+        await db.migrate(engine)
+        yield db.session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
+    """Put dead mail back in the queue: one or more by id, or all with --dead."""
+    from sqlalchemy import select
+
+    from helpdesk.mail.outbox import requeue_dead
+    from helpdesk.models import Outbox
+
+    if bool(args.ids) == bool(args.dead):
+        print("error: give outbox ids, or --dead for all dead mail", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        async with _database(settings) as sessions, sessions() as session:
+            rows = await requeue_dead(session, ids=args.ids or None, actor="main.py")
+            await session.commit()
+            requeued = {row.id for row in rows}
+            for row in rows:
+                print(f"requeued #{row.id} to {row.to_address}: {row.subject}")
+            refused = 0
+            for row_id in args.ids or ():
+                if row_id in requeued:
+                    continue
+                refused += 1
+                other = await session.get(Outbox, row_id)
+                if other is None:
+                    print(f"error: no outbox mail #{row_id}", file=sys.stderr)
+                elif other.status == "sent":
+                    print(f"error: #{row_id} was sent: it is not sent twice", file=sys.stderr)
+                else:
+                    print(f"error: #{row_id} is {other.status}, not dead", file=sys.stderr)
+            if args.dead and not rows:
+                left = await session.execute(select(Outbox.id).where(Outbox.status == "dead"))
+                print("no dead mail" if not left.first() else "nothing requeued")
+        if rows:
+            where = "serve sends it" if settings.send_mail_in_process else "run mail send-queued"
+            print(f"{len(rows)} mail(s) queued again: {where}")
+        return 1 if refused else 0
+
+    return asyncio.run(run())
+
+
+def cmd_photos_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete photos no ticket or unsent mail refers to, past the grace period."""
+    from helpdesk.photo_sweep import sweep_photos
+    from helpdesk.photos import PhotoStore
+
+    hours = args.grace_hours if args.grace_hours is not None else settings.photo_sweep_grace_hours
+    if hours < 1:
+        print("error: the grace period must be at least 1 hour", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        store = PhotoStore(settings.resolved_media_dir)
+        async with _database(settings) as sessions:
+            report = await sweep_photos(
+                store, sessions, grace_seconds=hours * 3600, dry_run=args.dry_run
+            )
+        verb = "would delete" if args.dry_run else "deleted"
+        for path in report.deleted if args.verbose or args.dry_run else ():
+            print(f"{verb} {path}")
+        megabytes = report.deleted_bytes / 1_048_576
+        removed = "to remove" if args.dry_run else "removed"
+        print(
+            f"{verb} {len(report.deleted)} file(s), {megabytes:.1f} MB; kept "
+            f"{report.referenced} referenced and {report.recent} newer than {hours:g} h; "
+            f"{report.temporaries} interrupted upload(s) {removed}"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_agent_add(args: argparse.Namespace, settings: Settings) -> int:
     from helpdesk.app import Helpdesk
 
@@ -282,6 +370,21 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(func=cmd_mail_send_queued)
     status = mail.add_parser("status", help="outbox counts, dead letters, failed inbound mail")
     status.set_defaults(func=cmd_mail_status)
+    retry = mail.add_parser("retry", help="queue dead mail again (by id, or all with --dead)")
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox id")
+    retry.add_argument("--dead", action="store_true", help="every dead mail")
+    retry.set_defaults(func=cmd_mail_retry)
+
+    photos = sub.add_parser("photos", help="customers' photos").add_subparsers(
+        dest="photos_command", required=True
+    )
+    sweep = photos.add_parser(
+        "sweep", help="delete photos no ticket or unsent mail refers to (after a grace period)"
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    sweep.add_argument("--grace-hours", type=float, help="default HELPDESK_PHOTO_SWEEP_GRACE_HOURS")
+    sweep.add_argument("-v", "--verbose", action="store_true", help="list the files deleted")
+    sweep.set_defaults(func=cmd_photos_sweep)
 
     agent = sub.add_parser("agent", help="support agents").add_subparsers(
         dest="agent_command", required=True

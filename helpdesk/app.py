@@ -28,6 +28,7 @@ from helpdesk.faq_service import FaqService
 from helpdesk.mail.inbound import InboundProcessor
 from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
+from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
 from helpdesk.security import (
     BodySizeLimitMiddleware,
@@ -91,7 +92,11 @@ class Helpdesk:
         self._background: list[asyncio.Task[None]] = []
         self._receiver: asyncio.Server | None = None
         self._sender_stop: asyncio.Event | None = None
-        self.photos = PhotoStore(settings.resolved_media_dir, max_bytes=settings.max_photo_bytes)
+        self.photos = PhotoStore(
+            settings.resolved_media_dir,
+            max_bytes=settings.max_photo_bytes,
+            memory_budget=settings.photo_memory_bytes,
+        )
         self.submission_limiter = RateLimiter(*parse_rate(settings.submission_rate))
         # FAQ votes per client IP: enough for a person, not for stuffing the counts.
         self.feedback_limiter = RateLimiter(30, 600)
@@ -112,7 +117,7 @@ class Helpdesk:
         """Create folders, migrate the database and load the FAQ (idempotent)."""
         if self.db is not None:
             return
-        self.settings.var_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.ensure_var_dir()
         self.settings.ensure_secret_key()
         self.db = db.create_engine(self.settings.resolved_database_url)
         await db.migrate(self.db)
@@ -129,6 +134,22 @@ class Helpdesk:
         )
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
+
+    def start_photo_sweep(self) -> None:
+        """Delete unreferenced photos periodically (``serve``; 0 minutes turns it off)."""
+        minutes = self.settings.photo_sweep_interval_minutes
+        if minutes <= 0 or self.sessions is None:
+            return
+        self._background.append(
+            asyncio.create_task(
+                sweep_periodically(
+                    self.photos,
+                    self.sessions,
+                    grace_seconds=self.settings.photo_sweep_grace_hours * 3600,
+                    interval_seconds=minutes * 60,
+                )
+            )
+        )
 
     def mail_sender(self) -> OutboxSender:
         """The outbox sender: SMTP when a host is set, else .eml files under ``var/mail``."""
@@ -216,6 +237,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await helpdesk.startup()
         await helpdesk.start_receiver()
         await helpdesk.start_sender()
+        helpdesk.start_photo_sweep()
         yield
         await helpdesk.shutdown()
 

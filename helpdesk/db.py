@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from helpdesk.files import create_private_file, tighten
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same for every worker of this app.
 _MIGRATION_LOCK_ID = 0x6D61646F
@@ -34,12 +36,24 @@ def async_url(url: str) -> str:
     if backend == "sqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            prepare_sqlite_file(Path(parsed.database))
     elif backend in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     else:
         raise ValueError(f"unsupported database URL: {url!r} (use sqlite:/// or postgresql://)")
     return parsed.render_as_string(hide_password=False)
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Create the database file 0640 (in 0750 folders) before SQLite opens it.
+
+    SQLite creates a new database 0644 whatever the umask, and gives its ``-wal``, ``-shm``
+    and ``-journal`` files the database file's mode: creating the file first decides all of
+    them. Files left world-readable by earlier versions are tightened.
+    """
+    create_private_file(path)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        tighten(path.with_name(path.name + suffix))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -162,8 +162,9 @@ class Attachment(SQLModel, table=True):
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     message_id: int | None = Field(default=None, foreign_key="message.id")
     field: str = Field(max_length=40)
-    digest: str = Field(max_length=64)
-    thumb_digest: str = Field(max_length=64)
+    # Indexed: the photo sweep asks which stored files are still referenced.
+    digest: str = Field(max_length=64, index=True)
+    thumb_digest: str = Field(max_length=64, index=True)
     content_type: str = Field(max_length=50)
     size: int
     width: int
@@ -219,6 +220,11 @@ class Outbox(SQLModel, table=True):
     lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # When the row became dead, and when agents were told about it (in a notification).
+    dead_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    dead_reported_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
     created_at: datetime = _created_at()
 
 

@@ -122,21 +122,14 @@ def _upload(form: FormData, name: str) -> UploadFile | None:
     return upload if isinstance(upload, UploadFile) and upload.filename else None
 
 
-def _stored(helpdesk: Any, photo: StoredPhoto) -> bool:
-    """Whether the photo and its thumbnail are still in the media folder."""
-    try:
-        return all(helpdesk.photos.path(d).is_file() for d in (photo.digest, photo.thumb_digest))
-    except ValueError:
-        return False
-
-
 def _kept(helpdesk: Any, form: FormData, name: str, label: str) -> tuple[StoredPhoto | None, str]:
     """The photo accepted for ``name`` on an earlier try (from its signed token), and a
     message when the token is good but the photo is gone (swept after a long wait)."""
     photo = helpdesk.tickets.access.photo_from_token(str(form.get(f"{name}_kept") or ""))
     if photo is None:
         return None, ""
-    if not _stored(helpdesk, photo):
+    # Restarts the sweep's grace period; False when the files were swept meanwhile.
+    if not helpdesk.photos.retain(photo):
         return None, f"「{label}」の保存期間が過ぎました。お手数ですが、もう一度選んでください。"
     return photo, ""
 
