@@ -31,10 +31,12 @@ from helpdesk.mail.receiver import start_receiver
 from helpdesk.photos import PhotoStore
 from helpdesk.security import (
     BodySizeLimitMiddleware,
+    ClientAddressMiddleware,
     CSRFMiddleware,
     RateLimiter,
     csrf_input,
     parse_rate,
+    relative_slash_redirects,
 )
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
@@ -126,6 +128,7 @@ class Helpdesk:
             base_url=self.settings.base_url,
             support_address=self.settings.support_address or self._faq.policy.support_address,
             automatic_mail_limit=self.settings.automatic_mail_limit,
+            automatic_mail_address_limit=self.settings.automatic_mail_address_limit,
         )
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
@@ -251,6 +254,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     middleware = [
+        # Outermost: every later step (rate limits, audit, the access log) sees one address.
+        Middleware(ClientAddressMiddleware, trusted_proxies=settings.trusted_proxy_list),
         Middleware(
             BodySizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
@@ -265,5 +270,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, 500: server_error},
     )
+    relative_slash_redirects(app.router)
     app.state.helpdesk = helpdesk
     return app

@@ -7,6 +7,7 @@ accepted ride along as signed hidden fields so that nobody uploads them twice.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,14 @@ from starlette.routing import Route
 from helpdesk.db import as_utc
 from helpdesk.models import TicketKind
 from helpdesk.photos import PhotoError, StoredPhoto
-from helpdesk.security import client_ip, rate_limited_message, verify_csrf
+from helpdesk.security import (
+    api_key_matches,
+    client_ip,
+    looks_like_browser,
+    presented_api_key,
+    rate_limited_message,
+    verify_csrf,
+)
 from helpdesk.tickets.labels import (
     INQUIRY_CATEGORIES,
     PHOTO_FIELDS,
@@ -35,6 +43,7 @@ from helpdesk.tickets.rules import (
     validate_message,
     validate_submission,
 )
+from helpdesk.tickets.service import SubmissionConflict
 
 FORM_FIELDS = ("kind", "name", "email", "order_number", "arrived_on", "description")
 FORM_FIELDS += ("desired_variant", "category", "submission_id")
@@ -199,13 +208,21 @@ async def _handle_form(request: Request, form_name: str, form: FormData) -> Resp
     if (retry_after := _rate_limited(request)) is not None:
         intake.errors["form"] = rate_limited_message(retry_after)
         return _render_form(request, form_name, intake, status_code=429)
-    ticket, _created = await helpdesk.tickets.submit(
-        intake.submission,  # type: ignore[arg-type]
-        intake.photos,
-        late=intake.late,
-        submission_key=intake.values.get("submission_id") or None,
-        deflection=_deflection(intake.values),
-    )
+    try:
+        ticket, _created = await helpdesk.tickets.submit(
+            intake.submission,  # type: ignore[arg-type]
+            intake.photos,
+            late=intake.late,
+            submission_key=intake.values.get("submission_id") or None,
+            deflection=_deflection(intake.values),
+            client=client_ip(request),
+        )
+    except SubmissionConflict as exc:
+        # The id came back with other content (edited after going back): nothing of the
+        # first ticket is shown; a fresh id makes the next send a new submission.
+        intake.errors["form"] = exc.message
+        intake.values["submission_id"] = ""
+        return _render_form(request, form_name, intake, status_code=409)
     return RedirectResponse(helpdesk.tickets.urls.submitted(ticket), status_code=303)
 
 
@@ -237,6 +254,8 @@ async def submitted(request: Request) -> Response:
         "ticket": ticket,
         "status_path": helpdesk.tickets.urls.status(ticket),
         "policy": helpdesk.faq.policy,
+        # The page says a confirmation was sent only when one was queued (issue 7, #8).
+        "confirmation_mail": await helpdesk.tickets.confirmation_queued(ticket),
     }
     return helpdesk.templates.TemplateResponse(request, "tickets/submitted.html", context)
 
@@ -327,9 +346,20 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
         return await _status_response(
             request, ticket, errors=errors, values=values, kept=kept, status_code=422
         )
-    await helpdesk.tickets.add_customer_message(
-        ticket, body, photos, submission_key=str(form.get("submission_id") or "") or None
-    )
+    try:
+        await helpdesk.tickets.add_customer_message(
+            ticket, body, photos, submission_key=str(form.get("submission_id") or "") or None
+        )
+    except SubmissionConflict as exc:
+        kept = {n: Kept(p, helpdesk.tickets.access.photo_token(p)) for n, p in photos.items()}
+        return await _status_response(
+            request,
+            ticket,
+            errors={"body": exc.message},
+            values=values,
+            kept=kept,
+            status_code=409,
+        )
     return RedirectResponse(helpdesk.tickets.urls.status(ticket, sent=True), status_code=303)
 
 
@@ -389,15 +419,97 @@ async def agent_photo(request: Request) -> Response:
 # -- HTTP API ---------------------------------------------------------------------------------
 
 
+# The text fields the API takes; photos come only as multipart files.
+API_TEXT_FIELDS = (
+    "kind",
+    "name",
+    "email",
+    "order_number",
+    "arrived_on",
+    "description",
+    "desired_variant",
+    "category",
+)
+API_CONTENT_TYPES = ("application/json", "multipart/form-data")
+# A JSON submission holds a few short fields and a description of at most 5000 characters.
+MAX_API_JSON_BYTES = 64 * 1024
+API_UNSUPPORTED = (
+    "application/json または multipart/form-data で送信してください"
+    "(写真を付けるときは multipart/form-data です)。"
+)
+API_KEY_WRONG = "APIキーが正しくありません。"
+API_KEY_NEEDED = "APIキーが必要です(Authorization: Bearer <キー> で送ってください)。"
+API_CROSS_SITE = (
+    "ブラウザからの送信には、このサイトのページが発行したトークンが必要です。"
+    "お問い合わせはフォームからお送りください。"
+)
+
+
+def _api_error(field_name: str, message: str, status_code: int, **headers: str) -> Response:
+    return JSONResponse({"errors": {field_name: message}}, status_code=status_code, headers=headers)
+
+
 async def api_create_ticket(request: Request) -> Response:
+    """``POST /api/tickets``: JSON or multipart from integrations, never a cross-site form.
+
+    Content types a cross-site page can post without asking the browser first
+    (``application/x-www-form-urlencoded``, ``text/plain``) get 415. A request with an API
+    key (``HELPDESK_API_KEYS``) is an integration; one without a key that comes from a
+    browser (``Origin`` or ``Sec-Fetch-*`` headers) must carry the CSRF token like the forms;
+    one with neither is allowed only while no keys are configured (issue 7, #13).
+    """
     helpdesk = _helpdesk(request)
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return JSONResponse(
-            {"errors": {"form": "multipart/form-data で送信してください。"}}, status_code=415
-        )
-    async with _read_form(request) as form:
-        intake = await _intake(request, form, PHOTO_FIELDS)
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type not in API_CONTENT_TYPES:
+        return _api_error("form", API_UNSUPPORTED, 415)
+    keys = helpdesk.settings.api_key_list
+    presented = presented_api_key(request.headers)
+    if presented is not None and not api_key_matches(presented, keys):
+        return _api_error("form", API_KEY_WRONG, 401, **{"WWW-Authenticate": "Bearer"})
+    browser = presented is None and looks_like_browser(request.headers)
+    if presented is None and not browser and keys:
+        return _api_error("form", API_KEY_NEEDED, 401, **{"WWW-Authenticate": "Bearer"})
+    if media_type == "application/json":
+        form = await _json_form(request)
+        if isinstance(form, Response):
+            return form
+        return await _api_submit(request, form, browser=browser)
+    async with _read_form(request) as multipart:
+        return await _api_submit(request, multipart, browser=browser)
+
+
+async def _json_form(request: Request) -> FormData | Response:
+    """The JSON object's text fields as form data, or the error response."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_API_JSON_BYTES:
+            message = f"送信データが大きすぎます(JSON は {MAX_API_JSON_BYTES // 1024} KB まで)。"
+            return _api_error("form", message, 413)
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return _api_error("form", "JSON として読み取れませんでした。", 400)
+    if not isinstance(data, dict):
+        return _api_error("form", "JSON のオブジェクト({...})で送信してください。", 400)
+    errors = {
+        name: "文字列で指定してください。"
+        for name in API_TEXT_FIELDS
+        if data.get(name) is not None and not isinstance(data[name], str)
+    }
+    if errors:
+        return JSONResponse({"errors": errors}, status_code=422)
+    return FormData([(name, data[name]) for name in API_TEXT_FIELDS if data.get(name)])
+
+
+async def _api_submit(request: Request, form: FormData, *, browser: bool) -> Response:
+    helpdesk = _helpdesk(request)
+    if browser and not await verify_csrf(request, form):
+        return _api_error("form", API_CROSS_SITE, 403)
+    text_only = FormData(
+        [(k, v) for k, v in form.multi_items() if k in API_TEXT_FIELDS or k in PHOTO_FIELDS]
+    )
+    intake = await _intake(request, text_only, PHOTO_FIELDS)
     if intake.errors:
         return JSONResponse({"errors": intake.errors}, status_code=422)
     if (retry_after := _rate_limited(request)) is not None:
@@ -406,19 +518,25 @@ async def api_create_ticket(request: Request) -> Response:
             status_code=429,
             headers={"Retry-After": str(int(retry_after) + 1)},
         )
-    ticket, created = await helpdesk.tickets.submit(
-        intake.submission,  # type: ignore[arg-type]
-        intake.photos,
-        late=intake.late,
-        submission_key=request.headers.get("idempotency-key") or None,
-        channel="api",
-    )
+    try:
+        ticket, created = await helpdesk.tickets.submit(
+            intake.submission,  # type: ignore[arg-type]
+            intake.photos,
+            late=intake.late,
+            submission_key=request.headers.get("idempotency-key") or None,
+            channel="api",
+            client=client_ip(request),
+        )
+    except SubmissionConflict as exc:
+        # Another submission's key: its ticket, its link and its token stay its own.
+        return _api_error("form", exc.message, 409)
     return JSONResponse(
         {
             "reference": ticket.reference,
             "status": ticket.status,
             "status_url": helpdesk.tickets.urls.status_url(ticket),
             "late": ticket.late,
+            "confirmation_mail": await helpdesk.tickets.confirmation_queued(ticket),
         },
         status_code=201 if created else 200,
     )
