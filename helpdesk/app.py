@@ -34,6 +34,7 @@ from helpdesk.security import (
     ClientAddressMiddleware,
     CSRFMiddleware,
     RateLimiter,
+    client_ip,
     csrf_input,
     parse_rate,
     relative_slash_redirects,
@@ -240,7 +241,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        log.exception(
+            "unhandled error on %s from %s", request.url.path, client_ip(request), exc_info=exc
+        )
         context = {"message": SERVER_ERROR_MESSAGE}
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": context["message"]}, 500)
