@@ -456,11 +456,13 @@ class TicketService:
         *,
         submission_key: str | None = None,
         sender: str | None = None,
+        client: str | None = None,
     ) -> Message:
         """Append the customer's message; a waiting, resolved or closed ticket opens again.
 
         ``sender`` is who wrote (mail): someone other than the customer is named as such,
-        and their message does not reopen the ticket.
+        and their message does not reopen the ticket. ``client`` is the web client's
+        address, recorded in the audit trail.
 
         A repeated ``submission_key`` on this ticket with the same content returns the
         message already stored; keys are scoped to the ticket, so another ticket's key never
@@ -476,7 +478,7 @@ class TicketService:
                 return message
         try:
             return await self._add_customer_message(
-                ticket, body, photos, submission_key, sender, fingerprint
+                ticket, body, photos, submission_key, sender, fingerprint, client
             )
         except IntegrityError:
             if not submission_key:
@@ -500,6 +502,7 @@ class TicketService:
         submission_key: str | None,
         sender: str | None,
         fingerprint: str,
+        client: str | None,
     ) -> Message:
         now = utcnow()
         async with self.sessions() as session, session.begin():
@@ -528,6 +531,7 @@ class TicketService:
                 ticket_id=current.id,
                 kind="third_party_message" if stranger else "customer_message",
                 actor=sender or customer.email,
+                data={"client": client} if client else None,
             )
             await self.notify.customer_wrote(
                 session,

@@ -348,7 +348,11 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
         )
     try:
         await helpdesk.tickets.add_customer_message(
-            ticket, body, photos, submission_key=str(form.get("submission_id") or "") or None
+            ticket,
+            body,
+            photos,
+            submission_key=str(form.get("submission_id") or "") or None,
+            client=client_ip(request),
         )
     except SubmissionConflict as exc:
         kept = {n: Kept(p, helpdesk.tickets.access.photo_token(p)) for n, p in photos.items()}

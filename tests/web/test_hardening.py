@@ -396,6 +396,8 @@ async def test_a_submission_id_used_on_another_ticket_does_not_drop_a_message(
         assert (await client.post(post, data=data)).status_code == 303
     bodies = {m.body for m in await rows(app, Message)}
     assert {"花子です。", "太郎です。"} <= bodies
+    events = await rows(app, TicketEvent, TicketEvent.kind == "customer_message")
+    assert [json.loads(e.data) for e in events] == [{"client": "127.0.0.1"}] * 2
 
 
 async def test_a_submission_id_sent_again_with_other_text_is_refused_not_dropped(
