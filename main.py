@@ -6,14 +6,67 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from helpdesk.settings import Settings
 
 
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus the app's own loggers (``helpdesk``, ``helpdesk.access``)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["plain"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(levelprefix)s %(message)s",
+    }
+    config["handlers"]["plain_stdout"] = {
+        "formatter": "plain",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stdout",
+    }
+    config["loggers"]["helpdesk"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["helpdesk.access"] = {
+        "handlers": ["plain_stdout"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
+
+
+def server_config(app: Any, *, host: str, port: int, **overrides: Any) -> Any:
+    """The uvicorn configuration ``serve`` runs with (tests start a server from it too).
+
+    uvicorn must not rewrite the client address from ``X-Forwarded-For`` (its default for
+    requests from 127.0.0.1): the app decides, believing only ``HELPDESK_TRUSTED_PROXIES``
+    (``helpdesk.security.ClientAddressMiddleware``, which also writes the access log with
+    that address instead of uvicorn's). Logging is set up by the caller (``log_config``).
+    """
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "info",
+        "log_config": None,
+        "proxy_headers": False,
+        "forwarded_allow_ips": "",
+        "access_log": False,
+        "server_header": False,
+        **overrides,
+    }
+    return uvicorn.Config(app, **options)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import logging.config
+
     import uvicorn
 
     from helpdesk.app import create_app
@@ -39,14 +92,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  mail: no HELPDESK_SMTP_HOST, written to {settings.mail_dir}/", flush=True)
     if settings.inbound_smtp_port:
         print(f"  receiving mail on 127.0.0.1:{settings.inbound_smtp_port}", flush=True)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        log_level="info",
-    )
+    if settings.trusted_proxy_list:
+        print(f"  trusted proxies: {', '.join(settings.trusted_proxy_list)}", flush=True)
+    logging.config.dictConfig(log_config())
+    uvicorn.Server(server_config(create_app(settings), host=args.host, port=args.port)).run()
     return 0
 
 

@@ -32,10 +32,13 @@ from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
 from helpdesk.security import (
     BodySizeLimitMiddleware,
+    ClientAddressMiddleware,
     CSRFMiddleware,
     RateLimiter,
+    client_ip,
     csrf_input,
     parse_rate,
+    relative_slash_redirects,
 )
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
@@ -131,6 +134,7 @@ class Helpdesk:
             base_url=self.settings.base_url,
             support_address=self.settings.support_address or self._faq.policy.support_address,
             automatic_mail_limit=self.settings.automatic_mail_limit,
+            automatic_mail_address_limit=self.settings.automatic_mail_address_limit,
         )
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
@@ -261,7 +265,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        log.exception(
+            "unhandled error on %s from %s", request.url.path, client_ip(request), exc_info=exc
+        )
         context = {"message": SERVER_ERROR_MESSAGE}
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": context["message"]}, 500)
@@ -275,6 +281,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     middleware = [
+        # Outermost: every later step (rate limits, audit, the access log) sees one address.
+        Middleware(ClientAddressMiddleware, trusted_proxies=settings.trusted_proxy_list),
         Middleware(
             BodySizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
@@ -289,5 +297,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, 500: server_error},
     )
+    relative_slash_redirects(app.router)
     app.state.helpdesk = helpdesk
     return app

@@ -93,7 +93,8 @@ class Author(StrEnum):
     system = "system"
 
 
-# A person who wrote to the shop; one row per e-mail address.
+# A person who wrote to the shop; one row per e-mail address. The name is the one given
+# first; each ticket keeps the name given with it (``Ticket.customer_name``).
 class Customer(SQLModel, table=True):
     __tablename__ = "customer"
 
@@ -123,12 +124,17 @@ class Ticket(SQLModel, table=True):
     token_nonce: str = Field(max_length=64)
     # The form's one-time submission id: a double submit finds the first ticket.
     submission_key: str | None = Field(default=None, max_length=64, unique=True)
+    # What the submission held (``rules.submission_fingerprint``): a repeated key must match.
+    submission_fingerprint: str | None = Field(default=None, max_length=64)
     kind: TicketKind = Field(sa_type=StrEnumType(TicketKind, 20), index=True)
     status: TicketStatus = Field(
         default=TicketStatus.new, sa_type=StrEnumType(TicketStatus, 20), index=True
     )
     priority: Priority = Field(default=Priority.normal, sa_type=StrEnumType(Priority, 20))
     customer_id: int = Field(foreign_key="customer.id", index=True)
+    # The name given with this ticket: mails and pages of the ticket use it, never the name
+    # someone else once gave for the same address.
+    customer_name: str = Field(max_length=100)
     assignee_id: int | None = Field(default=None, foreign_key="agent.id")
     order_number: str | None = Field(default=None, max_length=50)
     arrived_on: date | None = None
@@ -149,8 +155,11 @@ class Message(SQLModel, table=True):
     author: Author = Field(sa_type=StrEnumType(Author, 20))
     author_name: str | None = Field(default=None, max_length=254)
     body: str = Field(sa_column=Column(Text, nullable=False))
-    # A form's one-time id (or an e-mail's Message-ID): a repeated submit adds nothing.
+    # A form's one-time id (or an e-mail's Message-ID), hashed with the ticket's id so that
+    # keys of different tickets never meet: a repeated submit adds nothing.
     submission_key: str | None = Field(default=None, max_length=250, unique=True)
+    # What the message held (``rules.message_fingerprint``): a repeated key must match.
+    submission_fingerprint: str | None = Field(default=None, max_length=64)
     created_at: datetime = _created_at()
 
 
@@ -202,7 +211,7 @@ class Outbox(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     kind: str = Field(max_length=40)
-    to_address: str = Field(max_length=254)
+    to_address: str = Field(max_length=254, index=True)
     subject: str = Field(max_length=300)
     text: str = Field(sa_column=Column(Text, nullable=False))
     html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -213,6 +222,9 @@ class Outbox(SQLModel, table=True):
     # JSON list of {"digest", "filename", "content_type"} of cleaned photos to attach.
     attachments: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
     automatic: bool = True
+    # Who caused an automatic mail ("client:203.0.113.5", "mail", "agents"): the hourly cap
+    # counts per address and origin, so nobody spends another's confirmations.
+    origin: str | None = Field(default=None, max_length=100)
     status: str = Field(default=OutboxStatus.queued, max_length=20, index=True)
     attempts: int = 0
     next_attempt_at: datetime = _created_at()

@@ -7,10 +7,11 @@ value: the secret key is generated into ``var/`` on first start when unset.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from helpdesk.files import SECRET_MODE, private_dir, tighten, write_private_file
@@ -72,8 +73,19 @@ class Settings(BaseSettings):
     inbound_smtp_port: int | None = None
     #: Largest inbound mail, in megabytes: larger ones are refused with 552 and not stored.
     inbound_max_mail_mb: int = 30
-    #: Automatic mails (confirmations, status changes) to one address per hour, at most.
+    #: Automatic mails (confirmations, status changes) to one address per hour, at most,
+    #: counted per origin (each web or API client, inbound mail, the agents): nobody can use
+    #: up the confirmations of someone else's own submissions.
     automatic_mail_limit: int = 10
+    #: Automatic mails to one address per hour from all origins together (against a flood
+    #: from many clients at once).
+    automatic_mail_address_limit: int = 50
+    #: Reverse proxies whose ``X-Forwarded-For`` is believed: comma-separated addresses or
+    #: networks ("127.0.0.1, 10.0.0.0/8"). Empty (the default): the TCP peer is the client.
+    trusted_proxies: str = ""
+    #: Keys for integrations calling ``POST /api/tickets`` (comma-separated; sent as
+    #: ``Authorization: Bearer KEY`` or ``X-API-Key``). When set, the API needs one.
+    api_keys: str = Field(default="", repr=False)
     #: Starlette debug mode (tracebacks in responses): never in production.
     debug: bool = False
 
@@ -98,6 +110,26 @@ class Settings(BaseSettings):
         if value < 1:
             raise ValueError("HELPDESK_PHOTO_SWEEP_GRACE_HOURS must be at least 1")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for item in _items(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"HELPDESK_TRUSTED_PROXIES: {item!r} is not an IP address or network"
+                ) from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> tuple[str, ...]:
+        return _items(self.trusted_proxies)
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        return _items(self.api_keys)
 
     @field_validator("var_dir", "data_dir", "media_dir")
     @classmethod
@@ -151,3 +183,8 @@ class Settings(BaseSettings):
         tighten(path)
         self.secret_key = path.read_text().strip()
         return self.secret_key
+
+
+def _items(value: str) -> tuple[str, ...]:
+    """The items of a comma-separated setting, trimmed, empty ones dropped."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())

@@ -178,7 +178,7 @@ async def api_defect(client: httpx.AsyncClient, app: Starlette, **fields: str) -
 
 
 async def api_inquiry(client: httpx.AsyncClient, **fields: str) -> dict[str, Any]:
-    """山田 花子's inquiry (a parcel not arrived), made through the API; its JSON answer."""
+    """山田 花子's inquiry (a parcel not arrived), made through the API as JSON; its answer."""
     data = {
         "kind": "inquiry",
         "category": "not_arrived",
@@ -187,7 +187,7 @@ async def api_inquiry(client: httpx.AsyncClient, **fields: str) -> dict[str, Any
         "description": "注文した商品がまだ届きません。",
         **fields,
     }
-    response = await client.post("/api/tickets", data=data)
+    response = await client.post("/api/tickets", json=data)
     assert response.status_code == 201, response.text
     return dict(response.json())
 

@@ -461,6 +461,8 @@ def test_a_header_name_with_a_space_before_the_colon() -> None:
         pytest.param('"hanako@example.jp"', "hanako@example.jp", "", id="quoted-address"),
         pytest.param("山田 花子 hanako@example.jp", "hanako@example.jp", "山田 花子", id="bare"),
         pytest.param("山田花子", "", "山田花子", id="name-only"),
+        # RFC 5322 allows a quoted local part: the parser passes it on, validators judge it.
+        pytest.param('"a b"@example.jp', '"a b"@example.jp', "", id="quoted-local-part"),
     ],
 )
 def test_malformed_from_forms_still_yield_the_address(header: str, address: str, name: str) -> None:

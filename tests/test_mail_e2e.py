@@ -125,7 +125,9 @@ def test_every_mail_template_composes_text_and_html() -> None:
     from helpdesk.settings import ROOT
 
     policy = SimpleNamespace(name="COCO case", url="https://cococase.jp", return_window_days=3)
-    ticket = SimpleNamespace(reference="HD-26-00001", subject="不良品", late=False)
+    ticket = SimpleNamespace(
+        reference="HD-26-00001", subject="不良品", late=False, customer_name="山田 花子"
+    )
     customer = SimpleNamespace(name="山田 花子", email="hanako@example.jp")
     submission = SimpleNamespace(
         name="山田 花子",

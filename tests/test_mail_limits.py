@@ -204,7 +204,7 @@ async def test_parsing_and_photo_cleaning_run_off_the_event_loop(
 
     created = await client.post(
         "/api/tickets",
-        data={
+        json={
             "kind": "inquiry",
             "category": "not_arrived",
             "name": "山田 花子",

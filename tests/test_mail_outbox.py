@@ -200,6 +200,7 @@ async def make_ticket(sessions: Sessions) -> int:
             token_nonce="nonce",
             kind="inquiry",
             customer_id=customer.id,
+            customer_name="山田 花子",
             subject="商品が届きません",
         )
         session.add(ticket)

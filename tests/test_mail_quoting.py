@@ -51,7 +51,7 @@ async def _open_ticket(app: Starlette, client: httpx.AsyncClient) -> tuple[Ticke
     """A new ticket: its row, the notification the agents got, the customer's status URL."""
     response = await client.post(
         "/api/tickets",
-        data={
+        json={
             "kind": "inquiry",
             "category": "not_arrived",
             "name": "山田 花子",

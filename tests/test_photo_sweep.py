@@ -47,6 +47,7 @@ async def ticket_with(sessions: Sessions, reference: str, *photos: StoredPhoto) 
             token_nonce="nonce",
             kind="defect",
             customer_id=customer.id,
+            customer_name=customer.name,
             subject="商品に傷がありました",
         )
         session.add(ticket)

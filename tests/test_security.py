@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -22,12 +24,16 @@ from starlette.types import Message, Receive, Scope, Send
 
 from helpdesk.security import (
     BodySizeLimitMiddleware,
+    ClientAddressMiddleware,
     CSRFMiddleware,
     RateLimiter,
+    api_key_matches,
     client_ip,
     csrf_input,
     csrf_token,
+    looks_like_browser,
     parse_rate,
+    presented_api_key,
     rate_limited_message,
     verify_csrf,
 )
@@ -671,6 +677,69 @@ def test_client_ip() -> None:
     garbage = request_from("10.0.0.1", "<script>")
     assert client_ip(garbage, trusted_proxies={"10.0.0.1"}) == "10.0.0.1"
     assert client_ip(Request({**http_scope("GET", "/"), "client": None})) == "unknown"
+
+
+async def whoami(request: Request) -> Response:
+    return JSONResponse({"client": client_ip(request)})
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.parametrize(
+    ("trusted", "peer", "forwarded", "client"),
+    [
+        ((), "127.0.0.1", "198.51.100.1", "127.0.0.1"),  # loopback is no proxy by default
+        (("127.0.0.1",), "127.0.0.1", "198.51.100.1", "198.51.100.1"),
+        (("10.0.0.0/8",), "203.0.113.5", "198.51.100.1", "203.0.113.5"),
+        (("10.0.0.0/8",), "10.0.0.1", "192.0.2.9, 198.51.100.1", "198.51.100.1"),
+    ],
+)
+async def test_one_client_address_per_request_and_an_honest_access_log(
+    trusted: tuple[str, ...], peer: str, forwarded: str, client: str
+) -> None:
+    app = ClientAddressMiddleware(
+        Starlette(routes=[Route("/t/{ref}", whoami)]), trusted_proxies=trusted
+    )
+    handler = Lines()
+    logger = logging.getLogger("helpdesk.access")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        transport = httpx.ASGITransport(app=app, client=(peer, 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.get(
+                "/t/HD-26-00001?token=secret-token", headers={"X-Forwarded-For": forwarded}
+            )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    assert response.json() == {"client": client}
+    [line] = handler.lines
+    assert line.startswith(f"{client} ") and '"GET /t/HD-26-00001 HTTP/1.1" 200' in line
+    assert (f"via {peer}" in line) is (client != peer)
+    assert "secret-token" not in line  # status links carry the customer's token
+
+
+def test_api_keys_and_browsers() -> None:
+    keys = ("key-one", "key-two")
+    assert api_key_matches("key-two", keys)
+    assert not api_key_matches("key-tw", keys)
+    assert not api_key_matches("", keys) and not api_key_matches(None, keys)
+    assert not api_key_matches("ｋｅｙ\udcff", keys)  # odd input: no match, no error
+    assert not api_key_matches("key-one", ())
+    assert presented_api_key(Headers({"authorization": "Bearer  abc "})) == "abc"
+    assert presented_api_key(Headers({"x-api-key": "xyz"})) == "xyz"
+    assert presented_api_key(Headers({"authorization": "Basic abc"})) is None
+    assert looks_like_browser(Headers({"origin": "https://evil.example"}))
+    assert looks_like_browser(Headers({"sec-fetch-site": "cross-site"}))
+    assert not looks_like_browser(Headers({"user-agent": "curl/8", "referer": "x"}))
 
 
 @pytest.mark.parametrize(

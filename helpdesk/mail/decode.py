@@ -1193,10 +1193,13 @@ def _prepare_address_header(value: str) -> str:
 
 def _valid_address(address: str) -> bool:
     local, at, domain = address.rpartition("@")
+    # A quoted local part ("a b"@example.jp) may hold spaces: it is an address all the same,
+    # and whether we write to it is for the address validator to say, not the parser.
+    bare_local = "q" if len(local) > 2 and local[0] == local[-1] == '"' else local
     return (
         bool(at and local and domain)
         and "=?" not in address
-        and not any(c.isspace() for c in address)
+        and not any(c.isspace() for c in bare_local + domain)
     )
 
 

@@ -2,6 +2,8 @@
 
 - ``labels``: every Japanese label of kinds, statuses, categories, photo fields, authors.
 - ``rules``: what a submission must hold, limits, validation with Japanese messages.
+- ``text``: cleaning short fields and long text; names that never become links.
+- ``addresses``: one validation and normal form of e-mail addresses (``normalize_address``).
 - ``commands``: changes as data (``SetStatus``, ``Assign``, ``SetPriority``, ``AddNote``,
   ``Reply``) and the ``Actor`` who makes them through a channel.
 - ``access``: the ``Signer`` and what it signs: customer tokens, agent keys, photo tokens,
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 from helpdesk.tickets.access import Signer, TicketAccess
+from helpdesk.tickets.addresses import AddressError, is_email_address, normalize_address
 from helpdesk.tickets.commands import (
     Actor,
     ActorRole,
@@ -45,7 +48,8 @@ from helpdesk.tickets.rules import (
     validate_message,
     validate_submission,
 )
-from helpdesk.tickets.service import ApplyResult, TicketService, version_of
+from helpdesk.tickets.service import ApplyResult, SubmissionConflict, TicketService, version_of
+from helpdesk.tickets.text import clean_line, clean_text, name_from_mail
 from helpdesk.tickets.urls import TicketUrls
 
 __all__ = [
@@ -60,6 +64,7 @@ __all__ = [
     "Actor",
     "ActorRole",
     "AddNote",
+    "AddressError",
     "ApplyResult",
     "Assign",
     "Channel",
@@ -69,11 +74,17 @@ __all__ = [
     "SetStatus",
     "Signer",
     "Submission",
+    "SubmissionConflict",
     "TicketAccess",
     "TicketService",
     "TicketUrls",
     "Validation",
+    "clean_line",
+    "clean_text",
+    "is_email_address",
     "missing_photos",
+    "name_from_mail",
+    "normalize_address",
     "subject_for",
     "today_in_japan",
     "validate_message",

@@ -4,7 +4,13 @@ Mail is written to the outbox in the caller's transaction (sent later by the out
 so a change and its mail are stored together or not at all. Customers get the confirmation,
 agents' replies and status changes; the support inbox gets new tickets, customers' messages
 and failures, with the agents' signed reply address. An internal note tells the customer
-nothing. Automatic mail to one address is capped per hour (RFC 3834: no mail storms).
+nothing.
+
+Automatic mail to one address is capped per hour (RFC 3834: no mail storms), counted per
+origin: whoever caused the mail (a web or API client by its address, inbound mail, the
+agents). So one client filing tickets for someone else's address uses up its own allowance,
+never the customer's: the customer's own confirmation still goes out (issue 7, #8). A
+second, higher cap over all origins together stops a flood from many clients at once.
 """
 
 from __future__ import annotations
@@ -57,12 +63,16 @@ class Notifier:
         urls: TicketUrls,
         support_address: str,
         automatic_mail_limit: int = 10,
+        automatic_mail_address_limit: int = 50,
     ) -> None:
         self.policy = policy
         self.access = access
         self.urls = urls
         self.support_address = support_address
+        # Per address and origin, per hour.
         self.automatic_mail_limit = automatic_mail_limit
+        # Per address, all origins together, per hour.
+        self.automatic_mail_address_limit = automatic_mail_address_limit
 
     # -- what each change sends -----------------------------------------------------------
 
@@ -76,8 +86,13 @@ class Notifier:
         *,
         confirm: bool = True,
         in_reply_to: str | None = None,
-    ) -> None:
-        """The customer's confirmation (unless ``confirm`` is False) and the agents' notice."""
+        origin: str | None = None,
+    ) -> bool:
+        """The customer's confirmation (unless ``confirm`` is False) and the agents' notice.
+
+        ``origin`` is who submitted (see ``queue``). Returns whether the confirmation was
+        queued.
+        """
         context = {
             "customer": customer,
             "submission": submission,
@@ -88,12 +103,14 @@ class Notifier:
             "attachments": attachments,
             "photo_labels": PHOTO_FIELDS,
         }
+        confirmation = None
         if confirm:
-            await self.queue(
+            confirmation = await self.queue(
                 session,
                 ticket=ticket,
                 kind="ticket_confirmation",
                 to=customer.email,
+                origin=origin,
                 reply_to=self.access.reply_address(ticket),
                 in_reply_to=in_reply_to,
                 references=[in_reply_to] if in_reply_to else (),
@@ -102,6 +119,7 @@ class Notifier:
         await self.tell_agents(
             session, ticket, "ticket_notification", attach=attachments, **context
         )
+        return confirmation is not None
 
     async def customer_wrote(
         self,
@@ -133,6 +151,7 @@ class Notifier:
         change: AgentChange,
         *,
         in_reply_to: str | None = None,
+        origin: str | None = None,
     ) -> Outbox | None:
         """The customer gets the agent's reply (mentioning a new status), or a short status
         mail when the status alone changed (to anything but "open"); a note sends nothing.
@@ -146,6 +165,7 @@ class Notifier:
             kind="agent_reply" if change.reply else "status_changed",
             to=customer.email,
             automatic=not change.reply,
+            origin=origin,
             reply_to=self.access.reply_address(ticket),
             in_reply_to=in_reply_to,
             references=[in_reply_to] if in_reply_to else (),
@@ -209,6 +229,7 @@ class Notifier:
         kind: str,
         to: str,
         automatic: bool = True,
+        origin: str | None = None,
         reply_to: str | None = None,
         in_reply_to: str | None = None,
         references: Sequence[str] = (),
@@ -218,23 +239,21 @@ class Notifier:
         """Compose the mail ``kind`` (``templates/mail/{kind}.txt``) into the outbox, in the
         caller's transaction.
 
-        Automatic mail to one address is capped per hour; the mail skipped is recorded on the
-        ticket instead (``mail_suppressed``) and None returned.
+        Automatic mail to one address is capped per hour, per ``origin`` (who caused it:
+        ``"client:ADDRESS"``, ``"mail"``, ``"agents"``) and over all origins together; the
+        mail skipped is recorded on the ticket instead (``mail_suppressed``) and None
+        returned.
         """
-        if automatic:
-            since = utcnow() - timedelta(hours=1)
-            if await store.automatic_mail_count(session, to=to, since=since) >= (
-                self.automatic_mail_limit
-            ):
-                if ticket is not None:
-                    store.add_event(
-                        session,
-                        ticket_id=ticket.id,
-                        kind="mail_suppressed",
-                        actor=Actor.system().address,
-                        data={"to": to, "mail": kind},
-                    )
-                return None
+        if automatic and await self._over_cap(session, to, origin):
+            if ticket is not None:
+                store.add_event(
+                    session,
+                    ticket_id=ticket.id,
+                    kind="mail_suppressed",
+                    actor=Actor.system().address,
+                    data={"to": to, "mail": kind, "origin": origin},
+                )
+            return None
         mail = compose(kind, ticket=ticket, policy=self.policy, **context)
         row = Outbox(
             ticket_id=ticket.id if ticket else None,
@@ -254,6 +273,19 @@ class Notifier:
                 ]
             ),
             automatic=automatic,
+            origin=origin,
         )
         session.add(row)
         return row
+
+    async def _over_cap(self, session: AsyncSession, to: str, origin: str | None) -> bool:
+        since = utcnow() - timedelta(hours=1)
+        if origin is None:
+            # Nobody in particular caused it: the per-address allowance applies as a whole.
+            count = await store.automatic_mail_count(session, to=to, since=since)
+            return count >= self.automatic_mail_limit
+        mine = await store.automatic_mail_count(session, to=to, since=since, origin=origin)
+        if mine >= self.automatic_mail_limit:
+            return True
+        everyone = await store.automatic_mail_count(session, to=to, since=since)
+        return everyone >= self.automatic_mail_address_limit

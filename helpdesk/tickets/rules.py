@@ -6,31 +6,50 @@ through ``validate_submission``, so they follow the same rules.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from faq import ShopPolicy
 from helpdesk.models import TicketKind, TicketStatus
 from helpdesk.photos import StoredPhoto
+from helpdesk.tickets.addresses import MAX_EMAIL, AddressError, is_email_address, normalize_address
 from helpdesk.tickets.commands import AddNote, Command, Reply
 from helpdesk.tickets.labels import COMMAND_LABELS, INQUIRY_CATEGORIES, KIND_LABELS, PHOTO_FIELDS
+from helpdesk.tickets.text import clean_line, clean_text, looks_like_link
+
+__all__ = [
+    "MAX_DESCRIPTION",
+    "MAX_EMAIL",
+    "MAX_NAME",
+    "PHOTO_KINDS",
+    "Submission",
+    "Validation",
+    "clean_line",
+    "clean_text",
+    "is_email_address",
+    "message_fingerprint",
+    "normalize_address",
+    "submission_fingerprint",
+    "validate_message",
+    "validate_submission",
+]
 
 # Kinds that need both photos (the shop's return policy, case ①).
 PHOTO_KINDS = frozenset({TicketKind.defect, TicketKind.wrong_item})
 MAX_NAME = 100
-MAX_EMAIL = 254
 MAX_ORDER_NUMBER = 50
 MAX_DESCRIPTION = 5000
 MAX_VARIANT = 200
+NAME_LOOKS_LIKE_LINK = "お名前にURLやメールアドレス、ドメイン名(example.jp など)は入力できません。"
 # An arrival date further back than this is surely a typo.
 OLDEST_ARRIVAL = timedelta(days=366)
 # The ball is back with the agents when the customer writes: these statuses open again.
 REOPENED_BY_CUSTOMER = frozenset({TicketStatus.pending, TicketStatus.resolved, TicketStatus.closed})
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _ORDER_NUMBER = re.compile(r"^#?[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
@@ -55,23 +74,6 @@ class Validation:
     late: bool = False
 
 
-def clean_line(value: str | None) -> str:
-    """NFKC for the short fields customers type on phones (＃１２３４ → #1234), trimmed."""
-    text = unicodedata.normalize("NFKC", value or "")
-    return "".join(c for c in text if unicodedata.category(c) != "Cc").strip()
-
-
-def clean_text(value: str | None) -> str:
-    """Long text keeps the customer's characters; only control characters go."""
-    text = (value or "").replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
-
-
-def is_email_address(value: str) -> bool:
-    """The address shape the forms accept (``taro@example.jp``); length is checked apart."""
-    return _EMAIL.match(value) is not None
-
-
 def validate_submission(raw: Mapping[str, Any], *, today: date, policy: ShopPolicy) -> Validation:
     """Check a submission; every problem gets a Japanese message under its field name."""
     errors: dict[str, str] = {}
@@ -85,12 +87,18 @@ def validate_submission(raw: Mapping[str, Any], *, today: date, policy: ShopPoli
         errors["name"] = "お名前を入力してください。"
     elif len(name) > MAX_NAME:
         errors["name"] = f"お名前は{MAX_NAME}文字以内で入力してください。"
+    elif looks_like_link(name):
+        # A name is shown in the shop's own mails: it must never be a link (issue 7, #7).
+        errors["name"] = NAME_LOOKS_LIKE_LINK
 
     email = clean_line(raw.get("email"))
     if not email:
         errors["email"] = "メールアドレスを入力してください。"
-    elif len(email) > MAX_EMAIL or not is_email_address(email):
-        errors["email"] = "メールアドレスの形式が正しくありません(例: taro@example.jp)。"
+    else:
+        try:
+            email = normalize_address(email)
+        except AddressError:
+            errors["email"] = "メールアドレスの形式が正しくありません(例: taro@example.jp)。"
 
     order_number = clean_line(raw.get("order_number")).replace(" ", "") or None
     needs_order = kind is not TicketKind.inquiry
@@ -150,7 +158,7 @@ def validate_submission(raw: Mapping[str, Any], *, today: date, policy: ShopPoli
     if errors:
         return Validation(None, errors, late)
     submission = Submission(
-        kind, name, email.lower(), order_number, arrived_on, description, desired_variant, category
+        kind, name, email, order_number, arrived_on, description, desired_variant, category
     )
     return Validation(submission, {}, late)
 
@@ -161,6 +169,34 @@ def validate_message(body: str | None) -> tuple[str, dict[str, str]]:
     if len(text) > MAX_DESCRIPTION:
         return text, {"body": f"メッセージは{MAX_DESCRIPTION}文字以内で入力してください。"}
     return text, {}
+
+
+def submission_fingerprint(submission: Submission, photos: Mapping[str, StoredPhoto]) -> str:
+    """A digest of everything a submission holds: every field and each photo's content.
+
+    A repeated submission key must come with the same fingerprint to get the first result
+    back: a key alone never hands over a ticket made from other content (issue 7, #4).
+    """
+    fields = {name: _plain(value) for name, value in asdict(submission).items()}
+    return _digest({"fields": fields, "photos": _photo_digests(photos)})
+
+
+def message_fingerprint(body: str, photos: Mapping[str, StoredPhoto], sender: str | None) -> str:
+    """A digest of a customer's message (text, photos, who sent it), as for submissions."""
+    return _digest({"body": body, "photos": sorted(_photo_digests(photos).values()), "by": sender})
+
+
+def _plain(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _photo_digests(photos: Mapping[str, StoredPhoto]) -> dict[str, str]:
+    return {name: photo.digest for name, photo in sorted(photos.items())}
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    payload = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def missing_photos(kind: TicketKind, photos: Mapping[str, StoredPhoto]) -> dict[str, str]:

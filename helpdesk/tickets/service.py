@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from helpdesk.models import (
 from helpdesk.photos import StoredPhoto
 from helpdesk.tickets import store
 from helpdesk.tickets.access import Signer, TicketAccess
+from helpdesk.tickets.addresses import AddressError, normalize_address
 from helpdesk.tickets.commands import (
     Actor,
     ActorRole,
@@ -45,15 +46,18 @@ from helpdesk.tickets.commands import (
 )
 from helpdesk.tickets.notify import AgentChange, Notifier
 from helpdesk.tickets.rules import (
+    MAX_NAME,
     REOPENED_BY_CUSTOMER,
     Submission,
     clean_text,
     command_problems,
     first_message,
-    is_email_address,
+    message_fingerprint,
     subject_for,
+    submission_fingerprint,
     unknown_assignee,
 )
+from helpdesk.tickets.text import name_from_mail
 from helpdesk.tickets.urls import TicketUrls
 
 CONFLICT = (
@@ -62,6 +66,40 @@ CONFLICT = (
 )
 # The body stored for a message that has none (a bare "#note").
 NO_BODY = "(本文なし)"
+# Origins of automatic mail (``Outbox.origin``) other than a client's address.
+MAIL_ORIGIN = "mail"
+AGENTS_ORIGIN = "agents"
+
+
+class SubmissionConflict(Exception):
+    """A submission key came back with other content: nothing is made, nothing handed over.
+
+    ``message`` is the Japanese sentence for the form or the API (HTTP 409).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+TICKET_KEY_CONFLICT = (
+    "この送信キー(Idempotency-Key またはフォームの送信番号)は、内容の異なる別の送信に"
+    "すでに使われています。内容をご確認のうえ、もう一度送信してください。"
+)
+MESSAGE_KEY_CONFLICT = (
+    "このメッセージは、別の内容ですでに送信されています。"
+    "内容をご確認のうえ、もう一度送信してください。"
+)
+
+
+def client_origin(client: str | None) -> str | None:
+    """The ``Outbox.origin`` of mail a web or API client caused."""
+    return f"client:{client}"[:100] if client else None
+
+
+def message_key(ticket_id: int, key: str) -> str:
+    """A message's submission key, scoped to its ticket: two tickets' keys never meet."""
+    return hashlib.sha256(f"ticket:{ticket_id}:{key}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +211,7 @@ class TicketService:
         base_url: str,
         support_address: str,
         automatic_mail_limit: int = 10,
+        automatic_mail_address_limit: int = 50,
     ) -> None:
         self.sessions = sessions
         self.policy = policy
@@ -185,6 +224,7 @@ class TicketService:
             urls=self.urls,
             support_address=support_address,
             automatic_mail_limit=automatic_mail_limit,
+            automatic_mail_address_limit=automatic_mail_address_limit,
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -245,17 +285,38 @@ class TicketService:
         channel: str = "web",
         confirm: bool = True,
         in_reply_to: str | None = None,
+        client: str | None = None,
     ) -> tuple[Ticket, bool]:
         """Create the ticket with its first message, photos, events and confirmation mail.
 
         Returns ``(ticket, created)``; a repeated ``submission_key`` (reload, double click)
-        from the same e-mail address returns the first ticket with ``created`` False. Keys
-        are scoped by address, so nobody reaches another person's ticket through a key.
+        from the same e-mail address with the same content returns the first ticket with
+        ``created`` False. Keys are scoped by address, and a key that comes back with other
+        content raises ``SubmissionConflict``: nobody reaches another submission's ticket
+        through a key.
+
+        ``client`` is the submitting client's address (``security.client_ip``): recorded in
+        the audit trail, and the origin the confirmation is counted against. The address is
+        normalized (``normalize_address``); one that is not valid (mail from
+        ``"a b"@example.jp``) still makes a ticket, without a confirmation. The name is made
+        safe for mails (``name_from_mail``: nothing link-looking), so mail and the forms
+        share one rule.
+
+        Raises:
+            SubmissionConflict: the key was used with other content.
         """
+        unsendable = False
+        try:
+            email = normalize_address(submission.email)
+        except AddressError:
+            email, unsendable = submission.email.strip().lower(), True
+        name = name_from_mail(submission.name, email, max_length=MAX_NAME)
+        submission = replace(submission, email=email, name=name)
+        fingerprint = submission_fingerprint(submission, photos)
         if submission_key:
             scope = f"{channel}:{submission.email}:{submission_key}"
             submission_key = hashlib.sha256(scope.encode()).hexdigest()
-            if (ticket := await self._ticket_by_key(submission_key)) is not None:
+            if (ticket := await self._ticket_by_key(submission_key, fingerprint)) is not None:
                 return ticket, False
         try:
             ticket = await self._create(
@@ -263,23 +324,43 @@ class TicketService:
                 photos,
                 late=late,
                 submission_key=submission_key,
+                fingerprint=fingerprint,
                 deflection=deflection,
                 channel=channel,
                 confirm=confirm,
+                unsendable=unsendable,
                 in_reply_to=in_reply_to,
+                client=client,
             )
             return ticket, True
         except IntegrityError:
             # Two submits raced on the same key: the other one won.
             if not submission_key:
                 raise
-            ticket = await self._ticket_by_key(submission_key)  # type: ignore[assignment]
+            ticket = await self._ticket_by_key(submission_key, fingerprint)  # type: ignore[assignment]
             assert ticket is not None
             return ticket, False
 
-    async def _ticket_by_key(self, key: str) -> Ticket | None:
+    async def _ticket_by_key(self, key: str, fingerprint: str) -> Ticket | None:
+        """The ticket the key made, when it was made from the same content.
+
+        Raises:
+            SubmissionConflict: the key made a ticket from other content.
+        """
         async with self.sessions() as session:
-            return await store.ticket_by_submission_key(session, key=key)
+            ticket = await store.ticket_by_submission_key(session, key=key)
+        if ticket is not None and ticket.submission_fingerprint != fingerprint:
+            raise SubmissionConflict(TICKET_KEY_CONFLICT)
+        return ticket
+
+    async def confirmation_queued(self, ticket: Ticket) -> bool:
+        """Whether the customer's confirmation of this ticket went into the outbox."""
+        async with self.sessions() as session:
+            return await store.mail_queued(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                kind="ticket_confirmation",
+            )
 
     async def _create(
         self,
@@ -288,10 +369,13 @@ class TicketService:
         *,
         late: bool,
         submission_key: str | None,
+        fingerprint: str,
         deflection: Mapping[str, list[str]] | None,
         channel: str,
         confirm: bool,
+        unsendable: bool,
         in_reply_to: str | None,
+        client: str | None,
     ) -> Ticket:
         now = utcnow()
         system = Actor.system().address
@@ -303,8 +387,10 @@ class TicketService:
                 reference=f"pending-{secrets.token_hex(8)}",
                 token_nonce=secrets.token_urlsafe(16),
                 submission_key=submission_key,
+                submission_fingerprint=fingerprint,
                 kind=submission.kind,
                 customer_id=customer.id,  # type: ignore[arg-type]
+                customer_name=submission.name,
                 order_number=submission.order_number,
                 arrived_on=submission.arrived_on,
                 late=late,
@@ -337,7 +423,7 @@ class TicketService:
             def event(kind: str, actor: str, **data: Any) -> None:
                 store.add_event(session, ticket_id=ticket.id, kind=kind, actor=actor, data=data)
 
-            event("created", submission.email, channel=channel)
+            event("created", submission.email, channel=channel, client=client)
             if late:
                 today = self.policy.local(now).date()
                 days = (today - submission.arrived_on).days if submission.arrived_on else None
@@ -345,14 +431,18 @@ class TicketService:
             for kind, ids in (deflection or {}).items():
                 if ids:
                     event(f"deflection_{kind}", system, ids=ids)
+            if confirm and unsendable:
+                # Kept for the agents, but nothing is mailed to an address we do not accept.
+                event("mail_suppressed", system, to=submission.email, reason="invalid_address")
             await self.notify.ticket_created(
                 session,
                 ticket,
                 customer,
                 submission,
                 attachments,
-                confirm=confirm,
+                confirm=confirm and not unsendable,
                 in_reply_to=in_reply_to,
+                origin=MAIL_ORIGIN if channel == "mail" else client_origin(client),
             )
         return ticket
 
@@ -366,28 +456,43 @@ class TicketService:
         *,
         submission_key: str | None = None,
         sender: str | None = None,
+        client: str | None = None,
     ) -> Message:
         """Append the customer's message; a waiting, resolved or closed ticket opens again.
 
         ``sender`` is who wrote (mail): someone other than the customer is named as such,
-        and their message does not reopen the ticket.
+        and their message does not reopen the ticket. ``client`` is the web client's
+        address, recorded in the audit trail.
 
-        A repeated ``submission_key`` returns the message already stored.
+        A repeated ``submission_key`` on this ticket with the same content returns the
+        message already stored; keys are scoped to the ticket, so another ticket's key never
+        swallows this message.
+
+        Raises:
+            SubmissionConflict: the key was used on this ticket for another message.
         """
-        if submission_key and (message := await self._message_by_key(submission_key)):
-            return message
+        fingerprint = message_fingerprint(body, photos, sender)
+        if submission_key:
+            submission_key = message_key(ticket.id, submission_key)  # type: ignore[arg-type]
+            if message := await self._message_by_key(submission_key, fingerprint):
+                return message
         try:
-            return await self._add_customer_message(ticket, body, photos, submission_key, sender)
+            return await self._add_customer_message(
+                ticket, body, photos, submission_key, sender, fingerprint, client
+            )
         except IntegrityError:
             if not submission_key:
                 raise
-            message = await self._message_by_key(submission_key)
+            message = await self._message_by_key(submission_key, fingerprint)
             assert message is not None
             return message
 
-    async def _message_by_key(self, key: str) -> Message | None:
+    async def _message_by_key(self, key: str, fingerprint: str) -> Message | None:
         async with self.sessions() as session:
-            return await store.message_by_submission_key(session, key=key)
+            message = await store.message_by_submission_key(session, key=key)
+        if message is not None and message.submission_fingerprint != fingerprint:
+            raise SubmissionConflict(MESSAGE_KEY_CONFLICT)
+        return message
 
     async def _add_customer_message(
         self,
@@ -396,6 +501,8 @@ class TicketService:
         photos: Mapping[str, StoredPhoto],
         submission_key: str | None,
         sender: str | None,
+        fingerprint: str,
+        client: str | None,
     ) -> Message:
         now = utcnow()
         async with self.sessions() as session, session.begin():
@@ -405,9 +512,10 @@ class TicketService:
             message = Message(
                 ticket_id=current.id,  # type: ignore[arg-type]
                 author=Author.customer,
-                author_name=f"お客様以外: {sender}" if stranger else customer.name,
+                author_name=f"お客様以外: {sender}" if stranger else current.customer_name,
                 body=body or "(写真を追加しました)",
                 submission_key=submission_key,
+                submission_fingerprint=fingerprint,
                 created_at=now,
             )
             session.add(message)
@@ -423,6 +531,7 @@ class TicketService:
                 ticket_id=current.id,
                 kind="third_party_message" if stranger else "customer_message",
                 actor=sender or customer.email,
+                data={"client": client} if client else None,
             )
             await self.notify.customer_wrote(
                 session,
@@ -475,6 +584,8 @@ class TicketService:
         """
         if actor.role is ActorRole.customer:
             raise ValueError("customers do not apply commands; use add_customer_message")
+        if submission_key:
+            submission_key = message_key(ticket.id, submission_key)  # type: ignore[arg-type]
         commands = tuple(commands)
         if problems := command_problems(commands):
             return ApplyResult(tuple(problems))
@@ -497,7 +608,7 @@ class TicketService:
                 await _HANDLERS[type(command)](unit, command)
             change = AgentChange(unit.old_status, reply=unit.reply, internal=unit.internal)
             await self.notify.agent_changed(
-                session, current, customer, change, in_reply_to=in_reply_to
+                session, current, customer, change, in_reply_to=in_reply_to, origin=AGENTS_ORIGIN
             )
             current.updated_at = unit.now
         ticket.status, ticket.priority = current.status, current.priority
@@ -507,10 +618,12 @@ class TicketService:
     # -- agents ----------------------------------------------------------------------------
 
     async def add_agent(self, email: str, name: str) -> Agent:
-        """Register (or rename) the agent with this address; ``ValueError`` for a bad one."""
-        email = email.strip().lower()
-        if not is_email_address(email):
-            raise ValueError(f"not an e-mail address: {email!r}")
+        """Register (or rename) the agent with this address.
+
+        Raises:
+            ValueError: (``AddressError``) for an address ``normalize_address`` refuses.
+        """
+        email = normalize_address(email)
         async with self.sessions() as session, session.begin():
             agent = await store.agent_by_email(session, email=email)
             if agent is None:

@@ -207,11 +207,25 @@ def add_attachments(
 # -- mail --------------------------------------------------------------------------------------
 
 
-async def automatic_mail_count(session: AsyncSession, *, to: str, since: datetime) -> int:
-    """How many automatic mails were queued to ``to`` since ``since``."""
-    sent = await session.execute(
-        select(func.count()).where(
-            Outbox.to_address == to, Outbox.automatic, Outbox.created_at >= since
-        )
+async def automatic_mail_count(
+    session: AsyncSession, *, to: str, since: datetime, origin: str | None = None
+) -> int:
+    """How many automatic mails were queued to ``to`` since ``since``.
+
+    With ``origin``, only those of that origin (``Outbox.origin``); mail queued before
+    origins were recorded has none and counts for no origin.
+    """
+    query = select(func.count()).where(
+        Outbox.to_address == to, Outbox.automatic, Outbox.created_at >= since
     )
-    return int(sent.scalar_one())
+    if origin is not None:
+        query = query.where(Outbox.origin == origin)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def mail_queued(session: AsyncSession, *, ticket_id: int, kind: str) -> bool:
+    """Whether a mail of ``kind`` was queued for the ticket."""
+    found = await session.execute(
+        select(Outbox.id).where(Outbox.ticket_id == ticket_id, Outbox.kind == kind).limit(1)
+    )
+    return found.first() is not None

@@ -10,6 +10,7 @@ signed hidden field (with its thumbnail shown), so that nobody uploads it twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +26,14 @@ from starlette.routing import Route
 from helpdesk.db import as_utc
 from helpdesk.models import TicketKind
 from helpdesk.photos import PhotoError, StoredPhoto
-from helpdesk.security import client_ip, rate_limited_message, verify_csrf
+from helpdesk.security import (
+    api_key_matches,
+    client_ip,
+    looks_like_browser,
+    presented_api_key,
+    rate_limited_message,
+    verify_csrf,
+)
 from helpdesk.tickets.labels import (
     INQUIRY_CATEGORIES,
     INQUIRY_GROUPS,
@@ -45,6 +53,7 @@ from helpdesk.tickets.rules import (
     validate_message,
     validate_submission,
 )
+from helpdesk.tickets.service import SubmissionConflict
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +257,18 @@ def _late_unconfirmed(window_days: int) -> str:
     )
 
 
+def _kept_photos(helpdesk: Any, photos: dict[str, StoredPhoto]) -> dict[str, Kept]:
+    """Accepted photos as the form carries them: a signed token and a thumbnail link."""
+    return {
+        name: Kept(
+            photo,
+            helpdesk.tickets.access.photo_token(photo),
+            helpdesk.tickets.urls.kept_thumb(photo),
+        )
+        for name, photo in photos.items()
+    }
+
+
 def _render_form(
     request: Request,
     form_name: str,
@@ -272,14 +293,7 @@ def _render_form(
             values["category"] = query["category"]
         if carried := query.get("q", "").strip():
             values["description"] = carried[:MAX_DESCRIPTION]
-    kept = {
-        name: Kept(
-            photo,
-            helpdesk.tickets.access.photo_token(photo),
-            helpdesk.tickets.urls.kept_thumb(photo),
-        )
-        for name, photo in (intake.photos.items() if intake else ())
-    }
+    kept = _kept_photos(helpdesk, intake.photos if intake else {})
     today = today_in_japan(policy)
     days = _late_days(values, today)
     context = {
@@ -392,13 +406,21 @@ async def _handle_form(request: Request, form_name: str, form: FormData) -> Resp
     if not uploads and (retry_after := limiter.hit(address)) is not None:
         intake.errors["form"] = rate_limited_message(retry_after)
         return _render_form(request, form_name, intake, status_code=429, refused="rate")
-    ticket, _created = await helpdesk.tickets.submit(
-        intake.submission,
-        intake.photos,
-        late=intake.late,
-        submission_key=intake.values.get("submission_id") or None,
-        deflection=_deflection(intake.values),
-    )
+    try:
+        ticket, _created = await helpdesk.tickets.submit(
+            intake.submission,
+            intake.photos,
+            late=intake.late,
+            submission_key=intake.values.get("submission_id") or None,
+            deflection=_deflection(intake.values),
+            client=client_ip(request),
+        )
+    except SubmissionConflict as exc:
+        # The id came back with other content (edited after going back): nothing of the
+        # first ticket is shown; a fresh id makes the next send a new submission.
+        intake.errors["form"] = exc.message
+        intake.values["submission_id"] = ""
+        return _render_form(request, form_name, intake, status_code=409)
     return RedirectResponse(helpdesk.tickets.urls.submitted(ticket), status_code=303)
 
 
@@ -454,6 +476,8 @@ async def submitted(request: Request) -> Response:
         "policy": helpdesk.faq.policy,
         "received": received,
         "photo_labels": PHOTO_FIELDS,
+        # The page says a confirmation was sent only when one was queued (issue 7, #8).
+        "confirmation_mail": await helpdesk.tickets.confirmation_queued(ticket),
     }
     return helpdesk.templates.TemplateResponse(request, "tickets/submitted.html", context)
 
@@ -547,20 +571,31 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
     if not errors and (retry_after := _rate_limited(request)) is not None:
         errors["body"] = rate_limited_message(retry_after)
     if errors:
-        kept_photos = {
-            name: Kept(
-                photo,
-                helpdesk.tickets.access.photo_token(photo),
-                helpdesk.tickets.urls.kept_thumb(photo),
-            )
-            for name, photo in photos.items()
-        }
         return await _status_response(
-            request, ticket, errors=errors, values=values, kept=kept_photos, status_code=422
+            request,
+            ticket,
+            errors=errors,
+            values=values,
+            kept=_kept_photos(helpdesk, photos),
+            status_code=422,
         )
-    await helpdesk.tickets.add_customer_message(
-        ticket, body, photos, submission_key=str(form.get("submission_id") or "") or None
-    )
+    try:
+        await helpdesk.tickets.add_customer_message(
+            ticket,
+            body,
+            photos,
+            submission_key=str(form.get("submission_id") or "") or None,
+            client=client_ip(request),
+        )
+    except SubmissionConflict as exc:
+        return await _status_response(
+            request,
+            ticket,
+            errors={"body": exc.message},
+            values=values,
+            kept=_kept_photos(helpdesk, photos),
+            status_code=409,
+        )
     return RedirectResponse(helpdesk.tickets.urls.status(ticket, sent=True), status_code=303)
 
 
@@ -620,15 +655,97 @@ async def agent_photo(request: Request) -> Response:
 # -- HTTP API ---------------------------------------------------------------------------------
 
 
+# The text fields the API takes; photos come only as multipart files.
+API_TEXT_FIELDS = (
+    "kind",
+    "name",
+    "email",
+    "order_number",
+    "arrived_on",
+    "description",
+    "desired_variant",
+    "category",
+)
+API_CONTENT_TYPES = ("application/json", "multipart/form-data")
+# A JSON submission holds a few short fields and a description of at most 5000 characters.
+MAX_API_JSON_BYTES = 64 * 1024
+API_UNSUPPORTED = (
+    "application/json または multipart/form-data で送信してください"
+    "(写真を付けるときは multipart/form-data です)。"
+)
+API_KEY_WRONG = "APIキーが正しくありません。"
+API_KEY_NEEDED = "APIキーが必要です(Authorization: Bearer <キー> で送ってください)。"
+API_CROSS_SITE = (
+    "ブラウザからの送信には、このサイトのページが発行したトークンが必要です。"
+    "お問い合わせはフォームからお送りください。"
+)
+
+
+def _api_error(field_name: str, message: str, status_code: int, **headers: str) -> Response:
+    return JSONResponse({"errors": {field_name: message}}, status_code=status_code, headers=headers)
+
+
 async def api_create_ticket(request: Request) -> Response:
+    """``POST /api/tickets``: JSON or multipart from integrations, never a cross-site form.
+
+    Content types a cross-site page can post without asking the browser first
+    (``application/x-www-form-urlencoded``, ``text/plain``) get 415. A request with an API
+    key (``HELPDESK_API_KEYS``) is an integration; one without a key that comes from a
+    browser (``Origin`` or ``Sec-Fetch-*`` headers) must carry the CSRF token like the forms;
+    one with neither is allowed only while no keys are configured (issue 7, #13).
+    """
     helpdesk = _helpdesk(request)
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        return JSONResponse(
-            {"errors": {"form": "multipart/form-data で送信してください。"}}, status_code=415
-        )
-    async with _read_form(request) as form:
-        intake = await _intake(request, form, PHOTO_FIELDS)
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type not in API_CONTENT_TYPES:
+        return _api_error("form", API_UNSUPPORTED, 415)
+    keys = helpdesk.settings.api_key_list
+    presented = presented_api_key(request.headers)
+    if presented is not None and not api_key_matches(presented, keys):
+        return _api_error("form", API_KEY_WRONG, 401, **{"WWW-Authenticate": "Bearer"})
+    browser = presented is None and looks_like_browser(request.headers)
+    if presented is None and not browser and keys:
+        return _api_error("form", API_KEY_NEEDED, 401, **{"WWW-Authenticate": "Bearer"})
+    if media_type == "application/json":
+        form = await _json_form(request)
+        if isinstance(form, Response):
+            return form
+        return await _api_submit(request, form, browser=browser)
+    async with _read_form(request) as multipart:
+        return await _api_submit(request, multipart, browser=browser)
+
+
+async def _json_form(request: Request) -> FormData | Response:
+    """The JSON object's text fields as form data, or the error response."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_API_JSON_BYTES:
+            message = f"送信データが大きすぎます(JSON は {MAX_API_JSON_BYTES // 1024} KB まで)。"
+            return _api_error("form", message, 413)
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return _api_error("form", "JSON として読み取れませんでした。", 400)
+    if not isinstance(data, dict):
+        return _api_error("form", "JSON のオブジェクト({...})で送信してください。", 400)
+    errors = {
+        name: "文字列で指定してください。"
+        for name in API_TEXT_FIELDS
+        if data.get(name) is not None and not isinstance(data[name], str)
+    }
+    if errors:
+        return JSONResponse({"errors": errors}, status_code=422)
+    return FormData([(name, data[name]) for name in API_TEXT_FIELDS if data.get(name)])
+
+
+async def _api_submit(request: Request, form: FormData, *, browser: bool) -> Response:
+    helpdesk = _helpdesk(request)
+    if browser and not await verify_csrf(request, form):
+        return _api_error("form", API_CROSS_SITE, 403)
+    text_only = FormData(
+        [(k, v) for k, v in form.multi_items() if k in API_TEXT_FIELDS or k in PHOTO_FIELDS]
+    )
+    intake = await _intake(request, text_only, PHOTO_FIELDS)
     if intake.errors:
         return JSONResponse({"errors": intake.errors}, status_code=422)
     if (retry_after := _rate_limited(request)) is not None:
@@ -637,19 +754,25 @@ async def api_create_ticket(request: Request) -> Response:
             status_code=429,
             headers={"Retry-After": str(int(retry_after) + 1)},
         )
-    ticket, created = await helpdesk.tickets.submit(
-        intake.submission,  # type: ignore[arg-type]
-        intake.photos,
-        late=intake.late,
-        submission_key=request.headers.get("idempotency-key") or None,
-        channel="api",
-    )
+    try:
+        ticket, created = await helpdesk.tickets.submit(
+            intake.submission,  # type: ignore[arg-type]
+            intake.photos,
+            late=intake.late,
+            submission_key=request.headers.get("idempotency-key") or None,
+            channel="api",
+            client=client_ip(request),
+        )
+    except SubmissionConflict as exc:
+        # Another submission's key: its ticket, its link and its token stay its own.
+        return _api_error("form", exc.message, 409)
     return JSONResponse(
         {
             "reference": ticket.reference,
             "status": ticket.status,
             "status_url": helpdesk.tickets.urls.status_url(ticket),
             "late": ticket.late,
+            "confirmation_mail": await helpdesk.tickets.confirmation_queued(ticket),
         },
         status_code=201 if created else 200,
     )

@@ -734,7 +734,8 @@ async def test_customer_message_reopens_a_resolved_ticket(
     files = {"photo": ("more.heic", imaging.heic(), "image/heic")}
     sent = await client.post(post, params=dict(url.params), data=data, files=files)
     assert sent.status_code == 303
-    again = await client.post(post, params=dict(url.params), data=data)  # reload: no duplicate
+    # A reload sends the same form again, photo and all: nothing is added twice.
+    again = await client.post(post, params=dict(url.params), data=data, files=files)
     assert again.status_code == 303
     body = (
         await client.get(url.path, params=dict(url.params), headers={"Accept": "application/json"})
@@ -766,27 +767,32 @@ async def test_api_creates_every_kind(
 ) -> None:
     data = {**defect_fields(app), **fields}
     if needs_photos:
-        without = await client.post("/api/tickets", data=data)
+        without = await client.post("/api/tickets", json=data)
         assert without.status_code == 422
         assert set(without.json()["errors"]) == {"photo_overall", "photo_defect"}
-    response = await client.post(
-        "/api/tickets", data=data, files=photos() if needs_photos else None
-    )
+    if needs_photos:
+        response = await client.post("/api/tickets", data=data, files=photos())
+    else:
+        response = await client.post("/api/tickets", json=data)
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"reference", "status", "status_url", "late"}
+    assert set(body) == {"reference", "status", "status_url", "late", "confirmation_mail"}
+    assert body["confirmation_mail"] is True
     assert body["status"] == "new" and body["late"] is False
     assert body["status_url"].startswith(f"http://testserver/t/{body['reference']}?token=")
 
 
 async def test_api_errors_are_japanese_per_field(client: httpx.AsyncClient) -> None:
-    response = await client.post("/api/tickets", data={"kind": "defect", "email": "x"})
+    response = await client.post("/api/tickets", json={"kind": "defect", "email": "x"})
     assert response.status_code == 422
     errors = response.json()["errors"]
     assert {"name", "email", "order_number", "arrived_on", "description"} <= set(errors)
     assert errors["email"].startswith("メールアドレスの形式")
-    not_multipart = await client.post("/api/tickets", json={"kind": "defect"})
-    assert not_multipart.status_code == 415
+    as_multipart = await client.post(
+        "/api/tickets", data={"kind": "defect", "email": "x"}, files={"x": ("x.txt", b"")}
+    )
+    assert as_multipart.status_code == 422
+    assert as_multipart.json()["errors"] == errors
 
 
 async def test_api_converts_heic_and_refuses_a_decompression_bomb(
@@ -832,7 +838,11 @@ async def test_openapi_document(client: httpx.AsyncClient) -> None:
         "multipart/form-data"
     ]["schema"]
     assert {"kind", "photo_overall", "photo_defect", "arrived_on"} <= set(schema["properties"])
-    assert set(document["paths"]["/api/tickets"]["post"]["responses"]) >= {"201", "413", "422"}
+    post = document["paths"]["/api/tickets"]["post"]
+    assert set(post["responses"]) >= {"201", "401", "403", "409", "413", "415", "422"}
+    as_json = post["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert "kind" in as_json and "photo_overall" not in as_json  # photos only as multipart
+    assert "application/x-www-form-urlencoded" not in post["requestBody"]["content"]
 
 
 async def test_twenty_concurrent_submissions_with_photos(
@@ -862,7 +872,7 @@ async def test_submissions_are_rate_limited_per_address(
 
     app.state.helpdesk.submission_limiter = RateLimiter(2, 600)
     data = defect_fields(app, kind="exchange", desired_variant="M")
-    codes = [(await client.post("/api/tickets", data=data)).status_code for _ in range(3)]
+    codes = [(await client.post("/api/tickets", json=data)).status_code for _ in range(3)]
     assert codes == [201, 201, 429]
 
 
