@@ -5,6 +5,12 @@ so a change and its mail are stored together or not at all. Customers get the co
 agents' replies and status changes; the support inbox gets new tickets, customers' messages
 and failures, with the agents' signed reply address. An internal note tells the customer
 nothing. Automatic mail to one address is capped per hour (RFC 3834: no mail storms).
+
+Every mail to a customer goes through ``to_customer``, the one place that
+- threads it: In-Reply-To the latest mail of the conversation (ours or the customer's),
+  References its first and last ten, and one subject form (``customer_subject``);
+- redacts it: nothing agent-only (links, keys, the agents' address, a quoted
+  notification) is left in its subject, text or HTML (``redact.for_customer``).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from faq import ShopPolicy
 from helpdesk.db import utcnow
-from helpdesk.mail.compose import compose
+from helpdesk.mail.compose import compose, opens_with_greeting
 from helpdesk.models import (
     Agent,
     Attachment,
@@ -30,13 +36,41 @@ from helpdesk.models import (
     Outbox,
     Ticket,
     TicketStatus,
+    Trust,
 )
-from helpdesk.tickets import store
+from helpdesk.tickets import redact, store
 from helpdesk.tickets.access import TicketAccess
 from helpdesk.tickets.commands import Actor
-from helpdesk.tickets.labels import INQUIRY_CATEGORIES, KIND_LABELS, PHOTO_FIELDS, STATUS_LABELS
+from helpdesk.tickets.labels import (
+    INQUIRY_CATEGORIES,
+    KIND_LABELS,
+    PHOTO_FIELDS,
+    STATUS_LABELS,
+    trust_label,
+)
 from helpdesk.tickets.rules import Submission
 from helpdesk.tickets.urls import TicketUrls
+
+# References carry the first mail of the conversation and the latest ones (RFC 5322 3.6.4
+# asks for the whole chain; mail clients need the root and the recent part of it).
+REFERENCES_KEPT = 10
+# The audit-trail event that records the agents were told about an unregistered sender.
+UNREGISTERED_TOLD = "unregistered_sender_told"
+
+
+def customer_subject(ticket: Ticket, *, reply: bool) -> str:
+    """The one subject form of a ticket's mails to its customer: 「[HD-26-00042] 件名」,
+    with 「Re: 」 once the conversation has begun."""
+    return f"{'Re: ' if reply else ''}[{ticket.reference}] {ticket.subject}"
+
+
+def thread_headers(thread: Sequence[str]) -> tuple[str | None, list[str]]:
+    """(In-Reply-To, References) for a mail following the conversation ``thread`` (its
+    Message-IDs, oldest first): the latest, and the first with the last ten."""
+    if not thread:
+        return None, []
+    references = list(dict.fromkeys([thread[0], *thread[-REFERENCES_KEPT:]]))
+    return thread[-1], references
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +80,19 @@ class AgentChange:
     old_status: str
     reply: str | None = None  # the text of a Reply command
     internal: bool = False  # an AddNote: the whole change stays internal
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRedactor:
+    """``redact`` with a ticket's own agent key and agents' address (``compose``'s hook)."""
+
+    secrets: tuple[str, ...] = ()
+
+    def text(self, value: str) -> str:
+        return redact.for_customer(value, secrets=self.secrets)
+
+    def html(self, value: str) -> str:
+        return redact.html_for_customer(value, secrets=self.secrets)
 
 
 class Notifier:
@@ -64,6 +111,9 @@ class Notifier:
         self.support_address = support_address
         self.automatic_mail_limit = automatic_mail_limit
 
+    def redactor(self, ticket: Ticket | None) -> CustomerRedactor:
+        return CustomerRedactor(self.access.agent_secrets(ticket) if ticket else ())
+
     # -- what each change sends -----------------------------------------------------------
 
     async def ticket_created(
@@ -75,7 +125,6 @@ class Notifier:
         attachments: Sequence[Attachment],
         *,
         confirm: bool = True,
-        in_reply_to: str | None = None,
     ) -> None:
         """The customer's confirmation (unless ``confirm`` is False) and the agents' notice."""
         context = {
@@ -84,23 +133,18 @@ class Notifier:
             "kind_label": KIND_LABELS[submission.kind],
             "category_label": INQUIRY_CATEGORIES.get(submission.category or ""),
             "status_url": self.urls.status_url(ticket),
-            "agent_url": self.urls.agent_url(ticket),
             "attachments": attachments,
             "photo_labels": PHOTO_FIELDS,
         }
         if confirm:
-            await self.queue(
-                session,
-                ticket=ticket,
-                kind="ticket_confirmation",
-                to=customer.email,
-                reply_to=self.access.reply_address(ticket),
-                in_reply_to=in_reply_to,
-                references=[in_reply_to] if in_reply_to else (),
-                **context,
-            )
+            await self.to_customer(session, ticket, customer, "ticket_confirmation", **context)
         await self.tell_agents(
-            session, ticket, "ticket_notification", attach=attachments, **context
+            session,
+            ticket,
+            "ticket_notification",
+            attach=attachments,
+            agent_url=self.urls.agent_url(ticket),
+            **context,
         )
 
     async def customer_wrote(
@@ -110,29 +154,34 @@ class Notifier:
         customer: Customer,
         message: Message,
         attachments: Sequence[Attachment],
-        *,
-        stranger: str | None,
     ) -> None:
-        """The agents hear of a customer's message (or a stranger's, marked as such)."""
+        """The agents hear of a message on the ticket: the customer's; or one held as
+        unverified, with why and how to accept it; or, from an unregistered address on the
+        agents' address, once per sender (issue 8: no mail per message to a shared inbox)."""
+        if message.trust is Trust.unregistered:
+            sender = message.sender or ""
+            if await store.event_exists(session, kind=UNREGISTERED_TOLD, actor=sender):
+                return
+            store.add_event(
+                session, ticket_id=ticket.id, kind=UNREGISTERED_TOLD, actor=sender, data={}
+            )
+            kind = "unregistered_sender"
+        else:
+            kind = "customer_reply"
         await self.tell_agents(
             session,
             ticket,
-            "customer_reply",
+            kind,
             attach=attachments,
             customer=customer,
-            stranger=stranger,
+            message=message,
+            trust_label=trust_label(message.trust),
             body=message.body,
             agent_url=self.urls.agent_url(ticket),
         )
 
     async def agent_changed(
-        self,
-        session: AsyncSession,
-        ticket: Ticket,
-        customer: Customer,
-        change: AgentChange,
-        *,
-        in_reply_to: str | None = None,
+        self, session: AsyncSession, ticket: Ticket, customer: Customer, change: AgentChange
     ) -> Outbox | None:
         """The customer gets the agent's reply (mentioning a new status), or a short status
         mail when the status alone changed (to anything but "open"); a note sends nothing.
@@ -140,17 +189,15 @@ class Notifier:
         changed = ticket.status != change.old_status and ticket.status != TicketStatus.open
         if change.internal or not (change.reply or changed):
             return None
-        return await self.queue(
+        body = change.reply or ""
+        return await self.to_customer(
             session,
-            ticket=ticket,
-            kind="agent_reply" if change.reply else "status_changed",
-            to=customer.email,
+            ticket,
+            customer,
+            "agent_reply" if change.reply else "status_changed",
             automatic=not change.reply,
-            reply_to=self.access.reply_address(ticket),
-            in_reply_to=in_reply_to,
-            references=[in_reply_to] if in_reply_to else (),
-            customer=customer,
-            body=change.reply or "",
+            body=body,
+            greeted=opens_with_greeting(body),
             status_label=STATUS_LABELS[ticket.status] if changed else None,
             status_url=self.urls.status_url(ticket),
         )
@@ -158,8 +205,9 @@ class Notifier:
     async def agent_error(
         self, session: AsyncSession, agent: Agent, ticket: Ticket, problems: str
     ) -> None:
-        """Tell the agent why their mailed commands did nothing."""
-        await self.queue(
+        """Tell the agent why their mailed commands did nothing (``problems``: the whole
+        explanation, said once)."""
+        await self._queue(
             session,
             ticket=ticket,
             kind="agent_error",
@@ -181,6 +229,39 @@ class Notifier:
     def new_message_id(self) -> str:
         return make_msgid(domain=self.support_address.rpartition("@")[2]).strip("<>")
 
+    async def to_customer(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        to: Customer,
+        kind: str,
+        *,
+        automatic: bool = True,
+        **context: Any,
+    ) -> Outbox | None:
+        """Queue the mail ``kind`` to the ticket's customer: threaded, with the one subject
+        form, redacted, and with the customer's signed reply address."""
+        thread = await store.customer_thread(
+            session,
+            ticket_id=ticket.id,  # type: ignore[arg-type]
+            email=to.email,
+        )
+        in_reply_to, references = thread_headers(thread)
+        context.setdefault("customer", to)
+        return await self._queue(
+            session,
+            ticket=ticket,
+            kind=kind,
+            to=to.email,
+            automatic=automatic,
+            reply_to=self.access.reply_address(ticket),
+            in_reply_to=in_reply_to,
+            references=references,
+            redactor=self.redactor(ticket),
+            subject=customer_subject(ticket, reply=bool(thread)),
+            **context,
+        )
+
     async def tell_agents(
         self,
         session: AsyncSession,
@@ -190,7 +271,7 @@ class Notifier:
         **context: Any,
     ) -> None:
         """Mail the support inbox; replies to it come back on the agents' signed address."""
-        await self.queue(
+        await self._queue(
             session,
             ticket=ticket,
             kind=kind,
@@ -201,7 +282,7 @@ class Notifier:
             **context,
         )
 
-    async def queue(
+    async def _queue(
         self,
         session: AsyncSession,
         *,
@@ -213,6 +294,7 @@ class Notifier:
         in_reply_to: str | None = None,
         references: Sequence[str] = (),
         attach: Sequence[Attachment] = (),
+        redactor: CustomerRedactor | None = None,
         **context: Any,
     ) -> Outbox | None:
         """Compose the mail ``kind`` (``templates/mail/{kind}.txt``) into the outbox, in the
@@ -235,7 +317,7 @@ class Notifier:
                         data={"to": to, "mail": kind},
                     )
                 return None
-        mail = compose(kind, ticket=ticket, policy=self.policy, **context)
+        mail = compose(kind, redact=redactor, ticket=ticket, policy=self.policy, **context)
         row = Outbox(
             ticket_id=ticket.id if ticket else None,
             kind=kind,

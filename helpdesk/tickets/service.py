@@ -24,16 +24,17 @@ from helpdesk.models import (
     Attachment,
     Author,
     Customer,
-    InboundMail,
     Message,
     Ticket,
     TicketEvent,
     TicketStatus,
+    Trust,
 )
 from helpdesk.photos import StoredPhoto
-from helpdesk.tickets import store
+from helpdesk.tickets import redact, store
 from helpdesk.tickets.access import Signer, TicketAccess
 from helpdesk.tickets.commands import (
+    AcceptMessage,
     Actor,
     ActorRole,
     AddNote,
@@ -47,7 +48,6 @@ from helpdesk.tickets.notify import AgentChange, Notifier
 from helpdesk.tickets.rules import (
     REOPENED_BY_CUSTOMER,
     Submission,
-    clean_text,
     command_problems,
     first_message,
     is_email_address,
@@ -62,6 +62,13 @@ CONFLICT = (
 )
 # The body stored for a message that has none (a bare "#note").
 NO_BODY = "(本文なし)"
+
+
+def not_acceptable(message_id: int) -> str:
+    return (
+        f"メッセージ {message_id} は、このチケットの未確認のメッセージではありません。"
+        "担当者用ページの「未確認」のメッセージに表示された番号を指定してください。"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,7 @@ class _Unit:
     actor: Actor
     submission_key: str | None
     assignees: dict[str, Agent]
+    held: dict[int, Message]
     old_status: str
     status_commanded: bool = False
     reply: str | None = None
@@ -113,6 +121,18 @@ class _Unit:
                 created_at=self.now,
             )
         )
+
+
+async def _accept(unit: _Unit, command: AcceptMessage) -> None:
+    """The held message becomes the customer's: shown to them, and the ticket opens again
+    as it would have had the customer's own mail arrived."""
+    message = unit.held[command.message_id]
+    unit.event("message_accepted", message=message.id, trust=message.trust, sender=message.sender)
+    message.trust = Trust.verified
+    message.author = Author.customer
+    if unit.ticket.status in REOPENED_BY_CUSTOMER:
+        unit.event("status_changed", old=unit.ticket.status, new=TicketStatus.open)
+        unit.ticket.status = TicketStatus.open
 
 
 async def _assign(unit: _Unit, command: Assign) -> None:
@@ -149,9 +169,11 @@ async def _reply(unit: _Unit, command: Reply) -> None:
     unit.event("agent_reply")
 
 
-# One handler per command, in the order they apply whatever order they came in: the
-# assignment, the priority, the status, then the message (which may depend on the status).
+# One handler per command, in the order they apply whatever order they came in: accepting
+# a held message (which may reopen), the assignment, the priority, the status, then the
+# message (which may depend on the status).
 _HANDLERS: dict[type, Callable[[_Unit, Any], Awaitable[None]]] = {
+    AcceptMessage: _accept,
     Assign: _assign,
     SetPriority: _set_priority,
     SetStatus: _set_status,
@@ -217,19 +239,44 @@ class TicketService:
     async def conversation(
         self, ticket: Ticket, *, internal: bool = False
     ) -> list[tuple[Message, list[Attachment]]]:
+        """The ticket's messages with their photos.
+
+        For the customer (not ``internal``): only their verified messages and the agents'
+        answers, as copies redacted for them (``redact.for_customer``); agents see all.
+        """
         async with self.sessions() as session:
-            return await store.conversation(
+            found = await store.conversation(
                 session,
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 internal=internal,
             )
+        if internal:
+            return found
+        secrets = self.access.agent_secrets(ticket)
+        return [
+            (
+                Message(
+                    id=message.id,
+                    ticket_id=message.ticket_id,
+                    author=message.author,
+                    body=redact.for_customer(message.body, secrets=secrets),
+                    created_at=message.created_at,
+                ),
+                attachments,
+            )
+            for message, attachments in found
+        ]
 
-    async def attachment(self, ticket: Ticket, digest: str) -> Attachment | None:
+    async def attachment(
+        self, ticket: Ticket, digest: str, *, internal: bool = False
+    ) -> Attachment | None:
+        """A photo of the ticket; for the customer, only one of a message they may see."""
         async with self.sessions() as session:
             return await store.find_attachment(
                 session,
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 digest=digest,
+                internal=internal,
             )
 
     # -- a new ticket ----------------------------------------------------------------------
@@ -244,13 +291,16 @@ class TicketService:
         deflection: Mapping[str, list[str]] | None = None,
         channel: str = "web",
         confirm: bool = True,
-        in_reply_to: str | None = None,
+        mail_id: str | None = None,
+        subject: str | None = None,
     ) -> tuple[Ticket, bool]:
         """Create the ticket with its first message, photos, events and confirmation mail.
 
         Returns ``(ticket, created)``; a repeated ``submission_key`` (reload, double click)
         from the same e-mail address returns the first ticket with ``created`` False. Keys
         are scoped by address, so nobody reaches another person's ticket through a key.
+        ``mail_id`` is the Message-ID of the mail the ticket was made from (our answers
+        thread under it); ``subject`` replaces the subject made from the submission.
         """
         if submission_key:
             scope = f"{channel}:{submission.email}:{submission_key}"
@@ -266,7 +316,8 @@ class TicketService:
                 deflection=deflection,
                 channel=channel,
                 confirm=confirm,
-                in_reply_to=in_reply_to,
+                mail_id=mail_id,
+                subject=subject,
             )
             return ticket, True
         except IntegrityError:
@@ -291,7 +342,8 @@ class TicketService:
         deflection: Mapping[str, list[str]] | None,
         channel: str,
         confirm: bool,
-        in_reply_to: str | None,
+        mail_id: str | None,
+        subject: str | None,
     ) -> Ticket:
         now = utcnow()
         system = Actor.system().address
@@ -310,7 +362,7 @@ class TicketService:
                 late=late,
                 desired_variant=submission.desired_variant,
                 category=submission.category,
-                subject=subject_for(submission),
+                subject=(subject or subject_for(submission))[:200],
                 created_at=now,
                 updated_at=now,
             )
@@ -323,6 +375,8 @@ class TicketService:
                 author=Author.customer,
                 author_name=submission.name,
                 body=first_message(submission),
+                sender=submission.email if mail_id else None,
+                mail_id=mail_id,
                 created_at=now,
             )
             session.add(message)
@@ -352,7 +406,6 @@ class TicketService:
                 submission,
                 attachments,
                 confirm=confirm,
-                in_reply_to=in_reply_to,
             )
         return ticket
 
@@ -366,18 +419,26 @@ class TicketService:
         *,
         submission_key: str | None = None,
         sender: str | None = None,
+        sender_name: str | None = None,
+        trust: Trust = Trust.verified,
+        mail_id: str | None = None,
     ) -> Message:
-        """Append the customer's message; a waiting, resolved or closed ticket opens again.
+        """Append a message on the customer's side of the ticket.
 
-        ``sender`` is who wrote (mail): someone other than the customer is named as such,
-        and their message does not reopen the ticket.
+        A ``verified`` message is the customer's own: the agents hear of it and a waiting,
+        resolved or closed ticket opens again. Any other ``trust`` holds the message for
+        agents (「未確認」 with its ``sender``): the customer never sees it, nothing reopens,
+        and the agents are told (once per sender for an unregistered one) until one of them
+        accepts it (``AcceptMessage``).
 
         A repeated ``submission_key`` returns the message already stored.
         """
         if submission_key and (message := await self._message_by_key(submission_key)):
             return message
         try:
-            return await self._add_customer_message(ticket, body, photos, submission_key, sender)
+            return await self._add_customer_message(
+                ticket, body, photos, submission_key, sender, sender_name, trust, mail_id
+            )
         except IntegrityError:
             if not submission_key:
                 raise
@@ -396,18 +457,24 @@ class TicketService:
         photos: Mapping[str, StoredPhoto],
         submission_key: str | None,
         sender: str | None,
+        sender_name: str | None,
+        trust: Trust,
+        mail_id: str | None,
     ) -> Message:
         now = utcnow()
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
-            stranger = sender is not None and sender.lower() != customer.email
+            verified = trust is Trust.verified
             message = Message(
                 ticket_id=current.id,  # type: ignore[arg-type]
                 author=Author.customer,
-                author_name=f"お客様以外: {sender}" if stranger else customer.name,
+                author_name=(customer.name if verified else sender_name or sender or "")[:254],
                 body=body or "(写真を追加しました)",
                 submission_key=submission_key,
+                trust=trust,
+                sender=sender,
+                mail_id=mail_id,
                 created_at=now,
             )
             session.add(message)
@@ -421,18 +488,12 @@ class TicketService:
             store.add_event(
                 session,
                 ticket_id=current.id,
-                kind="third_party_message" if stranger else "customer_message",
+                kind="customer_message" if verified else "message_held",
                 actor=sender or customer.email,
+                data={} if verified else {"message": message.id, "trust": trust},
             )
-            await self.notify.customer_wrote(
-                session,
-                current,
-                customer,
-                message,
-                attachments,
-                stranger=sender if stranger else None,
-            )
-            if current.status in REOPENED_BY_CUSTOMER and not stranger:
+            await self.notify.customer_wrote(session, current, customer, message, attachments)
+            if current.status in REOPENED_BY_CUSTOMER and verified:
                 store.add_event(
                     session,
                     ticket_id=current.id,
@@ -455,7 +516,6 @@ class TicketService:
         commands: Sequence[Command],
         *,
         submission_key: str | None = None,
-        in_reply_to: str | None = None,
         expected_version: str | None = None,
     ) -> ApplyResult:
         """Apply an agent's commands in one transaction, with the ticket row locked.
@@ -468,7 +528,6 @@ class TicketService:
         ``submission_key`` makes a repeat (the same mail delivered twice) a no-op with
         ``duplicate`` set. ``expected_version`` (``version_of`` the ticket the agent saw)
         refuses the change with ``conflict`` set when the ticket changed since.
-        ``in_reply_to`` threads the customer's mail under their last message.
 
         Raises ``ValueError`` for a customer as the actor (customers write through
         ``add_customer_message``).
@@ -476,33 +535,66 @@ class TicketService:
         if actor.role is ActorRole.customer:
             raise ValueError("customers do not apply commands; use add_customer_message")
         commands = tuple(commands)
-        if problems := command_problems(commands):
-            return ApplyResult(tuple(problems))
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
             assignees: dict[str, Agent] = {}
-            for command in commands:
-                if isinstance(command, Assign):
-                    agent = await store.find_agent(session, who=command.who)
-                    if agent is None:
-                        return ApplyResult((unknown_assignee(command.who),))
-                    assignees[command.who] = agent
+            held: dict[int, Message] = {}
+            problems = command_problems(commands)
+            problems += await self._lookups(session, current, commands, assignees, held)
+            if problems:
+                return ApplyResult(tuple(problems))
             if submission_key and await store.message_key_used(session, key=submission_key):
                 return ApplyResult(duplicate=True)  # the same mail delivered twice
             if expected_version is not None and version_of(current) != expected_version:
                 return ApplyResult((CONFLICT,), conflict=True)
-            unit = _Unit(session, current, actor, submission_key, assignees, current.status)
+            unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
             for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
                 await _HANDLERS[type(command)](unit, command)
             change = AgentChange(unit.old_status, reply=unit.reply, internal=unit.internal)
-            await self.notify.agent_changed(
-                session, current, customer, change, in_reply_to=in_reply_to
-            )
+            await self.notify.agent_changed(session, current, customer, change)
             current.updated_at = unit.now
         ticket.status, ticket.priority = current.status, current.priority
         ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
         return ApplyResult()
+
+    async def problems(self, ticket: Ticket, commands: Sequence[Command]) -> list[str]:
+        """Everything ``apply`` would refuse in ``commands``, changing nothing: a mail's
+        every problem is told to the agent at once."""
+        commands = tuple(commands)
+        found = command_problems(commands)
+        async with self.sessions() as session:
+            found += await self._lookups(session, ticket, commands, {}, {})
+        return found
+
+    @staticmethod
+    async def _lookups(
+        session: AsyncSession,
+        ticket: Ticket,
+        commands: Sequence[Command],
+        assignees: dict[str, Agent],
+        held: dict[int, Message],
+    ) -> list[str]:
+        """Find what the commands name (agents, held messages); the problems if not found."""
+        problems: list[str] = []
+        for command in commands:
+            if isinstance(command, Assign):
+                agent = await store.find_agent(session, who=command.who)
+                if agent is None:
+                    problems.append(unknown_assignee(command.who))
+                else:
+                    assignees[command.who] = agent
+            elif isinstance(command, AcceptMessage):
+                message = await store.message_on_ticket(
+                    session,
+                    ticket_id=ticket.id,  # type: ignore[arg-type]
+                    message_id=command.message_id,
+                )
+                if message is None or message.trust is Trust.verified:
+                    problems.append(not_acceptable(command.message_id))
+                else:
+                    held[command.message_id] = message
+        return problems
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -529,12 +621,6 @@ class TicketService:
     async def record_event(self, ticket_id: int, kind: str, actor: str, **data: Any) -> None:
         async with self.sessions() as session, session.begin():
             store.add_event(session, ticket_id=ticket_id, kind=kind, actor=actor, data=data)
-
-    async def report_failed_mail(self, row: InboundMail, problem: str) -> None:
-        """Tell the support inbox about a received mail that could not be processed."""
-        preview = clean_text(row.raw[:4000].decode("utf-8", errors="replace"))
-        async with self.sessions() as session, session.begin():
-            await self.notify.inbound_failed(session, row, problem, preview)
 
     async def queue_agent_error(self, agent: Agent, ticket: Ticket, problems: str) -> None:
         """Mail the agent why their reply's commands did nothing."""
