@@ -171,8 +171,12 @@ async def form_state(client: httpx.AsyncClient, path: str) -> dict[str, str]:
 
 
 async def rows(app: Starlette, model: type, *where: Any) -> list[Any]:
+    """The rows of ``model`` matching ``where``, in the order they were added (by primary
+    key: PostgreSQL returns updated rows in any order otherwise)."""
+    order = model.__table__.primary_key.columns  # type: ignore[attr-defined]
+    query = select(model).where(*where).order_by(*order)
     async with app.state.helpdesk.sessions() as session:
-        return list((await session.execute(select(model).where(*where))).scalars().all())
+        return list((await session.execute(query)).scalars().all())
 
 
 async def count(app: Starlette, model: type) -> int:
