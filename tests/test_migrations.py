@@ -79,9 +79,7 @@ async def test_rows_stored_before_the_mail_loop_migration_keep_their_meaning(
             await connection.run_sync(_upgrade, "head")
             message = (await connection.execute(text("SELECT trust FROM message"))).one()
             inbound = (
-                await connection.execute(
-                    text("SELECT attempts, next_attempt_at FROM inbound_mail")
-                )
+                await connection.execute(text("SELECT attempts, next_attempt_at FROM inbound_mail"))
             ).one()
         assert tuple(message) == ("verified",)  # shown to the customer, as before
         assert tuple(inbound) == (0, None)  # never run: picked up by the periodic pass
