@@ -93,6 +93,14 @@ async def test_one_error_mail_lists_every_problem_once(
     assert ticket.status == TicketStatus.new
     assert len(mail_loop.to("hanako@example.jp")) == 1  # the confirmation only
 
+    # The agent answers the error mail with the commands put right: they apply.
+    fixed = "#ステータス 完了済み\n#担当 佐藤\n\n発送いたしました。"
+    await mail_loop.send(mail_loop.answer(error, agent.email, fixed))
+    ticket = await the_ticket(app, created["reference"])
+    assert (ticket.status, ticket.assignee_id) == (TicketStatus.closed, agent.id)
+    await mail_loop.drain()
+    assert "発送いたしました。" in text_of(mail_loop.to("hanako@example.jp")[-1])
+
 
 @pytest.mark.parametrize(
     ("body", "greets"),

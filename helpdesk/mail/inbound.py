@@ -522,7 +522,9 @@ class InboundProcessor:
                     to, ticket, email = ours[mail_id]
                     if to.lower() == email.lower():
                         return Thread(ticket, Via.our_mail_to_customer, email)
-                    if to.lower() == self.tickets.support_address.lower():
+                    if to.lower() == self.tickets.support_address.lower() or (
+                        await self.tickets.agent_by_email(to)
+                    ):
                         return Thread(ticket, Via.our_mail_to_agents, email)
                     return Thread(ticket, Via.other_mail, email)
             received = await session.execute(

@@ -206,12 +206,13 @@ class Notifier:
         self, session: AsyncSession, agent: Agent, ticket: Ticket, problems: str
     ) -> None:
         """Tell the agent why their mailed commands did nothing (``problems``: the whole
-        explanation, said once)."""
+        explanation, said once). Answering it with the commands put right applies them."""
         await self._queue(
             session,
             ticket=ticket,
             kind="agent_error",
             to=agent.email,
+            reply_to=self.access.reply_address(ticket, agents=True),
             agent=agent,
             problems=problems,
         )
