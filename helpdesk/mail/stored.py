@@ -98,6 +98,10 @@ def without_image_metadata(raw: bytes, cleaned: Mapping[str, CleanImage]) -> byt
             _replace(part, clean.data, clean.content_type)
         else:
             _replace(part, DROPPED_NOTE.encode(), "text/plain")
+            # An attachment, so that the note is never read as part of the message's text.
+            filename = part.get_filename() or "image"
+            del part["Content-Disposition"]
+            part.add_header("Content-Disposition", "attachment", filename=f"{filename}.txt")
         changed = True
     if not changed:
         return None
