@@ -128,3 +128,31 @@ def test_thread_headers() -> None:
     assert thread_headers(["a"]) == ("a", ["a"])
     many = [f"m{i}" for i in range(20)]
     assert thread_headers(many) == ("m19", ["m0", *many[-REFERENCES_KEPT:]])
+
+
+async def test_an_agent_whose_mailer_ignores_reply_to_still_acts(
+    app: Starlette, client: httpx.AsyncClient, mail_loop: MailLoop
+) -> None:
+    """Answers sent to the shop's plain address thread by our Message-ID: a notification
+    to the agents' inbox, or an error mail to an agent, is the agents' channel."""
+    agent = await add_agent(app)
+    created = await api_defect(client, app)
+    await mail_loop.drain()
+    [notification] = mail_loop.to(SUPPORT)
+    wrong = mail(
+        agent.email, SUPPORT, "Re:", "#statu resolved", In_Reply_To=notification["Message-ID"]
+    )
+    await mail_loop.send(wrong)
+    await mail_loop.drain()
+    [error] = mail_loop.to(agent.email)
+    fixed = mail(
+        agent.email,
+        SUPPORT,
+        "Re:",
+        "#status resolved\n\n発送しました。",
+        In_Reply_To=error["Message-ID"],
+    )
+    await mail_loop.send(fixed)
+    assert (await the_ticket(app, created["reference"])).status == TicketStatus.resolved
+    await mail_loop.drain()
+    assert "発送しました。" in text_of(mail_loop.to(CUSTOMER)[-1])

@@ -51,7 +51,7 @@ from helpdesk.models import (
     Trust,
 )
 from helpdesk.photos import PhotoError, PhotoStore, StoredPhoto
-from helpdesk.tickets import Actor, AddNote, Channel, Submission, TicketService
+from helpdesk.tickets import Actor, AddNote, Channel, Submission, TicketService, store
 from helpdesk.tickets.labels import trust_label
 from helpdesk.tickets.rules import clean_line, clean_text
 
@@ -523,7 +523,7 @@ class InboundProcessor:
                     if to.lower() == email.lower():
                         return Thread(ticket, Via.our_mail_to_customer, email)
                     if to.lower() == self.tickets.support_address.lower() or (
-                        await self.tickets.agent_by_email(to)
+                        await store.agent_by_email(session, email=to)
                     ):
                         return Thread(ticket, Via.our_mail_to_agents, email)
                     return Thread(ticket, Via.other_mail, email)
