@@ -520,10 +520,11 @@ class TicketService:
     ) -> ApplyResult:
         """Apply an agent's commands in one transaction, with the ticket row locked.
 
-        Everything is checked first: with any problem (Japanese, for the agent) nothing
-        changes. Commands apply in a fixed order (assignment, priority, status, message),
-        each leaving its event; then ``notify`` queues what the customer is told: a reply
-        (mentioning a new status), or a short status mail, or nothing for an internal note.
+        Everything is checked first: with any problem (Japanese, for the agent: every one
+        found) nothing changes. Commands apply in a fixed order (accepting a held message,
+        assignment, priority, status, message), each leaving its event; then ``notify``
+        queues what the customer is told: a reply (mentioning a new status), or a short
+        status mail, or nothing for an internal note.
 
         ``submission_key`` makes a repeat (the same mail delivered twice) a no-op with
         ``duplicate`` set. ``expected_version`` (``version_of`` the ticket the agent saw)
