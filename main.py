@@ -262,13 +262,15 @@ def cmd_mail_status(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"  dead #{row.id} to {row.to_address}: {row.subject} ({row.last_error})")
                 inbound = await session.execute(
                     select(InboundMail)
-                    .where(InboundMail.status.in_(("failed", "received")))
+                    .where(InboundMail.status.in_(("failed", "received", "retry")))
                     .order_by(InboundMail.id)
                 )
                 for row in inbound.scalars():
                     when = jst(row.received_at)
+                    retry = f" next {jst(row.next_attempt_at)}" if row.status == "retry" else ""
                     print(
-                        f"  inbound #{row.id} {row.status} {when} {row.from_address}: {row.outcome}"
+                        f"  inbound #{row.id} {row.status} {when} {row.from_address}"
+                        f" (runs {row.attempts}{retry}): {row.outcome}"
                     )
         finally:
             await helpdesk.shutdown()
@@ -364,6 +366,26 @@ def cmd_photos_sweep(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_mail_reprocess(args: argparse.Namespace, settings: Settings) -> int:
+    """Process one received message again (failed, parked, waiting for a retry ...)."""
+    from helpdesk.app import Helpdesk
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            row = await helpdesk.inbound.reprocess(args.id, force=args.force)
+        except (LookupError, ValueError) as exc:
+            print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            return 1
+        finally:
+            await helpdesk.shutdown()
+        print(f"inbound #{row.id} {row.status}: {row.outcome}")
+        return 0 if row.status in ("processed", "ignored") else 1
+
+    return asyncio.run(run())
+
+
 def cmd_agent_add(args: argparse.Namespace, settings: Settings) -> int:
     from helpdesk.app import Helpdesk
 
@@ -434,6 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grace-hours", type=float, help="default HELPDESK_PHOTO_SWEEP_GRACE_HOURS")
     sweep.add_argument("-v", "--verbose", action="store_true", help="list the files deleted")
     sweep.set_defaults(func=cmd_photos_sweep)
+    reprocess = mail.add_parser(
+        "reprocess", help="process one received message again (any status but processed)"
+    )
+    reprocess.add_argument("id", type=int, help="the inbound message number (mail status)")
+    reprocess.add_argument(
+        "--force", action="store_true", help="also a processed one (nothing is added twice)"
+    )
+    reprocess.set_defaults(func=cmd_mail_reprocess)
 
     agent = sub.add_parser("agent", help="support agents").add_subparsers(
         dest="agent_command", required=True

@@ -59,6 +59,9 @@ def _is_japanese(text: str) -> bool:
     return any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in text)
 
 
+# How often serve looks for inbound mail to process again (interrupted, or to retry).
+INBOUND_PASS_INTERVAL = 60.0
+
 SERVER_ERROR_MESSAGE = (
     "申し訳ございません。エラーが発生しました。時間をおいてもう一度お試しください。"
 )
@@ -94,6 +97,7 @@ class Helpdesk:
         self._tickets: TicketService | None = None
         self._background: list[asyncio.Task[None]] = []
         self._receiver: asyncio.Server | None = None
+        self._inbound_pass_started = False
         self._sender_stop: asyncio.Event | None = None
         self.photos = PhotoStore(
             settings.resolved_media_dir,
@@ -193,12 +197,22 @@ class Helpdesk:
                 self.settings.mail_dir,
             )
 
-    async def _process_stuck_mail(self) -> None:
-        try:
-            if count := await self.inbound.process_stuck():
-                log.warning("processed %d inbound message(s) interrupted earlier", count)
-        except Exception:
-            log.exception("could not process interrupted inbound mail")
+    async def _inbound_pass(self) -> None:
+        """Every minute from the start: received mail interrupted by a crash, or waiting
+        after a temporary failure, is processed again (or parked, see ``process_due``)."""
+        while True:
+            try:
+                if count := await self.inbound.process_due():
+                    log.warning("handled %d inbound message(s) interrupted or retried", count)
+            except Exception:
+                log.exception("could not process interrupted or retried inbound mail")
+            await asyncio.sleep(INBOUND_PASS_INTERVAL)
+
+    def start_inbound_pass(self) -> None:
+        """Start the periodic inbound pass (idempotent)."""
+        if not self._inbound_pass_started:
+            self._inbound_pass_started = True
+            self._background.append(asyncio.create_task(self._inbound_pass()))
 
     async def start_receiver(self) -> None:
         """Receive mail by SMTP on 127.0.0.1 when ``inbound_smtp_port`` is set."""
@@ -208,8 +222,8 @@ class Helpdesk:
         self._receiver = await start_receiver(
             self.inbound, "127.0.0.1", port, max_bytes=self.settings.inbound_max_mail_bytes
         )
-        # Mail stored before a crash but never processed is picked up now.
-        self._background.append(asyncio.create_task(self._process_stuck_mail()))
+        # Mail stored before a crash but never processed is picked up now, and retried.
+        self.start_inbound_pass()
         log.info("receiving mail by SMTP on 127.0.0.1:%d", port)
 
     async def shutdown(self) -> None:
@@ -224,6 +238,7 @@ class Helpdesk:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
+        self._inbound_pass_started = False
         if self._faq is not None:
             await self._faq.flush_gaps()
         if self.db is not None:
@@ -240,6 +255,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await helpdesk.startup()
         await helpdesk.start_receiver()
+        # Mail piped in by the MTA (``mail ingest``) is retried by serve too.
+        helpdesk.start_inbound_pass()
         await helpdesk.start_sender()
         helpdesk.start_photo_sweep()
         yield

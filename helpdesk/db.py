@@ -92,9 +92,31 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Apply every pending Alembic migration (idempotent)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    """Apply every pending Alembic migration (idempotent).
+
+    Raises:
+        RuntimeError: on SQLite, when the migrated rows break a foreign key.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+        return
+    # SQLite changes a column by copying the table, dropping the original and renaming the
+    # copy: with foreign keys on, dropping a table other rows point at fails. SQLite's own
+    # recipe (https://www.sqlite.org/lang_altertable.html#otheralter): keys off outside the
+    # transaction, migrate, check every key, keys on again.
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        await connection.commit()
+        try:
+            async with connection.begin():
+                await connection.run_sync(_upgrade)
+                broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+        finally:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await connection.commit()
 
 
 def utcnow() -> datetime:

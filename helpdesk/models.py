@@ -93,6 +93,20 @@ class Author(StrEnum):
     system = "system"
 
 
+class Trust(StrEnum):
+    """Whether a message is known to come from the ticket's customer (issues 7 and 8).
+
+    Only ``verified`` messages reach the customer's page or mail, or reopen a ticket; the
+    others are held for agents, marked 「未確認」 with their sender, until an agent accepts
+    one (``AcceptMessage``).
+    """
+
+    verified = "verified"  # the form, the status page, our signed address or our thread
+    weak_thread = "weak_thread"  # the customer's From, threaded by subject (or by ids not ours)
+    third_party = "third_party"  # someone other than the customer wrote on the ticket
+    unregistered = "unregistered"  # an unregistered address answered on the agents' address
+
+
 # A person who wrote to the shop; one row per e-mail address. The name is the one given
 # first; each ticket keeps the name given with it (``Ticket.customer_name``).
 class Customer(SQLModel, table=True):
@@ -160,7 +174,20 @@ class Message(SQLModel, table=True):
     submission_key: str | None = Field(default=None, max_length=250, unique=True)
     # What the message held (``rules.message_fingerprint``): a repeated key must match.
     submission_fingerprint: str | None = Field(default=None, max_length=64)
+    trust: Trust = Field(
+        default=Trust.verified,
+        sa_type=StrEnumType(Trust, 20),
+        sa_column_kwargs={"server_default": Trust.verified.value},
+    )
+    # The address a mailed message came from (who wrote an unverified one).
+    sender: str | None = Field(default=None, max_length=254)
+    # The Message-ID of the mail that carried it: customers' mails thread our answers.
+    mail_id: str | None = Field(default=None, max_length=250, index=True)
     created_at: datetime = _created_at()
+
+    @property
+    def verified(self) -> bool:
+        return self.trust is Trust.verified
 
 
 # A cleaned photo (content-addressed in the media folder) on a ticket or a message.
@@ -241,7 +268,8 @@ class Outbox(SQLModel, table=True):
 
 
 class InboundStatus(StrEnum):
-    received = "received"  # stored, not yet processed
+    received = "received"  # stored, being processed (``next_attempt_at``: until when)
+    retry = "retry"  # failed for a temporary cause: processed again at ``next_attempt_at``
     processed = "processed"
     ignored = "ignored"  # automatic mail, loops: kept but not acted on
     failed = "failed"  # could not be parsed or applied: agents look at it
@@ -261,4 +289,11 @@ class InboundMail(SQLModel, table=True):
     status: str = Field(default=InboundStatus.received, max_length=20, index=True)
     outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    # Processing runs started, counted (and committed) before each one: a message that
+    # kills the process is not run again and again (issue 7).
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # "received": the lease of the run in progress; "retry": when to try again.
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     received_at: datetime = _created_at()

@@ -105,6 +105,51 @@ def text_of(message: EmailMessage) -> str:
     return str(part.get_content())
 
 
+def html_of(message: EmailMessage) -> str:
+    """The HTML body of a received mail."""
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+class MailLoop:
+    """The app between two real SMTP servers on loopback: its own receiver (mail sent to
+    the shop) and a recorder standing for the shop's outgoing server (mail the app sends).
+    """
+
+    def __init__(self, app: Starlette, recorder: SmtpRecorder) -> None:
+        self.app = app
+        self.recorder = recorder
+
+    @property
+    def port(self) -> int:
+        """The app's own receiver."""
+        return int(self.app.state.helpdesk.settings.inbound_smtp_port)
+
+    async def send(self, message: EmailMessage | bytes, *, to: list[str] | None = None) -> None:
+        """Deliver ``message`` to the shop by SMTP (to its To header, or ``to``)."""
+        await deliver(self.port, message, to=to)
+
+    async def drain(self) -> int:
+        """Send what the outbox holds through the recording server; how many were sent."""
+        return int(await self.app.state.helpdesk.mail_sender().drain())
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return self.recorder.to(address)
+
+    def answer(self, original: EmailMessage, frm: str, body: str, **headers: str) -> EmailMessage:
+        """A reply to ``original`` as mail clients write one: to its Reply-To, threaded."""
+        return mail(
+            frm,
+            str(original["Reply-To"]),
+            f"Re: {original['Subject']}",
+            body,
+            In_Reply_To=str(original["Message-ID"]),
+            References=str(original["Message-ID"]),
+            **headers,
+        )
+
+
 # -- HTML ----------------------------------------------------------------------------------------
 
 
@@ -126,8 +171,12 @@ async def form_state(client: httpx.AsyncClient, path: str) -> dict[str, str]:
 
 
 async def rows(app: Starlette, model: type, *where: Any) -> list[Any]:
+    """The rows of ``model`` matching ``where``, in the order they were added (by primary
+    key: PostgreSQL returns updated rows in any order otherwise)."""
+    order = model.__table__.primary_key.columns  # type: ignore[attr-defined]
+    query = select(model).where(*where).order_by(*order)
     async with app.state.helpdesk.sessions() as session:
-        return list((await session.execute(select(model).where(*where))).scalars().all())
+        return list((await session.execute(query)).scalars().all())
 
 
 async def count(app: Starlette, model: type) -> int:

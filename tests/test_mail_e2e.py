@@ -68,7 +68,8 @@ async def test_ticket_mails_and_an_agent_reply_over_smtp(
     assert await drain(mail_app) == 2
 
     [confirmation] = recorder.to("hanako@example.jp")
-    assert confirmation["Subject"] == f"[{reference}] お問い合わせを受け付けました"
+    # The first mail of the thread: the ticket's subject form, without "Re: ".
+    assert confirmation["Subject"] == f"[{reference}] 不良品(注文番号 #1234)"
     assert confirmation["Auto-Submitted"] == "auto-generated"
     assert "受付番号" in text_of(confirmation)
     [notification] = recorder.to(SUPPORT)
@@ -149,7 +150,12 @@ def test_every_mail_template_composes_text_and_html() -> None:
         "attachments": [],
         "photo_labels": {},
         "body": "お待たせしました <script>",
-        "stranger": None,
+        "message": SimpleNamespace(
+            id=3, verified=False, sender="ichiro@example.jp", trust="third_party"
+        ),
+        "trust_label": "お客様以外のアドレスからのメール",
+        "subject": "Re: [HD-26-00001] 不良品",
+        "greeted": False,
         "status_label": "解決済み",
         "agent": SimpleNamespace(name="佐藤", email="sato@interiorltd.jp"),
         "problems": "・1行目「#statu」: 不明なコマンドです。",

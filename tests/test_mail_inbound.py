@@ -372,7 +372,8 @@ def test_mail_ingest_from_standard_input(tmp_path: Path) -> None:
         email_module.message_from_bytes(f.read_bytes(), policy=email_policy.default)["Subject"]
         for f in files
     }
-    assert any("お問い合わせを受け付けました" in s for s in subjects)
+    # The confirmation answers the customer's mail, under the ticket's subject form.
+    assert any(s.startswith("Re: [HD-") and s.endswith("] ラッピングについて") for s in subjects)
     status = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "mail", "status"],
         capture_output=True,
@@ -428,9 +429,10 @@ async def test_commands_need_the_agents_address_not_just_an_agents_from(
     ticket = await the_ticket(app, created["reference"])
     messages = await rows(app, Message, Message.ticket_id == ticket.id)
     assert [m.author for m in messages] == ["customer", "customer"]  # no internal note
-    assert messages[-1].author_name == "お客様以外: sato@interiorltd.jp"
+    # Held for agents as a third party's, never the customer's.
+    assert (messages[-1].trust, messages[-1].sender) == ("third_party", "sato@interiorltd.jp")
     notice = next(o for o in await rows(app, Outbox) if o.kind == "customer_reply")
-    assert "お客様以外" in notice.subject
+    assert "未確認" in notice.subject and "sato@interiorltd.jp" in notice.subject
 
 
 async def test_agents_auto_reply_is_not_passed_to_the_customer(
@@ -463,7 +465,7 @@ async def test_mail_interrupted_after_storing_is_processed_later(app: Starlette)
         session.add(InboundMail(raw=raw, received_at=utcnow() - timedelta(minutes=10)))
         session.add(InboundMail(raw=raw, received_at=utcnow()))  # may still be in progress
         await session.commit()
-    assert await app.state.helpdesk.inbound.process_stuck() == 1
+    assert await app.state.helpdesk.inbound.process_due() == 1
     statuses = sorted(r.status for r in await rows(app, InboundMail))
     assert statuses == ["processed", "received"]
     assert len(await rows(app, Ticket)) == 1

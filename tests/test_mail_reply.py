@@ -960,13 +960,16 @@ def _render(template: str, **context: object) -> str:
     return rendered.split("\n", 1)[1]  # without the "Subject:" line
 
 
+TICKET = {"reference": "HD-26-00001", "subject": "届かない", "customer_name": "山田 花子"}
+
+
 @pytest.mark.parametrize(
     ("template", "context"),
     [
         (
             "ticket_notification.txt",
             {
-                "ticket": {"reference": "HD-26-00001", "subject": "届かない", "late": False},
+                "ticket": {**TICKET, "late": False},
                 "kind_label": "お問い合わせ",
                 "customer": {"name": "山田 花子", "email": "hanako@example.jp"},
                 "submission": {"description": "届きません。"},
@@ -977,8 +980,9 @@ def _render(template: str, **context: object) -> str:
         (
             "customer_reply.txt",
             {
-                "ticket": {"reference": "HD-26-00001", "subject": "届かない"},
+                "ticket": TICKET,
                 "customer": {"name": "山田 花子", "email": "hanako@example.jp"},
+                "message": {"verified": True, "sender": "hanako@example.jp", "id": 7},
                 "body": "まだ届きません。",
                 "agent_url": "https://shop.example/agent/t/HD-26-00001?key=abc",
             },
@@ -986,10 +990,21 @@ def _render(template: str, **context: object) -> str:
         (
             "customer_reply.txt",
             {
-                "ticket": {"reference": "HD-26-00001", "subject": "届かない"},
+                "ticket": TICKET,
                 "customer": {"name": "山田 花子", "email": "hanako@example.jp"},
-                "stranger": "someone@example.com",
+                "message": {"verified": False, "sender": "someone@example.com", "id": 8},
+                "trust_label": "お客様以外のアドレスから",
                 "body": "別の人です。",
+                "agent_url": "https://shop.example/agent/t/HD-26-00001?key=abc",
+            },
+        ),
+        (
+            "unregistered_sender.txt",
+            {
+                "ticket": TICKET,
+                "customer": {"name": "山田 花子", "email": "hanako@example.jp"},
+                "message": {"verified": False, "sender": "colleague@example.jp", "id": 9},
+                "body": "#担当 佐藤\n対応します。",
                 "agent_url": "https://shop.example/agent/t/HD-26-00001?key=abc",
             },
         ),

@@ -126,8 +126,11 @@ def _is_own_opening(norm: str) -> bool:
         return True
     if text.endswith("から返信がありました") and "様" in text:
         return True  # "山田 花子 様(hanako@example.jp)から返信がありました。"
-    # "お客様(...)ではない ... から、このチケットにメールが届きました。内容をご確認ください。"
-    return text.startswith("お客様") and "このチケットにメールが届きました" in text
+    # "someone@example.com から、このチケットに未確認のメールが届きました(メッセージ番号 8)"
+    if "このチケットに未確認のメールが届きました" in text:
+        return True
+    # "担当者用の返信先に、担当者として登録されていないアドレス ... からメールが届きました"
+    return text.startswith("担当者用の返信先に") and "メールが届きました" in text
 
 
 # Signatures and mobile footers.
@@ -430,6 +433,43 @@ def _drop_rule_above(kept: list[str]) -> None:
         del kept[end - 1 :]
 
 
+def _is_header_material(paragraph: list[str]) -> bool:
+    """Whether every line of a paragraph is what mailers put above a quote: a "who and
+    when" line (an address or a date), a "Key: value" header, or a header key alone on its
+    line with its value below (Lotus Notes: 「宛先」 then 「佐藤 <sato@...>」)."""
+    index = 0
+    while index < len(paragraph):
+        norm = paragraph[index]
+        if len(norm) > _MAX_ATTRIBUTION:
+            return False
+        if _header_key(norm) is not None or "@" in norm or _DATE.search(norm):
+            index += 1
+        elif _header_key(f"{norm}:") is not None and index + 1 < len(paragraph):
+            index += 2
+        else:
+            return False
+    return True
+
+
+def _drop_header_material_above(kept: list[str]) -> None:
+    """Our own notification pasted below the writer's text is quoted history: so are the
+    paragraphs right above it that hold only its attribution or header lines, in any
+    client's layout ("COCO case <a@b.jp> 2026/11/24 15:00", Lotus Notes' key-per-line
+    block). The writer's own paragraphs stop the walk."""
+    end = len(kept)
+    while True:
+        while end and not kept[end - 1].strip():
+            end -= 1
+        start = end
+        while start and kept[start - 1].strip():
+            start -= 1
+        paragraph = [_nfkc(line).strip() for line in kept[start:end]]
+        if not paragraph or not _is_header_material(paragraph):
+            break
+        del kept[start:]
+        end = start
+
+
 def _strip_history(lines: _Lines) -> list[str]:
     kept: list[str] = []
     index = 0
@@ -466,6 +506,8 @@ def _strip_history(lines: _Lines) -> list[str]:
                 return _strip_history(rest)
             if marker.kind in ("header", "forward", "original"):
                 _drop_rule_above(kept)
+            if marker.kind == "own":
+                _drop_header_material_above(kept)
             break  # unquoted history: everything from here on
         if _is_signature_marker(norm):
             break

@@ -18,9 +18,18 @@ from dataclasses import dataclass
 
 from helpdesk.mail.quotes import strip_quoted
 from helpdesk.models import Priority, TicketStatus
-from helpdesk.tickets.commands import AddNote, Assign, Command, Reply, SetPriority, SetStatus
+from helpdesk.tickets.commands import (
+    AcceptMessage,
+    AddNote,
+    Assign,
+    Command,
+    Reply,
+    SetPriority,
+    SetStatus,
+)
 
 __all__ = [
+    "AcceptMessage",
     "AddNote",
     "Assign",
     "Command",
@@ -64,22 +73,43 @@ _STATUS_NAMES = frozenset({"status", "ステータス", "状態"})
 _ASSIGN_NAMES = frozenset({"assign", "担当", "担当者"})
 _PRIORITY_NAMES = frozenset({"priority", "優先度"})
 _NOTE_NAMES = frozenset({"note", "メモ", "ノート", "内部メモ"})
+_ACCEPT_NAMES = frozenset({"accept", "承認", "受け入れ", "受入"})
 
+# The words agents type (issue 8: 「#ステータス 完了済み」 was refused), the labels customers
+# read (「お客様のご返信待ち」) among them. Looked up after NFKC, case folding and without
+# spaces or brackets (「解決 済み」「『保留』」).
 _STATUS_VALUES: dict[str, Status] = {
     "open": Status.open,
+    "reopen": Status.open,
     "対応中": Status.open,
+    "処理中": Status.open,
     "オープン": Status.open,
+    "再オープン": Status.open,
     "再開": Status.open,
     "pending": Status.pending,
     "保留": Status.pending,
     "保留中": Status.pending,
     "返信待ち": Status.pending,
+    "ご返信待ち": Status.pending,
+    "お客様のご返信待ち": Status.pending,
+    "お客様の返信待ち": Status.pending,
+    "回答待ち": Status.pending,
     "resolved": Status.resolved,
-    "解決済み": Status.resolved,
+    "resolve": Status.resolved,
+    "solved": Status.resolved,
     "解決": Status.resolved,
+    "解決済み": Status.resolved,
+    "解決済": Status.resolved,
+    "対応済み": Status.resolved,
+    "対応済": Status.resolved,
+    "対応完了": Status.resolved,
     "closed": Status.closed,
+    "close": Status.closed,
     "完了": Status.closed,
+    "完了済み": Status.closed,
+    "完了済": Status.closed,
     "クローズ": Status.closed,
+    "クローズ済み": Status.closed,
     "終了": Status.closed,
 }
 _PRIORITY_VALUES: dict[str, Priority] = {
@@ -94,6 +124,7 @@ _PRIORITY_VALUES: dict[str, Priority] = {
     "緊急": Priority.urgent,
 }
 
+# #accept (#承認) is listed in the error mail's own command table (templates/mail).
 _KNOWN_COMMANDS = "#status, #assign, #priority, #note"
 _STATUS_ALLOWED = "open（対応中）, pending（保留）, resolved（解決済み）, closed（完了）"
 _PRIORITY_ALLOWED = "low（低）, normal（通常）, high（高）, urgent（緊急）"
@@ -114,7 +145,12 @@ def _split_lines(text: str) -> list[str]:
 
 
 def _value_key(value: str) -> str:
-    return value.strip().rstrip("。.").strip().casefold()
+    value = value.strip().rstrip("。.").strip().strip("「」『』\"'()（）[]")
+    return re.sub(r"\s+", "", value).casefold()
+
+
+# "#承認 12", "#accept #12", "#承認 No.12": the number of the held message to accept.
+_MESSAGE_NUMBER_RE = re.compile(r"(?:no\.?|#|番号)?\s*(\d{1,12})", re.IGNORECASE)
 
 
 def _tail_of(raw: str, normalized_offset: int, normalized_tail: str) -> str:
@@ -188,6 +224,15 @@ def parse_reply(text: str) -> ParsedReply:
                 fail(f"「{written}」には担当者のメールアドレスまたは名前を指定してください。")
                 continue
             command = Assign(value)
+        elif key in _ACCEPT_NAMES:
+            number = _MESSAGE_NUMBER_RE.fullmatch(_value_key(value))
+            if not number:
+                fail(
+                    f"「{written}」には、承認する未確認メッセージの番号を指定してください"
+                    "(例: #承認 12)。"
+                )
+                continue
+            command = AcceptMessage(int(number[1]))
         elif key in _NOTE_NAMES:
             command = AddNote()  # its body is known once the whole reply is read
         else:
@@ -214,9 +259,14 @@ def parse_reply(text: str) -> ParsedReply:
     return ParsedReply(commands=tuple(commands), errors=tuple(errors), body=body)
 
 
-def format_errors(errors: Iterable[CommandError]) -> str:
-    """The text of the error reply sent back to the agent (one line per error)."""
-    listed = "\n".join(f"・{e.line}行目「{e.text}」: {e.message}" for e in errors)
+def format_errors(errors: Iterable[CommandError | str]) -> str:
+    """The text of the error reply sent back to the agent: said once, one line per problem
+    (a ``CommandError`` of a line, or a problem ``TicketService`` found), each once."""
+    lines = (
+        f"・{e.line}行目「{e.text}」: {e.message}" if isinstance(e, CommandError) else f"・{e}"
+        for e in errors
+    )
+    listed = "\n".join(dict.fromkeys(lines))
     return (
         "返信の先頭にあるコマンドを処理できませんでした。お客様へのメールは送信していません。\n\n"
         f"{listed}\n\n"

@@ -5,12 +5,13 @@
 - ``text``: cleaning short fields and long text; names that never become links.
 - ``addresses``: one validation and normal form of e-mail addresses (``normalize_address``).
 - ``commands``: changes as data (``SetStatus``, ``Assign``, ``SetPriority``, ``AddNote``,
-  ``Reply``) and the ``Actor`` who makes them through a channel.
+  ``Reply``, ``AcceptMessage``) and the ``Actor`` who makes them through a channel.
 - ``access``: the ``Signer`` and what it signs: customer tokens, agent keys, photo tokens,
   signed reply addresses.
 - ``urls``: every ticket URL, for routes, pages and mails.
 - ``store``: queries over a session the caller opened.
-- ``notify``: what mail each change queues.
+- ``notify``: what mail each change queues; every customer mail threaded and redacted.
+- ``redact``: nothing agent-only (links, keys, addresses, quoted notices) reaches a customer.
 - ``service``: the use cases (``submit``, ``add_customer_message``, ``apply``).
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 from helpdesk.tickets.access import Signer, TicketAccess
 from helpdesk.tickets.addresses import AddressError, is_email_address, normalize_address
 from helpdesk.tickets.commands import (
+    AcceptMessage,
     Actor,
     ActorRole,
     AddNote,
@@ -61,6 +63,7 @@ __all__ = [
     "PHOTO_FIELDS",
     "PHOTO_KINDS",
     "STATUS_LABELS",
+    "AcceptMessage",
     "Actor",
     "ActorRole",
     "AddNote",

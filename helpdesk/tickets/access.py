@@ -65,6 +65,11 @@ class TicketAccess:
     def check_agent_key(self, ticket: Ticket, key: str | None) -> bool:
         return self.signer.same(self.agent_key(ticket), key)
 
+    def agent_secrets(self, ticket: Ticket) -> tuple[str, str]:
+        """What of this ticket must never reach its customer: the agent key and the
+        agents' signed reply address (``redact.for_customer`` removes them)."""
+        return self.agent_key(ticket), self.reply_address(ticket, agents=True)
+
     # -- photos carried across a retry ----------------------------------------------------
 
     def photo_token(self, photo: StoredPhoto) -> str:

@@ -42,7 +42,15 @@ class Reply:
     body: str
 
 
-Command = SetStatus | Assign | SetPriority | AddNote | Reply
+@dataclass(frozen=True, slots=True)
+class AcceptMessage:
+    """Make an unverified message (held for agents) the customer's own: shown on their page,
+    and the ticket reopens as if the customer had written it then."""
+
+    message_id: int
+
+
+Command = AcceptMessage | SetStatus | Assign | SetPriority | AddNote | Reply
 
 
 class Channel(StrEnum):

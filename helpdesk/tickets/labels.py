@@ -6,8 +6,15 @@ enums of ``helpdesk.models``.
 
 from __future__ import annotations
 
-from helpdesk.models import Author, TicketKind, TicketStatus
-from helpdesk.tickets.commands import AddNote, Assign, Reply, SetPriority, SetStatus
+from helpdesk.models import Author, TicketKind, TicketStatus, Trust
+from helpdesk.tickets.commands import (
+    AcceptMessage,
+    AddNote,
+    Assign,
+    Reply,
+    SetPriority,
+    SetStatus,
+)
 
 KIND_LABELS: dict[str, str] = {
     TicketKind.defect: "不良品",
@@ -85,8 +92,24 @@ AUTHOR_LABELS: dict[str, str] = {
 # Who wrote a message, as the customer sees it (notes never reach the customer's page).
 CUSTOMER_AUTHOR_LABELS: dict[str, str] = {Author.customer: "お客様"}
 SUPPORT_LABEL = "サポート担当"
+# A message held for agents: never 「お客様」 until an agent accepts it.
+UNVERIFIED_LABEL = "未確認"
+# Why a message is held, as agents read it.
+TRUST_LABELS: dict[str, str] = {
+    Trust.verified: "お客様ご本人",
+    Trust.weak_thread: (
+        "件名の受付番号だけで届いたメール(差出人はお客様のアドレスですが、"
+        "なりすましの可能性があります)"
+    ),
+    Trust.third_party: "お客様以外のアドレスからのメール",
+    Trust.unregistered: (
+        "担当者として登録されていないアドレスから担当者用アドレスへのメール"
+        "(コマンドは実行していません)"
+    ),
+}
 # The changes an agent makes, as the agent is told about them.
 COMMAND_LABELS: dict[type, str] = {
+    AcceptMessage: "未確認メッセージの承認",
     SetStatus: "ステータスの変更",
     Assign: "担当者の割り当て",
     SetPriority: "優先度の変更",
@@ -103,8 +126,17 @@ def kind_label(kind: str) -> str:
     return KIND_LABELS.get(kind, kind)
 
 
-def author_label(author: str, *, for_customer: bool = False) -> str:
-    """「お客様」「担当者」「社内メモ」...; the customer sees every other author as support."""
+def author_label(author: str, *, for_customer: bool = False, trust: str = Trust.verified) -> str:
+    """「お客様」「担当者」「社内メモ」...; the customer sees every other author as support.
+
+    A message not verified as the customer's is 「未確認」, never 「お客様」.
+    """
+    if trust != Trust.verified:
+        return UNVERIFIED_LABEL
     if for_customer:
         return CUSTOMER_AUTHOR_LABELS.get(author, SUPPORT_LABEL)
     return AUTHOR_LABELS[author]
+
+
+def trust_label(trust: str) -> str:
+    return TRUST_LABELS.get(trust, trust)

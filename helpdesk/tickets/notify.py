@@ -11,6 +11,12 @@ origin: whoever caused the mail (a web or API client by its address, inbound mai
 agents). So one client filing tickets for someone else's address uses up its own allowance,
 never the customer's: the customer's own confirmation still goes out (issue 7, #8). A
 second, higher cap over all origins together stops a flood from many clients at once.
+
+Every mail to a customer goes through ``to_customer``, the one place that
+- threads it: In-Reply-To the latest mail of the conversation (ours or the customer's),
+  References its first and last ten, and one subject form (``customer_subject``);
+- redacts it: nothing agent-only (links, keys, the agents' address, a quoted
+  notification) is left in its subject, text or HTML (``redact.for_customer``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from faq import ShopPolicy
 from helpdesk.db import utcnow
-from helpdesk.mail.compose import compose
+from helpdesk.mail.compose import compose, opens_with_greeting
 from helpdesk.models import (
     Agent,
     Attachment,
@@ -36,13 +42,41 @@ from helpdesk.models import (
     Outbox,
     Ticket,
     TicketStatus,
+    Trust,
 )
-from helpdesk.tickets import store
+from helpdesk.tickets import redact, store
 from helpdesk.tickets.access import TicketAccess
 from helpdesk.tickets.commands import Actor
-from helpdesk.tickets.labels import INQUIRY_CATEGORIES, KIND_LABELS, PHOTO_FIELDS, STATUS_LABELS
+from helpdesk.tickets.labels import (
+    INQUIRY_CATEGORIES,
+    KIND_LABELS,
+    PHOTO_FIELDS,
+    STATUS_LABELS,
+    trust_label,
+)
 from helpdesk.tickets.rules import Submission
 from helpdesk.tickets.urls import TicketUrls
+
+# References carry the first mail of the conversation and the latest ones (RFC 5322 3.6.4
+# asks for the whole chain; mail clients need the root and the recent part of it).
+REFERENCES_KEPT = 10
+# The audit-trail event that records the agents were told about an unregistered sender.
+UNREGISTERED_TOLD = "unregistered_sender_told"
+
+
+def customer_subject(ticket: Ticket, *, reply: bool) -> str:
+    """The one subject form of a ticket's mails to its customer: 「[HD-26-00042] 件名」,
+    with 「Re: 」 once the conversation has begun."""
+    return f"{'Re: ' if reply else ''}[{ticket.reference}] {ticket.subject}"
+
+
+def thread_headers(thread: Sequence[str]) -> tuple[str | None, list[str]]:
+    """(In-Reply-To, References) for a mail following the conversation ``thread`` (its
+    Message-IDs, oldest first): the latest, and the first with the last ten."""
+    if not thread:
+        return None, []
+    references = list(dict.fromkeys([thread[0], *thread[-REFERENCES_KEPT:]]))
+    return thread[-1], references
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +86,19 @@ class AgentChange:
     old_status: str
     reply: str | None = None  # the text of a Reply command
     internal: bool = False  # an AddNote: the whole change stays internal
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRedactor:
+    """``redact`` with a ticket's own agent key and agents' address (``compose``'s hook)."""
+
+    secrets: tuple[str, ...] = ()
+
+    def text(self, value: str) -> str:
+        return redact.for_customer(value, secrets=self.secrets)
+
+    def html(self, value: str) -> str:
+        return redact.html_for_customer(value, secrets=self.secrets)
 
 
 class Notifier:
@@ -74,6 +121,9 @@ class Notifier:
         # Per address, all origins together, per hour.
         self.automatic_mail_address_limit = automatic_mail_address_limit
 
+    def redactor(self, ticket: Ticket | None) -> CustomerRedactor:
+        return CustomerRedactor(self.access.agent_secrets(ticket) if ticket else ())
+
     # -- what each change sends -----------------------------------------------------------
 
     async def ticket_created(
@@ -85,12 +135,11 @@ class Notifier:
         attachments: Sequence[Attachment],
         *,
         confirm: bool = True,
-        in_reply_to: str | None = None,
         origin: str | None = None,
     ) -> bool:
         """The customer's confirmation (unless ``confirm`` is False) and the agents' notice.
 
-        ``origin`` is who submitted (see ``queue``). Returns whether the confirmation was
+        ``origin`` is who submitted (see ``_queue``). Returns whether the confirmation was
         queued.
         """
         context = {
@@ -99,25 +148,21 @@ class Notifier:
             "kind_label": KIND_LABELS[submission.kind],
             "category_label": INQUIRY_CATEGORIES.get(submission.category or ""),
             "status_url": self.urls.status_url(ticket),
-            "agent_url": self.urls.agent_url(ticket),
             "attachments": attachments,
             "photo_labels": PHOTO_FIELDS,
         }
         confirmation = None
         if confirm:
-            confirmation = await self.queue(
-                session,
-                ticket=ticket,
-                kind="ticket_confirmation",
-                to=customer.email,
-                origin=origin,
-                reply_to=self.access.reply_address(ticket),
-                in_reply_to=in_reply_to,
-                references=[in_reply_to] if in_reply_to else (),
-                **context,
+            confirmation = await self.to_customer(
+                session, ticket, customer, "ticket_confirmation", origin=origin, **context
             )
         await self.tell_agents(
-            session, ticket, "ticket_notification", attach=attachments, **context
+            session,
+            ticket,
+            "ticket_notification",
+            attach=attachments,
+            agent_url=self.urls.agent_url(ticket),
+            **context,
         )
         return confirmation is not None
 
@@ -128,17 +173,28 @@ class Notifier:
         customer: Customer,
         message: Message,
         attachments: Sequence[Attachment],
-        *,
-        stranger: str | None,
     ) -> None:
-        """The agents hear of a customer's message (or a stranger's, marked as such)."""
+        """The agents hear of a message on the ticket: the customer's; or one held as
+        unverified, with why and how to accept it; or, from an unregistered address on the
+        agents' address, once per sender (issue 8: no mail per message to a shared inbox)."""
+        if message.trust is Trust.unregistered:
+            sender = message.sender or ""
+            if await store.event_exists(session, kind=UNREGISTERED_TOLD, actor=sender):
+                return
+            store.add_event(
+                session, ticket_id=ticket.id, kind=UNREGISTERED_TOLD, actor=sender, data={}
+            )
+            kind = "unregistered_sender"
+        else:
+            kind = "customer_reply"
         await self.tell_agents(
             session,
             ticket,
-            "customer_reply",
+            kind,
             attach=attachments,
             customer=customer,
-            stranger=stranger,
+            message=message,
+            trust_label=trust_label(message.trust),
             body=message.body,
             agent_url=self.urls.agent_url(ticket),
         )
@@ -150,7 +206,6 @@ class Notifier:
         customer: Customer,
         change: AgentChange,
         *,
-        in_reply_to: str | None = None,
         origin: str | None = None,
     ) -> Outbox | None:
         """The customer gets the agent's reply (mentioning a new status), or a short status
@@ -159,18 +214,16 @@ class Notifier:
         changed = ticket.status != change.old_status and ticket.status != TicketStatus.open
         if change.internal or not (change.reply or changed):
             return None
-        return await self.queue(
+        body = change.reply or ""
+        return await self.to_customer(
             session,
-            ticket=ticket,
-            kind="agent_reply" if change.reply else "status_changed",
-            to=customer.email,
+            ticket,
+            customer,
+            "agent_reply" if change.reply else "status_changed",
             automatic=not change.reply,
             origin=origin,
-            reply_to=self.access.reply_address(ticket),
-            in_reply_to=in_reply_to,
-            references=[in_reply_to] if in_reply_to else (),
-            customer=customer,
-            body=change.reply or "",
+            body=body,
+            greeted=opens_with_greeting(body),
             status_label=STATUS_LABELS[ticket.status] if changed else None,
             status_url=self.urls.status_url(ticket),
         )
@@ -178,12 +231,14 @@ class Notifier:
     async def agent_error(
         self, session: AsyncSession, agent: Agent, ticket: Ticket, problems: str
     ) -> None:
-        """Tell the agent why their mailed commands did nothing."""
-        await self.queue(
+        """Tell the agent why their mailed commands did nothing (``problems``: the whole
+        explanation, said once). Answering it with the commands put right applies them."""
+        await self._queue(
             session,
             ticket=ticket,
             kind="agent_error",
             to=agent.email,
+            reply_to=self.access.reply_address(ticket, agents=True),
             agent=agent,
             problems=problems,
         )
@@ -201,6 +256,41 @@ class Notifier:
     def new_message_id(self) -> str:
         return make_msgid(domain=self.support_address.rpartition("@")[2]).strip("<>")
 
+    async def to_customer(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        to: Customer,
+        kind: str,
+        *,
+        automatic: bool = True,
+        origin: str | None = None,
+        **context: Any,
+    ) -> Outbox | None:
+        """Queue the mail ``kind`` to the ticket's customer: threaded, with the one subject
+        form, redacted, and with the customer's signed reply address."""
+        thread = await store.customer_thread(
+            session,
+            ticket_id=ticket.id,  # type: ignore[arg-type]
+            email=to.email,
+        )
+        in_reply_to, references = thread_headers(thread)
+        context.setdefault("customer", to)
+        return await self._queue(
+            session,
+            ticket=ticket,
+            kind=kind,
+            to=to.email,
+            automatic=automatic,
+            origin=origin,
+            reply_to=self.access.reply_address(ticket),
+            in_reply_to=in_reply_to,
+            references=references,
+            redactor=self.redactor(ticket),
+            subject=customer_subject(ticket, reply=bool(thread)),
+            **context,
+        )
+
     async def tell_agents(
         self,
         session: AsyncSession,
@@ -210,7 +300,7 @@ class Notifier:
         **context: Any,
     ) -> None:
         """Mail the support inbox; replies to it come back on the agents' signed address."""
-        await self.queue(
+        await self._queue(
             session,
             ticket=ticket,
             kind=kind,
@@ -221,7 +311,7 @@ class Notifier:
             **context,
         )
 
-    async def queue(
+    async def _queue(
         self,
         session: AsyncSession,
         *,
@@ -234,6 +324,7 @@ class Notifier:
         in_reply_to: str | None = None,
         references: Sequence[str] = (),
         attach: Sequence[Attachment] = (),
+        redactor: CustomerRedactor | None = None,
         **context: Any,
     ) -> Outbox | None:
         """Compose the mail ``kind`` (``templates/mail/{kind}.txt``) into the outbox, in the
@@ -254,7 +345,7 @@ class Notifier:
                     data={"to": to, "mail": kind, "origin": origin},
                 )
             return None
-        mail = compose(kind, ticket=ticket, policy=self.policy, **context)
+        mail = compose(kind, redact=redactor, ticket=ticket, policy=self.policy, **context)
         row = Outbox(
             ticket_id=ticket.id if ticket else None,
             kind=kind,

@@ -24,17 +24,18 @@ from helpdesk.models import (
     Attachment,
     Author,
     Customer,
-    InboundMail,
     Message,
     Ticket,
     TicketEvent,
     TicketStatus,
+    Trust,
 )
 from helpdesk.photos import StoredPhoto
-from helpdesk.tickets import store
+from helpdesk.tickets import redact, store
 from helpdesk.tickets.access import Signer, TicketAccess
 from helpdesk.tickets.addresses import AddressError, normalize_address
 from helpdesk.tickets.commands import (
+    AcceptMessage,
     Actor,
     ActorRole,
     AddNote,
@@ -49,7 +50,6 @@ from helpdesk.tickets.rules import (
     MAX_NAME,
     REOPENED_BY_CUSTOMER,
     Submission,
-    clean_text,
     command_problems,
     first_message,
     message_fingerprint,
@@ -102,6 +102,13 @@ def message_key(ticket_id: int, key: str) -> str:
     return hashlib.sha256(f"ticket:{ticket_id}:{key}".encode()).hexdigest()
 
 
+def not_acceptable(message_id: int) -> str:
+    return (
+        f"メッセージ {message_id} は、このチケットの未確認のメッセージではありません。"
+        "担当者用ページの「未確認」のメッセージに表示された番号を指定してください。"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
     """The outcome of ``TicketService.apply``: with problems, nothing changed."""
@@ -129,6 +136,7 @@ class _Unit:
     actor: Actor
     submission_key: str | None
     assignees: dict[str, Agent]
+    held: dict[int, Message]
     old_status: str
     status_commanded: bool = False
     reply: str | None = None
@@ -151,6 +159,18 @@ class _Unit:
                 created_at=self.now,
             )
         )
+
+
+async def _accept(unit: _Unit, command: AcceptMessage) -> None:
+    """The held message becomes the customer's: shown to them, and the ticket opens again
+    as it would have had the customer's own mail arrived."""
+    message = unit.held[command.message_id]
+    unit.event("message_accepted", message=message.id, trust=message.trust, sender=message.sender)
+    message.trust = Trust.verified
+    message.author = Author.customer
+    if unit.ticket.status in REOPENED_BY_CUSTOMER:
+        unit.event("status_changed", old=unit.ticket.status, new=TicketStatus.open)
+        unit.ticket.status = TicketStatus.open
 
 
 async def _assign(unit: _Unit, command: Assign) -> None:
@@ -187,9 +207,11 @@ async def _reply(unit: _Unit, command: Reply) -> None:
     unit.event("agent_reply")
 
 
-# One handler per command, in the order they apply whatever order they came in: the
-# assignment, the priority, the status, then the message (which may depend on the status).
+# One handler per command, in the order they apply whatever order they came in: accepting
+# a held message (which may reopen), the assignment, the priority, the status, then the
+# message (which may depend on the status).
 _HANDLERS: dict[type, Callable[[_Unit, Any], Awaitable[None]]] = {
+    AcceptMessage: _accept,
     Assign: _assign,
     SetPriority: _set_priority,
     SetStatus: _set_status,
@@ -257,19 +279,44 @@ class TicketService:
     async def conversation(
         self, ticket: Ticket, *, internal: bool = False
     ) -> list[tuple[Message, list[Attachment]]]:
+        """The ticket's messages with their photos.
+
+        For the customer (not ``internal``): only their verified messages and the agents'
+        answers, as copies redacted for them (``redact.for_customer``); agents see all.
+        """
         async with self.sessions() as session:
-            return await store.conversation(
+            found = await store.conversation(
                 session,
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 internal=internal,
             )
+        if internal:
+            return found
+        secrets = self.access.agent_secrets(ticket)
+        return [
+            (
+                Message(
+                    id=message.id,
+                    ticket_id=message.ticket_id,
+                    author=message.author,
+                    body=redact.for_customer(message.body, secrets=secrets),
+                    created_at=message.created_at,
+                ),
+                attachments,
+            )
+            for message, attachments in found
+        ]
 
-    async def attachment(self, ticket: Ticket, digest: str) -> Attachment | None:
+    async def attachment(
+        self, ticket: Ticket, digest: str, *, internal: bool = False
+    ) -> Attachment | None:
+        """A photo of the ticket; for the customer, only one of a message they may see."""
         async with self.sessions() as session:
             return await store.find_attachment(
                 session,
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 digest=digest,
+                internal=internal,
             )
 
     # -- a new ticket ----------------------------------------------------------------------
@@ -284,8 +331,9 @@ class TicketService:
         deflection: Mapping[str, list[str]] | None = None,
         channel: str = "web",
         confirm: bool = True,
-        in_reply_to: str | None = None,
         client: str | None = None,
+        mail_id: str | None = None,
+        subject: str | None = None,
     ) -> tuple[Ticket, bool]:
         """Create the ticket with its first message, photos, events and confirmation mail.
 
@@ -300,7 +348,9 @@ class TicketService:
         normalized (``normalize_address``); one that is not valid (mail from
         ``"a b"@example.jp``) still makes a ticket, without a confirmation. The name is made
         safe for mails (``name_from_mail``: nothing link-looking), so mail and the forms
-        share one rule.
+        share one rule. ``mail_id`` is the Message-ID of the mail the ticket was made from
+        (our answers thread under it); ``subject`` replaces the subject made from the
+        submission.
 
         Raises:
             SubmissionConflict: the key was used with other content.
@@ -329,8 +379,9 @@ class TicketService:
                 channel=channel,
                 confirm=confirm,
                 unsendable=unsendable,
-                in_reply_to=in_reply_to,
                 client=client,
+                mail_id=mail_id,
+                subject=subject,
             )
             return ticket, True
         except IntegrityError:
@@ -374,8 +425,9 @@ class TicketService:
         channel: str,
         confirm: bool,
         unsendable: bool,
-        in_reply_to: str | None,
         client: str | None,
+        mail_id: str | None,
+        subject: str | None,
     ) -> Ticket:
         now = utcnow()
         system = Actor.system().address
@@ -396,7 +448,7 @@ class TicketService:
                 late=late,
                 desired_variant=submission.desired_variant,
                 category=submission.category,
-                subject=subject_for(submission),
+                subject=(subject or subject_for(submission))[:200],
                 created_at=now,
                 updated_at=now,
             )
@@ -409,6 +461,8 @@ class TicketService:
                 author=Author.customer,
                 author_name=submission.name,
                 body=first_message(submission),
+                sender=submission.email if mail_id else None,
+                mail_id=mail_id,
                 created_at=now,
             )
             session.add(message)
@@ -441,7 +495,6 @@ class TicketService:
                 submission,
                 attachments,
                 confirm=confirm and not unsendable,
-                in_reply_to=in_reply_to,
                 origin=MAIL_ORIGIN if channel == "mail" else client_origin(client),
             )
         return ticket
@@ -457,12 +510,18 @@ class TicketService:
         submission_key: str | None = None,
         sender: str | None = None,
         client: str | None = None,
+        sender_name: str | None = None,
+        trust: Trust = Trust.verified,
+        mail_id: str | None = None,
     ) -> Message:
-        """Append the customer's message; a waiting, resolved or closed ticket opens again.
+        """Append a message on the customer's side of the ticket.
 
-        ``sender`` is who wrote (mail): someone other than the customer is named as such,
-        and their message does not reopen the ticket. ``client`` is the web client's
-        address, recorded in the audit trail.
+        A ``verified`` message is the customer's own: the agents hear of it and a waiting,
+        resolved or closed ticket opens again. Any other ``trust`` holds the message for
+        agents (「未確認」 with its ``sender``): the customer never sees it, nothing reopens,
+        and the agents are told (once per sender for an unregistered one) until one of them
+        accepts it (``AcceptMessage``). ``client`` is the web client's address, recorded in
+        the audit trail.
 
         A repeated ``submission_key`` on this ticket with the same content returns the
         message already stored; keys are scoped to the ticket, so another ticket's key never
@@ -478,7 +537,16 @@ class TicketService:
                 return message
         try:
             return await self._add_customer_message(
-                ticket, body, photos, submission_key, sender, fingerprint, client
+                ticket,
+                body,
+                photos,
+                submission_key,
+                sender,
+                fingerprint,
+                client,
+                sender_name,
+                trust,
+                mail_id,
             )
         except IntegrityError:
             if not submission_key:
@@ -503,19 +571,27 @@ class TicketService:
         sender: str | None,
         fingerprint: str,
         client: str | None,
+        sender_name: str | None,
+        trust: Trust,
+        mail_id: str | None,
     ) -> Message:
         now = utcnow()
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
-            stranger = sender is not None and sender.lower() != customer.email
+            verified = trust is Trust.verified
             message = Message(
                 ticket_id=current.id,  # type: ignore[arg-type]
                 author=Author.customer,
-                author_name=f"お客様以外: {sender}" if stranger else current.customer_name,
+                author_name=(current.customer_name if verified else sender_name or sender or "")[
+                    :254
+                ],
                 body=body or "(写真を追加しました)",
                 submission_key=submission_key,
                 submission_fingerprint=fingerprint,
+                trust=trust,
+                sender=sender,
+                mail_id=mail_id,
                 created_at=now,
             )
             session.add(message)
@@ -529,19 +605,15 @@ class TicketService:
             store.add_event(
                 session,
                 ticket_id=current.id,
-                kind="third_party_message" if stranger else "customer_message",
+                kind="customer_message" if verified else "message_held",
                 actor=sender or customer.email,
-                data={"client": client} if client else None,
+                data=(
+                    ({} if verified else {"message": message.id, "trust": trust})
+                    | ({"client": client} if client else {})
+                ),
             )
-            await self.notify.customer_wrote(
-                session,
-                current,
-                customer,
-                message,
-                attachments,
-                stranger=sender if stranger else None,
-            )
-            if current.status in REOPENED_BY_CUSTOMER and not stranger:
+            await self.notify.customer_wrote(session, current, customer, message, attachments)
+            if current.status in REOPENED_BY_CUSTOMER and verified:
                 store.add_event(
                     session,
                     ticket_id=current.id,
@@ -564,20 +636,19 @@ class TicketService:
         commands: Sequence[Command],
         *,
         submission_key: str | None = None,
-        in_reply_to: str | None = None,
         expected_version: str | None = None,
     ) -> ApplyResult:
         """Apply an agent's commands in one transaction, with the ticket row locked.
 
-        Everything is checked first: with any problem (Japanese, for the agent) nothing
-        changes. Commands apply in a fixed order (assignment, priority, status, message),
-        each leaving its event; then ``notify`` queues what the customer is told: a reply
-        (mentioning a new status), or a short status mail, or nothing for an internal note.
+        Everything is checked first: with any problem (Japanese, for the agent: every one
+        found) nothing changes. Commands apply in a fixed order (accepting a held message,
+        assignment, priority, status, message), each leaving its event; then ``notify``
+        queues what the customer is told: a reply (mentioning a new status), or a short
+        status mail, or nothing for an internal note.
 
         ``submission_key`` makes a repeat (the same mail delivered twice) a no-op with
         ``duplicate`` set. ``expected_version`` (``version_of`` the ticket the agent saw)
         refuses the change with ``conflict`` set when the ticket changed since.
-        ``in_reply_to`` threads the customer's mail under their last message.
 
         Raises ``ValueError`` for a customer as the actor (customers write through
         ``add_customer_message``).
@@ -587,33 +658,68 @@ class TicketService:
         if submission_key:
             submission_key = message_key(ticket.id, submission_key)  # type: ignore[arg-type]
         commands = tuple(commands)
-        if problems := command_problems(commands):
-            return ApplyResult(tuple(problems))
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
             assignees: dict[str, Agent] = {}
-            for command in commands:
-                if isinstance(command, Assign):
-                    agent = await store.find_agent(session, who=command.who)
-                    if agent is None:
-                        return ApplyResult((unknown_assignee(command.who),))
-                    assignees[command.who] = agent
+            held: dict[int, Message] = {}
+            problems = command_problems(commands)
+            problems += await self._lookups(session, current, commands, assignees, held)
+            if problems:
+                return ApplyResult(tuple(problems))
             if submission_key and await store.message_key_used(session, key=submission_key):
                 return ApplyResult(duplicate=True)  # the same mail delivered twice
             if expected_version is not None and version_of(current) != expected_version:
                 return ApplyResult((CONFLICT,), conflict=True)
-            unit = _Unit(session, current, actor, submission_key, assignees, current.status)
+            unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
             for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
                 await _HANDLERS[type(command)](unit, command)
             change = AgentChange(unit.old_status, reply=unit.reply, internal=unit.internal)
             await self.notify.agent_changed(
-                session, current, customer, change, in_reply_to=in_reply_to, origin=AGENTS_ORIGIN
+                session, current, customer, change, origin=AGENTS_ORIGIN
             )
             current.updated_at = unit.now
         ticket.status, ticket.priority = current.status, current.priority
         ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
         return ApplyResult()
+
+    async def problems(self, ticket: Ticket, commands: Sequence[Command]) -> list[str]:
+        """Everything ``apply`` would refuse in ``commands``, changing nothing: a mail's
+        every problem is told to the agent at once."""
+        commands = tuple(commands)
+        found = command_problems(commands)
+        async with self.sessions() as session:
+            found += await self._lookups(session, ticket, commands, {}, {})
+        return found
+
+    @staticmethod
+    async def _lookups(
+        session: AsyncSession,
+        ticket: Ticket,
+        commands: Sequence[Command],
+        assignees: dict[str, Agent],
+        held: dict[int, Message],
+    ) -> list[str]:
+        """Find what the commands name (agents, held messages); the problems if not found."""
+        problems: list[str] = []
+        for command in commands:
+            if isinstance(command, Assign):
+                agent = await store.find_agent(session, who=command.who)
+                if agent is None:
+                    problems.append(unknown_assignee(command.who))
+                else:
+                    assignees[command.who] = agent
+            elif isinstance(command, AcceptMessage):
+                message = await store.message_on_ticket(
+                    session,
+                    ticket_id=ticket.id,  # type: ignore[arg-type]
+                    message_id=command.message_id,
+                )
+                if message is None or message.trust is Trust.verified:
+                    problems.append(not_acceptable(command.message_id))
+                else:
+                    held[command.message_id] = message
+        return problems
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -642,12 +748,6 @@ class TicketService:
     async def record_event(self, ticket_id: int, kind: str, actor: str, **data: Any) -> None:
         async with self.sessions() as session, session.begin():
             store.add_event(session, ticket_id=ticket_id, kind=kind, actor=actor, data=data)
-
-    async def report_failed_mail(self, row: InboundMail, problem: str) -> None:
-        """Tell the support inbox about a received mail that could not be processed."""
-        preview = clean_text(row.raw[:4000].decode("utf-8", errors="replace"))
-        async with self.sessions() as session, session.begin():
-            await self.notify.inbound_failed(session, row, problem, preview)
 
     async def queue_agent_error(self, agent: Agent, ticket: Ticket, problems: str) -> None:
         """Mail the agent why their reply's commands did nothing."""

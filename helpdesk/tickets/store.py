@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from helpdesk.db import as_utc
 from helpdesk.models import (
     Agent,
     Attachment,
@@ -25,6 +26,7 @@ from helpdesk.models import (
     Outbox,
     Ticket,
     TicketEvent,
+    Trust,
 )
 from helpdesk.photos import StoredPhoto
 
@@ -126,13 +128,19 @@ async def ticket_events(session: AsyncSession, *, ticket_id: int) -> list[Ticket
     return list(found.scalars().all())
 
 
+def _customer_visible() -> Any:
+    """What the customer may see: their own verified messages and the agents' answers."""
+    return Message.author.in_([Author.customer, Author.agent]) & (Message.trust == Trust.verified)
+
+
 async def conversation(
     session: AsyncSession, *, ticket_id: int, internal: bool
 ) -> list[tuple[Message, list[Attachment]]]:
-    """Messages in order with their photos; internal notes only when ``internal``."""
+    """Messages in order with their photos; internal notes and unverified messages only
+    when ``internal``."""
     query = select(Message).where(Message.ticket_id == ticket_id)
     if not internal:
-        query = query.where(Message.author.in_([Author.customer, Author.agent]))
+        query = query.where(_customer_visible())
     messages = (await session.execute(query.order_by(Message.id))).scalars().all()
     attachments = (
         (await session.execute(select(Attachment).where(Attachment.ticket_id == ticket_id)))
@@ -146,16 +154,35 @@ async def conversation(
 
 
 async def find_attachment(
-    session: AsyncSession, *, ticket_id: int, digest: str
+    session: AsyncSession, *, ticket_id: int, digest: str, internal: bool = True
 ) -> Attachment | None:
-    """The ticket's photo whose image or thumbnail has this digest."""
-    found = await session.execute(
-        select(Attachment).where(
-            Attachment.ticket_id == ticket_id,
-            (Attachment.digest == digest) | (Attachment.thumb_digest == digest),
-        )
+    """The ticket's photo whose image or thumbnail has this digest; unless ``internal``,
+    only a photo of a message the customer may see."""
+    query = select(Attachment).where(
+        Attachment.ticket_id == ticket_id,
+        (Attachment.digest == digest) | (Attachment.thumb_digest == digest),
     )
+    if not internal:
+        visible = select(Message.id).where(Message.ticket_id == ticket_id, _customer_visible())
+        query = query.where(Attachment.message_id.in_(visible))
+    found = await session.execute(query)
     return found.scalars().first()
+
+
+async def message_on_ticket(
+    session: AsyncSession, *, ticket_id: int, message_id: int
+) -> Message | None:
+    """The message ``message_id`` if it is on this ticket."""
+    message = await session.get(Message, message_id)
+    return message if message is not None and message.ticket_id == ticket_id else None
+
+
+async def event_exists(session: AsyncSession, *, kind: str, actor: str) -> bool:
+    """Whether the audit trail holds an event of ``kind`` by ``actor`` (any ticket)."""
+    found = await session.execute(
+        select(TicketEvent.id).where(TicketEvent.kind == kind, TicketEvent.actor == actor)
+    )
+    return found.first() is not None
 
 
 def add_event(
@@ -205,6 +232,29 @@ def add_attachments(
 
 
 # -- mail --------------------------------------------------------------------------------------
+
+
+async def customer_thread(session: AsyncSession, *, ticket_id: int, email: str) -> list[str]:
+    """The Message-IDs of the conversation by mail with the customer, oldest first: the
+    mails we sent them about the ticket and their own verified mails on it."""
+    sent = await session.execute(
+        select(Outbox.created_at, Outbox.id, Outbox.message_id).where(
+            Outbox.ticket_id == ticket_id, Outbox.to_address == email
+        )
+    )
+    received = await session.execute(
+        select(Message.created_at, Message.id, Message.mail_id).where(
+            Message.ticket_id == ticket_id,
+            Message.author == Author.customer,
+            Message.trust == Trust.verified,
+            Message.mail_id.is_not(None),
+        )
+    )
+    # At the same instant, the customer's mail came first (a ticket made from it, then
+    # our confirmation).
+    dated = [(as_utc(when), 1, number, mail_id) for when, number, mail_id in sent.all()]
+    dated += [(as_utc(when), 0, number, mail_id) for when, number, mail_id in received.all()]
+    return [mail_id for *_, mail_id in sorted(dated)]
 
 
 async def automatic_mail_count(

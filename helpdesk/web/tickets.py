@@ -600,12 +600,14 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
 
 
 async def ticket_photo(request: Request) -> Response:
-    return await _photo_response(request, await _customer_ticket(request))
+    return await _photo_response(request, await _customer_ticket(request), internal=False)
 
 
-async def _photo_response(request: Request, ticket: Any) -> Response:
+async def _photo_response(request: Request, ticket: Any, *, internal: bool) -> Response:
     helpdesk = _helpdesk(request)
-    attachment = await helpdesk.tickets.attachment(ticket, request.path_params["digest"])
+    attachment = await helpdesk.tickets.attachment(
+        ticket, request.path_params["digest"], internal=internal
+    )
     if attachment is None:
         raise HTTPException(404, "写真が見つかりません。")
     digest = request.path_params["digest"]
@@ -649,7 +651,7 @@ async def agent_ticket(request: Request) -> Response:
 
 async def agent_photo(request: Request) -> Response:
     ticket = await _agent_ticket(request)
-    return await _photo_response(request, ticket)
+    return await _photo_response(request, ticket, internal=True)
 
 
 # -- HTTP API ---------------------------------------------------------------------------------

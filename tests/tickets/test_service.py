@@ -48,6 +48,8 @@ async def state(app: Starlette, ticket: Ticket) -> dict[str, Any]:
     events = await rows(app, TicketEvent, TicketEvent.ticket_id == current.id)
     messages = await rows(app, Message, Message.ticket_id == current.id)
     mails = await rows(app, Outbox, Outbox.ticket_id == current.id)
+    # Threading headers name earlier mails of the ticket: by kind, not by their random ids.
+    placeholders.update({m.message_id: f"{{{m.kind}}}" for m in mails})
     return {
         "ticket": (current.status, current.priority, current.assignee_id),
         "events": [(e.kind, e.actor, json.loads(e.data)) for e in events],
@@ -61,8 +63,8 @@ async def state(app: Starlette, ticket: Ticket) -> dict[str, Any]:
                 plain(m.html),
                 m.automatic,
                 plain(m.reply_to),
-                m.in_reply_to,
-                m.references,
+                plain(m.in_reply_to),
+                plain(m.references),
                 m.attachments,
             )
             for m in mails
