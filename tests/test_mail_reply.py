@@ -955,8 +955,9 @@ def _render(template: str, **context: object) -> str:
 
     from helpdesk.settings import ROOT
 
-    env = Environment(loader=FileSystemLoader(ROOT / "templates"), autoescape=False)
-    rendered = env.get_template(f"mail/{template}").render(**context)
+    env = Environment(loader=FileSystemLoader(ROOT / "templates" / "mail"), autoescape=False)
+    env.filters["jst"] = str
+    rendered = env.get_template(template).render(**context)
     return rendered.split("\n", 1)[1]  # without the "Subject:" line
 
 

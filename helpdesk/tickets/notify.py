@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from faq import ShopPolicy
 from helpdesk.db import utcnow
 from helpdesk.mail.compose import compose, opens_with_greeting
+from helpdesk.mail.outbox import claim_dead_mail_to_report
 from helpdesk.models import (
     Agent,
     Attachment,
@@ -299,7 +300,12 @@ class Notifier:
         attach: Sequence[Attachment] = (),
         **context: Any,
     ) -> None:
-        """Mail the support inbox; replies to it come back on the agents' signed address."""
+        """Mail the support inbox; replies to it come back on the agents' signed address.
+
+        Mail that the outbox gave up on since the last such mail is listed at its end, so
+        agents hear of it with the next event (issue 7, #9), once.
+        """
+        dead_mail = await claim_dead_mail_to_report(session)
         await self._queue(
             session,
             ticket=ticket,
@@ -308,6 +314,7 @@ class Notifier:
             automatic=False,
             reply_to=self.access.reply_address(ticket, agents=True) if ticket else None,
             attach=attach,
+            dead_mail=dead_mail,
             **context,
         )
 
