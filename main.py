@@ -1,23 +1,90 @@
 #!/usr/bin/env python3
-"""madoguchi's command line: serve, ask, faq import/check/gaps."""
+"""madoguchi's command line: serve, ask, faq, mail, photos, agent."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import copy
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from helpdesk.settings import Settings
 
 
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus the app's own loggers (``helpdesk``, ``helpdesk.access``)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["plain"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(levelprefix)s %(message)s",
+    }
+    config["handlers"]["plain_stdout"] = {
+        "formatter": "plain",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stdout",
+    }
+    config["loggers"]["helpdesk"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["helpdesk.access"] = {
+        "handlers": ["plain_stdout"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
+
+
+def server_config(app: Any, *, host: str, port: int, **overrides: Any) -> Any:
+    """The uvicorn configuration ``serve`` runs with (tests start a server from it too).
+
+    uvicorn must not rewrite the client address from ``X-Forwarded-For`` (its default for
+    requests from 127.0.0.1): the app decides, believing only ``HELPDESK_TRUSTED_PROXIES``
+    (``helpdesk.security.ClientAddressMiddleware``, which also writes the access log with
+    that address instead of uvicorn's). Logging is set up by the caller (``log_config``).
+    """
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "info",
+        "log_config": None,
+        "proxy_headers": False,
+        "forwarded_allow_ips": "",
+        "access_log": False,
+        "server_header": False,
+        **overrides,
+    }
+    return uvicorn.Config(app, **options)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import logging.config
+
     import uvicorn
 
     from helpdesk.app import create_app
 
+    if "base_url" not in settings.model_fields_set:
+        # Links in mails must reach this server: without HELPDESK_BASE_URL, they name the
+        # host and port it listens on (a wildcard address is no use in a link).
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        host = f"[{host}]" if ":" in host else host
+        settings.base_url = f"http://{host}:{args.port}"
+        if args.host != host.strip("[]"):
+            print(
+                f"warning: HELPDESK_BASE_URL is not set; links in mails use {settings.base_url}",
+                file=sys.stderr,
+                flush=True,
+            )
     print(f"madoguchi: http://{args.host}:{args.port}/", flush=True)
+    print(f"  links in mails: {settings.base_url}", flush=True)
     print(f"  database: {settings.resolved_database_url}", flush=True)
     if settings.smtp_host:
         print(f"  mail: sent through {settings.smtp_host}:{settings.smtp_port}", flush=True)
@@ -25,14 +92,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  mail: no HELPDESK_SMTP_HOST, written to {settings.mail_dir}/", flush=True)
     if settings.inbound_smtp_port:
         print(f"  receiving mail on 127.0.0.1:{settings.inbound_smtp_port}", flush=True)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        log_level="info",
-    )
+    if settings.trusted_proxy_list:
+        print(f"  trusted proxies: {', '.join(settings.trusted_proxy_list)}", flush=True)
+    logging.config.dictConfig(log_config())
+    uvicorn.Server(server_config(create_app(settings), host=args.host, port=args.port)).run()
     return 0
 
 
@@ -202,17 +265,126 @@ def cmd_mail_status(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"  dead #{row.id} to {row.to_address}: {row.subject} ({row.last_error})")
                 inbound = await session.execute(
                     select(InboundMail)
-                    .where(InboundMail.status.in_(("failed", "received")))
+                    .where(InboundMail.status.in_(("failed", "received", "retry")))
                     .order_by(InboundMail.id)
                 )
                 for row in inbound.scalars():
                     when = jst(row.received_at)
+                    retry = f" next {jst(row.next_attempt_at)}" if row.status == "retry" else ""
                     print(
-                        f"  inbound #{row.id} {row.status} {when} {row.from_address}: {row.outcome}"
+                        f"  inbound #{row.id} {row.status} {when} {row.from_address}"
+                        f" (runs {row.attempts}{retry}): {row.outcome}"
                     )
         finally:
             await helpdesk.shutdown()
         return 0
+
+    return asyncio.run(run())
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    """Sessions on the migrated database, without the rest of the app (no FAQ to load):
+    for maintenance commands run from cron."""
+    from helpdesk import db
+
+    settings.ensure_var_dir()
+    engine = db.create_engine(settings.resolved_database_url)
+    try:
+        await db.migrate(engine)
+        yield db.session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
+    """Put dead mail back in the queue: one or more by id, or all with --dead."""
+    from sqlalchemy import select
+
+    from helpdesk.mail.outbox import requeue_dead
+    from helpdesk.models import Outbox
+
+    if bool(args.ids) == bool(args.dead):
+        print("error: give outbox ids, or --dead for all dead mail", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        async with _database(settings) as sessions, sessions() as session:
+            rows = await requeue_dead(session, ids=args.ids or None, actor="main.py")
+            await session.commit()
+            requeued = {row.id for row in rows}
+            for row in rows:
+                print(f"requeued #{row.id} to {row.to_address}: {row.subject}")
+            refused = 0
+            for row_id in args.ids or ():
+                if row_id in requeued:
+                    continue
+                refused += 1
+                other = await session.get(Outbox, row_id)
+                if other is None:
+                    print(f"error: no outbox mail #{row_id}", file=sys.stderr)
+                elif other.status == "sent":
+                    print(f"error: #{row_id} was sent: it is not sent twice", file=sys.stderr)
+                else:
+                    print(f"error: #{row_id} is {other.status}, not dead", file=sys.stderr)
+            if args.dead and not rows:
+                left = await session.execute(select(Outbox.id).where(Outbox.status == "dead"))
+                print("no dead mail" if not left.first() else "nothing requeued")
+        if rows:
+            where = "serve sends it" if settings.send_mail_in_process else "run mail send-queued"
+            print(f"{len(rows)} mail(s) queued again: {where}")
+        return 1 if refused else 0
+
+    return asyncio.run(run())
+
+
+def cmd_photos_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    """Delete photos no ticket or unsent mail refers to, past the grace period."""
+    from helpdesk.photo_sweep import sweep_photos
+    from helpdesk.photos import PhotoStore
+
+    hours = args.grace_hours if args.grace_hours is not None else settings.photo_sweep_grace_hours
+    if hours < 1:
+        print("error: the grace period must be at least 1 hour", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        store = PhotoStore(settings.resolved_media_dir)
+        async with _database(settings) as sessions:
+            report = await sweep_photos(
+                store, sessions, grace_seconds=hours * 3600, dry_run=args.dry_run
+            )
+        verb = "would delete" if args.dry_run else "deleted"
+        for path in report.deleted if args.verbose or args.dry_run else ():
+            print(f"{verb} {path}")
+        megabytes = report.deleted_bytes / 1_048_576
+        removed = "to remove" if args.dry_run else "removed"
+        print(
+            f"{verb} {len(report.deleted)} file(s), {megabytes:.1f} MB; kept "
+            f"{report.referenced} referenced and {report.recent} newer than {hours:g} h; "
+            f"{report.temporaries} interrupted upload(s) {removed}"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_mail_reprocess(args: argparse.Namespace, settings: Settings) -> int:
+    """Process one received message again (failed, parked, waiting for a retry ...)."""
+    from helpdesk.app import Helpdesk
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            row = await helpdesk.inbound.reprocess(args.id, force=args.force)
+        except (LookupError, ValueError) as exc:
+            print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            return 1
+        finally:
+            await helpdesk.shutdown()
+        print(f"inbound #{row.id} {row.status}: {row.outcome}")
+        return 0 if row.status in ("processed", "ignored") else 1
 
     return asyncio.run(run())
 
@@ -272,6 +444,29 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(func=cmd_mail_send_queued)
     status = mail.add_parser("status", help="outbox counts, dead letters, failed inbound mail")
     status.set_defaults(func=cmd_mail_status)
+    retry = mail.add_parser("retry", help="queue dead mail again (by id, or all with --dead)")
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox id")
+    retry.add_argument("--dead", action="store_true", help="every dead mail")
+    retry.set_defaults(func=cmd_mail_retry)
+
+    photos = sub.add_parser("photos", help="customers' photos").add_subparsers(
+        dest="photos_command", required=True
+    )
+    sweep = photos.add_parser(
+        "sweep", help="delete photos no ticket or unsent mail refers to (after a grace period)"
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    sweep.add_argument("--grace-hours", type=float, help="default HELPDESK_PHOTO_SWEEP_GRACE_HOURS")
+    sweep.add_argument("-v", "--verbose", action="store_true", help="list the files deleted")
+    sweep.set_defaults(func=cmd_photos_sweep)
+    reprocess = mail.add_parser(
+        "reprocess", help="process one received message again (any status but processed)"
+    )
+    reprocess.add_argument("id", type=int, help="the inbound message number (mail status)")
+    reprocess.add_argument(
+        "--force", action="store_true", help="also a processed one (nothing is added twice)"
+    )
+    reprocess.set_defaults(func=cmd_mail_reprocess)
 
     agent = sub.add_parser("agent", help="support agents").add_subparsers(
         dest="agent_command", required=True

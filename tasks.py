@@ -71,7 +71,12 @@ def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if command == "run":
         ensure_venv()
-        return subprocess.call([str(PYTHON), "main.py", "serve", *rest], cwd=ROOT)
+        serve = [str(PYTHON), str(ROOT / "main.py"), "serve", *rest]
+        if os.name == "posix":
+            # Become the server, so that SIGTERM or SIGINT sent to this process stops it.
+            os.chdir(ROOT)
+            os.execv(serve[0], serve)
+        return subprocess.call(serve, cwd=ROOT)
     if command == "test":
         ensure_venv()
         ensure_chromium()

@@ -101,7 +101,7 @@ async def run(messages: int, database: str | None) -> dict[str, Any]:
     # Inbound, customer replies threaded onto one ticket by its signed address.
     async with helpdesk.sessions() as session:  # type: ignore[misc]
         ticket = (await session.execute(select(Ticket).order_by(Ticket.id))).scalars().first()
-    address = helpdesk.tickets.reply_address(ticket)
+    address = helpdesk.tickets.access.reply_address(ticket)
     before = await count(helpdesk, Message)
     started = time.perf_counter()
     for index in range(messages):

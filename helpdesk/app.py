@@ -10,9 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -24,28 +22,32 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from faq.policy import WEEKDAY_JA
 from helpdesk import db
+from helpdesk.clock import jst
 from helpdesk.faq_service import FaqService
 from helpdesk.mail.inbound import InboundProcessor
 from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
+from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
 from helpdesk.security import (
     BodySizeLimitMiddleware,
+    ClientAddressMiddleware,
     CSRFMiddleware,
     RateLimiter,
+    client_ip,
     csrf_input,
     parse_rate,
+    relative_slash_redirects,
 )
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
+from helpdesk.tickets import labels as ticket_labels
 from helpdesk.web import api_docs, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import tickets as ticket_routes
 
 log = logging.getLogger("helpdesk")
-TOKYO = ZoneInfo("Asia/Tokyo")
 GENERIC_ERRORS = {
     400: "送信内容を読み取れませんでした。お手数ですが、もう一度お試しください。",
     404: "お探しのページは見つかりませんでした。",
@@ -57,21 +59,12 @@ def _is_japanese(text: str) -> bool:
     return any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in text)
 
 
+# How often serve looks for inbound mail to process again (interrupted, or to retry).
+INBOUND_PASS_INTERVAL = 60.0
+
 SERVER_ERROR_MESSAGE = (
     "申し訳ございません。エラーが発生しました。時間をおいてもう一度お試しください。"
 )
-
-
-def jst(moment: datetime | None, fmt: str = "%Y年%m月%d日 %H:%M") -> str:
-    """Show a stored (UTC) time in Japan."""
-    if moment is None:
-        return ""
-    local = db.as_utc(moment).astimezone(TOKYO)
-    return (
-        f"{local.strftime(fmt)}({WEEKDAY_JA[local.weekday()]})"
-        if "%d" in fmt
-        else (local.strftime(fmt))
-    )
 
 
 def return_window_days(settings: Settings) -> int:
@@ -85,6 +78,8 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     templates.env.filters["jst"] = jst
     templates.env.globals["settings"] = settings
     templates.env.globals["csrf_input"] = csrf_input
+    # Japanese labels of the ticket vocabulary, the same for pages and mails.
+    templates.env.globals["labels"] = ticket_labels
     # The return window shown by the forms' script comes from the shop policy.
     templates.env.globals["return_window_days"] = return_window_days(settings)
     return templates
@@ -102,8 +97,13 @@ class Helpdesk:
         self._tickets: TicketService | None = None
         self._background: list[asyncio.Task[None]] = []
         self._receiver: asyncio.Server | None = None
+        self._inbound_pass_started = False
         self._sender_stop: asyncio.Event | None = None
-        self.photos = PhotoStore(settings.resolved_media_dir, max_bytes=settings.max_photo_bytes)
+        self.photos = PhotoStore(
+            settings.resolved_media_dir,
+            max_bytes=settings.max_photo_bytes,
+            memory_budget=settings.photo_memory_bytes,
+        )
         self.submission_limiter = RateLimiter(*parse_rate(settings.submission_rate))
         # FAQ votes per client IP: enough for a person, not for stuffing the counts.
         self.feedback_limiter = RateLimiter(30, 600)
@@ -124,7 +124,7 @@ class Helpdesk:
         """Create folders, migrate the database and load the FAQ (idempotent)."""
         if self.db is not None:
             return
-        self.settings.var_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.ensure_var_dir()
         self.settings.ensure_secret_key()
         self.db = db.create_engine(self.settings.resolved_database_url)
         await db.migrate(self.db)
@@ -138,10 +138,27 @@ class Helpdesk:
             base_url=self.settings.base_url,
             support_address=self.settings.support_address or self._faq.policy.support_address,
             automatic_mail_limit=self.settings.automatic_mail_limit,
+            automatic_mail_address_limit=self.settings.automatic_mail_address_limit,
         )
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
         self._background.append(asyncio.create_task(self._faq.watch_data()))
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
+
+    def start_photo_sweep(self) -> None:
+        """Delete unreferenced photos periodically (``serve``; 0 minutes turns it off)."""
+        minutes = self.settings.photo_sweep_interval_minutes
+        if minutes <= 0 or self.sessions is None:
+            return
+        self._background.append(
+            asyncio.create_task(
+                sweep_periodically(
+                    self.photos,
+                    self.sessions,
+                    grace_seconds=self.settings.photo_sweep_grace_hours * 3600,
+                    interval_seconds=minutes * 60,
+                )
+            )
+        )
 
     def mail_sender(self) -> OutboxSender:
         """The outbox sender: SMTP when a host is set, else .eml files under ``var/mail``."""
@@ -181,21 +198,33 @@ class Helpdesk:
                 self.settings.mail_dir,
             )
 
-    async def _process_stuck_mail(self) -> None:
-        try:
-            if count := await self.inbound.process_stuck():
-                log.warning("processed %d inbound message(s) interrupted earlier", count)
-        except Exception:
-            log.exception("could not process interrupted inbound mail")
+    async def _inbound_pass(self) -> None:
+        """Every minute from the start: received mail interrupted by a crash, or waiting
+        after a temporary failure, is processed again (or parked, see ``process_due``)."""
+        while True:
+            try:
+                if count := await self.inbound.process_due():
+                    log.warning("handled %d inbound message(s) interrupted or retried", count)
+            except Exception:
+                log.exception("could not process interrupted or retried inbound mail")
+            await asyncio.sleep(INBOUND_PASS_INTERVAL)
+
+    def start_inbound_pass(self) -> None:
+        """Start the periodic inbound pass (idempotent)."""
+        if not self._inbound_pass_started:
+            self._inbound_pass_started = True
+            self._background.append(asyncio.create_task(self._inbound_pass()))
 
     async def start_receiver(self) -> None:
         """Receive mail by SMTP on 127.0.0.1 when ``inbound_smtp_port`` is set."""
         port = self.settings.inbound_smtp_port
         if port is None or self._receiver is not None:
             return
-        self._receiver = await start_receiver(self.inbound, "127.0.0.1", port)
-        # Mail stored before a crash but never processed is picked up now.
-        self._background.append(asyncio.create_task(self._process_stuck_mail()))
+        self._receiver = await start_receiver(
+            self.inbound, "127.0.0.1", port, max_bytes=self.settings.inbound_max_mail_bytes
+        )
+        # Mail stored before a crash but never processed is picked up now, and retried.
+        self.start_inbound_pass()
         log.info("receiving mail by SMTP on 127.0.0.1:%d", port)
 
     async def shutdown(self) -> None:
@@ -210,6 +239,7 @@ class Helpdesk:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
+        self._inbound_pass_started = False
         if self._faq is not None:
             await self._faq.flush_gaps()
         if self.db is not None:
@@ -226,7 +256,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await helpdesk.startup()
         await helpdesk.start_receiver()
+        # Mail piped in by the MTA (``mail ingest``) is retried by serve too.
+        helpdesk.start_inbound_pass()
         await helpdesk.start_sender()
+        helpdesk.start_photo_sweep()
         yield
         await helpdesk.shutdown()
 
@@ -250,7 +283,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        log.exception(
+            "unhandled error on %s from %s", request.url.path, client_ip(request), exc_info=exc
+        )
         context = {"message": SERVER_ERROR_MESSAGE}
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": context["message"]}, 500)
@@ -264,6 +299,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     middleware = [
+        # Outermost: every later step (rate limits, audit, the access log) sees one address.
+        Middleware(ClientAddressMiddleware, trusted_proxies=settings.trusted_proxy_list),
         Middleware(
             BodySizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
@@ -278,5 +315,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error, 500: server_error},
     )
+    relative_slash_redirects(app.router)
     app.state.helpdesk = helpdesk
     return app

@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from helpdesk.files import create_private_file, tighten
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same for every worker of this app.
 _MIGRATION_LOCK_ID = 0x6D61646F
@@ -34,12 +36,24 @@ def async_url(url: str) -> str:
     if backend == "sqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            prepare_sqlite_file(Path(parsed.database))
     elif backend in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     else:
         raise ValueError(f"unsupported database URL: {url!r} (use sqlite:/// or postgresql://)")
     return parsed.render_as_string(hide_password=False)
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """Create the database file 0640 (in 0750 folders) before SQLite opens it.
+
+    SQLite creates a new database 0644 whatever the umask, and gives its ``-wal``, ``-shm``
+    and ``-journal`` files the database file's mode: creating the file first decides all of
+    them. Files left world-readable by earlier versions are tightened.
+    """
+    create_private_file(path)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        tighten(path.with_name(path.name + suffix))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -78,9 +92,31 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Apply every pending Alembic migration (idempotent)."""
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+    """Apply every pending Alembic migration (idempotent).
+
+    Raises:
+        RuntimeError: on SQLite, when the migrated rows break a foreign key.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+        return
+    # SQLite changes a column by copying the table, dropping the original and renaming the
+    # copy: with foreign keys on, dropping a table other rows point at fails. SQLite's own
+    # recipe (https://www.sqlite.org/lang_altertable.html#otheralter): keys off outside the
+    # transaction, migrate, check every key, keys on again.
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        await connection.commit()
+        try:
+            async with connection.begin():
+                await connection.run_sync(_upgrade)
+                broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+        finally:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await connection.commit()
 
 
 def utcnow() -> datetime:

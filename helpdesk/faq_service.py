@@ -56,6 +56,11 @@ HIGHLIGHT_SHARE = 0.6
 # ... unless more than this share of the sentences would be: then nothing stands out.
 MOST_SENTENCES = 0.34
 
+# The order of the shop's FAQ pages (セール商品, 発送/お届け, 決済方法, その他), the privacy
+# questions before その他; a category not listed comes before その他, in file order.
+CATEGORY_ORDER = ("セール商品", "発送/お届け", "決済方法", "個人情報の取り扱い")
+LAST_CATEGORY = "その他"
+
 log = logging.getLogger(__name__)
 
 
@@ -144,10 +149,14 @@ class FaqService:
         return self.engine.entries
 
     def categories(self) -> dict[str, list[Entry]]:
+        """Entries by category, in the order of the shop's pages (``CATEGORY_ORDER``)."""
         grouped: dict[str, list[Entry]] = {}
         for entry in self.entries:
             grouped.setdefault(entry.category or "その他", []).append(entry)
-        return grouped
+        rank = {name: index for index, name in enumerate(CATEGORY_ORDER)}
+        rank[LAST_CATEGORY] = len(CATEGORY_ORDER) + 1
+        ordered = sorted(grouped, key=lambda name: rank.get(name, len(CATEGORY_ORDER)))
+        return {name: grouped[name] for name in ordered}
 
     def validate(self, query: str | None) -> str:
         """Return the query without control characters, or raise ``QueryError``."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Column, DateTime, LargeBinary, Text
+from sqlalchemy import Column, DateTime, LargeBinary, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from helpdesk.db import utcnow
@@ -35,6 +38,27 @@ class FaqGap(SQLModel, table=True):
     confidence: float
     best_entry_id: str | None = Field(default=None, max_length=100)
     created_at: datetime = _created_at()
+
+
+class StrEnumType(TypeDecorator[Any]):
+    """A ``StrEnum`` kept as its value in a plain VARCHAR column, read back as the enum.
+
+    The column is the same as a string column (no migration, SQLite and PostgreSQL alike);
+    a value outside the enum is refused on write (``ValueError``) instead of being stored.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
 # -- tickets -------------------------------------------------------------------------------
@@ -69,7 +93,22 @@ class Author(StrEnum):
     system = "system"
 
 
-# A person who wrote to the shop; one row per e-mail address.
+class Trust(StrEnum):
+    """Whether a message is known to come from the ticket's customer (issues 7 and 8).
+
+    Only ``verified`` messages reach the customer's page or mail, or reopen a ticket; the
+    others are held for agents, marked 「未確認」 with their sender, until an agent accepts
+    one (``AcceptMessage``).
+    """
+
+    verified = "verified"  # the form, the status page, our signed address or our thread
+    weak_thread = "weak_thread"  # the customer's From, threaded by subject (or by ids not ours)
+    third_party = "third_party"  # someone other than the customer wrote on the ticket
+    unregistered = "unregistered"  # an unregistered address answered on the agents' address
+
+
+# A person who wrote to the shop; one row per e-mail address. The name is the one given
+# first; each ticket keeps the name given with it (``Ticket.customer_name``).
 class Customer(SQLModel, table=True):
     __tablename__ = "customer"
 
@@ -99,10 +138,17 @@ class Ticket(SQLModel, table=True):
     token_nonce: str = Field(max_length=64)
     # The form's one-time submission id: a double submit finds the first ticket.
     submission_key: str | None = Field(default=None, max_length=64, unique=True)
-    kind: str = Field(max_length=20, index=True)
-    status: str = Field(default=TicketStatus.new, max_length=20, index=True)
-    priority: str = Field(default=Priority.normal, max_length=20)
+    # What the submission held (``rules.submission_fingerprint``): a repeated key must match.
+    submission_fingerprint: str | None = Field(default=None, max_length=64)
+    kind: TicketKind = Field(sa_type=StrEnumType(TicketKind, 20), index=True)
+    status: TicketStatus = Field(
+        default=TicketStatus.new, sa_type=StrEnumType(TicketStatus, 20), index=True
+    )
+    priority: Priority = Field(default=Priority.normal, sa_type=StrEnumType(Priority, 20))
     customer_id: int = Field(foreign_key="customer.id", index=True)
+    # The name given with this ticket: mails and pages of the ticket use it, never the name
+    # someone else once gave for the same address.
+    customer_name: str = Field(max_length=100)
     assignee_id: int | None = Field(default=None, foreign_key="agent.id")
     order_number: str | None = Field(default=None, max_length=50)
     arrived_on: date | None = None
@@ -120,12 +166,28 @@ class Message(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
-    author: str = Field(max_length=20)
+    author: Author = Field(sa_type=StrEnumType(Author, 20))
     author_name: str | None = Field(default=None, max_length=254)
     body: str = Field(sa_column=Column(Text, nullable=False))
-    # A form's one-time id (or an e-mail's Message-ID): a repeated submit adds nothing.
+    # A form's one-time id (or an e-mail's Message-ID), hashed with the ticket's id so that
+    # keys of different tickets never meet: a repeated submit adds nothing.
     submission_key: str | None = Field(default=None, max_length=250, unique=True)
+    # What the message held (``rules.message_fingerprint``): a repeated key must match.
+    submission_fingerprint: str | None = Field(default=None, max_length=64)
+    trust: Trust = Field(
+        default=Trust.verified,
+        sa_type=StrEnumType(Trust, 20),
+        sa_column_kwargs={"server_default": Trust.verified.value},
+    )
+    # The address a mailed message came from (who wrote an unverified one).
+    sender: str | None = Field(default=None, max_length=254)
+    # The Message-ID of the mail that carried it: customers' mails thread our answers.
+    mail_id: str | None = Field(default=None, max_length=250, index=True)
     created_at: datetime = _created_at()
+
+    @property
+    def verified(self) -> bool:
+        return self.trust is Trust.verified
 
 
 # A cleaned photo (content-addressed in the media folder) on a ticket or a message.
@@ -136,8 +198,9 @@ class Attachment(SQLModel, table=True):
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     message_id: int | None = Field(default=None, foreign_key="message.id")
     field: str = Field(max_length=40)
-    digest: str = Field(max_length=64)
-    thumb_digest: str = Field(max_length=64)
+    # Indexed: the photo sweep asks which stored files are still referenced.
+    digest: str = Field(max_length=64, index=True)
+    thumb_digest: str = Field(max_length=64, index=True)
     content_type: str = Field(max_length=50)
     size: int
     width: int
@@ -175,7 +238,7 @@ class Outbox(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     kind: str = Field(max_length=40)
-    to_address: str = Field(max_length=254)
+    to_address: str = Field(max_length=254, index=True)
     subject: str = Field(max_length=300)
     text: str = Field(sa_column=Column(Text, nullable=False))
     html: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -186,6 +249,9 @@ class Outbox(SQLModel, table=True):
     # JSON list of {"digest", "filename", "content_type"} of cleaned photos to attach.
     attachments: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
     automatic: bool = True
+    # Who caused an automatic mail ("client:203.0.113.5", "mail", "agents"): the hourly cap
+    # counts per address and origin, so nobody spends another's confirmations.
+    origin: str | None = Field(default=None, max_length=100)
     status: str = Field(default=OutboxStatus.queued, max_length=20, index=True)
     attempts: int = 0
     next_attempt_at: datetime = _created_at()
@@ -193,11 +259,17 @@ class Outbox(SQLModel, table=True):
     lease_until: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    # When the row became dead, and when agents were told about it (in a notification).
+    dead_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    dead_reported_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
     created_at: datetime = _created_at()
 
 
 class InboundStatus(StrEnum):
-    received = "received"  # stored, not yet processed
+    received = "received"  # stored, being processed (``next_attempt_at``: until when)
+    retry = "retry"  # failed for a temporary cause: processed again at ``next_attempt_at``
     processed = "processed"
     ignored = "ignored"  # automatic mail, loops: kept but not acted on
     failed = "failed"  # could not be parsed or applied: agents look at it
@@ -217,4 +289,11 @@ class InboundMail(SQLModel, table=True):
     status: str = Field(default=InboundStatus.received, max_length=20, index=True)
     outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    # Processing runs started, counted (and committed) before each one: a message that
+    # kills the process is not run again and again (issue 7).
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # "received": the lease of the run in progress; "retry": when to try again.
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     received_at: datetime = _created_at()

@@ -28,16 +28,33 @@ CSRF protection (double submit with a signed token)
     * Endpoints handling an unsafe method on an HTML (non-``/api/``) path call
       ``await verify_csrf(request, form)`` after parsing the form, and answer 403 with the
       form re-rendered (which sets a fresh cookie if it was missing) when it returns False.
-      The JSON API under ``/api/`` takes no cookies and needs no CSRF token.
+      The JSON API under ``/api/`` needs the token only from browsers (see below).
 
     ``secret`` may be a string or a zero-argument callable returning one (for example
     ``settings.ensure_secret_key``), resolved on first use.
+
+Client address
+    ``ClientAddressMiddleware`` (outermost) decides each request's client address once:
+    the TCP peer, or ``X-Forwarded-For`` only when the peer is one of the trusted proxies
+    (``HELPDESK_TRUSTED_PROXIES``). ``client_ip(request)`` returns that decision to rate
+    limits and the audit trail, and the middleware's access log line uses it too. The
+    server must not rewrite the peer itself (uvicorn runs with ``proxy_headers`` off).
 
 Rate limiting
     ``RateLimiter`` is an in-memory sliding-window log per key (the client IP from
     ``client_ip``), bounded in memory: stale keys are dropped as time passes and at most
     ``max_keys`` keys are kept, least recently seen evicted first. It lives in one process;
     several workers each keep their own count.
+
+The API and browsers
+    ``POST /api/tickets`` takes no cookies of its own, but a browser sends them anyway and a
+    cross-site page can make a browser post ``multipart/form-data`` without asking. So a
+    request that ``looks_like_browser`` must carry the CSRF token like a form, and
+    integrations identify themselves with a key (``api_key_matches``, constant time).
+
+Redirects
+    ``relative_slash_redirects`` replaces Starlette's trailing-slash redirect, which built
+    its Location from the Host header, with a relative one.
 """
 
 from __future__ import annotations
@@ -48,18 +65,20 @@ import hmac
 import html
 import ipaddress
 import json
+import logging
 import math
 import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from markupsafe import Markup
 from starlette.datastructures import FormData, Headers
 from starlette.requests import HTTPConnection, Request
+from starlette.responses import RedirectResponse
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -68,12 +87,18 @@ __all__ = [
     "CSRF_HEADER",
     "BodySizeLimitMiddleware",
     "CSRFMiddleware",
+    "ClientAddressMiddleware",
     "RateLimiter",
+    "api_key_matches",
     "client_ip",
     "csrf_input",
     "csrf_token",
+    "looks_like_browser",
+    "parse_networks",
     "parse_rate",
     "rate_limited_message",
+    "relative_slash_redirects",
+    "resolve_client",
     "verify_csrf",
 ]
 
@@ -182,7 +207,7 @@ class BodySizeLimitMiddleware:
             body = json.dumps({"error": self.message}, ensure_ascii=False).encode()
             content_type = b"application/json"
         else:
-            body = _too_large_page(self.message, _back_link(scope, headers)).encode()
+            body = _too_large_page(self.message).encode()
             content_type = b"text/html; charset=utf-8"
         await send(
             {
@@ -202,35 +227,26 @@ def _wants_json(path: str, headers: Headers) -> bool:
     return path.startswith("/api/") or "application/json" in headers.get("accept", "")
 
 
-def _back_link(scope: Scope, headers: Headers) -> str:
-    """The Referer's path when it is on this site, else ``/``: never an outside address."""
-    referer = headers.get("referer", "")
-    try:
-        parts = urlsplit(referer)
-    except ValueError:
-        return "/"
-    host = headers.get("host", "")
-    if not host and scope.get("server"):
-        server_host, server_port = scope["server"]
-        host = f"{server_host}:{server_port}" if server_port else server_host
-    same_origin = parts.scheme == scope.get("scheme", "http") and parts.netloc == host
-    path = parts.path
-    if not same_origin or not path.startswith("/") or path.startswith(("//", "/\\")):
-        return "/"
-    return f"{path}?{parts.query}" if parts.query else path
-
-
-def _too_large_page(message: str, back: str) -> str:
+def _too_large_page(message: str) -> str:
+    """The 413 page. It links to no form: a link opens the form empty, while the browser's
+    own back button returns to it as filled in (typed values and chosen files)."""
     return (
         "<!doctype html>\n"
         '<html lang="ja">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<title>送信データが大きすぎます | サポート窓口</title>\n"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">\n'
         '<link rel="stylesheet" href="/static/style.css">\n</head>\n<body>\n'
         '<main id="main">\n<h1>送信データが大きすぎます</h1>\n'
         f"<p>{html.escape(message)}</p>\n"
-        "<p>お手数ですが、写真を小さくするか枚数を減らして、もう一度送信してください。</p>\n"
-        f'<p><a href="{html.escape(back)}">前のページに戻る</a></p>\n'
+        '<div class="back-hint">\n'
+        "<p><strong>入力した内容は消えていません。</strong>"
+        "ブラウザの「戻る」ボタン(「←」)で前のページに戻ると、"
+        "入力した内容がそのまま残っています。</p>\n"
+        "<p>戻ったら、大きすぎる写真を上限以下のものに選び直して、"
+        "もう一度送信してください。</p>\n"
+        "</div>\n"
+        '<p><a href="/">トップページへ</a>(入力した内容は引き継がれません)</p>\n'
         "</main>\n</body>\n</html>\n"
     )
 
@@ -464,6 +480,16 @@ class RateLimiter:
             self._hits.popitem(last=False)
         return None
 
+    def peek(self, key: str) -> float | None:
+        """What ``hit`` would answer now, recording nothing: None when a hit would be allowed,
+        else seconds until one is. Lets a caller refuse early, before any costly work, and
+        count the hit only for a request that goes on."""
+        horizon = self.clock() - self.window
+        recent = [t for t in self._hits.get(key, ()) if t > horizon]
+        if len(recent) < self.limit:
+            return None
+        return max(recent[0] - horizon, 0.0)
+
     def _evict_idle(self, horizon: float) -> None:
         # Keys are ordered by last hit, so idle ones are at the front. A key refused while
         # over its limit moves to the back without a new time; checking its newest accepted
@@ -482,24 +508,90 @@ class RateLimiter:
             self._hits.pop(key, None)
 
 
-def client_ip(request: HTTPConnection, *, trusted_proxies: Iterable[str] = ()) -> str:
-    """The client's address: the TCP peer, or ``X-Forwarded-For`` only via a trusted proxy.
+def client_ip(request: HTTPConnection, *, trusted_proxies: Iterable[str] | None = None) -> str:
+    """The client's address: the one function rate limits, logs and the audit trail use.
 
-    ``trusted_proxies`` holds addresses or networks (``"10.0.0.0/8"``). When the peer is one
-    of them, the rightmost ``X-Forwarded-For`` entry that is not a trusted proxy is taken
-    (entries further left are set by the client and cannot be believed). Returns
-    ``"unknown"`` when the server gives no peer address.
+    Without ``trusted_proxies``, the address ``ClientAddressMiddleware`` decided for this
+    request (from the app's ``HELPDESK_TRUSTED_PROXIES``), or the TCP peer without the
+    middleware. With them, decided here: see ``resolve_client``.
     """
-    peer = request.client.host if request.client else "unknown"
-    networks = [ipaddress.ip_network(proxy, strict=False) for proxy in trusted_proxies]
+    if trusted_proxies is None:
+        decided = request.scope.get("state", {}).get(_CLIENT_KEY)
+        if isinstance(decided, str):
+            return decided
+        trusted_proxies = ()
+    networks = parse_networks(trusted_proxies)
+    return resolve_client(request.scope, networks)
+
+
+def parse_networks(items: Iterable[str]) -> tuple[Network, ...]:
+    """Addresses or networks ("10.0.0.1", "10.0.0.0/8") as networks; ``ValueError`` if not."""
+    return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items)
+
+
+def resolve_client(scope: Scope, networks: Sequence[Network]) -> str:
+    """The TCP peer, or ``X-Forwarded-For`` only when the peer is a trusted proxy.
+
+    When the peer is in ``networks``, the rightmost ``X-Forwarded-For`` entry that is not a
+    trusted proxy is taken (entries further left are set by the client and cannot be
+    believed). Returns ``"unknown"`` when the server gives no peer address.
+    """
+    client = scope.get("client")
+    peer = client[0] if client else "unknown"
     if not networks or not _in_networks(peer, networks):
         return peer
-    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    forwarded = ",".join(Headers(scope=scope).getlist("x-forwarded-for"))
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     for hop in reversed(hops):
         if not _in_networks(hop, networks):
             return hop if _is_ip(hop) else peer
     return hops[0] if hops and _is_ip(hops[0]) else peer
+
+
+_CLIENT_KEY = "client_address"
+access_log = logging.getLogger("helpdesk.access")
+
+
+class ClientAddressMiddleware:
+    """Decide each request's client address once, and log the request with it.
+
+    Pure ASGI and outermost, so that everything after it (rate limits, the audit trail)
+    asks ``client_ip(request)`` and gets the same answer. Proxy headers are believed only
+    from ``trusted_proxies`` (``HELPDESK_TRUSTED_PROXIES``); the server itself must not
+    rewrite the peer from them (``main.py serve`` runs uvicorn with ``proxy_headers`` off).
+
+    The access log line (logger ``helpdesk.access``) names that client, the peer when a
+    proxy forwarded the request, and the path without its query string: status pages carry
+    the customer's token there, which has no place in a log.
+    """
+
+    def __init__(self, app: ASGIApp, *, trusted_proxies: Iterable[str] = ()) -> None:
+        self.app = app
+        self.networks = parse_networks(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        client = resolve_client(scope, self.networks)
+        scope.setdefault("state", {})[_CLIENT_KEY] = client
+
+        async def logging_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                peer = scope["client"][0] if scope.get("client") else "unknown"
+                via = f" (via {peer})" if peer != client else ""
+                access_log.info(
+                    '%s%s - "%s %s HTTP/%s" %d',
+                    client,
+                    via,
+                    scope.get("method", ""),
+                    scope["path"],
+                    scope.get("http_version", "1.1"),
+                    message["status"],
+                )
+            await send(message)
+
+        await self.app(scope, receive, logging_send if scope["type"] == "http" else send)
 
 
 def _is_ip(text: str) -> bool:
@@ -513,12 +605,73 @@ def _is_ip(text: str) -> bool:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _in_networks(address: str, networks: list[Network]) -> bool:
+def _in_networks(address: str, networks: Sequence[Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
     return any(ip in network for network in networks)
+
+
+# -- API clients and browsers -----------------------------------------------------------------
+
+#: Headers only browsers send (Fetch Metadata and the Origin of a cross-origin or POST
+#: request): a request carrying one came from a web page, maybe someone else's.
+_BROWSER_HEADERS = ("origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest")
+
+
+def looks_like_browser(headers: Headers) -> bool:
+    """Whether a request came from a browser (so may be a cross-site forgery)."""
+    return any(name in headers for name in _BROWSER_HEADERS)
+
+
+def presented_api_key(headers: Headers) -> str | None:
+    """The key in ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``, if any."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return headers.get("x-api-key", "").strip() or None
+
+
+def api_key_matches(presented: str | None, keys: Iterable[str]) -> bool:
+    """Whether ``presented`` is one of ``keys``, compared in constant time against each."""
+    if not presented:
+        return False
+    given = presented.encode("utf-8", "surrogatepass")
+    matches = [hmac.compare_digest(given, key.encode()) for key in keys]
+    return any(matches)
+
+
+# -- Redirects -------------------------------------------------------------------------------
+
+
+def relative_slash_redirects(router: Router) -> None:
+    """Make ``router`` redirect ``/path/`` to ``/path`` (and back) with a relative Location.
+
+    Starlette's own ``redirect_slashes`` builds an absolute URL from the request's Host
+    header, so ``Host: evil.example`` got ``Location: http://evil.example/t/...?token=...``
+    (issue 7, #20). The same routes are matched; only the Location differs: the path and
+    query alone, never a host the client chose.
+    """
+    router.redirect_slashes = False
+    fallback = router.default
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in ("", "/"):
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            # One leading slash: "//evil.example" would be another host to a browser.
+            other = "/" + other.lstrip("/")
+            probe = {**scope, "path": other}
+            if other != "/" and any(r.matches(probe)[0] is not Match.NONE for r in router.routes):
+                location = other
+                if scope.get("query_string"):
+                    location += "?" + scope["query_string"].decode("latin-1")
+                await RedirectResponse(location, status_code=307)(scope, receive, send)
+                return
+        await fallback(scope, receive, send)
+
+    router.default = default
 
 
 def rate_limited_message(retry_after: float) -> str:

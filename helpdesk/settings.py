@@ -7,11 +7,14 @@ value: the secret key is generated into ``var/`` on first start when unset.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from helpdesk.files import SECRET_MODE, private_dir, tighten, write_private_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +40,17 @@ class Settings(BaseSettings):
     media_dir: Path | None = None
     #: Largest photo accepted, in megabytes.
     max_photo_mb: int = 10
+    #: Memory that photos being decoded may use at once, in megabytes. Each photo reserves
+    #: its estimate (from its header: size, mode, bit depth, format) before it is decoded;
+    #: a photo whose estimate alone is larger is refused. 224 lets two 12-megapixel phone
+    #: photos be cleaned at once, takes a 24-megapixel iPhone HEIC, and keeps the server
+    #: within 300 MB of idle (bench/photo_bench.py).
+    photo_memory_mb: int = 224
+    #: Photos no ticket or unsent mail refers to are deleted after this many hours (uploads
+    #: of refused or abandoned forms); ``serve`` sweeps every ``photo_sweep_interval_minutes``.
+    photo_sweep_grace_hours: float = 24.0
+    #: 0 turns the sweep in ``serve`` off (run ``main.py photos sweep`` from cron instead).
+    photo_sweep_interval_minutes: float = 60.0
     #: Submissions (forms, API, messages) allowed per client IP: "N/10m", "N/hour", "N/30s".
     submission_rate: str = "10/10m"
     #: The shop's From address and the agents' inbox (default: the shop policy's address).
@@ -57,8 +71,21 @@ class Settings(BaseSettings):
     send_mail_in_process: bool = True
     #: When set, ``serve`` receives mail by SMTP on 127.0.0.1 at this port.
     inbound_smtp_port: int | None = None
-    #: Automatic mails (confirmations, status changes) to one address per hour, at most.
+    #: Largest inbound mail, in megabytes: larger ones are refused with 552 and not stored.
+    inbound_max_mail_mb: int = 30
+    #: Automatic mails (confirmations, status changes) to one address per hour, at most,
+    #: counted per origin (each web or API client, inbound mail, the agents): nobody can use
+    #: up the confirmations of someone else's own submissions.
     automatic_mail_limit: int = 10
+    #: Automatic mails to one address per hour from all origins together (against a flood
+    #: from many clients at once).
+    automatic_mail_address_limit: int = 50
+    #: Reverse proxies whose ``X-Forwarded-For`` is believed: comma-separated addresses or
+    #: networks ("127.0.0.1, 10.0.0.0/8"). Empty (the default): the TCP peer is the client.
+    trusted_proxies: str = ""
+    #: Keys for integrations calling ``POST /api/tickets`` (comma-separated; sent as
+    #: ``Authorization: Bearer KEY`` or ``X-API-Key``). When set, the API needs one.
+    api_keys: str = Field(default="", repr=False)
     #: Starlette debug mode (tracebacks in responses): never in production.
     debug: bool = False
 
@@ -68,6 +95,41 @@ class Settings(BaseSettings):
         if value not in ("none", "starttls", "tls"):
             raise ValueError("HELPDESK_SMTP_SECURITY must be none, starttls or tls")
         return value
+
+    @field_validator("photo_memory_mb")
+    @classmethod
+    def _photo_memory(cls, value: int) -> int:
+        if value < 16:
+            raise ValueError("HELPDESK_PHOTO_MEMORY_MB must be at least 16")
+        return value
+
+    @field_validator("photo_sweep_grace_hours")
+    @classmethod
+    def _grace(cls, value: float) -> float:
+        # Shorter than an hour would delete the photos of a form someone is still filling in.
+        if value < 1:
+            raise ValueError("HELPDESK_PHOTO_SWEEP_GRACE_HOURS must be at least 1")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for item in _items(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"HELPDESK_TRUSTED_PROXIES: {item!r} is not an IP address or network"
+                ) from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> tuple[str, ...]:
+        return _items(self.trusted_proxies)
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        return _items(self.api_keys)
 
     @field_validator("var_dir", "data_dir", "media_dir")
     @classmethod
@@ -89,6 +151,14 @@ class Settings(BaseSettings):
         return self.max_photo_mb * 1024 * 1024
 
     @property
+    def inbound_max_mail_bytes(self) -> int:
+        return self.inbound_max_mail_mb * 1024 * 1024
+
+    @property
+    def photo_memory_bytes(self) -> int:
+        return self.photo_memory_mb * 1024 * 1024
+
+    @property
     def max_request_bytes(self) -> int:
         """Largest request body: two photos and the form around them."""
         return 2 * self.max_photo_bytes + 1024 * 1024
@@ -98,14 +168,23 @@ class Settings(BaseSettings):
         """The database URL, defaulting to a SQLite file under ``var_dir``."""
         return self.database_url or f"sqlite:///{self.var_dir / 'helpdesk.db'}"
 
+    def ensure_var_dir(self) -> Path:
+        """Create ``var_dir`` (0750, whatever the umask) if it does not exist; return it."""
+        return private_dir(self.var_dir)
+
     def ensure_secret_key(self) -> str:
         """Return the secret key, generating and keeping one under ``var_dir`` if unset."""
         if self.secret_key:
             return self.secret_key
         path = self.var_dir / "secret_key"
         if not path.exists():
-            self.var_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            secret = secrets.token_urlsafe(48).encode()
+            write_private_file(path, secret, mode=SECRET_MODE, exclusive=True)
+        tighten(path)
         self.secret_key = path.read_text().strip()
         return self.secret_key
+
+
+def _items(value: str) -> tuple[str, ...]:
+    """The items of a comma-separated setting, trimmed, empty ones dropped."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from helpdesk.app import create_app
 from helpdesk.db import async_url
 from helpdesk.settings import ROOT, Settings
+from tests.helpers import MailLoop, free_port, smtp_server
 
 SHARED = ROOT.parent / "shared"
 PG_URL = os.environ.get("HELPDESK_TEST_DATABASE_URL")
@@ -74,3 +75,14 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+@pytest.fixture
+async def mail_loop(app: Starlette) -> AsyncIterator[MailLoop]:
+    """The app sending through a recording SMTP server and receiving on its own."""
+    with smtp_server() as (recorder, port):
+        settings = app.state.helpdesk.settings
+        settings.smtp_host, settings.smtp_port, settings.smtp_security = "127.0.0.1", port, "none"
+        settings.inbound_smtp_port = free_port()
+        await app.state.helpdesk.start_receiver()
+        yield MailLoop(app, recorder)

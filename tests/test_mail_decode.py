@@ -347,3 +347,124 @@ def test_raw_8bit_filename() -> None:
     )
     mail = parse_message(raw)
     assert [a.filename for a in mail.attachments] == ["写真①.jpg"]
+
+
+# ---------------------------------------------------------------------------
+# Leftovers from other projects' fixtures (issue 8, item 6) and malformed From forms
+# ---------------------------------------------------------------------------
+
+
+def _mail(headers: str, body: bytes = b"body\r\n") -> bytes:
+    return headers.replace("\n", "\r\n").encode("utf-8") + b"\r\n" + body
+
+
+def test_au_emoji_in_iso2022jp_become_unicode_emoji() -> None:
+    # au sends its emoji as JIS codes in rows 0x75-0x7C; EmojiSources.txt maps KDDI's codes.
+    raw = (
+        b"From: taro@ezweb.ne.jp\r\nSubject: =?iso-2022-jp?B?GyRCQmpMPnZeGyhC?=\r\n"
+        b"Content-Type: text/plain; charset=iso-2022-jp\r\n\r\n"
+        b"\x1b$BK\\J8\x1b(B\x1b$Bu:\x1b(B\r\n"
+    )
+    mail = parse_message(raw)
+    assert mail.subject == "題名\U0001f3a4"  # 🎤, not the kanji 泫
+    assert mail.text == "本文\u26a0"  # ⚠ (au's "danger" sign)
+
+
+def test_rows_79_to_7c_stay_ibm_kanji_unless_the_sender_is_au() -> None:
+    # CP50221 puts NEC-selected IBM extensions (髙) there; only au mail means emoji.
+    body = b"\x1b$By|\x1b(B"  # JIS 0x797C
+    windows = parse_message(
+        b"From: a@example.jp\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\n" + body
+    )
+    assert windows.text == decode_bytes(body, "iso-2022-jp")
+    assert not any(ord(c) >= 0x1F000 for c in windows.text)
+
+
+def test_raw_8bit_header_is_read_in_the_charset_the_mail_declares() -> None:
+    raw = (
+        b'From: "=?Windows-1252?B?Rm9ybWHn428=?=" <info@example.com>\r\n'
+        b"Subject: Forma\xe7\xe3o de Ver\xe3o\r\n\r\nTEST\r\n"
+    )
+    assert parse_message(raw).subject == "Formação de Verão"  # not Forma鈬o
+
+
+def test_a_stray_byte_in_an_rfc2231_name_keeps_the_next_letter() -> None:
+    raw = _mail(
+        "From: a@example.jp\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+        "Content-Type: text/plain\n\nhi\n--b\n"
+        "Content-Type: application/octet-stream; name*=iso-2022-jp'ja'Dij%8aat.mp3\n\n"
+        "data\n--b--\n"
+    )
+    [attachment] = parse_message(raw).attachments
+    assert attachment.filename.startswith("Dij") and attachment.filename.endswith("at.mp3")
+    assert len(attachment.filename) == len("Dij?at.mp3")
+
+
+def test_the_file_parameter_names_an_attachment() -> None:
+    raw = _mail(
+        "From: a@example.jp\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+        "Content-Type: text/plain\n\nhi\n--b\n"
+        'Content-Type: application/octet-stream; file="ATTACHMENT.EXE"\n\ndata\n--b--\n'
+    )
+    assert [a.filename for a in parse_message(raw).attachments] == ["ATTACHMENT.EXE"]
+
+
+def test_a_boundary_folded_over_two_header_lines() -> None:
+    raw = _mail(
+        'From: a@example.jp\nContent-Type: multipart/mixed; boundary="foo\n bar"\n\n'
+        "--foo bar\nContent-Type: text/plain\n\nhello\n"
+        "--foo bar\nContent-Type: application/pdf; name=a.pdf\n\npdf\n--foo bar--\n"
+    )
+    mail = parse_message(raw)
+    assert mail.text == "hello" and [a.filename for a in mail.attachments] == ["a.pdf"]
+
+
+def test_a_boundary_that_is_another_plus_two_dashes() -> None:
+    raw = _mail(
+        'From: a@example.jp\nContent-Type: multipart/mixed; boundary="a--"\n\n--a--\n'
+        'Content-Type: multipart/mixed; boundary="a----"\n\n--a----\n'
+        "Content-Type: text/plain\n\nthe body\n--a------\n--a----\n"
+    )
+    assert parse_message(raw).text == "the body"  # the stdlib alone: ""
+
+
+def test_a_header_name_with_a_space_before_the_colon() -> None:
+    raw = _mail("Fro :Multi Sender <multi@example.test>\nSubject: Sprint 3\n")
+    mail = parse_message(raw)
+    assert mail.subject == "Sprint 3"
+
+
+@pytest.mark.parametrize(
+    ("header", "address", "name"),
+    [
+        pytest.param(
+            _b("utf-8", "山田 花子 <hanako@example.jp>".encode()),
+            "hanako@example.jp",
+            "山田 花子",
+            id="one-encoded-word-with-name-and-address",
+        ),
+        pytest.param(
+            "=?utf-8?q?=E5=B1=B1=E7=94=B0_<hanako@example.jp>?=",
+            "hanako@example.jp",
+            "山田",
+            id="q-encoded-word-with-address",
+        ),
+        pytest.param(
+            "Yamada, Hanako <hanako@example.jp>",
+            "hanako@example.jp",
+            "Yamada, Hanako",
+            id="unquoted-comma",
+        ),
+        pytest.param(
+            '"山田 花子" <hanako@example.jp', "hanako@example.jp", "山田 花子", id="no-gt"
+        ),
+        pytest.param('"hanako@example.jp"', "hanako@example.jp", "", id="quoted-address"),
+        pytest.param("山田 花子 hanako@example.jp", "hanako@example.jp", "山田 花子", id="bare"),
+        pytest.param("山田花子", "", "山田花子", id="name-only"),
+        # RFC 5322 allows a quoted local part: the parser passes it on, validators judge it.
+        pytest.param('"a b"@example.jp', '"a b"@example.jp', "", id="quoted-local-part"),
+    ],
+)
+def test_malformed_from_forms_still_yield_the_address(header: str, address: str, name: str) -> None:
+    mail = parse_message(_mail(f"From: {header}\nTo: support@example.jp\nSubject: t\n"))
+    assert (mail.from_address, mail.from_name) == (address, name)

@@ -3,64 +3,38 @@
 from __future__ import annotations
 
 import email
-import email.policy
-import socket
+import email.utils
 from collections.abc import Iterator
 from datetime import date
 from email.message import EmailMessage
-from typing import Any
 
 import aiosmtplib
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 from starlette.applications import Starlette
 
 from helpdesk.models import Ticket
 from tests import imaging
-
-SUPPORT = "admin@interiorltd.jp"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for rcpt, m in self.messages if address in rcpt]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import SUPPORT, SmtpRecorder, add_agent, free_port, smtp_server, text_of
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[tuple[Recorder, int]]:
-    recorder = Recorder()
-    port = _free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield recorder, port
-    controller.stop()
+def outbound_smtp() -> Iterator[tuple[SmtpRecorder, int]]:
+    """The shop's outgoing SMTP server: records what the app sends."""
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture
-async def mail_app(app: Starlette, smtp_server: tuple[Recorder, int]) -> Starlette:
+async def mail_app(app: Starlette, outbound_smtp: tuple[SmtpRecorder, int]) -> Starlette:
     settings = app.state.helpdesk.settings
     settings.smtp_host, settings.smtp_port, settings.smtp_security = (
         "127.0.0.1",
-        smtp_server[1],
+        outbound_smtp[1],
         "none",
     )
-    settings.inbound_smtp_port = _free_port()
+    settings.inbound_smtp_port = free_port()
     await app.state.helpdesk.start_receiver()
     return app
 
@@ -69,18 +43,12 @@ async def drain(app: Starlette) -> int:
     return await app.state.helpdesk.mail_sender().drain()
 
 
-def text_of(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return part.get_content()
-
-
 async def test_ticket_mails_and_an_agent_reply_over_smtp(
-    mail_app: Starlette, client: httpx.AsyncClient, smtp_server: tuple[Recorder, int]
+    mail_app: Starlette, client: httpx.AsyncClient, outbound_smtp: tuple[SmtpRecorder, int]
 ) -> None:
-    recorder, _ = smtp_server
+    recorder, _ = outbound_smtp
     helpdesk = mail_app.state.helpdesk
-    await helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
+    await add_agent(mail_app)
     created = await client.post(
         "/api/tickets",
         data={
@@ -100,7 +68,8 @@ async def test_ticket_mails_and_an_agent_reply_over_smtp(
     assert await drain(mail_app) == 2
 
     [confirmation] = recorder.to("hanako@example.jp")
-    assert confirmation["Subject"] == f"[{reference}] お問い合わせを受け付けました"
+    # The first mail of the thread: the ticket's subject form, without "Re: ".
+    assert confirmation["Subject"] == f"[{reference}] 不良品(注文番号 #1234)"
     assert confirmation["Auto-Submitted"] == "auto-generated"
     assert "受付番号" in text_of(confirmation)
     [notification] = recorder.to(SUPPORT)
@@ -157,7 +126,9 @@ def test_every_mail_template_composes_text_and_html() -> None:
     from helpdesk.settings import ROOT
 
     policy = SimpleNamespace(name="COCO case", url="https://cococase.jp", return_window_days=3)
-    ticket = SimpleNamespace(reference="HD-26-00001", subject="不良品", late=False)
+    ticket = SimpleNamespace(
+        reference="HD-26-00001", subject="不良品", late=False, customer_name="山田 花子"
+    )
     customer = SimpleNamespace(name="山田 花子", email="hanako@example.jp")
     submission = SimpleNamespace(
         name="山田 花子",
@@ -179,15 +150,31 @@ def test_every_mail_template_composes_text_and_html() -> None:
         "attachments": [],
         "photo_labels": {},
         "body": "お待たせしました <script>",
-        "stranger": None,
+        "message": SimpleNamespace(
+            id=3, verified=False, sender="ichiro@example.jp", trust="third_party"
+        ),
+        "trust_label": "お客様以外のアドレスからのメール",
+        "subject": "Re: [HD-26-00001] 不良品",
+        "greeted": False,
         "status_label": "解決済み",
         "agent": SimpleNamespace(name="佐藤", email="sato@interiorltd.jp"),
         "problems": "・1行目「#statu」: 不明なコマンドです。",
         "row": SimpleNamespace(id=7, envelope_from=None),
         "problem": "解析できません",
         "preview": "garbage",
+        "dead_mail": [
+            SimpleNamespace(
+                outbox_id=9,
+                to_address="typo@exampel.jp",
+                subject="<受付>",
+                attempts=5,
+                dead_at=None,
+                error="550 mailbox full",
+            )
+        ],
     }
-    names = sorted(p.stem for p in (ROOT / "templates" / "mail").glob("*.txt"))
+    # Partials (``_dead_mail``) are parts of the others, not mails.
+    names = sorted(p.stem for p in (ROOT / "templates" / "mail").glob("[!_]*.txt"))
     assert len(names) >= 7
     for name in names:
         mail = compose(name, **context)
@@ -195,3 +182,4 @@ def test_every_mail_template_composes_text_and_html() -> None:
         assert mail.text.strip(), name
         assert mail.html.lstrip().startswith("<!doctype html>"), name
         assert "<script>" not in mail.html and "<b>入って</b>" not in mail.html, name
+        assert "<受付>" not in mail.html, name

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from email.message import EmailMessage
-from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
 import httpx
 import pytest
 from sqlalchemy import select
@@ -22,86 +18,35 @@ from starlette.applications import Starlette
 from helpdesk.models import InboundMail, Message, Outbox, Ticket, TicketEvent
 from helpdesk.settings import ROOT
 from tests import imaging
+from tests.helpers import (
+    SUPPORT,
+    add_agent,
+    api_inquiry,
+    deliver,
+    free_port,
+    mail,
+    reply_address,
+    rows,
+    the_ticket,
+)
 
 CORPUS = Path(__file__).parent / "mail_corpus"
-SUPPORT = "admin@interiorltd.jp"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 async def smtp_port(app: Starlette) -> AsyncIterator[int]:
     """The app's own SMTP receiver, listening on loopback."""
-    port = _free_port()
+    port = free_port()
     app.state.helpdesk.settings.inbound_smtp_port = port
     await app.state.helpdesk.start_receiver()
     yield port
 
 
-async def deliver(port: int, message: EmailMessage | bytes, *, to: list[str] | None = None) -> None:
-    if isinstance(message, bytes):
-        await aiosmtplib.send(
-            message,
-            hostname="127.0.0.1",
-            port=port,
-            sender="x@example.jp",
-            recipients=to or [SUPPORT],
-        )
-    else:
-        await aiosmtplib.send(message, hostname="127.0.0.1", port=port, recipients=to)
-
-
-def mail(frm: str, to: str, subject: str, body: str, **headers: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = frm
-    message["To"] = to
-    message["Subject"] = subject
-    message["Message-ID"] = make_msgid(domain="example.jp")
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
-    return message
-
-
-async def rows(app: Starlette, model: type, *where: Any) -> list[Any]:
-    async with app.state.helpdesk.sessions() as session:
-        return list((await session.execute(select(model).where(*where))).scalars().all())
-
-
-async def open_ticket(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.post(
-        "/api/tickets",
-        data={
-            "kind": "inquiry",
-            "category": "not_arrived",
-            "name": "山田 花子",
-            "email": "hanako@example.jp",
-            "description": "注文した商品がまだ届きません。",
-        },
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def the_ticket(app: Starlette, reference: str) -> Ticket:
-    [ticket] = await rows(app, Ticket, Ticket.reference == reference)
-    return ticket
-
-
-async def reply_address(app: Starlette, reference: str, *, agents: bool = False) -> str:
-    ticket = await the_ticket(app, reference)
-    return app.state.helpdesk.tickets.reply_address(ticket, agents=agents)
-
-
 @pytest.fixture
 async def agent_thread(app: Starlette, client: httpx.AsyncClient) -> tuple[dict[str, Any], str]:
     """A registered agent 佐藤, an open ticket, and the agents' signed reply address."""
-    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
-    created = await open_ticket(client)
+    await add_agent(app)
+    created = await api_inquiry(client)
     return created, await reply_address(app, created["reference"], agents=True)
 
 
@@ -130,7 +75,7 @@ async def test_mail_from_a_stranger_opens_an_inquiry(app: Starlette, smtp_port: 
 async def test_customer_reply_threads_by_signed_address_and_reopens(
     app: Starlette, client: httpx.AsyncClient, smtp_port: int
 ) -> None:
-    created = await open_ticket(client)
+    created = await api_inquiry(client)
     reference = created["reference"]
     async with app.state.helpdesk.sessions() as session:
         ticket = (await session.execute(select(Ticket))).scalar_one()
@@ -161,7 +106,7 @@ async def test_customer_reply_threads_by_signed_address_and_reopens(
 async def test_forged_reply_address_does_not_thread(
     app: Starlette, client: httpx.AsyncClient, smtp_port: int
 ) -> None:
-    created = await open_ticket(client)
+    created = await api_inquiry(client)
     forged = f"admin+{created['reference'].lower()}.aaaaaaaaaaaa@interiorltd.jp"
     await deliver(smtp_port, mail("mallory@example.jp", forged, "hi", "hello"), to=[forged])
     assert len(await rows(app, Ticket)) == 2  # a new inquiry, not a message on the ticket
@@ -170,7 +115,7 @@ async def test_forged_reply_address_does_not_thread(
 async def test_reply_threads_by_in_reply_to_and_by_subject(
     app: Starlette, client: httpx.AsyncClient, smtp_port: int
 ) -> None:
-    created = await open_ticket(client)
+    created = await api_inquiry(client)
     reference = created["reference"]
     confirmation = next(o for o in await rows(app, Outbox) if o.kind == "ticket_confirmation")
     by_id = mail(
@@ -194,8 +139,8 @@ async def test_reply_threads_by_in_reply_to_and_by_subject(
 async def test_agent_reply_with_commands_reaches_the_customer(
     app: Starlette, client: httpx.AsyncClient, smtp_port: int
 ) -> None:
-    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤 花子")
-    created = await open_ticket(client)
+    await add_agent(app, name="佐藤 花子")
+    created = await api_inquiry(client)
     reference = created["reference"]
     address = await reply_address(app, reference, agents=True)
     body = (
@@ -303,7 +248,7 @@ async def test_automatic_mail_is_never_answered(
     assert await rows(app, Ticket) == []
     assert await rows(app, Outbox) == []
     assert {m.status for m in await rows(app, InboundMail)} == {"ignored"}
-    created = await open_ticket(client)
+    created = await api_inquiry(client)
     address = await reply_address(app, created["reference"])
     await deliver(
         smtp_port,
@@ -319,7 +264,7 @@ async def test_automatic_mail_is_never_answered(
 async def test_delivery_report_is_recorded_on_the_ticket(
     app: Starlette, client: httpx.AsyncClient, smtp_port: int
 ) -> None:
-    created = await open_ticket(client)
+    created = await api_inquiry(client)
     confirmation = next(o for o in await rows(app, Outbox) if o.kind == "ticket_confirmation")
     dsn = (
         "From: MAILER-DAEMON@mx.example.jp\r\nTo: admin@interiorltd.jp\r\n"
@@ -356,7 +301,7 @@ async def test_unparseable_mail_is_kept_for_agents(app: Starlette, smtp_port: in
 
 
 async def test_automatic_mail_per_address_is_capped(app: Starlette, smtp_port: int) -> None:
-    app.state.helpdesk.tickets.automatic_mail_limit = 2
+    app.state.helpdesk.tickets.notify.automatic_mail_limit = 2
     for index in range(4):
         await deliver(smtp_port, mail("loop@example.jp", SUPPORT, f"質問{index}", "こんにちは"))
     confirmations = [o for o in await rows(app, Outbox) if o.kind == "ticket_confirmation"]
@@ -427,7 +372,8 @@ def test_mail_ingest_from_standard_input(tmp_path: Path) -> None:
         email_module.message_from_bytes(f.read_bytes(), policy=email_policy.default)["Subject"]
         for f in files
     }
-    assert any("お問い合わせを受け付けました" in s for s in subjects)
+    # The confirmation answers the customer's mail, under the ticket's subject form.
+    assert any(s.startswith("Re: [HD-") and s.endswith("] ラッピングについて") for s in subjects)
     status = subprocess.run(
         [sys.executable, str(ROOT / "main.py"), "mail", "status"],
         capture_output=True,
@@ -473,8 +419,8 @@ def test_agent_add_command(tmp_path: Path) -> None:
 async def test_commands_need_the_agents_address_not_just_an_agents_from(
     app: Starlette, client: httpx.AsyncClient, smtp_port: int
 ) -> None:
-    await app.state.helpdesk.tickets.add_agent("sato@interiorltd.jp", "佐藤")
-    created = await open_ticket(client)
+    await add_agent(app)
+    created = await api_inquiry(client)
     customer_address = await reply_address(app, created["reference"])
     forged = mail(
         "Sato <SATO@interiorltd.jp>", customer_address, "Re:", "#note\n返金先を変更してよい"
@@ -483,9 +429,10 @@ async def test_commands_need_the_agents_address_not_just_an_agents_from(
     ticket = await the_ticket(app, created["reference"])
     messages = await rows(app, Message, Message.ticket_id == ticket.id)
     assert [m.author for m in messages] == ["customer", "customer"]  # no internal note
-    assert messages[-1].author_name == "お客様以外: sato@interiorltd.jp"
+    # Held for agents as a third party's, never the customer's.
+    assert (messages[-1].trust, messages[-1].sender) == ("third_party", "sato@interiorltd.jp")
     notice = next(o for o in await rows(app, Outbox) if o.kind == "customer_reply")
-    assert "お客様以外" in notice.subject
+    assert "未確認" in notice.subject and "sato@interiorltd.jp" in notice.subject
 
 
 async def test_agents_auto_reply_is_not_passed_to_the_customer(
@@ -518,7 +465,7 @@ async def test_mail_interrupted_after_storing_is_processed_later(app: Starlette)
         session.add(InboundMail(raw=raw, received_at=utcnow() - timedelta(minutes=10)))
         session.add(InboundMail(raw=raw, received_at=utcnow()))  # may still be in progress
         await session.commit()
-    assert await app.state.helpdesk.inbound.process_stuck() == 1
+    assert await app.state.helpdesk.inbound.process_due() == 1
     statuses = sorted(r.status for r in await rows(app, InboundMail))
     assert statuses == ["processed", "received"]
     assert len(await rows(app, Ticket)) == 1

@@ -30,13 +30,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from helpdesk.db import as_utc, create_engine, migrate, session_factory, utcnow
 from helpdesk.mail.outbox import (
     DirectoryTransport,
+    DoubtfulError,
     OutboxSender,
     PermanentError,
     SmtpTransport,
     TransientError,
     build_message,
+    claim_dead_mail_to_report,
+    classify_reply,
     message_bytes,
+    requeue_dead,
     transport_from_settings,
+    unreported_dead_mail,
 )
 from helpdesk.models import Customer, Outbox, Ticket, TicketEvent
 from helpdesk.photos import PhotoStore
@@ -195,6 +200,7 @@ async def make_ticket(sessions: Sessions) -> int:
             token_nonce="nonce",
             kind="inquiry",
             customer_id=customer.id,
+            customer_name="山田 花子",
             subject="商品が届きません",
         )
         session.add(ticket)
@@ -585,3 +591,184 @@ async def test_a_killed_sender_loses_nothing_and_duplicates_nothing(
     assert set(counts.values()) == {1}
     for row in await all_rows(sessions):
         assert row.status == "sent" and row.lease_until is None
+
+
+# -- permanent-looking failures, dead mail, requeueing (issue 7, finding 9) -------------------
+
+
+class RefusingRecorder(Recorder):
+    """Answers the first ``times`` DATA commands with ``reply``, then accepts."""
+
+    def __init__(self, reply: str, times: int) -> None:
+        super().__init__()
+        self.reply = reply
+        self.times = times
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.data_seen < self.times:
+            self.data_seen += 1
+            return self.reply
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "expected"),
+    [
+        (550, "5.1.1 <a@example.jp>: Recipient address rejected: User unknown", PermanentError),
+        (550, "5.1.1 The email account that you tried to reach does not exist.", PermanentError),
+        (553, "5.1.3 Bad recipient address syntax", PermanentError),
+        (552, "5.3.4 Message size exceeds fixed limit", PermanentError),
+        (552, "5.2.2 Mailbox full", DoubtfulError),
+        (550, "5.2.2 The user's mailbox is over quota", DoubtfulError),
+        (550, "Greylisted, please try again in 300 seconds", DoubtfulError),
+        (554, "5.7.1 Message rejected as spam", DoubtfulError),
+        (550, "Requested action not taken: mailbox unavailable", DoubtfulError),
+        (421, "4.7.0 Try again later, closing connection", TransientError),
+        (451, "4.3.0 Temporary failure", TransientError),
+    ],
+)
+def test_replies_providers_misreport_are_doubtful_not_final(
+    code: int, text: str, expected: type[Exception]
+) -> None:
+    error = classify_reply(code, text, "message refused")
+
+    assert type(error) is expected
+    assert str(code) in str(error) and text in str(error)
+
+
+async def test_a_550_for_a_full_mailbox_is_retried_with_backoff_then_delivered(
+    sessions: Sessions,
+) -> None:
+    # Before: one 550 made the mail dead after a single attempt.
+    ticket_id = await make_ticket(sessions)
+    [row] = await add_rows(sessions, [outbox_row(1, ticket_id=ticket_id)])
+    clock = Clock()
+    handler = RefusingRecorder("550 5.2.2 Mailbox full, try later", times=2)
+    with smtp_server(handler) as port:
+        sender = sender_for(sessions, port, clock=clock, base_delay=60, jitter=0)
+        for attempt, delay in ((1, 300), (2, 600)):
+            assert await sender.run_once() == 1
+            [stored] = await all_rows(sessions)
+            assert (stored.status, stored.attempts) == ("queued", attempt)
+            assert stored.last_error and "550 5.2.2" in stored.last_error
+            wait = (as_utc(stored.next_attempt_at) - clock.now).total_seconds()
+            assert wait == pytest.approx(delay)  # greylisting wants minutes, not seconds
+            clock.advance(delay * 0.9)
+            assert await sender.run_once() == 0
+            clock.advance(delay * 0.2)
+        assert await sender.run_once() == 1
+    assert handler.message_ids() == [row.message_id]
+    [stored] = await all_rows(sessions)
+    assert (stored.status, stored.attempts, stored.dead_at) == ("sent", 3, None)
+
+
+async def test_a_doubtful_refusal_is_dead_after_a_few_attempts(sessions: Sessions) -> None:
+    await add_rows(sessions, [outbox_row(1)])
+    clock = Clock()
+    handler = RefusingRecorder("554 5.7.1 Rejected by policy", times=100)
+    with smtp_server(handler) as port:
+        sender = sender_for(sessions, port, clock=clock, max_attempts=12, doubtful_attempts=3)
+        for _ in range(3):
+            assert await sender.run_once() == 1
+            clock.advance(3600)
+        assert await sender.run_once() == 0
+    [stored] = await all_rows(sessions)
+    assert (stored.status, stored.attempts) == ("dead", 3)
+    assert stored.dead_at is not None and stored.dead_reported_at is None
+    assert handler.accepted == []
+
+
+async def dead_rows(sessions: Sessions, count: int, **fields: Any) -> list[Outbox]:
+    now = utcnow()
+    rows = [
+        outbox_row(
+            n, status="dead", attempts=1, last_error="550 5.7.1 refused", dead_at=now, **fields
+        )
+        for n in range(count)
+    ]
+    return await add_rows(sessions, rows)
+
+
+async def test_mail_retry_requeues_dead_mail_and_never_sent_mail(sessions: Sessions) -> None:
+    ticket_id = await make_ticket(sessions)
+    dead = await dead_rows(sessions, 2, ticket_id=ticket_id)
+    [sent] = await add_rows(sessions, [outbox_row(9, status="sent", attempts=1)])
+    async with sessions() as session:
+        assert await requeue_dead(session, ids=[sent.id]) == []  # never twice
+        requeued = await requeue_dead(session, ids=[dead[0].id], actor="main.py")
+        await session.commit()
+    assert [row.id for row in requeued] == [dead[0].id]
+    stored = {row.id: row for row in await all_rows(sessions)}
+    first = stored[dead[0].id]
+    assert (first.status, first.attempts, first.dead_at, first.lease_until) == (
+        "queued",
+        0,
+        None,
+        None,
+    )
+    assert first.last_error  # kept: what happened last time
+    assert stored[dead[1].id].status == "dead" and stored[sent.id].status == "sent"
+    async with sessions() as session:
+        events = (await session.execute(select(TicketEvent))).scalars().all()
+        assert [(e.kind, e.actor, json.loads(e.data)["outbox_id"]) for e in events] == [
+            ("mail_requeued", "main.py", dead[0].id)
+        ]
+        rest = await requeue_dead(session)  # --dead: all of them
+        await session.commit()
+    assert [row.id for row in rest] == [dead[1].id]
+
+    # Requeued mail is sent by the sender like any other.
+    handler = Recorder()
+    with smtp_server(handler) as port:
+        assert await sender_for(sessions, port).drain() == 2
+    assert sorted(handler.message_ids()) == sorted(row.message_id for row in dead)
+
+
+async def test_dead_mail_is_reported_to_agents_once(sessions: Sessions) -> None:
+    rows = await dead_rows(sessions, 3)
+    async with sessions() as session:
+        assert [m.outbox_id for m in await unreported_dead_mail(session)] == [r.id for r in rows]
+        claimed = await claim_dead_mail_to_report(session)
+        await session.rollback()  # the notification was not queued: still unreported
+    assert len(claimed) == 3
+    async with sessions() as session:
+        claimed = await claim_dead_mail_to_report(session)
+        await session.commit()
+    assert [m.outbox_id for m in claimed] == [r.id for r in rows]
+    mail = claimed[0]
+    assert (mail.kind, mail.to_address, mail.attempts) == (
+        "ticket_confirmation",
+        "customer0@example.jp",
+        1,
+    )
+    assert "550 5.7.1" in mail.error and mail.dead_at is not None
+    async with sessions() as session:
+        assert await claim_dead_mail_to_report(session) == []
+        assert await unreported_dead_mail(session) == []
+        # Requeued, then dead again: reported again.
+        await requeue_dead(session, ids=[rows[0].id])
+        await session.commit()
+    handler = RefusingRecorder("550 5.1.1 User unknown", times=10)
+    with smtp_server(handler) as port:
+        assert await sender_for(sessions, port).drain() == 1
+    async with sessions() as session:
+        again = await claim_dead_mail_to_report(session)
+        await session.commit()
+    assert [m.outbox_id for m in again] == [rows[0].id]
+
+
+async def test_two_notifications_at_once_never_list_the_same_dead_mail(
+    sessions: Sessions,
+) -> None:
+    await dead_rows(sessions, 6)
+
+    async def claim() -> list[int]:
+        async with sessions() as session:
+            found = await claim_dead_mail_to_report(session, limit=4)
+            await asyncio.sleep(0.05)
+            await session.commit()
+        return [m.outbox_id for m in found]
+
+    first, second = await asyncio.gather(claim(), claim())
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == 6

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
 import stat
 import struct
 import subprocess
 import sys
+import time
 import warnings
 import zlib
 from pathlib import Path
@@ -135,10 +138,13 @@ def png_of_zeros(width: int, height: int, *, color_type: int, bit_depth: int) ->
     Zeros compress about a thousand to one: a 20000×20000 image is a few tens of KB, the
     shape of a decompression bomb.
     """
-    channels = {0: 1, 2: 3, 3: 1}[color_type]
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
     row = bytes(1 + (width * channels * bit_depth + 7) // 8)  # filter byte 0, then pixels
     compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    batch = max(1, 1_000_000 // len(row))  # rows compressed a megabyte at a time
+    full, rest = divmod(height, batch)
+    chunks = [compressor.compress(row * batch) for _ in range(full)]
+    idat = b"".join(chunks) + compressor.compress(row * rest) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     chunks = png_chunk(b"IHDR", header)
     if color_type == 3:
@@ -550,7 +556,7 @@ def test_files_are_content_addressed_private_and_atomic(store: PhotoStore) -> No
         assert stat.S_IMODE(file.stat().st_mode) == 0o640
     # No temporary files left behind, nothing named after the upload.
     assert stored_files(store.root) == sorted([path, thumb])
-    assert photo.original_filename == "passwd"
+    assert photo.original_filename == "passwd.jpg"  # named by what is stored
 
 
 def test_stored_photo_is_plain_data(store: PhotoStore) -> None:
@@ -623,7 +629,7 @@ def test_filename_is_sanitized_for_display(filename: str, expected: str) -> None
 def test_process_uses_the_sanitized_filename(store: PhotoStore) -> None:
     photo = store.process(heic(), filename="a/b\\c\x07" + "x" * 200, field_label=LABEL)
 
-    assert photo.original_filename == "c" + "x" * 99
+    assert photo.original_filename == "c" + "x" * 95 + ".jpg"
 
 
 def test_the_filename_does_not_decide_the_format(store: PhotoStore) -> None:
@@ -632,3 +638,312 @@ def test_the_filename_does_not_decide_the_format(store: PhotoStore) -> None:
     assert photo.content_type == "image/png"
     with pytest.raises(PhotoError):
         store.process(PDF, filename="photo.png", field_label=LABEL)
+
+
+# -- shape, depth and memory, checked from the header (issue 7, finding 3) ---------------------
+
+
+def _timed_inspect(store: PhotoStore, data: bytes) -> tuple[PhotoError, float]:
+    started = time.perf_counter()
+    with pytest.raises(PhotoError) as raised:
+        store.inspect(data, field_label=LABEL)
+    return raised.value, time.perf_counter() - started
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "color_type", "bit_depth"),
+    [
+        # 114 KB that cost 1.3 GB and 2 s of CPU before: 16-bit grey, one pixel wide.
+        pytest.param(1, 39_900_000, 0, 16, id="1x39.9M-16bit-grey"),
+        pytest.param(39_900_000, 1, 0, 16, id="39.9Mx1-16bit-grey"),
+        pytest.param(200, 100_000, 6, 16, id="200x100000-16bit-rgba"),
+        pytest.param(30_000, 1_000, 2, 8, id="30000x1000-rgb"),
+    ],
+)
+def test_extreme_shapes_are_refused_from_the_header(
+    store: PhotoStore, width: int, height: int, color_type: int, bit_depth: int
+) -> None:
+    bomb = png_of_zeros(width, height, color_type=color_type, bit_depth=bit_depth)
+    assert width * height <= store.max_pixels and len(bomb) < 300_000
+
+    error, seconds = _timed_inspect(store, bomb)
+    with pytest.raises(PhotoError) as processed:
+        store.process(bomb, filename="bomb.png", field_label=LABEL)
+
+    for message in (error.message, processed.value.message):
+        assert f"「{LABEL}」" in message and "縦横の比率" in message and "20倍まで" in message
+    assert seconds < 0.5
+    assert stored_files(store.root) == []
+
+
+def test_aspect_ratio_up_to_twenty_is_accepted(store: PhotoStore) -> None:
+    photo = store.process(
+        _save(Image.new("RGB", (4000, 200), "gray"), "JPEG"), filename="a", field_label=LABEL
+    )
+    assert (photo.width, photo.height) == (4000, 200)
+    with pytest.raises(PhotoError, match="縦横の比率"):
+        store.inspect(_save(Image.new("RGB", (4020, 200), "gray"), "JPEG"), field_label=LABEL)
+
+
+def test_a_photo_needing_more_memory_than_the_whole_budget_is_refused(tmp_path: Path) -> None:
+    store = PhotoStore(tmp_path / "media", memory_budget=64 * 1024 * 1024)
+    # 12 megapixels of RGB: about 100 MB to decode and turn upright; 7 KB on disk.
+    data = png_of_zeros(4000, 3000, color_type=2, bit_depth=8)
+
+    error, seconds = _timed_inspect(store, data)
+
+    assert error.field_label == LABEL and f"「{LABEL}」" in error.message
+    assert "大きすぎて処理できません" in error.message and error.message.endswith("。")
+    assert seconds < 0.5
+    assert not (tmp_path / "media").exists()
+    # The default budget takes it.
+    check = PhotoStore(tmp_path / "other").inspect(data, field_label=LABEL)
+    assert 64 * 1024 * 1024 < check.memory < 200 * 1024 * 1024
+
+
+def test_memory_estimate_grows_with_bit_depth_mode_and_codec(store: PhotoStore) -> None:
+    def memory(data: bytes) -> int:
+        return store.inspect(data, field_label=LABEL).memory
+
+    # Larger than MAX_SIDE: the decoded image is alive while it is fitted.
+    grey8 = memory(png_of_zeros(6000, 4000, color_type=0, bit_depth=8))
+    grey16 = memory(png_of_zeros(6000, 4000, color_type=0, bit_depth=16))
+    rgba16 = memory(png_of_zeros(6000, 4000, color_type=6, bit_depth=16))
+    assert grey8 < grey16 < rgba16
+    assert 0 < grey16 - grey8 <= 6000 * 4000  # at most one more byte a pixel
+    from helpdesk.photos import _jpeg_coefficient_bytes
+
+    # A progressive JPEG is read whole into 16-bit coefficients before any pixel comes out:
+    # 3 bytes a pixel in 4:2:0, 6 in 4:4:4, whatever scale it is decoded at.
+    image = Image.effect_noise((3000, 2000), 40).convert("RGB")
+    pixels = 3000 * 2000
+    assert _jpeg_coefficient_bytes(_save(image, "JPEG"), 3000, 2000) == 0
+    progressive = _save(image, "JPEG", progressive=True)
+    assert 3.0 <= _jpeg_coefficient_bytes(progressive, 3000, 2000) / pixels < 3.1
+    full_chroma = _save(image, "JPEG", progressive=True, subsampling=0)
+    assert 6.0 <= _jpeg_coefficient_bytes(full_chroma, 3000, 2000) / pixels < 6.1
+    # A header that cannot be walked is costed as the worst case.
+    assert _jpeg_coefficient_bytes(b"\xff\xd8garbage", 3000, 2000) == 8 * pixels
+
+
+def test_inspect_reads_the_header_only_and_stores_nothing(store: PhotoStore) -> None:
+    check = store.inspect(phone_jpeg((640, 480)), field_label=LABEL)
+
+    assert (check.format, check.mode, check.width, check.height, check.scale) == (
+        "JPEG",
+        "RGB",
+        640,
+        480,
+        1,
+    )
+    assert 0 < check.memory < 32 * 1024 * 1024
+    for data, expected in ((PDF, "JPEG・PNG・WebP・HEIC形式"), (b"", "空です")):
+        with pytest.raises(PhotoError, match=expected):
+            store.inspect(data, field_label=LABEL)
+    # A truncated JPEG passes the header check: only decoding finds it broken.
+    whole = _save(Image.effect_noise((800, 600), 64).convert("RGB"), "JPEG", quality=95)
+    store.inspect(whole[: len(whole) // 2], field_label=LABEL)
+    assert not store.root.exists() or stored_files(store.root) == []
+
+
+def test_a_large_jpeg_is_decoded_at_half_scale_by_the_codec(store: PhotoStore) -> None:
+    data = _save(_striped((8000, 4000)), "JPEG", quality=80)
+
+    check = store.inspect(data, field_label=LABEL)
+    photo = store.process(data, filename="a.jpg", field_label=LABEL)
+
+    assert check.scale == 2
+    assert (photo.width, photo.height) == (4000, 2000)
+    image = stored_image(store, photo.digest)
+    assert image.getpixel((100, 1000))[0] > 200 and image.getpixel((3900, 1000))[2] > 200  # type: ignore[index]
+
+
+def test_a_large_png_is_fitted_band_by_band_like_one_resize(store: PhotoStore) -> None:
+    import numpy as np
+
+    from helpdesk import photos
+
+    noise = np.random.default_rng(7).integers(0, 255, (3000, 9000, 3), dtype=np.uint8)
+    image = Image.fromarray(noise, "RGB")
+    fitted = photos._fit_in_bands(image.copy(), transparency=False)
+    # Pillow's own two passes: horizontal, then vertical.
+    wide = image.resize((4096, 3000), Image.Resampling.LANCZOS)
+    expected = wide.resize((4096, 1365), Image.Resampling.LANCZOS)
+    assert fitted.size == (4096, 1365)
+    assert np.array_equal(np.asarray(fitted), np.asarray(expected))
+
+
+def test_a_transparent_thumbnail_is_reduced_band_by_band_exactly() -> None:
+    import numpy as np
+
+    from helpdesk import photos
+
+    noise = np.random.default_rng(3).integers(0, 255, (3001, 2003, 4), dtype=np.uint8)
+    image = Image.fromarray(noise, "RGBA")
+    assert np.array_equal(np.asarray(photos._reduce(image, 7)), np.asarray(image.reduce(7)))
+
+
+# -- the memory budget -----------------------------------------------------------------------
+
+
+async def test_photos_wait_for_their_share_of_the_memory_budget(tmp_path: Path) -> None:
+    data = [
+        _save(Image.new("RGB", (1200, 900), color), "JPEG") for color in "red green blue".split()
+    ]
+    one = PhotoStore(tmp_path).inspect(data[0], field_label=LABEL).memory
+
+    async def peak_concurrency(budget: int) -> int:
+        store = PhotoStore(tmp_path / str(budget), memory_budget=budget)
+        running, peak = 0, 0
+        original = store.process
+
+        def process(*args: object, **kwargs: object) -> StoredPhoto:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            time.sleep(0.1)
+            try:
+                return original(*args, **kwargs)  # type: ignore[arg-type]
+            finally:
+                running -= 1
+
+        store.process = process  # type: ignore[method-assign]
+        photos = await asyncio.gather(
+            *(store.process_async(d, filename="a.jpg", field_label=LABEL) for d in data)
+        )
+        assert len({p.digest for p in photos}) == 3
+        assert store.memory.in_use == 0
+        return peak
+
+    assert await peak_concurrency(int(one * 1.5)) == 1
+    assert await peak_concurrency(one * 3) == 3
+
+
+async def test_memory_budget_serves_waiters_in_order_and_survives_cancellation() -> None:
+    from helpdesk.photos import MemoryBudget
+
+    budget = MemoryBudget(100)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(name: str, amount: int) -> None:
+        async with budget.reserve(amount):
+            order.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(hold("first", 60))
+    await asyncio.sleep(0)
+    big = asyncio.create_task(hold("big", 80))
+    await asyncio.sleep(0)
+    small = asyncio.create_task(hold("small", 10))  # would fit now, but must not overtake
+    cancelled = asyncio.create_task(hold("cancelled", 10))
+    await asyncio.sleep(0.01)
+    assert order == ["first"] and budget.in_use == 60
+    cancelled.cancel()
+    release.set()
+    await asyncio.gather(first, big, small, return_exceptions=True)
+    assert order == ["first", "big", "small"]
+    assert budget.in_use == 0
+    with pytest.raises(ValueError):
+        async with budget.reserve(101):
+            pass
+
+
+# -- the sweep (issue 7, finding 6) ------------------------------------------------------------
+
+DAY = 24 * 3600
+
+
+def _age(store: PhotoStore, photo: StoredPhoto, seconds: float) -> None:
+    when = time.time() - seconds
+    for digest in (photo.digest, photo.thumb_digest):
+        os.utime(store.path(digest), (when, when))
+
+
+def test_sweep_deletes_old_unreferenced_files_only(store: PhotoStore) -> None:
+    # Larger than the thumbnails: each photo is two files.
+    kept = store.process(phone_jpeg((640, 480)), filename="a", field_label=LABEL)
+    orphan = store.process(png_with_alpha((400, 300)), filename="b", field_label=LABEL)
+    recent = store.process(heic((400, 300)), filename="c", field_label=LABEL)
+    _age(store, kept, 2 * DAY)
+    _age(store, orphan, 2 * DAY)
+    asked: list[set[str]] = []
+
+    def referenced(digests: set[str]) -> set[str]:
+        asked.append(digests)
+        return digests & {kept.digest, kept.thumb_digest}
+
+    dry = store.sweep(referenced, grace_seconds=DAY, dry_run=True)
+    assert sorted(dry.deleted) == sorted(
+        [store.path(orphan.digest), store.path(orphan.thumb_digest)]
+    )
+    assert len(stored_files(store.root)) == 6  # a dry run deletes nothing
+
+    report = store.sweep(referenced, grace_seconds=DAY)
+
+    assert (len(report.deleted), report.referenced, report.recent) == (2, 2, 2)
+    assert report.deleted_bytes > 0
+    assert sorted(stored_files(store.root)) == sorted(
+        store.path(d) for d in (kept.digest, kept.thumb_digest, recent.digest, recent.thumb_digest)
+    )
+    # Only files past the grace period are asked about.
+    assert recent.digest not in set().union(*asked)
+
+
+def test_storing_an_old_photo_again_restarts_its_grace_period(store: PhotoStore) -> None:
+    data = phone_jpeg((300, 200))
+    photo = store.process(data, filename="a", field_label=LABEL)
+    _age(store, photo, 2 * DAY)
+
+    again = store.process(data, filename="again.jpg", field_label=LABEL)
+
+    assert again.digest == photo.digest
+    report = store.sweep(lambda digests: set(), grace_seconds=DAY)
+    assert report.deleted == [] and store.path(photo.digest).exists()
+
+
+def test_sweep_keeps_a_photo_stored_again_while_it_runs(store: PhotoStore) -> None:
+    # The race: the sweep has listed an old orphan, then a customer uploads the same photo
+    # (their ticket not committed yet), then the sweep would delete it.
+    data = phone_jpeg((640, 480))
+    photo = store.process(data, filename="a", field_label=LABEL)
+    _age(store, photo, 2 * DAY)
+
+    def referenced(digests: set[str]) -> set[str]:
+        store.process(data, filename="again.jpg", field_label=LABEL)  # concurrent upload
+        return set()
+
+    report = store.sweep(referenced, grace_seconds=DAY)
+
+    assert report.deleted == []
+    assert stored_image(store, photo.digest).size == (480, 640)  # upright
+    assert stored_image(store, photo.thumb_digest).size == (240, 320)
+
+
+def test_sweep_finishes_what_a_crashed_sweep_left_and_old_temporaries(store: PhotoStore) -> None:
+    photo = store.process(phone_jpeg((300, 200)), filename="a", field_label=LABEL)
+    path = store.path(photo.digest)
+    aside = path.with_name(".sweep-" + path.name)
+    os.replace(path, aside)  # a sweep died between its rename and its second look
+    incoming = store.root / ".incoming"
+    stale, fresh = incoming / "upload-1.tmp", incoming / "upload-2.tmp"
+    stale.write_bytes(b"half an upload")
+    fresh.write_bytes(b"an upload in progress")
+    os.utime(stale, (time.time() - 2 * DAY, time.time() - 2 * DAY))
+
+    report = store.sweep(lambda digests: digests, grace_seconds=DAY)
+
+    assert path.exists() and not aside.exists()
+    assert report.temporaries == 1 and not stale.exists() and fresh.exists()
+
+
+def test_retain_refreshes_a_kept_photo_and_tells_when_it_was_swept(store: PhotoStore) -> None:
+    photo = store.process(phone_jpeg((640, 480)), filename="a", field_label=LABEL)
+    _age(store, photo, 2 * DAY)
+
+    assert store.retain(photo) is True
+    assert store.sweep(lambda digests: set(), grace_seconds=DAY).deleted == []
+
+    _age(store, photo, 2 * DAY)
+    assert len(store.sweep(lambda digests: set(), grace_seconds=DAY).deleted) == 2
+    assert store.retain(photo) is False

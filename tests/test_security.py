@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import socket
 import threading
 import time
@@ -13,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from bs4 import BeautifulSoup
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -23,15 +24,20 @@ from starlette.types import Message, Receive, Scope, Send
 
 from helpdesk.security import (
     BodySizeLimitMiddleware,
+    ClientAddressMiddleware,
     CSRFMiddleware,
     RateLimiter,
+    api_key_matches,
     client_ip,
     csrf_input,
     csrf_token,
+    looks_like_browser,
     parse_rate,
+    presented_api_key,
     rate_limited_message,
     verify_csrf,
 )
+from tests.helpers import soup
 
 MB = 1024 * 1024
 CHUNK = b"x" * (64 * 1024)
@@ -95,29 +101,30 @@ async def test_declared_length_over_limit_is_refused_as_html(method: str) -> Non
         )
     assert response.status_code == 413
     assert response.headers["content-type"].startswith("text/html")
-    page = BeautifulSoup(response.text, "html.parser")
+    page = soup(response)
     assert page.html is not None and page.html["lang"] == "ja"
     assert TOO_LARGE in [p.get_text() for p in page.select("main p")]
-    assert page.select_one("main a")["href"] == "/returns?kind=defect"  # type: ignore[index]
+    # The way back is the browser's back button, which keeps the form filled in.
+    assert "「戻る」" in page.select_one(".back-hint").get_text()  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
     "referer",
     [
+        "http://testserver/returns/new?kind=defect",  # the form itself
         "https://evil.example/returns",  # another site
-        "https://testserver/returns",  # another scheme
         "http://testserver//evil.example/x",  # protocol-relative path
         "not a url",
         None,
     ],
 )
-async def test_back_link_never_leaves_the_site(referer: str | None) -> None:
+async def test_413_page_links_to_no_empty_form_and_no_other_site(referer: str | None) -> None:
+    # A link to the form opened it empty (issue 8): only the top page is linked.
     headers = {"Referer": referer} if referer else {}
     async with client_for(size_limited_app()) as client:
         response = await client.post("/upload", content=b"x" * (LIMIT + 1), headers=headers)
     assert response.status_code == 413
-    link = BeautifulSoup(response.text, "html.parser").select_one("main a")
-    assert link is not None and link["href"] == "/"
+    assert [a["href"] for a in soup(response).select("a")] == ["/"]
 
 
 async def test_declared_length_over_limit_is_refused_as_json_on_the_api() -> None:
@@ -429,9 +436,7 @@ def csrf_app(secret: Any = SECRET) -> Starlette:
 
 
 def form_token(response: httpx.Response) -> str:
-    field = BeautifulSoup(response.text, "html.parser").select_one(
-        'form input[type="hidden"][name="csrf_token"]'
-    )
+    field = soup(response).select_one('form input[type="hidden"][name="csrf_token"]')
     assert field is not None
     return str(field["value"])
 
@@ -578,6 +583,22 @@ def test_rate_limiter_sliding_window() -> None:
     assert limiter.hit("203.0.113.5") is None
 
 
+def test_peek_answers_as_hit_would_and_counts_nothing() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(2, 60, clock=clock)
+    assert limiter.peek("a") is None and len(limiter) == 0  # an unknown key is not added
+    for _ in range(5):
+        assert limiter.peek("a") is None  # peeking never uses up the allowance
+    assert limiter.hit("a") is None
+    clock.now = 1010
+    assert limiter.hit("a") is None
+    clock.now = 1030
+    assert limiter.peek("a") == pytest.approx(30) == limiter.hit("a")
+    clock.now = 1060  # the first hit has left the window
+    assert limiter.peek("a") is None
+    assert limiter.hit("a") is None
+
+
 def test_refused_hits_do_not_extend_the_wait() -> None:
     clock = FakeClock()
     limiter = RateLimiter(1, 10, clock=clock)
@@ -656,6 +677,69 @@ def test_client_ip() -> None:
     garbage = request_from("10.0.0.1", "<script>")
     assert client_ip(garbage, trusted_proxies={"10.0.0.1"}) == "10.0.0.1"
     assert client_ip(Request({**http_scope("GET", "/"), "client": None})) == "unknown"
+
+
+async def whoami(request: Request) -> Response:
+    return JSONResponse({"client": client_ip(request)})
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.mark.parametrize(
+    ("trusted", "peer", "forwarded", "client"),
+    [
+        ((), "127.0.0.1", "198.51.100.1", "127.0.0.1"),  # loopback is no proxy by default
+        (("127.0.0.1",), "127.0.0.1", "198.51.100.1", "198.51.100.1"),
+        (("10.0.0.0/8",), "203.0.113.5", "198.51.100.1", "203.0.113.5"),
+        (("10.0.0.0/8",), "10.0.0.1", "192.0.2.9, 198.51.100.1", "198.51.100.1"),
+    ],
+)
+async def test_one_client_address_per_request_and_an_honest_access_log(
+    trusted: tuple[str, ...], peer: str, forwarded: str, client: str
+) -> None:
+    app = ClientAddressMiddleware(
+        Starlette(routes=[Route("/t/{ref}", whoami)]), trusted_proxies=trusted
+    )
+    handler = Lines()
+    logger = logging.getLogger("helpdesk.access")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        transport = httpx.ASGITransport(app=app, client=(peer, 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.get(
+                "/t/HD-26-00001?token=secret-token", headers={"X-Forwarded-For": forwarded}
+            )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    assert response.json() == {"client": client}
+    [line] = handler.lines
+    assert line.startswith(f"{client} ") and '"GET /t/HD-26-00001 HTTP/1.1" 200' in line
+    assert (f"via {peer}" in line) is (client != peer)
+    assert "secret-token" not in line  # status links carry the customer's token
+
+
+def test_api_keys_and_browsers() -> None:
+    keys = ("key-one", "key-two")
+    assert api_key_matches("key-two", keys)
+    assert not api_key_matches("key-tw", keys)
+    assert not api_key_matches("", keys) and not api_key_matches(None, keys)
+    assert not api_key_matches("ｋｅｙ\udcff", keys)  # odd input: no match, no error
+    assert not api_key_matches("key-one", ())
+    assert presented_api_key(Headers({"authorization": "Bearer  abc "})) == "abc"
+    assert presented_api_key(Headers({"x-api-key": "xyz"})) == "xyz"
+    assert presented_api_key(Headers({"authorization": "Basic abc"})) is None
+    assert looks_like_browser(Headers({"origin": "https://evil.example"}))
+    assert looks_like_browser(Headers({"sec-fetch-site": "cross-site"}))
+    assert not looks_like_browser(Headers({"user-agent": "curl/8", "referer": "x"}))
 
 
 @pytest.mark.parametrize(

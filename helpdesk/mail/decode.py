@@ -50,14 +50,23 @@ when none can, the best candidate is decoded with ``errors="replace"``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import codecs
 import contextlib
+import contextvars
+import dataclasses
 import email.utils
+import html as html_module
+import multiprocessing
 import re
+import resource
+import threading
 import unicodedata
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -65,10 +74,11 @@ from email.generator import BytesGenerator
 from email.message import Message
 from email.parser import BytesParser, HeaderParser
 from functools import cache
-from html.parser import HTMLParser
 from io import BytesIO
 from types import MappingProxyType
 from typing import NamedTuple
+
+from helpdesk.mail.emoji_sources import carrier_emoji
 
 __all__ = [
     "Attachment",
@@ -80,11 +90,20 @@ __all__ = [
     "html_to_text",
     "normalize_japanese",
     "parse_message",
+    "parse_message_async",
 ]
 
 
 class MailParseError(ValueError):
     """The input is not an e-mail message at all (empty, or no header block)."""
+
+
+# What parse_message knows about the whole mail while it decodes one part or header:
+# the sender's mobile carrier (whose emoji codes to read) and the charset the mail declares
+# somewhere (read a raw 8-bit header in it before guessing). Context variables, so
+# parse_message stays safe to run in several threads at once.
+_CARRIER: contextvars.ContextVar[str | None] = contextvars.ContextVar("carrier", default=None)
+_DECLARED: contextvars.ContextVar[str | None] = contextvars.ContextVar("declared", default=None)
 
 
 @dataclass(frozen=True)
@@ -372,9 +391,25 @@ _ESCAPES: dict[bytes, str] = {
 }
 
 
+# au (KDDI) sends its emoji in ISO-2022-JP mail as JIS codes in rows 0x75-0x7C; shifted to
+# Shift_JIS (0xEB40-0xEEFC) and moved to KDDI's own emoji rows they are the codes Unicode's
+# EmojiSources.txt maps to Unicode emoji.
+_AU_LEAD = {0xEB: 0xF6, 0xEC: 0xF7, 0xED: 0xF3, 0xEE: 0xF4}
+_AU_ROWS_ALWAYS = range(0x75, 0x79)  # not JIS X 0208 nor CP932: emoji whoever sent them
+_AU_ROWS_FROM_AU = range(0x75, 0x7D)  # 0x79-0x7C are CP932's IBM kanji (髙 﨑) elsewhere
+
+
+def _au_emoji(j1: int, j2: int) -> str | None:
+    rows = _AU_ROWS_FROM_AU if _CARRIER.get() == "au" else _AU_ROWS_ALWAYS
+    if j1 not in rows:
+        return None
+    s1, s2 = _jis_to_sjis(j1, j2)
+    return carrier_emoji("kddi", (_AU_LEAD[s1] << 8) | s2)
+
+
 def _decode_two_byte(state: str, j1: int, j2: int) -> str | None:
     if state == "x0208":
-        return _x0208_pair(j1, j2)
+        return _au_emoji(j1, j2) or _x0208_pair(j1, j2)
     if state == "x0212":
         return _x0212_pair(j1, j2, eucjp_ms=False)
     if state == "x0213-1":
@@ -388,13 +423,16 @@ def _decode_two_byte(state: str, j1: int, j2: int) -> str | None:
         return None
 
 
-def _decode_iso2022jp(data: bytes, *, strict: bool) -> str:
+def _decode_iso2022jp(data: bytes, *, strict: bool, latin_strays: bool = False) -> str:
     """ISO-2022-JP with the Windows (CP5022x), -1, -2 (CJK sets) and -2004 extensions.
 
     Lines that forget to switch back to ASCII keep their state, as mailers
-    reading this mail do.  Raises ``_Fail`` on the first undecodable byte when
-    ``strict``; otherwise writes U+FFFD for it and goes on.
+    reading this mail do.  au's emoji (rows 0x75-0x7C) become Unicode emoji.
+    Raises ``_Fail`` on the first undecodable byte when ``strict``; otherwise
+    writes U+FFFD for it and goes on (a stray 8-bit byte is read as CP1252 with
+    ``latin_strays``, so it never takes the next letter with it).
     """
+    fast = _CARRIER.get() != "au"  # au's rows 0x79-0x7C must not be read as CP932 kanji
     out: list[str] = []
     state = "ascii"
     shifted_out = False  # SO/SI half-width katakana (JIS7)
@@ -426,7 +464,7 @@ def _decode_iso2022jp(data: bytes, *, strict: bool) -> str:
         if byte >= 0x80:
             if strict:
                 raise _Fail(i)
-            out.append("\ufffd")
+            out.append(_latin_byte(byte) if latin_strays else "\ufffd")
             i += 1
             continue
         if byte < 0x21 or byte == 0x7F:
@@ -449,7 +487,7 @@ def _decode_iso2022jp(data: bytes, *, strict: bool) -> str:
         if len(run) % 2:
             # A dangling half character: decode what pairs up, then fail/replace it.
             run = run[:-1]
-        if state == "x0208":
+        if state == "x0208" and fast:
             sjis = b"".join(_jis_to_sjis(run[k], run[k + 1]) for k in range(0, len(run), 2))
             try:
                 out.append(sjis.decode(_CP932))
@@ -473,6 +511,13 @@ def _decode_iso2022jp(data: bytes, *, strict: bool) -> str:
             out.append("\ufffd")
             i += 1
     return "".join(out)
+
+
+def _latin_byte(byte: int) -> str:
+    try:
+        return bytes((byte,)).decode("cp1252")
+    except UnicodeDecodeError:
+        return chr(byte)
 
 
 def _decode_eucjp(data: bytes, *, strict: bool) -> str:
@@ -624,6 +669,10 @@ def _decode_raw(data: bytes, charset: str | None) -> str:
     text = _decode_strict(data, codec)
     if text is not None:
         return text
+    if codec == _ISO2022JP and not _TWO_HIGH_BYTES.search(data):
+        # A stray 8-bit byte in 7-bit JIS: an error, not Shift_JIS (whose lead byte would
+        # swallow the next letter).
+        return _decode_iso2022jp(data, strict=False, latin_strays=True)
     detected = _detect(data, strict=True)
     if detected is not None:
         return detected
@@ -665,7 +714,8 @@ def _needs_byte_decoding(value: str) -> bool:
 
 def _decode_literal(value: str) -> str:
     if _needs_byte_decoding(value):
-        return _decode_raw(_str_to_bytes(value), None)
+        # Raw 8-bit header bytes: the charset the mail declares elsewhere comes first.
+        return _decode_raw(_str_to_bytes(value), _DECLARED.get())
     return value
 
 
@@ -760,11 +810,97 @@ _BLOCK = frozenset(
 _SKIP = frozenset("script style head title noscript template svg object iframe".split())
 
 
-class _HtmlText(HTMLParser):
+# Bounds that keep the text linear in the HTML (issue 7, finding 1: 40,000 nested
+# <blockquote> over 40,000 lines made a 400 MB string when every line carried its full "> "
+# prefix). Deeper quotes are shown at this depth; past the size limit the text is cut.
+MAX_QUOTE_DEPTH = 8
+MAX_HTML_TEXT_CHARS = 1_000_000
+_TRUNCATED = "(以下省略)"
+
+
+class _TextFull(Exception):
+    """The converted text reached MAX_HTML_TEXT_CHARS."""
+
+
+# A tokenizer of our own, linear whatever the input: the stdlib's html.parser rescans the
+# rest of the document at every unfinished construct, so "<a" * 200,000 took minutes
+# (measured 141 s) and "<!--" repeated longer still. Here a tag ends at the first ">", an
+# unclosed comment or declaration ends the document, and each "<" is looked at once.
+_TAG_NAME = re.compile(r"(/?)([A-Za-z][A-Za-z0-9:_-]*)")
+_ATTRIBUTE = re.compile(r"""([^\s=/>"']+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+)))?""")
+_RAW_TEXT_END = {
+    "script": re.compile(r"</script\s*>", re.IGNORECASE),
+    "style": re.compile(r"</style\s*>", re.IGNORECASE),
+}
+
+
+def _tokenize(html: str, sink: _HtmlText) -> None:
+    position, length = 0, len(html)
+    while position < length:
+        start = html.find("<", position)
+        if start < 0:
+            sink.handle_data(html_module.unescape(html[position:]))
+            return
+        if start > position:
+            sink.handle_data(html_module.unescape(html[position:start]))
+        if html.startswith("<!--", start):
+            end = html.find("-->", start + 4)
+            if end < 0:
+                return  # an unclosed comment hides the rest, as in browsers
+            position = end + 3
+            continue
+        if html.startswith("<![CDATA[", start):
+            end = html.find("]]>", start + 9)
+            sink.handle_data(html[start + 9 : end if end >= 0 else length])
+            if end < 0:
+                return
+            position = end + 3
+            continue
+        name = _TAG_NAME.match(html, start + 1)
+        if name is None and not html.startswith(("<!", "<?"), start):
+            sink.handle_data("<")  # a "<" that starts no tag is text
+            position = start + 1
+            continue
+        end = html.find(">", start + 1)
+        if end < 0:
+            sink.handle_data(html_module.unescape(html[start:]))
+            return  # no ">" anywhere after: no tag can follow either
+        position = end + 1
+        if name is None:
+            continue  # <!DOCTYPE ...>, <?xml ...?>
+        closing, tag = name[1] == "/", name[2].lower()
+        if closing:
+            sink.handle_endtag(tag)
+            continue
+        inside = html[name.end() : end]
+        attrs = [
+            (m[1].lower(), html_module.unescape(m[2] or m[3] or m[4] or ""))
+            for m in _ATTRIBUTE.finditer(inside)
+        ]
+        if inside.rstrip().endswith("/"):
+            sink.handle_startendtag(tag, attrs)
+        else:
+            sink.handle_starttag(tag, attrs)
+            raw_end = _RAW_TEXT_END.get(tag)
+            if raw_end is not None:  # script and style: no tags inside, skipped whole
+                found = raw_end.search(html, position)
+                if found is None:
+                    return
+                sink.handle_endtag(tag)
+                position = found.end()
+
+
+_SPACES = re.compile(r"[ \t\r\n\f]+")
+
+
+class _HtmlText:
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
+        self.size = 0  # characters in self.lines
         self.lines: list[str] = []
-        self.current = ""
+        # The line being written, as pieces (appending to one growing str is quadratic).
+        self.pieces: list[str] = []
+        self.length = 0
+        self.filled = False  # the line has a non-blank character
         self.prefix = ""
         self.blank_lines = 0
         self.blank_depth = 0
@@ -774,10 +910,22 @@ class _HtmlText(HTMLParser):
         self.links: list[tuple[str, int]] = []
 
     # -- output ---------------------------------------------------------
+    def _add(self, line: str) -> None:
+        self.size += len(line) + 1
+        if self.size > MAX_HTML_TEXT_CHARS:
+            raise _TextFull
+        self.lines.append(line)
+
+    def _take_line(self) -> str:
+        line = "".join(self.pieces)
+        self.pieces, self.length, self.filled = [], 0, False
+        return line
+
     def _end_line(self) -> None:
-        if self.current.strip():
-            self.lines.append((self.prefix + self.current).rstrip())
-        self.current = ""
+        filled = self.filled
+        line = self._take_line()
+        if filled:
+            self._add((self.prefix + line).rstrip())
 
     def _block(self, blank: int = 1) -> None:
         self._end_line()
@@ -790,17 +938,22 @@ class _HtmlText(HTMLParser):
         self.blank_lines = count
 
     def _write(self, text: str) -> None:
-        if not self.current:
+        if not self.length:
             if not self.pre:
                 text = text.lstrip(" ")
             if not text:
                 return
             if self.lines and self.blank_lines:
-                depth = min(self.blank_depth, self.quote)
-                self.lines.extend([("> " * depth).rstrip()] * self.blank_lines)
+                depth = min(self.blank_depth, self.quote, MAX_QUOTE_DEPTH)
+                for _ in range(self.blank_lines):
+                    self._add(("> " * depth).rstrip())
             self.blank_lines = 0
-            self.prefix = "> " * self.quote
-        self.current += text
+            self.prefix = "> " * min(self.quote, MAX_QUOTE_DEPTH)
+        self.length += len(text)
+        if self.length > MAX_HTML_TEXT_CHARS:
+            raise _TextFull
+        self.pieces.append(text)
+        self.filled = self.filled or not text.isspace()
 
     # -- parser callbacks -----------------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -811,10 +964,10 @@ class _HtmlText(HTMLParser):
             return
         attributes = dict(attrs)
         if tag == "br":
-            if self.current.strip():
+            if self.filled:
                 self._end_line()
             else:
-                self.current = ""
+                self._take_line()
                 self._blank(min(self.blank_lines + 1, 2) if self.lines else 0)
             return
         if tag == "blockquote":
@@ -829,7 +982,7 @@ class _HtmlText(HTMLParser):
         elif tag == "tr":
             self._block(0)
         elif tag in ("td", "th"):
-            if self.current.strip():
+            if self.filled:
                 self._write("  ")
         elif tag == "hr":
             self._block(0)
@@ -840,7 +993,7 @@ class _HtmlText(HTMLParser):
             if alt:
                 self._write(f"[{alt}]")
         elif tag == "a":
-            self.links.append((attributes.get("href") or "", len(self.current)))
+            self.links.append((attributes.get("href") or "", len(self.pieces), self.length))
         elif tag in _BLOCK or tag == "p":
             self._block(1 if tag in {"p", "h1", "h2", "h3", "table", "ul", "ol"} else 0)
 
@@ -862,10 +1015,16 @@ class _HtmlText(HTMLParser):
             self._block(1)
             self.pre = max(self.pre - 1, 0)
         elif tag == "a" and self.links:
-            href, start = self.links.pop()
-            label = self.current[start:].strip()
-            if href.startswith(("http://", "https://")) and label and label != href:
-                self._write(f" ({href})")
+            href, piece, start = self.links.pop()
+            if start > self.length:  # the line ended inside the link
+                piece, start = 0, 0
+            if href.startswith(("http://", "https://")) and self.length > start:
+                # The label is only read when it could equal the address (bounded work).
+                same = self.length - start <= len(href) + 8 and (
+                    "".join(self.pieces[piece:]).strip() == href
+                )
+                if not same:
+                    self._write(f" ({href})")
         elif tag in ("li", "tr"):
             self._block(0)
         elif tag in _BLOCK:
@@ -878,32 +1037,35 @@ class _HtmlText(HTMLParser):
             parts = data.replace("\r\n", "\n").split("\n")
             for index, part in enumerate(parts):
                 if index:
-                    if self.current:
-                        self.lines.append((self.prefix + self.current).rstrip())
-                        self.current = ""
+                    if self.length:
+                        self._add((self.prefix + self._take_line()).rstrip())
                     else:
                         self._blank(self.blank_lines + 1)
                 if part:
                     self._write(part)
             return
-        text = re.sub(r"[ \t\r\n\f]+", " ", data.replace("\xa0", " "))
-        if text.strip() or self.current:
+        text = _SPACES.sub(" ", data.replace("\xa0", " "))
+        if self.length or not text.isspace():
             self._write(text)
 
     def text(self) -> str:
-        self._end_line()
+        with contextlib.suppress(_TextFull):
+            self._end_line()
         return "\n".join(self.lines).strip("\n")
 
 
 def html_to_text(html: str) -> str:
     """Readable plain text from HTML: blocks and ``<br>`` become line breaks,
-    scripts/styles/head are dropped, entities decoded, blockquotes quoted with ``> ``."""
+    scripts/styles/head are dropped, entities decoded, blockquotes quoted with ``> ``.
+
+    Linear in the input: quotes deeper than ``MAX_QUOTE_DEPTH`` are shown at that depth,
+    and text past ``MAX_HTML_TEXT_CHARS`` characters is cut and ends with "(以下省略)".
+    """
     parser = _HtmlText()
     try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # html.parser is lenient; this is a last resort
-        return re.sub(r"<[^>]*>", "", html)
+        _tokenize(html, parser)
+    except _TextFull:
+        return parser.text() + "\n" + _TRUNCATED
     return parser.text()
 
 
@@ -991,7 +1153,13 @@ def _part_text(part: Message) -> str:
 
 
 def _filename(part: Message) -> str | None:
-    for header, name in (("content-disposition", "filename"), ("content-type", "name")):
+    # "file" is not standard, but some mailers name attachments with it.
+    for header, name in (
+        ("content-disposition", "filename"),
+        ("content-type", "name"),
+        ("content-type", "file"),
+        ("content-disposition", "name"),
+    ):
         value = part.get_param(name, None, header=header)
         if value is None:
             continue
@@ -1016,20 +1184,76 @@ def _message_bytes(message: Message, crlf: bool) -> bytes:
     return buffer.getvalue()
 
 
+def _prepare_address_header(value: str) -> str:
+    value = _FOLD.sub("", value)
+    if _needs_byte_decoding(value):
+        value = _decode_raw(_str_to_bytes(value), _DECLARED.get())
+    return value
+
+
+def _valid_address(address: str) -> bool:
+    local, at, domain = address.rpartition("@")
+    # A quoted local part ("a b"@example.jp) may hold spaces: it is an address all the same,
+    # and whether we write to it is for the address validator to say, not the parser.
+    bare_local = "q" if len(local) > 2 and local[0] == local[-1] == '"' else local
+    return (
+        bool(at and local and domain)
+        and "=?" not in address
+        and not any(c.isspace() for c in bare_local + domain)
+    )
+
+
+_ADDR_SPEC = re.compile(r"""[^\s<>"'(),;:@\[\]]+@[^\s<>"'(),;:@\[\]]+""")
+
+
 def _addresses(values: list[str]) -> list[tuple[str, str]]:
-    prepared = []
-    for value in values:
-        value = _FOLD.sub("", value)
-        if _needs_byte_decoding(value):
-            value = _decode_raw(_str_to_bytes(value), None)
-        prepared.append(value)
+    """(display name, address) of every mailbox with a real address, in order."""
     result = []
-    for name, address in email.utils.getaddresses(prepared):
-        address = address.strip().lower()
-        if not address and not name:
-            continue
-        result.append((decode_header_value(name) if name else "", address))
+    for value in values:
+        prepared = _prepare_address_header(value)
+        for name, address in email.utils.getaddresses([prepared]):
+            address = address.strip().lower()
+            if _valid_address(address):
+                result.append((decode_header_value(name) if name else "", address))
     return result
+
+
+def _sender(values: list[str]) -> tuple[str, str]:
+    """The From mailbox as (display name, address), from well-formed and malformed headers.
+
+    Besides RFC 5322 forms: one encoded word holding name and address
+    (``=?utf-8?b?...?=`` of 「山田 花子 <hanako@example.jp>」, as some mailers write it), an
+    unquoted comma in the name (``Yamada, Hanako <h@example.jp>``), a missing ``>``, an address
+    in quotes. A header without any address gives ("name", "").
+    """
+    if not values:
+        return "", ""
+    prepared = _prepare_address_header(values[0])
+    decoded = decode_header_value(prepared)
+    words = [
+        _decode_raw(_b_decode(m[3]) if m[2] in "Bb" else _q_decode(m[3]), m[1])
+        for m in _ENCODED_WORD.finditer(prepared)
+    ]
+    # Encoded words are for display names; one holding an address is decoded whole first.
+    candidates = [prepared, decoded]
+    if any("@" in word or "<" in word for word in words):
+        candidates.reverse()
+    for candidate in candidates:
+        names: list[str] = []
+        for name, address in email.utils.getaddresses([candidate]):
+            address = address.strip()
+            if _valid_address(address):
+                display = decode_header_value(name) if name else ""
+                if names:  # "Yamada, Hanako <h@x>": the comma split the name
+                    display = ", ".join([*names, display]) if display else ", ".join(names)
+                return display.strip("\"' "), address.lower()
+            names.append(decode_header_value(name or address))
+    found = _ADDR_SPEC.search(decoded)
+    if found:
+        rest = (decoded[: found.start()] + decoded[found.end() :]).strip()
+        name = re.sub(r"^[\s\"'<>()]+|[\s\"'<>()]+$", "", rest.replace("<>", ""))
+        return name, found[0].strip(".").lower()
+    return decoded.strip("\"'<> "), ""
 
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -1223,7 +1447,8 @@ class _RawCompat32(policy.Compat32):
     escapes instead of being wrapped in a ``Header`` whose ``str()`` writes U+FFFD."""
 
     def header_fetch_parse(self, name: str, value: str) -> str:
-        return value
+        # Unfolded (RFC 5322 2.2.3), so a boundary folded over two lines is one boundary.
+        return _FOLD.sub("", value)
 
 
 _POLICY = _RawCompat32()
@@ -1237,6 +1462,93 @@ def _first_header(message: Message, name: str) -> str | None:
 
 
 _HEADER_LINE = re.compile(rb"^(?:From .*|[!-9;-~]+[ \t]*:.*)$")
+_SPACED_HEADER = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# A quoted boundary may be folded over two header lines ("foo\r\n bar" is "foo bar").
+_BOUNDARY_PARAM = re.compile(rb"""boundary\s*=\s*(?:"([^"]{1,200})"|([^\s;"]+))""", re.IGNORECASE)
+_MAX_BOUNDARY_RENAMES = 5
+MAX_MULTIPART_BOUNDARIES = 64
+_CARRIER_DOMAINS = {"au": re.compile(rb"@(?:ezweb\.ne\.jp|au\.com|ezweb\.jp)\b", re.I)}
+_FROM_LINE = re.compile(rb"^from[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _repair_header_block(raw: bytes) -> bytes:
+    """``Name : value`` (obsolete syntax, and seen in broken mail) as ``Name: value``."""
+    end = _HEADER_END.search(raw)
+    head, body = (raw[: end.start()], raw[end.start() :]) if end else (raw, b"")
+    if not _SPACED_HEADER.search(head):
+        return raw
+    return _SPACED_HEADER.sub(rb"\1:", head) + body
+
+
+def _separate_boundaries(raw: bytes) -> bytes:
+    """Give a boundary that is another one plus ``--`` a name of its own.
+
+    With boundaries ``a--`` and ``a----``, the line ``--a----`` is both the first delimiter
+    of the inner part and the close delimiter of the outer one; the stdlib takes the outer
+    reading and loses every inner part. The inner (later declared) reading is the one the
+    sender meant: its delimiter lines after its declaration get a unique boundary.
+    """
+    for _ in range(_MAX_BOUNDARY_RENAMES):
+        declared = [
+            (match.start(), match.end(), _unfold_bytes(match[1] or match[2] or b"").strip())
+            for match in _BOUNDARY_PARAM.finditer(raw)
+        ]
+        names = {value for _, _, value in declared}
+        collision = next((d for d in declared if d[2].endswith(b"--") and d[2][:-2] in names), None)
+        if collision is None:
+            return raw
+        start, end, inner = collision
+        unique = inner + b"=madoguchi-inner"
+        delimiter = re.compile(rb"^--" + re.escape(inner) + rb"(--)?([ \t]*\r?)$", re.MULTILINE)
+        tail = delimiter.sub(lambda m, new=unique: b"--" + new + (m[1] or b"") + m[2], raw[end:])
+        raw = raw[:start] + b'boundary="' + unique + b'"' + tail
+    return raw
+
+
+def _limit_nesting(raw: bytes) -> bytes:
+    """Multiparts past ``MAX_MULTIPART_BOUNDARIES`` declared boundaries lose their boundary.
+
+    The stdlib checks every line against every open boundary and recurses per level, so
+    thousands of nested multiparts cost time quadratic in the depth and end in a
+    RecursionError; past the limit a multipart is kept whole, as one attachment.
+    """
+    found = [m.start() for m in _BOUNDARY_PARAM.finditer(raw)]
+    if len(found) <= MAX_MULTIPART_BOUNDARIES:
+        return raw
+    pieces, previous = [], 0
+    for position in found[MAX_MULTIPART_BOUNDARIES:]:
+        pieces += [raw[previous:position], b"x-ignored-"]
+        previous = position
+    return b"".join([*pieces, raw[previous:]])
+
+
+def _unfold_bytes(value: bytes) -> bytes:
+    return re.sub(rb"\r?\n(?=[ \t])", b"", value)
+
+
+def _declared_charset(message: Message) -> str | None:
+    """The first charset the mail names (in an encoded word, else on a text part)."""
+    for _name, value in message.raw_items():
+        for match in _ENCODED_WORD.finditer(str(value)):
+            codec = _codec_for(match[1])
+            if codec not in (None, _ASCII):
+                return match[1]
+    for part in message.walk():
+        charset = _charset(part)
+        if charset and _codec_for(charset) not in (None, _ASCII):
+            return charset
+    return None
+
+
+def _carrier(raw: bytes) -> str | None:
+    head = raw[: _HEADER_END.search(raw).start()] if _HEADER_END.search(raw) else raw
+    found = _FROM_LINE.search(head)
+    if found:
+        for carrier, domains in _CARRIER_DOMAINS.items():
+            if domains.search(found[1]):
+                return carrier
+    return None
 
 
 def parse_message(raw: bytes) -> ParsedMail:
@@ -1255,19 +1567,30 @@ def parse_message(raw: bytes) -> ParsedMail:
     first_line = raw.split(b"\n", 1)[0].rstrip(b"\r")
     if not _HEADER_LINE.match(first_line):
         raise MailParseError("the message does not start with a header")
-    message = BytesParser(policy=_POLICY).parsebytes(raw)
+    raw = _limit_nesting(_separate_boundaries(_repair_header_block(raw)))
+    try:
+        message = BytesParser(policy=_POLICY).parsebytes(raw)
+    except RecursionError:  # message/rfc822 nested past Python's stack: headers only
+        message = BytesParser(policy=_POLICY).parsebytes(raw, headersonly=True)
     if not message.keys():
         raise MailParseError("the message has no headers")
-    crlf = b"\r\n" in raw[:4096]
+    carrier = _CARRIER.set(_carrier(raw))
+    declared = _DECLARED.set(_declared_charset(message))
+    try:
+        return _parsed(message, crlf=b"\r\n" in raw[:4096])
+    finally:
+        _DECLARED.reset(declared)
+        _CARRIER.reset(carrier)
 
+
+def _parsed(message: Message, *, crlf: bool) -> ParsedMail:
     headers: dict[str, str] = {}
     for name, value in message.raw_items():
         key = name.strip().lower()
         if key not in headers:
             headers[key] = decode_header_value(str(value))
 
-    senders = _addresses([str(v) for v in message.get_all("from", [])])
-    from_name, from_address = senders[0] if senders else ("", "")
+    from_name, from_address = _sender([str(v) for v in message.get_all("from", [])])
 
     def address_list(name: str) -> tuple[str, ...]:
         values = [str(v) for v in message.get_all(name, [])]
@@ -1302,3 +1625,59 @@ def parse_message(raw: bytes) -> ParsedMail:
         is_delivery_report=collector.delivery_report,
         delivery_status=tuple(collector.delivery_status),
     )
+
+
+# --------------------------------------------------------------------------
+# Off the event loop
+# --------------------------------------------------------------------------
+
+# Mail this large is parsed in a worker process: a thread would share the GIL with the web
+# pages for the seconds a 30 MB mail takes. Smaller mail is parsed in a thread.
+PROCESS_THRESHOLD_BYTES = 1024 * 1024
+# The worker's address space: a runaway parse dies there (MemoryError), not in the server.
+_WORKER_MEMORY_BYTES = 3 * 1024**3
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _limit_worker() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (_WORKER_MEMORY_BYTES, _WORKER_MEMORY_BYTES))
+
+
+def _parse_in_worker(raw: bytes) -> ParsedMail:
+    mail = parse_message(raw)
+    return dataclasses.replace(mail, headers=dict(mail.headers))  # a mappingproxy won't pickle
+
+
+def _worker_pool() -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_limit_worker,
+                max_tasks_per_child=50,  # memory a large mail left behind goes back
+            )
+        return _pool
+
+
+async def parse_message_async(raw: bytes) -> ParsedMail:
+    """:func:`parse_message` off the event loop: in a worker process for mail of
+    ``PROCESS_THRESHOLD_BYTES`` or more, in a thread for smaller mail.
+
+    Raises what :func:`parse_message` raises; a worker that died (out of memory, killed)
+    raises ``BrokenProcessPool`` and the next call starts a new one.
+    """
+    global _pool
+    if len(raw) < PROCESS_THRESHOLD_BYTES:
+        return await asyncio.to_thread(parse_message, raw)
+    pool = _worker_pool()
+    try:
+        mail = await asyncio.get_running_loop().run_in_executor(pool, _parse_in_worker, raw)
+    except BrokenProcessPool:
+        with _pool_lock:
+            if _pool is pool:
+                _pool = None
+        raise
+    return dataclasses.replace(mail, headers=MappingProxyType(dict(mail.headers)))

@@ -22,6 +22,7 @@ import random
 import re
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -40,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from helpdesk.db import as_utc, utcnow
+from helpdesk.files import FILE_MODE, private_dir
 from helpdesk.models import Outbox, OutboxStatus, TicketEvent
 
 if TYPE_CHECKING:
@@ -63,6 +65,10 @@ MAX_ERROR_LENGTH = 1000
 LEASE_SAFETY_SHARE = 0.5
 # Committing "sent" is retried briefly: giving up there means sending the mail twice.
 SENT_COMMIT_RETRIES = (0.2, 1.0, 3.0)
+# A doubtful 5xx (see DoubtfulError) is tried this many times in all, the first retry after
+# this many seconds (greylisting servers want a few minutes), doubling: dead after ~35 min.
+DOUBTFUL_ATTEMPTS = 4
+DOUBTFUL_DELAY = 300.0
 
 _QUEUED = OutboxStatus.queued.value
 _SENDING = OutboxStatus.sending.value
@@ -86,6 +92,44 @@ class TransientError(SendError):
 
 class PermanentError(SendError):
     """Will never succeed as it is: 5xx replies, a message that cannot be built."""
+
+
+class DoubtfulError(PermanentError):
+    """A 5xx reply that providers are known to send for passing conditions (a full
+    mailbox, greylisting, rate limits, spam-filter moods): tried a few more times, with
+    backoff, before the row is dead."""
+
+
+# Enhanced status codes (RFC 3463) that are about the address or the message itself: these
+# will not change by waiting. 5.1.x bad address, 5.3.4 too big, 5.5.x protocol, 5.6.x content.
+_FINAL_STATUS = re.compile(r"\b5\.(?:1\.\d{1,3}|3\.4|5\.\d{1,3}|6\.\d{1,3})\b")
+_FINAL_TEXT = re.compile(
+    r"user unknown|unknown user|no such (?:user|mailbox|recipient)|does not exist|"
+    r"recipient address rejected: user|address rejected|invalid recipient|"
+    r"mailbox not found|unrouteable address",
+    re.IGNORECASE,
+)
+# Wording of passing conditions, whatever the code says (some providers answer 550 to them).
+_PASSING_TEXT = re.compile(
+    r"greylist|graylist|try again|temporar|quota|mailbox (?:is )?full|over ?quota|"
+    r"insufficient (?:system )?storage|exceeded storage|rate limit|too many|throttl|"
+    r"later|busy|deferred",
+    re.IGNORECASE,
+)
+
+
+def classify_reply(code: int, text: str, what: str) -> SendError:
+    """The error for an SMTP reply: transient for 4xx, permanent for a 5xx that names a bad
+    address or message (5.1.x, 5.3.4, 5.5.x, 5.6.x, "user unknown"), doubtful for any other
+    5xx (quota, greylisting and policy refusals that providers misreport as permanent)."""
+    detail = f"{what}: {code} {text}".strip()
+    if not 500 <= code < 600:
+        return TransientError(detail)
+    if _PASSING_TEXT.search(text):
+        return DoubtfulError(detail)
+    if _FINAL_STATUS.search(text) or _FINAL_TEXT.search(text):
+        return PermanentError(detail)
+    return DoubtfulError(detail)
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -219,11 +263,6 @@ class Transport(Protocol):
         ...
 
 
-def _reply_error(code: int, text: str, what: str) -> SendError:
-    detail = f"{what}: {code} {text}".strip()
-    return PermanentError(detail) if 500 <= code < 600 else TransientError(detail)
-
-
 class SmtpTransport:
     """Sends through an SMTP server (the shop's provider), one connection per message."""
 
@@ -269,23 +308,26 @@ class SmtpTransport:
             await client.connect()
             refused, _reply = await client.sendmail(sender, recipients, data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [error.code for error in exc.recipients]
-            detail = "; ".join(f"{e.recipient}: {e.code} {e.message}" for e in exc.recipients)
+            # One recipient per message: its reply decides.
+            refusals = [classify_reply(e.code, e.message, e.recipient) for e in exc.recipients]
+            detail = "; ".join(str(refusal) for refusal in refusals)
             error: SendError
-            if codes and all(500 <= code < 600 for code in codes):
-                error = PermanentError(f"recipient refused: {detail}")
-            else:
+            if not refusals or any(isinstance(r, TransientError) for r in refusals):
                 error = TransientError(f"recipient refused: {detail}")
+            elif any(isinstance(r, DoubtfulError) for r in refusals):
+                error = DoubtfulError(f"recipient refused: {detail}")
+            else:
+                error = PermanentError(f"recipient refused: {detail}")
             raise error from exc
         except aiosmtplib.SMTPSenderRefused as exc:
-            raise _reply_error(exc.code, exc.message, "sender refused") from exc
+            raise classify_reply(exc.code, exc.message, "sender refused") from exc
         except aiosmtplib.SMTPDataError as exc:
-            raise _reply_error(exc.code, exc.message, "message refused") from exc
+            raise classify_reply(exc.code, exc.message, "message refused") from exc
         except aiosmtplib.SMTPAuthenticationError as exc:
             # A configuration problem, not this message's: retried, never dead at once.
             raise TransientError(f"authentication failed: {exc.code} {exc.message}") from exc
         except aiosmtplib.SMTPResponseException as exc:
-            raise _reply_error(exc.code, exc.message, "SMTP error") from exc
+            raise classify_reply(exc.code, exc.message, "SMTP error") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # Connection refused or lost, timeouts, TLS failures, STARTTLS not offered.
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
@@ -315,11 +357,11 @@ class DirectoryTransport:
         return f"{stamp}-{safe}.eml"
 
     def _write(self, name: str, data: bytes) -> None:
-        self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+        private_dir(self.folder)
         descriptor, temporary = tempfile.mkstemp(dir=self.folder, prefix=".mail-", suffix=".tmp")
         try:
             with os.fdopen(descriptor, "wb") as file:
-                os.fchmod(file.fileno(), 0o640)
+                os.fchmod(file.fileno(), FILE_MODE)
                 file.write(data)
                 file.flush()
                 os.fsync(file.fileno())
@@ -364,6 +406,165 @@ def transport_from_settings(
     )
 
 
+# -- dead mail: requeueing, and telling agents -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadMail:
+    """A mail given up on, as agents are told about it."""
+
+    outbox_id: int
+    ticket_id: int | None
+    #: The mail's template ("ticket_confirmation", "ticket_notification", "agent_reply"...).
+    kind: str
+    to_address: str
+    subject: str
+    attempts: int
+    #: The last failure, as the provider worded it.
+    error: str
+    dead_at: datetime | None
+
+
+def _dead_mail(row: Outbox) -> DeadMail:
+    assert row.id is not None
+    return DeadMail(
+        outbox_id=row.id,
+        ticket_id=row.ticket_id,
+        kind=row.kind,
+        to_address=row.to_address,
+        subject=row.subject,
+        attempts=row.attempts,
+        error=row.last_error or "",
+        dead_at=as_utc(row.dead_at) if row.dead_at else None,
+    )
+
+
+def _unreported() -> ColumnElement[bool]:
+    return and_(Outbox.status == _DEAD, col(Outbox.dead_reported_at).is_(None))
+
+
+async def unreported_dead_mail(session: AsyncSession, *, limit: int = 50) -> list[DeadMail]:
+    """Dead mail agents have not been told about yet, oldest first (nothing is marked)."""
+    rows = await session.execute(
+        select(Outbox).where(_unreported()).order_by(Outbox.dead_at, Outbox.id).limit(limit)
+    )
+    return [_dead_mail(row) for row in rows.scalars()]
+
+
+async def claim_dead_mail_to_report(
+    session: AsyncSession, *, now: datetime | None = None, limit: int = 50
+) -> list[DeadMail]:
+    """Dead mail agents have not been told about, marked as told, in the caller's transaction.
+
+    For the agents' notification of the next event: call it in the transaction that queues
+    the notification and list what it returns there. If that transaction rolls back, the
+    mail stays unreported; two notifications queued at once never list the same mail
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a compare-and-set update on SQLite).
+    """
+    when = as_utc(now or utcnow())
+    candidates = (
+        select(Outbox.id).where(_unreported()).order_by(Outbox.dead_at, Outbox.id).limit(limit)
+    )
+    dialect = (await session.connection()).dialect.name
+    claimed: list[int] = []
+    if dialect == "postgresql":
+        claimed = list(
+            (await session.execute(candidates.with_for_update(skip_locked=True))).scalars()
+        )
+        if claimed:
+            await session.execute(
+                update(Outbox).where(col(Outbox.id).in_(claimed)).values(dead_reported_at=when),
+                execution_options={"synchronize_session": False},
+            )
+    else:
+        for row_id in list((await session.execute(candidates)).scalars()):
+            result = cast(
+                CursorResult[Any],
+                await session.execute(
+                    update(Outbox)
+                    .where(Outbox.id == row_id, _unreported())
+                    .values(dead_reported_at=when),
+                    execution_options={"synchronize_session": False},
+                ),
+            )
+            if result.rowcount == 1:
+                claimed.append(row_id)
+    if not claimed:
+        return []
+    rows = await session.execute(
+        select(Outbox)
+        .where(col(Outbox.id).in_(claimed))
+        .order_by(Outbox.dead_at, Outbox.id)
+        .execution_options(populate_existing=True)
+    )
+    return [_dead_mail(row) for row in rows.scalars()]
+
+
+async def requeue_dead(
+    session: AsyncSession,
+    *,
+    ids: Sequence[int] | None = None,
+    now: datetime | None = None,
+    actor: str = "system",
+) -> list[Outbox]:
+    """Put dead mail back in the queue (``main.py mail retry``), in the caller's transaction.
+
+    All dead rows, or those of ``ids``; rows that are not dead are left alone (a sent mail
+    is never sent again, a queued one is already waiting). Attempts count from zero again,
+    the mail is due at once, and a ``mail_requeued`` event is recorded on its ticket.
+    Returns the rows requeued; the caller commits.
+    """
+    when = as_utc(now or utcnow())
+    query = select(Outbox.id).where(Outbox.status == _DEAD).order_by(Outbox.id)
+    if ids is not None:
+        query = query.where(col(Outbox.id).in_(list(ids)))
+    requeued: list[int] = []
+    for row_id in list((await session.execute(query)).scalars()):
+        result = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(Outbox)
+                .where(Outbox.id == row_id, Outbox.status == _DEAD)
+                .values(
+                    status=_QUEUED,
+                    attempts=0,
+                    next_attempt_at=when,
+                    lease_until=None,
+                    dead_at=None,
+                    dead_reported_at=None,
+                ),
+                execution_options={"synchronize_session": False},
+            ),
+        )
+        if result.rowcount == 1:
+            requeued.append(row_id)
+    if not requeued:
+        return []
+    rows = list(
+        (
+            await session.execute(
+                select(Outbox)
+                .where(col(Outbox.id).in_(requeued))
+                .order_by(Outbox.id)
+                .execution_options(populate_existing=True)
+            )
+        ).scalars()
+    )
+    for row in rows:
+        if row.ticket_id is not None:
+            data = {"outbox_id": row.id, "mail": row.kind, "to": row.to_address}
+            session.add(
+                TicketEvent(
+                    ticket_id=row.ticket_id,
+                    kind="mail_requeued",
+                    actor=actor,
+                    data=json.dumps(data, ensure_ascii=False),
+                    created_at=when,
+                )
+            )
+    return rows
+
+
 # -- the sender --------------------------------------------------------------------------------
 
 
@@ -389,7 +590,9 @@ class OutboxSender:
     Failures are retried with exponential backoff (``base_delay`` doubling up to
     ``max_delay``, plus up to 10 % jitter); after ``max_attempts`` failed attempts, or at
     once for a permanent failure, the row is ``dead`` and a ``mail_dead`` event is recorded
-    on its ticket.
+    on its ticket. A doubtful 5xx (``DoubtfulError``: quota, greylisting...) is tried
+    ``doubtful_attempts`` times in all, ``doubtful_delay`` apart at first and doubling (5,
+    10, 20 minutes...), greylisting servers accepting a retry after a few minutes.
     """
 
     def __init__(
@@ -407,6 +610,8 @@ class OutboxSender:
         batch: int = 20,
         clock: Callable[[], datetime] = utcnow,
         jitter: float = 0.1,
+        doubtful_attempts: int = DOUBTFUL_ATTEMPTS,
+        doubtful_delay: float = DOUBTFUL_DELAY,
     ) -> None:
         if max_attempts < 1 or batch < 1 or lease_seconds <= 0:
             raise ValueError("max_attempts and batch must be at least 1, lease_seconds positive")
@@ -422,6 +627,8 @@ class OutboxSender:
         self.batch = batch
         self.clock = clock
         self.jitter = jitter
+        self.doubtful_attempts = doubtful_attempts
+        self.doubtful_delay = doubtful_delay
         self._random = random.Random()
         self._wake = asyncio.Event()
 
@@ -429,9 +636,10 @@ class OutboxSender:
         # Always UTC: SQLite stores times as text without a zone and compares them as text.
         return as_utc(self.clock())
 
-    def retry_delay(self, attempts: int) -> float:
+    def retry_delay(self, attempts: int, *, doubtful: bool = False) -> float:
         """Seconds to wait after the ``attempts``-th failure, before jitter."""
-        return min(self.base_delay * 2 ** max(attempts - 1, 0), self.max_delay)
+        base = max(self.base_delay, self.doubtful_delay) if doubtful else self.base_delay
+        return min(base * 2 ** max(attempts - 1, 0), self.max_delay)
 
     # -- claiming ------------------------------------------------------------------------
 
@@ -586,10 +794,17 @@ class OutboxSender:
                     raise
                 await asyncio.sleep(pause)
 
+    def _gives_up(self, error: SendError, attempts: int) -> bool:
+        if attempts >= self.max_attempts:
+            return True
+        if isinstance(error, DoubtfulError):
+            return attempts >= self.doubtful_attempts
+        return isinstance(error, PermanentError)
+
     async def _mark_failed(self, row: Outbox, error: SendError) -> str:
         attempts = row.attempts + 1
         now = self.now()
-        if isinstance(error, PermanentError) or attempts >= self.max_attempts:
+        if self._gives_up(error, attempts):
             log.warning("outbox row %s is dead after %d attempts: %s", row.id, attempts, error)
             event = None
             if row.ticket_id is not None:
@@ -615,9 +830,11 @@ class OutboxSender:
                 attempts=attempts,
                 lease_until=None,
                 last_error=_error_text(error),
+                dead_at=now,
+                dead_reported_at=None,
             )
             return _DEAD if recorded else _SENDING
-        delay = self.retry_delay(attempts)
+        delay = self.retry_delay(attempts, doubtful=isinstance(error, DoubtfulError))
         delay += delay * self.jitter * self._random.random()
         log.info(
             "outbox row %s: attempt %d failed, retry in %.0fs: %s", row.id, attempts, delay, error

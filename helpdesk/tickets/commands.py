@@ -1,0 +1,93 @@
+"""Changes to a ticket as data, and who makes them.
+
+A mail reply (``#status resolved`` ...) and, next, a console button both become these
+commands; ``TicketService.apply`` carries them out with one set of rules, events and mails,
+whatever the channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from helpdesk.models import Agent, Priority, TicketStatus
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    status: TicketStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    who: str  # an agent's e-mail address or name, as written; the service resolves it
+
+
+@dataclass(frozen=True, slots=True)
+class SetPriority:
+    priority: Priority
+
+
+@dataclass(frozen=True, slots=True)
+class AddNote:
+    """An internal note: never shown or sent to the customer; the change stays internal."""
+
+    body: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A message to the customer, mailed with any status change it comes with."""
+
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptMessage:
+    """Make an unverified message (held for agents) the customer's own: shown on their page,
+    and the ticket reopens as if the customer had written it then."""
+
+    message_id: int
+
+
+Command = AcceptMessage | SetStatus | Assign | SetPriority | AddNote | Reply
+
+
+class Channel(StrEnum):
+    web = "web"
+    mail = "mail"
+    api = "api"
+    system = "system"
+
+
+class ActorRole(StrEnum):
+    agent = "agent"
+    customer = "customer"
+    system = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts on a ticket and through which channel.
+
+    ``address`` is what the audit trail records as the actor (the agent's or the customer's
+    address, or ``system``), the same whatever the channel.
+    """
+
+    role: ActorRole
+    address: str
+    channel: Channel
+    name: str = ""
+    agent_id: int | None = None
+
+    @classmethod
+    def agent(cls, agent: Agent, *, channel: Channel | str) -> Actor:
+        return cls(ActorRole.agent, agent.email, Channel(channel), agent.name, agent.id)
+
+    @classmethod
+    def customer(cls, address: str, *, channel: Channel | str, name: str = "") -> Actor:
+        return cls(ActorRole.customer, address, Channel(channel), name)
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(ActorRole.system, "system", Channel.system, "システム")

@@ -1,0 +1,142 @@
+"""Every Japanese label of the ticket vocabulary, in one place.
+
+Forms, pages, mails and the API documentation read them from here; the stored values are the
+enums of ``helpdesk.models``.
+"""
+
+from __future__ import annotations
+
+from helpdesk.models import Author, TicketKind, TicketStatus, Trust
+from helpdesk.tickets.commands import (
+    AcceptMessage,
+    AddNote,
+    Assign,
+    Reply,
+    SetPriority,
+    SetStatus,
+)
+
+KIND_LABELS: dict[str, str] = {
+    TicketKind.defect: "不良品",
+    TicketKind.wrong_item: "誤発送(注文と違う商品が届いた)",
+    TicketKind.exchange: "注文誤り(機種・カラーの交換)",
+    TicketKind.inquiry: "お問い合わせ",
+}
+# The returns form's choices, grouped and numbered as the shop's returns page does
+# (「① 不良品や誤発送の場合」「② 注文誤り(サイズ・カラー)」); for a phone case the size is
+# the phone model (機種).
+RETURN_KIND_GROUPS: dict[str, dict[str, str]] = {
+    "① 不良品や誤発送の場合": {
+        TicketKind.defect: "不良品だった(傷・割れ・汚れ・不具合など)",
+        TicketKind.wrong_item: "注文と違う商品が届いた(誤発送)",
+    },
+    "② 注文誤り(機種・カラー)の場合": {
+        TicketKind.exchange: "機種・カラーを間違えて注文した(交換のご希望)",
+    },
+}
+RETURN_KIND_CHOICES: dict[str, str] = {
+    kind: label for choices in RETURN_KIND_GROUPS.values() for kind, label in choices.items()
+}
+# The contact form's topics. Their labels follow the FAQ: GMO's invoices are reissued by GMO
+# itself, so the shop is asked only about one that never came (1 week after the goods).
+INQUIRY_CATEGORIES: dict[str, str] = {
+    "invoice": "GMO後払いの請求書が届かない",
+    "reshipping": "戻ってきた荷物の再発送(住所不明・長期滞在など)",
+    "confirmation_mail": "ショップからのメールが届かない(メールアドレスの変更)",
+    "not_arrived": "注文した商品が届かない",
+    "privacy": "個人情報について(開示・訂正・削除など)",
+    "other": "その他",
+}
+# The contact form's topics under the FAQ's categories, in the FAQ's order, so that both
+# speak of the same things in the same words (tests check it against the FAQ).
+INQUIRY_GROUPS: dict[str, tuple[str, ...]] = {
+    "セール商品": ("reshipping",),
+    "発送/お届け": ("not_arrived",),
+    "決済方法": ("invoice",),
+    "個人情報の取り扱い": ("privacy",),
+    "その他": ("confirmation_mail", "other"),
+}
+# The contact form's extra choice that leads to the returns form (never stored).
+RETURNS_TOPIC = "returns"
+RETURNS_TOPIC_LABEL = "返品・交換・不良品(写真を添付できます)"
+STATUS_LABELS: dict[str, str] = {
+    TicketStatus.new: "受付済み",
+    TicketStatus.open: "対応中",
+    TicketStatus.pending: "お客様のご返信待ち",
+    TicketStatus.resolved: "解決済み",
+    TicketStatus.closed: "完了",
+}
+PHOTO_FIELDS: dict[str, str] = {
+    "photo_overall": "全体が分かる写真",
+    "photo_defect": "不良部分が鮮明に見える写真",
+}
+FIELD_LABELS: dict[str, str] = {
+    "kind": "お問い合わせの種類",
+    "name": "お名前",
+    "email": "メールアドレス",
+    "order_number": "注文番号",
+    "arrived_on": "商品の到着日",
+    "description": "内容",
+    "desired_variant": "交換を希望する機種・カラー",
+    "category": "お問い合わせの内容",
+    "body": "メッセージ",
+    **PHOTO_FIELDS,
+}
+# Who wrote a message, as agents see it.
+AUTHOR_LABELS: dict[str, str] = {
+    Author.customer: "お客様",
+    Author.agent: "担当者",
+    Author.note: "社内メモ",
+    Author.system: "システム",
+}
+# Who wrote a message, as the customer sees it (notes never reach the customer's page).
+CUSTOMER_AUTHOR_LABELS: dict[str, str] = {Author.customer: "お客様"}
+SUPPORT_LABEL = "サポート担当"
+# A message held for agents: never 「お客様」 until an agent accepts it.
+UNVERIFIED_LABEL = "未確認"
+# Why a message is held, as agents read it.
+TRUST_LABELS: dict[str, str] = {
+    Trust.verified: "お客様ご本人",
+    Trust.weak_thread: (
+        "件名の受付番号だけで届いたメール(差出人はお客様のアドレスですが、"
+        "なりすましの可能性があります)"
+    ),
+    Trust.third_party: "お客様以外のアドレスからのメール",
+    Trust.unregistered: (
+        "担当者として登録されていないアドレスから担当者用アドレスへのメール"
+        "(コマンドは実行していません)"
+    ),
+}
+# The changes an agent makes, as the agent is told about them.
+COMMAND_LABELS: dict[type, str] = {
+    AcceptMessage: "未確認メッセージの承認",
+    SetStatus: "ステータスの変更",
+    Assign: "担当者の割り当て",
+    SetPriority: "優先度の変更",
+    AddNote: "社内メモ",
+    Reply: "お客様への返信",
+}
+
+
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status)
+
+
+def kind_label(kind: str) -> str:
+    return KIND_LABELS.get(kind, kind)
+
+
+def author_label(author: str, *, for_customer: bool = False, trust: str = Trust.verified) -> str:
+    """「お客様」「担当者」「社内メモ」...; the customer sees every other author as support.
+
+    A message not verified as the customer's is 「未確認」, never 「お客様」.
+    """
+    if trust != Trust.verified:
+        return UNVERIFIED_LABEL
+    if for_customer:
+        return CUSTOMER_AUTHOR_LABELS.get(author, SUPPORT_LABEL)
+    return AUTHOR_LABELS[author]
+
+
+def trust_label(trust: str) -> str:
+    return TRUST_LABELS.get(trust, trust)

@@ -1,0 +1,755 @@
+"""The ticket use cases: submit a ticket, add a customer's message, apply agents' commands.
+
+Each use case is one transaction. Every change leaves an event in the audit trail and
+queues its mail (``notify``) in that same transaction; commands arrive as data
+(``commands``), so mail and the console share one set of rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from faq import ShopPolicy
+from helpdesk.db import as_utc, utcnow
+from helpdesk.models import (
+    Agent,
+    Attachment,
+    Author,
+    Customer,
+    Message,
+    Ticket,
+    TicketEvent,
+    TicketStatus,
+    Trust,
+)
+from helpdesk.photos import StoredPhoto
+from helpdesk.tickets import redact, store
+from helpdesk.tickets.access import Signer, TicketAccess
+from helpdesk.tickets.addresses import AddressError, normalize_address
+from helpdesk.tickets.commands import (
+    AcceptMessage,
+    Actor,
+    ActorRole,
+    AddNote,
+    Assign,
+    Command,
+    Reply,
+    SetPriority,
+    SetStatus,
+)
+from helpdesk.tickets.notify import AgentChange, Notifier
+from helpdesk.tickets.rules import (
+    MAX_NAME,
+    REOPENED_BY_CUSTOMER,
+    Submission,
+    command_problems,
+    first_message,
+    message_fingerprint,
+    subject_for,
+    submission_fingerprint,
+    unknown_assignee,
+)
+from helpdesk.tickets.text import name_from_mail
+from helpdesk.tickets.urls import TicketUrls
+
+CONFLICT = (
+    "ページを開いたあとに、このお問い合わせは更新されています。"
+    "最新の内容を確認してから、もう一度操作してください。"
+)
+# The body stored for a message that has none (a bare "#note").
+NO_BODY = "(本文なし)"
+# Origins of automatic mail (``Outbox.origin``) other than a client's address.
+MAIL_ORIGIN = "mail"
+AGENTS_ORIGIN = "agents"
+
+
+class SubmissionConflict(Exception):
+    """A submission key came back with other content: nothing is made, nothing handed over.
+
+    ``message`` is the Japanese sentence for the form or the API (HTTP 409).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+TICKET_KEY_CONFLICT = (
+    "この送信キー(Idempotency-Key またはフォームの送信番号)は、内容の異なる別の送信に"
+    "すでに使われています。内容をご確認のうえ、もう一度送信してください。"
+)
+MESSAGE_KEY_CONFLICT = (
+    "このメッセージは、別の内容ですでに送信されています。"
+    "内容をご確認のうえ、もう一度送信してください。"
+)
+
+
+def client_origin(client: str | None) -> str | None:
+    """The ``Outbox.origin`` of mail a web or API client caused."""
+    return f"client:{client}"[:100] if client else None
+
+
+def message_key(ticket_id: int, key: str) -> str:
+    """A message's submission key, scoped to its ticket: two tickets' keys never meet."""
+    return hashlib.sha256(f"ticket:{ticket_id}:{key}".encode()).hexdigest()
+
+
+def not_acceptable(message_id: int) -> str:
+    return (
+        f"メッセージ {message_id} は、このチケットの未確認のメッセージではありません。"
+        "担当者用ページの「未確認」のメッセージに表示された番号を指定してください。"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """The outcome of ``TicketService.apply``: with problems, nothing changed."""
+
+    problems: tuple[str, ...] = ()
+    duplicate: bool = False  # the same submission key was applied before: nothing done again
+    conflict: bool = False  # the ticket changed since ``expected_version``
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def version_of(ticket: Ticket) -> str:
+    """The ticket's version for optimistic concurrency: changes with every update."""
+    return as_utc(ticket.updated_at).isoformat()
+
+
+@dataclass(slots=True)
+class _Unit:
+    """One ``apply``: the locked ticket and what the commands did so far."""
+
+    session: AsyncSession
+    ticket: Ticket
+    actor: Actor
+    submission_key: str | None
+    assignees: dict[str, Agent]
+    held: dict[int, Message]
+    old_status: str
+    status_commanded: bool = False
+    reply: str | None = None
+    internal: bool = False
+    now: datetime = field(default_factory=utcnow)
+
+    def event(self, kind: str, **data: Any) -> None:
+        store.add_event(
+            self.session, ticket_id=self.ticket.id, kind=kind, actor=self.actor.address, data=data
+        )
+
+    def message(self, author: Author, body: str) -> None:
+        self.session.add(
+            Message(
+                ticket_id=self.ticket.id,  # type: ignore[arg-type]
+                author=author,
+                author_name=self.actor.name,
+                body=body or NO_BODY,
+                submission_key=self.submission_key,
+                created_at=self.now,
+            )
+        )
+
+
+async def _accept(unit: _Unit, command: AcceptMessage) -> None:
+    """The held message becomes the customer's: shown to them, and the ticket opens again
+    as it would have had the customer's own mail arrived."""
+    message = unit.held[command.message_id]
+    unit.event("message_accepted", message=message.id, trust=message.trust, sender=message.sender)
+    message.trust = Trust.verified
+    message.author = Author.customer
+    if unit.ticket.status in REOPENED_BY_CUSTOMER:
+        unit.event("status_changed", old=unit.ticket.status, new=TicketStatus.open)
+        unit.ticket.status = TicketStatus.open
+
+
+async def _assign(unit: _Unit, command: Assign) -> None:
+    assignee = unit.assignees[command.who]
+    if assignee.id != unit.ticket.assignee_id:
+        unit.event("assigned", to=assignee.email)
+        unit.ticket.assignee_id = assignee.id
+
+
+async def _set_priority(unit: _Unit, command: SetPriority) -> None:
+    if command.priority != unit.ticket.priority:
+        unit.event("priority_changed", old=unit.ticket.priority, new=command.priority)
+        unit.ticket.priority = command.priority
+
+
+async def _set_status(unit: _Unit, command: SetStatus) -> None:
+    unit.status_commanded = True
+    if command.status != unit.ticket.status:
+        unit.event("status_changed", old=unit.ticket.status, new=command.status)
+        unit.ticket.status = command.status
+
+
+async def _add_note(unit: _Unit, command: AddNote) -> None:
+    unit.internal = True
+    unit.message(Author.note, command.body)
+    unit.event("note")
+
+
+async def _reply(unit: _Unit, command: Reply) -> None:
+    if not unit.status_commanded and unit.ticket.status == TicketStatus.new:
+        unit.ticket.status = TicketStatus.open  # answered: the case is being handled
+    unit.reply = command.body
+    unit.message(Author.agent, command.body)
+    unit.event("agent_reply")
+
+
+# One handler per command, in the order they apply whatever order they came in: accepting
+# a held message (which may reopen), the assignment, the priority, the status, then the
+# message (which may depend on the status).
+_HANDLERS: dict[type, Callable[[_Unit, Any], Awaitable[None]]] = {
+    AcceptMessage: _accept,
+    Assign: _assign,
+    SetPriority: _set_priority,
+    SetStatus: _set_status,
+    AddNote: _add_note,
+    Reply: _reply,
+}
+_ORDER = {kind: index for index, kind in enumerate(_HANDLERS)}
+
+
+class TicketService:
+    """Creates tickets and changes them; every change leaves an event in the audit trail."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        policy: ShopPolicy,
+        secret_key: str,
+        base_url: str,
+        support_address: str,
+        automatic_mail_limit: int = 10,
+        automatic_mail_address_limit: int = 50,
+    ) -> None:
+        self.sessions = sessions
+        self.policy = policy
+        self.support_address = support_address
+        self.access = TicketAccess(Signer(secret_key), support_address=support_address)
+        self.urls = TicketUrls(base_url, self.access)
+        self.notify = Notifier(
+            policy=policy,
+            access=self.access,
+            urls=self.urls,
+            support_address=support_address,
+            automatic_mail_limit=automatic_mail_limit,
+            automatic_mail_address_limit=automatic_mail_address_limit,
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def find(self, reference: str) -> Ticket | None:
+        async with self.sessions() as session:
+            return await store.find_ticket(session, reference=reference)
+
+    async def open_for_customer(self, reference: str, token: str | None) -> Ticket | None:
+        """The ticket when the token matches; None for a wrong token or reference alike."""
+        ticket = await self.find(reference)
+        return ticket if ticket is not None and self.access.check_token(ticket, token) else None
+
+    async def open_for_agent(self, reference: str, key: str | None) -> Ticket | None:
+        """The ticket when the agent key matches; None otherwise."""
+        ticket = await self.find(reference)
+        return ticket if ticket is not None and self.access.check_agent_key(ticket, key) else None
+
+    async def details(self, ticket: Ticket) -> tuple[Customer, Agent | None, list[TicketEvent]]:
+        async with self.sessions() as session:
+            customer = await store.customer_by_id(session, customer_id=ticket.customer_id)
+            agent = (
+                await store.agent_by_id(session, agent_id=ticket.assignee_id)
+                if ticket.assignee_id
+                else None
+            )
+            events = await store.ticket_events(session, ticket_id=ticket.id)  # type: ignore[arg-type]
+            return customer, agent, events
+
+    async def conversation(
+        self, ticket: Ticket, *, internal: bool = False
+    ) -> list[tuple[Message, list[Attachment]]]:
+        """The ticket's messages with their photos.
+
+        For the customer (not ``internal``): only their verified messages and the agents'
+        answers, as copies redacted for them (``redact.for_customer``); agents see all.
+        """
+        async with self.sessions() as session:
+            found = await store.conversation(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                internal=internal,
+            )
+        if internal:
+            return found
+        secrets = self.access.agent_secrets(ticket)
+        return [
+            (
+                Message(
+                    id=message.id,
+                    ticket_id=message.ticket_id,
+                    author=message.author,
+                    body=redact.for_customer(message.body, secrets=secrets),
+                    created_at=message.created_at,
+                ),
+                attachments,
+            )
+            for message, attachments in found
+        ]
+
+    async def attachment(
+        self, ticket: Ticket, digest: str, *, internal: bool = False
+    ) -> Attachment | None:
+        """A photo of the ticket; for the customer, only one of a message they may see."""
+        async with self.sessions() as session:
+            return await store.find_attachment(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                digest=digest,
+                internal=internal,
+            )
+
+    # -- a new ticket ----------------------------------------------------------------------
+
+    async def submit(
+        self,
+        submission: Submission,
+        photos: Mapping[str, StoredPhoto],
+        *,
+        late: bool,
+        submission_key: str | None = None,
+        deflection: Mapping[str, list[str]] | None = None,
+        channel: str = "web",
+        confirm: bool = True,
+        client: str | None = None,
+        mail_id: str | None = None,
+        subject: str | None = None,
+    ) -> tuple[Ticket, bool]:
+        """Create the ticket with its first message, photos, events and confirmation mail.
+
+        Returns ``(ticket, created)``; a repeated ``submission_key`` (reload, double click)
+        from the same e-mail address with the same content returns the first ticket with
+        ``created`` False. Keys are scoped by address, and a key that comes back with other
+        content raises ``SubmissionConflict``: nobody reaches another submission's ticket
+        through a key.
+
+        ``client`` is the submitting client's address (``security.client_ip``): recorded in
+        the audit trail, and the origin the confirmation is counted against. The address is
+        normalized (``normalize_address``); one that is not valid (mail from
+        ``"a b"@example.jp``) still makes a ticket, without a confirmation. The name is made
+        safe for mails (``name_from_mail``: nothing link-looking), so mail and the forms
+        share one rule. ``mail_id`` is the Message-ID of the mail the ticket was made from
+        (our answers thread under it); ``subject`` replaces the subject made from the
+        submission.
+
+        Raises:
+            SubmissionConflict: the key was used with other content.
+        """
+        unsendable = False
+        try:
+            email = normalize_address(submission.email)
+        except AddressError:
+            email, unsendable = submission.email.strip().lower(), True
+        name = name_from_mail(submission.name, email, max_length=MAX_NAME)
+        submission = replace(submission, email=email, name=name)
+        fingerprint = submission_fingerprint(submission, photos)
+        if submission_key:
+            scope = f"{channel}:{submission.email}:{submission_key}"
+            submission_key = hashlib.sha256(scope.encode()).hexdigest()
+            if (ticket := await self._ticket_by_key(submission_key, fingerprint)) is not None:
+                return ticket, False
+        try:
+            ticket = await self._create(
+                submission,
+                photos,
+                late=late,
+                submission_key=submission_key,
+                fingerprint=fingerprint,
+                deflection=deflection,
+                channel=channel,
+                confirm=confirm,
+                unsendable=unsendable,
+                client=client,
+                mail_id=mail_id,
+                subject=subject,
+            )
+            return ticket, True
+        except IntegrityError:
+            # Two submits raced on the same key: the other one won.
+            if not submission_key:
+                raise
+            ticket = await self._ticket_by_key(submission_key, fingerprint)  # type: ignore[assignment]
+            assert ticket is not None
+            return ticket, False
+
+    async def _ticket_by_key(self, key: str, fingerprint: str) -> Ticket | None:
+        """The ticket the key made, when it was made from the same content.
+
+        Raises:
+            SubmissionConflict: the key made a ticket from other content.
+        """
+        async with self.sessions() as session:
+            ticket = await store.ticket_by_submission_key(session, key=key)
+        if ticket is not None and ticket.submission_fingerprint != fingerprint:
+            raise SubmissionConflict(TICKET_KEY_CONFLICT)
+        return ticket
+
+    async def confirmation_queued(self, ticket: Ticket) -> bool:
+        """Whether the customer's confirmation of this ticket went into the outbox."""
+        async with self.sessions() as session:
+            return await store.mail_queued(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                kind="ticket_confirmation",
+            )
+
+    async def _create(
+        self,
+        submission: Submission,
+        photos: Mapping[str, StoredPhoto],
+        *,
+        late: bool,
+        submission_key: str | None,
+        fingerprint: str,
+        deflection: Mapping[str, list[str]] | None,
+        channel: str,
+        confirm: bool,
+        unsendable: bool,
+        client: str | None,
+        mail_id: str | None,
+        subject: str | None,
+    ) -> Ticket:
+        now = utcnow()
+        system = Actor.system().address
+        async with self.sessions() as session, session.begin():
+            customer = await store.customer_for(
+                session, email=submission.email, name=submission.name
+            )
+            ticket = Ticket(
+                reference=f"pending-{secrets.token_hex(8)}",
+                token_nonce=secrets.token_urlsafe(16),
+                submission_key=submission_key,
+                submission_fingerprint=fingerprint,
+                kind=submission.kind,
+                customer_id=customer.id,  # type: ignore[arg-type]
+                customer_name=submission.name,
+                order_number=submission.order_number,
+                arrived_on=submission.arrived_on,
+                late=late,
+                desired_variant=submission.desired_variant,
+                category=submission.category,
+                subject=(subject or subject_for(submission))[:200],
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(ticket)
+            await session.flush()
+            # The id is unique across workers and databases; the reference is made from it.
+            ticket.reference = f"HD-{self.policy.local(now):%y}-{ticket.id:05d}"
+            message = Message(
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                author=Author.customer,
+                author_name=submission.name,
+                body=first_message(submission),
+                sender=submission.email if mail_id else None,
+                mail_id=mail_id,
+                created_at=now,
+            )
+            session.add(message)
+            await session.flush()
+            attachments = store.add_attachments(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                message_id=message.id,
+                photos=photos,
+            )
+
+            def event(kind: str, actor: str, **data: Any) -> None:
+                store.add_event(session, ticket_id=ticket.id, kind=kind, actor=actor, data=data)
+
+            event("created", submission.email, channel=channel, client=client)
+            if late:
+                today = self.policy.local(now).date()
+                days = (today - submission.arrived_on).days if submission.arrived_on else None
+                event("flagged_late", system, days=days)
+            for kind, ids in (deflection or {}).items():
+                if ids:
+                    event(f"deflection_{kind}", system, ids=ids)
+            if confirm and unsendable:
+                # Kept for the agents, but nothing is mailed to an address we do not accept.
+                event("mail_suppressed", system, to=submission.email, reason="invalid_address")
+            await self.notify.ticket_created(
+                session,
+                ticket,
+                customer,
+                submission,
+                attachments,
+                confirm=confirm and not unsendable,
+                origin=MAIL_ORIGIN if channel == "mail" else client_origin(client),
+            )
+        return ticket
+
+    # -- the customer writes again ---------------------------------------------------------
+
+    async def add_customer_message(
+        self,
+        ticket: Ticket,
+        body: str,
+        photos: Mapping[str, StoredPhoto],
+        *,
+        submission_key: str | None = None,
+        sender: str | None = None,
+        client: str | None = None,
+        sender_name: str | None = None,
+        trust: Trust = Trust.verified,
+        mail_id: str | None = None,
+    ) -> Message:
+        """Append a message on the customer's side of the ticket.
+
+        A ``verified`` message is the customer's own: the agents hear of it and a waiting,
+        resolved or closed ticket opens again. Any other ``trust`` holds the message for
+        agents (「未確認」 with its ``sender``): the customer never sees it, nothing reopens,
+        and the agents are told (once per sender for an unregistered one) until one of them
+        accepts it (``AcceptMessage``). ``client`` is the web client's address, recorded in
+        the audit trail.
+
+        A repeated ``submission_key`` on this ticket with the same content returns the
+        message already stored; keys are scoped to the ticket, so another ticket's key never
+        swallows this message.
+
+        Raises:
+            SubmissionConflict: the key was used on this ticket for another message.
+        """
+        fingerprint = message_fingerprint(body, photos, sender)
+        if submission_key:
+            submission_key = message_key(ticket.id, submission_key)  # type: ignore[arg-type]
+            if message := await self._message_by_key(submission_key, fingerprint):
+                return message
+        try:
+            return await self._add_customer_message(
+                ticket,
+                body,
+                photos,
+                submission_key,
+                sender,
+                fingerprint,
+                client,
+                sender_name,
+                trust,
+                mail_id,
+            )
+        except IntegrityError:
+            if not submission_key:
+                raise
+            message = await self._message_by_key(submission_key, fingerprint)
+            assert message is not None
+            return message
+
+    async def _message_by_key(self, key: str, fingerprint: str) -> Message | None:
+        async with self.sessions() as session:
+            message = await store.message_by_submission_key(session, key=key)
+        if message is not None and message.submission_fingerprint != fingerprint:
+            raise SubmissionConflict(MESSAGE_KEY_CONFLICT)
+        return message
+
+    async def _add_customer_message(
+        self,
+        ticket: Ticket,
+        body: str,
+        photos: Mapping[str, StoredPhoto],
+        submission_key: str | None,
+        sender: str | None,
+        fingerprint: str,
+        client: str | None,
+        sender_name: str | None,
+        trust: Trust,
+        mail_id: str | None,
+    ) -> Message:
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
+            customer = await store.customer_by_id(session, customer_id=current.customer_id)
+            verified = trust is Trust.verified
+            message = Message(
+                ticket_id=current.id,  # type: ignore[arg-type]
+                author=Author.customer,
+                author_name=(current.customer_name if verified else sender_name or sender or "")[
+                    :254
+                ],
+                body=body or "(写真を追加しました)",
+                submission_key=submission_key,
+                submission_fingerprint=fingerprint,
+                trust=trust,
+                sender=sender,
+                mail_id=mail_id,
+                created_at=now,
+            )
+            session.add(message)
+            await session.flush()
+            attachments = store.add_attachments(
+                session,
+                ticket_id=current.id,  # type: ignore[arg-type]
+                message_id=message.id,
+                photos={f"photo_{i + 1}": photo for i, photo in enumerate(photos.values())},
+            )
+            store.add_event(
+                session,
+                ticket_id=current.id,
+                kind="customer_message" if verified else "message_held",
+                actor=sender or customer.email,
+                data=(
+                    ({} if verified else {"message": message.id, "trust": trust})
+                    | ({"client": client} if client else {})
+                ),
+            )
+            await self.notify.customer_wrote(session, current, customer, message, attachments)
+            if current.status in REOPENED_BY_CUSTOMER and verified:
+                store.add_event(
+                    session,
+                    ticket_id=current.id,
+                    kind="status_changed",
+                    # Recorded as "customer" (not the address) since the first release.
+                    actor=ActorRole.customer,
+                    data={"old": current.status, "new": TicketStatus.open},
+                )
+                current.status = TicketStatus.open
+            current.updated_at = now
+        ticket.status, ticket.updated_at = current.status, current.updated_at
+        return message
+
+    # -- agents' commands ------------------------------------------------------------------
+
+    async def apply(
+        self,
+        ticket: Ticket,
+        actor: Actor,
+        commands: Sequence[Command],
+        *,
+        submission_key: str | None = None,
+        expected_version: str | None = None,
+    ) -> ApplyResult:
+        """Apply an agent's commands in one transaction, with the ticket row locked.
+
+        Everything is checked first: with any problem (Japanese, for the agent: every one
+        found) nothing changes. Commands apply in a fixed order (accepting a held message,
+        assignment, priority, status, message), each leaving its event; then ``notify``
+        queues what the customer is told: a reply (mentioning a new status), or a short
+        status mail, or nothing for an internal note.
+
+        ``submission_key`` makes a repeat (the same mail delivered twice) a no-op with
+        ``duplicate`` set. ``expected_version`` (``version_of`` the ticket the agent saw)
+        refuses the change with ``conflict`` set when the ticket changed since.
+
+        Raises ``ValueError`` for a customer as the actor (customers write through
+        ``add_customer_message``).
+        """
+        if actor.role is ActorRole.customer:
+            raise ValueError("customers do not apply commands; use add_customer_message")
+        if submission_key:
+            submission_key = message_key(ticket.id, submission_key)  # type: ignore[arg-type]
+        commands = tuple(commands)
+        async with self.sessions() as session, session.begin():
+            current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
+            customer = await store.customer_by_id(session, customer_id=current.customer_id)
+            assignees: dict[str, Agent] = {}
+            held: dict[int, Message] = {}
+            problems = command_problems(commands)
+            problems += await self._lookups(session, current, commands, assignees, held)
+            if problems:
+                return ApplyResult(tuple(problems))
+            if submission_key and await store.message_key_used(session, key=submission_key):
+                return ApplyResult(duplicate=True)  # the same mail delivered twice
+            if expected_version is not None and version_of(current) != expected_version:
+                return ApplyResult((CONFLICT,), conflict=True)
+            unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
+            for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
+                await _HANDLERS[type(command)](unit, command)
+            change = AgentChange(unit.old_status, reply=unit.reply, internal=unit.internal)
+            await self.notify.agent_changed(
+                session, current, customer, change, origin=AGENTS_ORIGIN
+            )
+            current.updated_at = unit.now
+        ticket.status, ticket.priority = current.status, current.priority
+        ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
+        return ApplyResult()
+
+    async def problems(self, ticket: Ticket, commands: Sequence[Command]) -> list[str]:
+        """Everything ``apply`` would refuse in ``commands``, changing nothing: a mail's
+        every problem is told to the agent at once."""
+        commands = tuple(commands)
+        found = command_problems(commands)
+        async with self.sessions() as session:
+            found += await self._lookups(session, ticket, commands, {}, {})
+        return found
+
+    @staticmethod
+    async def _lookups(
+        session: AsyncSession,
+        ticket: Ticket,
+        commands: Sequence[Command],
+        assignees: dict[str, Agent],
+        held: dict[int, Message],
+    ) -> list[str]:
+        """Find what the commands name (agents, held messages); the problems if not found."""
+        problems: list[str] = []
+        for command in commands:
+            if isinstance(command, Assign):
+                agent = await store.find_agent(session, who=command.who)
+                if agent is None:
+                    problems.append(unknown_assignee(command.who))
+                else:
+                    assignees[command.who] = agent
+            elif isinstance(command, AcceptMessage):
+                message = await store.message_on_ticket(
+                    session,
+                    ticket_id=ticket.id,  # type: ignore[arg-type]
+                    message_id=command.message_id,
+                )
+                if message is None or message.trust is Trust.verified:
+                    problems.append(not_acceptable(command.message_id))
+                else:
+                    held[command.message_id] = message
+        return problems
+
+    # -- agents ----------------------------------------------------------------------------
+
+    async def add_agent(self, email: str, name: str) -> Agent:
+        """Register (or rename) the agent with this address.
+
+        Raises:
+            ValueError: (``AddressError``) for an address ``normalize_address`` refuses.
+        """
+        email = normalize_address(email)
+        async with self.sessions() as session, session.begin():
+            agent = await store.agent_by_email(session, email=email)
+            if agent is None:
+                agent = Agent(email=email, name=name.strip() or email)
+                session.add(agent)
+            else:
+                agent.name = name.strip() or agent.name
+        return agent
+
+    async def agent_by_email(self, email: str) -> Agent | None:
+        async with self.sessions() as session:
+            return await store.agent_by_email(session, email=email)
+
+    # -- the audit trail and the support inbox ---------------------------------------------
+
+    async def record_event(self, ticket_id: int, kind: str, actor: str, **data: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            store.add_event(session, ticket_id=ticket_id, kind=kind, actor=actor, data=data)
+
+    async def queue_agent_error(self, agent: Agent, ticket: Ticket, problems: str) -> None:
+        """Mail the agent why their reply's commands did nothing."""
+        async with self.sessions() as session, session.begin():
+            await self.notify.agent_error(session, agent, ticket, problems)

@@ -1,0 +1,58 @@
+"""Every URL of a ticket, built in one place: routes, pages and mails ask for them here.
+
+Methods give paths (for links within the site); ``absolute`` and the ``*_url`` methods add
+the configured base URL (for mail). The customer's links carry the ticket's token, the
+agents' links its agent key.
+"""
+
+from __future__ import annotations
+
+from helpdesk.models import Ticket
+from helpdesk.photos import StoredPhoto
+from helpdesk.tickets.access import TicketAccess
+
+
+class TicketUrls:
+    def __init__(self, base_url: str, access: TicketAccess) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.access = access
+
+    def absolute(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    # -- the customer's pages -------------------------------------------------------------
+
+    def status(self, ticket: Ticket, *, sent: bool = False) -> str:
+        """The status page; ``sent`` shows "sent" and scrolls to the message form."""
+        path = f"/t/{ticket.reference}?token={self.access.access_token(ticket)}"
+        return f"{path}&sent=1#reply" if sent else path
+
+    def submitted(self, ticket: Ticket) -> str:
+        return f"/t/{ticket.reference}/submitted?token={self.access.access_token(ticket)}"
+
+    def messages(self, ticket: Ticket) -> str:
+        """Where the status page's message form posts."""
+        return f"/t/{ticket.reference}/messages?token={self.access.access_token(ticket)}"
+
+    def photo(self, ticket: Ticket, digest: str) -> str:
+        return f"/t/{ticket.reference}/photos/{digest}?token={self.access.access_token(ticket)}"
+
+    def kept_thumb(self, photo: StoredPhoto) -> str:
+        """The thumbnail of a photo a form keeps across a retry (no ticket yet)."""
+        digest = photo.thumb_digest
+        return f"/photos/kept/{digest}?sig={self.access.kept_thumb_signature(digest)}"
+
+    def status_url(self, ticket: Ticket) -> str:
+        return self.absolute(self.status(ticket))
+
+    # -- the agents' pages ----------------------------------------------------------------
+
+    def agent(self, ticket: Ticket) -> str:
+        return f"/agent/t/{ticket.reference}?key={self.access.agent_key(ticket)}"
+
+    def agent_photo(self, ticket: Ticket, digest: str) -> str:
+        return f"/agent/t/{ticket.reference}/photos/{digest}?key={self.access.agent_key(ticket)}"
+
+    def agent_url(self, ticket: Ticket) -> str:
+        """A capability link to the agents' view of a ticket, sent only to the support inbox."""
+        return self.absolute(self.agent(ticket))
