@@ -4,7 +4,10 @@ near-miss questions answered (which they must not be).
 Run: ``.venv/bin/python bench/faq_quality.py`` (prints a Markdown table and the misses).
 ``--fit-only`` keeps to the sets the confidence is fitted on (dev, hold-out 1, near-miss
 1), leaving out those kept for checking the fit (hold-out 2, near-miss 2);
-``--no-misses`` prints the table alone.
+``--no-misses`` prints the table alone. ``--extra PATH:LABEL`` (repeatable) adds a query
+file of the same format as a row of the table (e.g. sets kept outside the repository:
+``--extra /path/to/blind-a.tsv:blind-a --extra /path/to/nearmiss-b.tsv:nearmiss-b``); a
+near-miss file's groups start with ``nearmiss``, as here.
 
 A query whose expected keys are ``-`` must not be answered: out of scope (weather, the
 company's address) or, when its group starts with ``nearmiss``, a question in the shop's
@@ -46,14 +49,33 @@ def share(count: int, total: int) -> str:
     return f"{count}/{total} ({count / total:.0%})" if total else "-"
 
 
+def extra_set(value: str) -> tuple[str, Path]:
+    """``PATH:LABEL`` (or a bare path, labelled by its file name) of ``--extra``."""
+    path, _, label = value.rpartition(":") if ":" in value else (value, "", "")
+    if not path:
+        path, label = value, ""
+    if not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"no such query file: {path}")
+    return f"{label or Path(path).stem} ({path})", Path(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fit-only", action="store_true", help="only the sets used for fitting")
     parser.add_argument("--no-misses", action="store_true", help="print the table only")
+    parser.add_argument(
+        "--extra",
+        type=extra_set,
+        action="append",
+        default=[],
+        metavar="PATH:LABEL",
+        help="another query file (query<TAB>keys<TAB>group) to add as a row; repeatable",
+    )
     args = parser.parse_args()
     engine = SearchEngine.from_directory(ROOT / "data")
     rows, misses = [], []
-    for name, path in SETS.items():
+    sets = [*SETS.items(), *args.extra]
+    for name, path in sets:
         if args.fit_only and name in CHECKING:
             continue
         queries = read_queries(path)

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from sudachipy import Dictionary, Morpheme, SplitMode
 
+from faq.clauses import Morph, clause_roles
 from faq.normalize import normalize
 
 # Parts of speech that carry no topic: particles, auxiliaries, symbols, interjections...
@@ -44,6 +45,8 @@ STOP_LEMMAS = frozenset(
     """.split()
 )
 
+# Parts of speech that only make grammar: a kana run of these is not a misspelt word.
+GRAMMATICAL_POS = frozenset({"助詞", "助動詞"})
 # Honorific prefixes (ご注文, お届け) are dropped; others join their noun (誤+発送 → 誤発送).
 HONORIFIC_PREFIXES = frozenset({"御", "お", "ご", "おん"})
 # Pronouns kept: they tell "when" and "where" questions from others.
@@ -70,6 +73,21 @@ class Token:
     #: 先週, 全部), numerals (10, 3, 一回), counters after a numeral (3 *回*), questions
     #: about a quantity (何日, 何個) and nouns made a time by a suffix (連休中, 購入後).
     adverbial: bool = False
+    #: The word tells the situation (a subordinate clause, an earlier sentence, an
+    #: adnominal clause's predicate) rather than what is asked (``faq.clauses``).
+    context: bool = False
+    #: The word is the predicate of the question's main clause (払う in 「届いた請求書を
+    #: 何日以内に払えばいいの？」).
+    predicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """A text's content tokens, and the character spans of its grammatical morphemes
+    (particles, auxiliaries, light verbs: い and ない of 「届いていない」)."""
+
+    tokens: list[Token]
+    grammatical: tuple[tuple[int, int], ...]
 
 
 def synonym_term(group_id: int) -> str:
@@ -93,18 +111,28 @@ class Analyzer:
 
     def tokens(self, text: str, *, normalized: bool = False) -> list[Token]:
         """Content tokens of ``text`` (normalized first unless ``normalized``)."""
+        return self.analyze(text, normalized=normalized).tokens
+
+    def analyze(self, text: str, *, normalized: bool = False) -> Analysis:
+        """Content tokens of ``text`` and where its grammatical morphemes are."""
         if not normalized:
             text = normalize(text)
         text = text[:MAX_ANALYZED_CHARS]
         if not text:
-            return []
+            return Analysis([], ())
         result: list[Token] = []
+        grammatical: list[tuple[int, int]] = []
         prefix: tuple[str, int] | None = None  # a pending non-honorific prefix and its start
         after_numeral = False
-        for morpheme in self._tokenizer.tokenize(text):
+        morphs: list[Morph] = []
+        source: list[int] = []  # the morpheme each token comes from
+        for index, morpheme in enumerate(self._tokenizer.tokenize(text)):
             pos = self._pos(morpheme)
             counted, after_numeral = after_numeral, pos[1] == "数詞"
             lemma = morpheme.normalized_form().lower()
+            morphs.append(Morph(pos, lemma, morpheme.surface()))
+            if pos[0] in GRAMMATICAL_POS or (pos[1] == "非自立可能" and lemma in STOP_LEMMAS):
+                grammatical.append((morpheme.begin(), morpheme.end()))
             if pos[0] == "接頭辞":
                 honorific = lemma in HONORIFIC_PREFIXES
                 prefix = None if honorific else (morpheme.surface(), morpheme.begin())
@@ -143,6 +171,7 @@ class Analyzer:
                 lemma = joined[0] + lemma
                 surface = joined[0] + surface
                 start = joined[1]
+            source.append(index)
             result.append(
                 Token(
                     term=lemma,
@@ -162,7 +191,37 @@ class Analyzer:
                     ),
                 )
             )
-        return result
+        return Analysis(self._with_roles(result, morphs, source), tuple(grammatical))
+
+    @staticmethod
+    def _with_roles(tokens: list[Token], morphs: list[Morph], source: list[int]) -> list[Token]:
+        """``tokens`` with their clause roles (``faq.clauses``), and adjectival nouns used
+        as adjectives marked so (面倒 in 「面倒なので」, 普通 in 「普通何日」: they describe,
+        they do not name a topic)."""
+        content = [False] * len(morphs)
+        topical = [False] * len(morphs)
+        nouns = [False] * len(morphs)
+        for position, (token, index) in enumerate(zip(tokens, source, strict=True)):
+            after = morphs[index + 1] if index + 1 < len(morphs) else None
+            if (
+                token.pos == "名詞"
+                and morphs[index].pos[2] == "形状詞可能"
+                and after is not None
+                and (after.pos[0] == "名詞" or (after.pos[0] == "助動詞" and after.lemma == "だ"))
+            ):
+                token = tokens[position] = replace(token, pos="形状詞")
+            content[index] = True
+            topical[index] = not token.adverbial and token.pos != "代名詞"
+            nouns[index] = topical[index] and token.pos == "名詞"
+        roles = clause_roles(morphs, content, topical, nouns)
+        return [
+            replace(token, context=True)
+            if roles.context[index]
+            else replace(token, predicate=True)
+            if index == roles.predicate
+            else token
+            for token, index in zip(tokens, source, strict=True)
+        ]
 
 
 @lru_cache(maxsize=1)

@@ -36,6 +36,16 @@ When does an entry answer the question? (the confidence)
       answer is what the shop says (PayPay in the tags of the cash-on-delivery entry, but
       「代引きのお支払いは現金のみとなります。」).
 
+    What a word does in the question matters as much as what it is (``faq.clauses``):
+    Japanese puts the situation in reasons and concessions (〜ので, 〜けど, 〜が), in earlier
+    sentences and in adnominal clauses (届いた in 「届いた請求書」), and what is asked in the
+    main clause of the question, with the conditions leading into it (〜たら, 〜なら, 〜と:
+    「九州だと到着は発送の何日後？」 asks about 九州). A word of the situation (*context*)
+    counts ``CONTEXT_WEIGHT`` as much as one that asks, in the ranking and the coverage, and
+    is never the word behind ``missing``: in 「昨日商品が届いたのですが、カメラ穴の位置が
+    ずれていました。返品できますか？」 only 返品 asks. A question that names nothing itself
+    (「もう一度送ってもらえますか？」) asks about the last thing named before it.
+
     With ``coverage`` (the covered share of the query's information), ``lead`` (how far the
     best entry leads the runner-up) and ``matched`` (how much it matched, in rare-word
     units: a long question with context still names its topic), these are the features of
@@ -92,23 +102,27 @@ ADVERBIAL_IMPORTANCE = 0.5
 # Ranking blends BM25F with how much of the query an entry covers: an entry matching every
 # word of the query beats one matching a single word many times.
 RERANK_BASE = 0.3
+# A word that tells the customer's situation rather than what is asked (a reason, a
+# concession, an earlier sentence: ``faq.clauses``) counts this much as one that asks, in the
+# ranking, in the coverage and in the words an entry leaves uncovered.
+CONTEXT_WEIGHT = 0.5
 # A word found only inside a compound of an entry (ログイン in ソーシャルログイン) is covered
 # in part: the compound may be about something narrower.
 SUBUNIT_COVERAGE = 0.75
 # Confidence = logistic(COVERAGE * coverage + LEAD * lead + MATCHED * ln(1 + matched)
 #                       + MISSING * missing + UNASKED * unasked + IN_ANSWER * in_answer + BIAS)
-# (see the module docstring). Fitted by ``bench/faq_fit.py --max-near-miss 0.03 --fixed
-# --l2 1 --negative-weight 1``: L2-regularized logistic regression on the dev set, hold-out 1
-# and near-miss set 1 (penalty and class weight chosen by cross-validation), the bias then
-# set so that at most 3% of near-miss set 1 is answered. Hold-out 2 and near-miss set 2 are
-# never fitted on (bench/README.md gives their figures).
-CONFIDENCE_COVERAGE = 2.359
-CONFIDENCE_LEAD = 0.870
-CONFIDENCE_MATCHED = 2.949
-CONFIDENCE_MISSING = -2.145
-CONFIDENCE_UNASKED = -2.032
-CONFIDENCE_IN_ANSWER = 2.169
-CONFIDENCE_BIAS = -6.515
+# (see the module docstring). Fitted by ``bench/faq_fit.py --max-near-miss 0.03``:
+# L2-regularized logistic regression on the dev set, hold-out 1 and near-miss set 1 (penalty
+# and class weight searched for the most in-scope queries answered right), the bias then set
+# so that at most 3% of near-miss set 1 is answered. Hold-out 2 and near-miss set 2 are not
+# fitted on (but were read while the features were developed: bench/README.md).
+CONFIDENCE_COVERAGE = 6.877
+CONFIDENCE_LEAD = 0.118
+CONFIDENCE_MATCHED = 5.114
+CONFIDENCE_MISSING = -2.083
+CONFIDENCE_UNASKED = -5.080
+CONFIDENCE_IN_ANSWER = 3.406
+CONFIDENCE_BIAS = -12.839
 # ``matched`` is in units where a word never seen by the KB weighs this much (the shop's
 # 28 entries, where the model was first fitted, give such a word ~3).
 RARE_WORD = 3.0
@@ -137,6 +151,8 @@ class _Group:
     #: Alternatives that stand for another word than the one typed (a typo, kana for
     #: kanji, a homophone), each with the indexed word it stands for.
     corrections: dict[str, str] = field(default_factory=dict)
+    #: The word tells the customer's situation, not what is asked (``faq.clauses``).
+    context: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,10 +295,14 @@ class SearchEngine:
 
     # -- analysis shared by the index and queries --------------------------------------
 
-    def _units(self, text: str, *, normalized: bool = False) -> _Words:
-        """Content words of ``text``: runs of tokens, each with the shop synonym group it
-        spells (or None). A run is one token unless a shop synonym spans several."""
-        tokens = self.analyzer.tokens(text, normalized=normalized)
+    def _units(
+        self, text: str, *, normalized: bool = False, tokens: list[Token] | None = None
+    ) -> _Words:
+        """Content words of ``text`` (or of its ``tokens``): runs of tokens, each with the
+        shop synonym group it spells (or None). A run is one token unless a shop synonym
+        spans several."""
+        if tokens is None:
+            tokens = self.analyzer.tokens(text, normalized=normalized)
         matches = {m.start: m for m in self.synonyms.matches(tokens)} if self.synonyms else {}
         units: _Words = []
         position = 0
@@ -492,6 +512,7 @@ class SearchEngine:
             start=tokens[0].start,
             end=tokens[-1].end,
             corrections=corrections,
+            context=all(t.context for t in tokens),
         )
 
     def _add_guess(
@@ -548,16 +569,24 @@ class SearchEngine:
         return matches
 
     def _groups(self, text: str) -> list[_Group]:
+        analysis = self.analyzer.analyze(text, normalized=True)
         groups = [
-            self._token_group(tokens, group) for tokens, group in self._units(text, normalized=True)
+            self._token_group(tokens, group)
+            for tokens, group in self._units(text, tokens=analysis.tokens)
         ]
+        grammatical = set()
+        for start, end in analysis.grammatical:
+            grammatical.update(range(start, end))
         for start, end, terms in self._reading_matches(text):
+            if grammatical.issuperset(range(start, end)):
+                continue  # particles and auxiliaries: 「届いていない」 does not say 以内
             inside = [g for g in groups if g.start < end and g.end > start]
             if inside and all(
                 g.start >= start and g.end <= end and set(g.alternatives) & terms for g in inside
             ):
                 continue  # SudachiPy already read these words right
             groups = [g for g in groups if not (g.start < end and g.end > start)]
+            context = bool(inside) and all(g.context for g in inside)
             alternatives: dict[str, float] = {}
             corrections: dict[str, str] = {}
             for term in sorted(terms):
@@ -569,6 +598,7 @@ class SearchEngine:
                     start=start,
                     end=end,
                     corrections=corrections,
+                    context=context,
                 )
             )
         result: list[_Group] = []
@@ -581,6 +611,8 @@ class SearchEngine:
             group.surface = group.surface or text[group.start : group.end]
             known = [self.idf[t] for t in group.alternatives if t in self.idf]
             group.importance = (max(known) if known else self._unknown_idf) * group.topicality
+            if group.context:
+                group.importance *= CONTEXT_WEIGHT
             result.append(group)
         return result
 
@@ -606,7 +638,7 @@ class SearchEngine:
                 best[chosen] = value[better]
                 share = weight * (SYNONYM_COVERAGE if term[0] == "#" else 1.0)
                 row[chosen] = share * strength[better]
-            score += best
+            score += best * (CONTEXT_WEIGHT if group.context else 1.0)
         return score, coverage
 
     def _rank(self, query: str, limit: int) -> _Ranking:
@@ -653,8 +685,11 @@ class SearchEngine:
         unit = self._unknown_idf
         missing, missing_word = 0.0, ""
         for index, group in enumerate(ranking.groups):
-            if group.topicality < 1.0:
-                continue  # verbs and adverbial nouns say how, not what is asked
+            if group.topicality < 1.0 or group.context:
+                # Verbs and adverbial nouns say how, not what is asked; words of the
+                # situation (「カメラ穴の位置がずれていました。返品できますか？」) only lower
+                # the coverage.
+                continue
             left = group.importance * (1.0 - min(float(ranking.coverage[index, top]), 1.0))
             if left > missing:
                 missing, missing_word = left, group.surface
