@@ -3,14 +3,17 @@
 
 Each query of the fitting sets (the dev set, hold-out 1 and near-miss set 1) gives the
 evidence of its best entry (``SearchEngine.explain``: coverage, lead, matched, missing,
-unasked) and a label: 1 when it is in scope and the best entry is the right one, 0 when
+unasked, in_answer; words of the situation already weighed by ``CONTEXT_WEIGHT``) and a
+label: 1 when it is in scope and the best entry is the right one, 0 when
 answering would be wrong (out of scope, near-miss, or the wrong entry ranked first). An
 L2-regularized logistic regression (Newton's method, numpy) gives the weights; the script
 prints them as the constants to paste into ``faq/engine.py`` and the figures each set would
 get at the answering threshold. The sets kept for checking (hold-out 2, near-miss set 2)
 are never read here.
 
-Run: ``.venv/bin/python bench/faq_fit.py [--l2 1.0] [--negative-weight 1.0] [--dump]``.
+Run: ``.venv/bin/python bench/faq_fit.py [--l2 1.0] [--negative-weight 1.0] [--dump]``
+(the fit in ``faq/engine.py``: ``--l2 1 --negative-weight 1``, answering at 0.5).
+``--cross-validate`` prints out-of-fold figures (5 folds) per penalty and class weight.
 """
 
 from __future__ import annotations
@@ -121,7 +124,16 @@ def cross_validate(
             ceiling = np.sort(z[near])[::-1][allowed]
             right = int(((z > ceiling) & inside & (y == 1)).sum())
             total = int(inside.sum())
-            print(f"  l2={l2:<5} weight={weight:<4} out-of-fold in scope right {right}/{total}")
+            # As fitted, answering at 0.5 (z >= 0) with no shift of the bias.
+            plain = int(((z >= 0) & inside & (y == 1)).sum())
+            near_answered = int(((z >= 0) & near).sum())
+            oos_answered = int(((z >= 0) & ~inside & ~near).sum())
+            print(
+                f"  l2={l2:<5} weight={weight:<4} out-of-fold in scope right {right}/{total} "
+                f"at {allowed} near-miss answered; at 0.5: in scope right {plain}/{total}, "
+                f"near-miss answered {near_answered}/{int(near.sum())}, "
+                f"out of scope answered {oos_answered}"
+            )
 
 
 def main() -> None:

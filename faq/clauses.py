@@ -30,10 +30,10 @@ conditions leading into it. A noun marked as the topic
 The *predicate* of the question is the last content verb or adjective of the focus (or a
 verbal noun followed by する/できる: 返品 in 「返品できますか」) that is not an auxiliary after
 〜て (〜てもらう, 〜ている) nor the predicate of an adnominal clause: 払う in 「後払いって
-届いた請求書を何日以内に払えばいいの？」 (〜ばいい, 〜たらいい are modal, not conditions). The engine does not weigh it yet: an
-uncovered predicate as a feature of the confidence gained nothing under
-cross-validation (verbs are paraphrased too often: 出せる for 発行, 話せる for
-問い合わせ; bench/README.md).
+届いた請求書を何日以内に払えばいいの？」 (〜ばいい, 〜たらいい are modal, not conditions).
+The engine does not weigh it yet: an uncovered predicate as a feature of the
+confidence gained nothing under cross-validation (verbs are paraphrased too often: 出せる
+for 発行, 話せる for 問い合わせ; bench/README.md).
 
 Nothing here knows a word of any knowledge base: only parts of speech, conjugation forms and
 a handful of function morphemes, so it holds for any Japanese FAQ.

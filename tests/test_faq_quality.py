@@ -46,8 +46,8 @@ def engine() -> SearchEngine:
 # (bench/README.md gives the figures), so both now guard against regressions.
 QUERY_SETS = [
     pytest.param(DEV_QUERIES, 1.0, 0, id="dev"),
-    pytest.param(Path(__file__).parent / "data" / "faq-holdout.tsv", 0.92, 0, id="holdout"),
-    pytest.param(Path(__file__).parent / "data" / "faq-blind2.tsv", 0.88, 0, id="blind2"),
+    pytest.param(Path(__file__).parent / "data" / "faq-holdout.tsv", 0.94, 0, id="holdout"),
+    pytest.param(Path(__file__).parent / "data" / "faq-blind2.tsv", 0.90, 0, id="blind2"),
 ]
 
 
@@ -114,6 +114,63 @@ def test_near_miss_questions_are_not_answered_with_confidence(
     ],
 )
 def test_confident_misanswers_of_the_issue(
+    engine: SearchEngine, query: str, acceptable: set[str]
+) -> None:
+    answer = engine.ask(query)
+    assert answer.entry is None or answer.entry.id in acceptable, (query, answer.confidence)
+
+
+# Issue 9's cases: in-scope questions that tell their situation before asking (answered
+# since the clause roles of faq.clauses), and near-misses. Those still open are strict
+# xfails, so that fixing one is noticed (bench/README.md).
+STILL_OPEN = pytest.mark.xfail(strict=True, reason="issue 9, still open: bench/README.md")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("連休中に頼んだら発送いつ～？", "翌営業日|土日祝日", marks=STILL_OPEN),
+        pytest.param(
+            "金曜の夜にカード払いで注文したら、発送は週明けになりますか。",
+            "翌営業日|土日祝日",
+            marks=STILL_OPEN,
+        ),
+        pytest.param(
+            "クレカ持ってないので銀行振込にしたいのですが、できますか？",
+            "銀行振込",
+        ),
+        pytest.param(
+            "昨日商品が届いたのですが、カメラ穴の位置がずれていました。返品できますか？",
+            "3日以内",
+        ),
+        pytest.param(
+            "メールだと返事を待つのが面倒なので、電話で直接話せませんか？",
+            "お電話",
+        ),
+    ],
+)
+def test_in_scope_questions_with_their_situation_are_answered(
+    engine: SearchEngine, query: str, expected: str
+) -> None:
+    answer = engine.ask(query)
+    text = unicodedata.normalize("NFKC", answer.entry.answer) if answer.entry else ""
+    assert answer.answered and any(k in text for k in expected.split("|")), answer.confidence
+
+
+@pytest.mark.parametrize(
+    ("query", "acceptable"),
+    [
+        pytest.param("交換ではなく返金していただくことは可能でしょうか。", set(), marks=STILL_OPEN),
+        pytest.param("後払いって届いた請求書を何日以内に払えばいいの？", set(), marks=STILL_OPEN),
+        pytest.param("注文者と別の住所に送れますか", set(), marks=STILL_OPEN),
+        pytest.param("ログインできないんだけど", set(), marks=STILL_OPEN),
+        # The change-of-payment entry answers it; the cash-only one does not.
+        pytest.param(
+            "クレカ払いにしたけど代引きに変えたい", {"payment-change-method"}, marks=STILL_OPEN
+        ),
+    ],
+)
+def test_near_misses_of_the_issue_are_not_answered(
     engine: SearchEngine, query: str, acceptable: set[str]
 ) -> None:
     answer = engine.ask(query)
