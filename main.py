@@ -99,47 +99,50 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    from faq import SearchEngine, load_entries, load_policy
-
-    policy = load_policy(settings.data_dir / "shop.toml")
-    return SearchEngine(load_entries(settings.data_dir / "faq"), policy=policy)
-
-
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from helpdesk.faq_service import MAX_RESULTS, answer_json, answer_text
+    from faq import SearchEngine
+    from helpdesk.faq_service import MAX_RESULTS, answer_json, answer_text, contact_path
 
-    engine = _engine(settings)
+    engine = SearchEngine.from_directory(settings.data_dir)
     queries = [args.query] if args.query is not None else (line.rstrip("\n") for line in sys.stdin)
     for query in queries:
         answer = engine.ask(query, limit=MAX_RESULTS)
-        text = answer_text(answer)
         if args.json:
-            print(json.dumps(answer_json(answer, text), ensure_ascii=False), flush=True)
+            body = answer_json(answer, base_url=settings.base_url)
+            print(json.dumps(body, ensure_ascii=False), flush=True)
             continue
         print(f"Q: {query}")
+        if answer.searched_as:
+            print(f"   『{answer.searched_as}』で検索しました。")
         if answer.answered:
-            print(f"A: {text}\n   (確信度 {answer.confidence:.2f}, {answer.entry.id})")
+            print(
+                f"A: {answer_text(answer)}\n   (確信度 {answer.confidence:.2f}, {answer.entry.id})"
+            )
         else:
-            print("A: ぴったりの回答が見つかりませんでした。お問い合わせフォームをご利用ください。")
+            print("A: よくある質問には、このご質問への回答がありませんでした。")
             for hit in answer.suggestions:
-                print(f"   候補: {hit.entry.question} ({hit.entry.id})")
+                print(f"   近い質問: {hit.entry.question} ({hit.entry.id})")
+            print(f"   お問い合わせフォーム: {settings.base_url}{contact_path(query)}")
         print(flush=True)
     return 0
 
 
 def cmd_faq_check(args: argparse.Namespace, settings: Settings) -> int:
-    from faq import KnowledgeBaseError, PolicyError, load_entries, load_policy
+    from faq import KnowledgeBaseError, PolicyError, SearchEngine
+    from faq.synonyms import SynonymError
 
     try:
-        policy = load_policy(settings.data_dir / "shop.toml")
-        entries = load_entries(settings.data_dir / "faq")
-    except (KnowledgeBaseError, PolicyError, FileNotFoundError) as exc:
+        engine = SearchEngine.from_directory(settings.data_dir)
+    except (KnowledgeBaseError, PolicyError, SynonymError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    entries = engine.entries
     categories = sorted({e.category or "-" for e in entries})
     print(f"ok: {len(entries)} entries in {len(categories)} categories ({', '.join(categories)})")
-    print(f"ok: shop policy of {policy.name}")
+    groups = engine.synonyms.groups
+    print(f"ok: {len(groups)} synonym groups in {settings.data_dir / 'synonyms.toml'}")
+    assert engine.policy is not None
+    print(f"ok: shop policy of {engine.policy.name}")
     return 0
 
 
@@ -422,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     faq = sub.add_parser("faq", help="manage the knowledge base").add_subparsers(
         dest="faq_command", required=True
     )
-    check = faq.add_parser("check", help="validate data/faq and data/shop.toml")
+    check = faq.add_parser("check", help="validate data/faq, data/synonyms.toml and data/shop.toml")
     check.set_defaults(func=cmd_faq_check)
     imp = faq.add_parser("import", help="import CSV (question,answer,category,tags) or JSONL")
     imp.add_argument("file")

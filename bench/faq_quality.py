@@ -1,10 +1,22 @@
-"""FAQ answer quality over the query sets: in-scope answered right, out of scope answered.
+"""FAQ answer quality over the query sets: in scope answered right, out of scope and
+near-miss questions answered (which they must not be).
 
 Run: ``.venv/bin/python bench/faq_quality.py`` (prints a Markdown table and the misses).
+``--fit-only`` keeps to the sets the confidence is fitted on (dev, hold-out 1, near-miss
+1), leaving out those kept for checking the fit (hold-out 2, near-miss 2);
+``--no-misses`` prints the table alone. ``--extra PATH:LABEL`` (repeatable) adds a query
+file of the same format as a row of the table (e.g. sets kept outside the repository:
+``--extra /path/to/blind-a.tsv:blind-a --extra /path/to/nearmiss-b.tsv:nearmiss-b``); a
+near-miss file's groups start with ``nearmiss``, as here.
+
+A query whose expected keys are ``-`` must not be answered: out of scope (weather, the
+company's address) or, when its group starts with ``nearmiss``, a question in the shop's
+domain that the shop's pages do not answer (送料, ポイント, 再入荷...).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import unicodedata
 from pathlib import Path
@@ -12,13 +24,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from faq import SearchEngine, load_entries, load_policy  # noqa: E402
+from faq import SearchEngine  # noqa: E402
 from tests.test_faq_quality import DEV_QUERIES, read_queries  # noqa: E402
 
+DATA = ROOT / "tests" / "data"
 SETS = {
     "dev (shared/faq-dev-queries.tsv)": DEV_QUERIES,
-    "hold-out 1 (tests/data/faq-holdout.tsv)": ROOT / "tests" / "data" / "faq-holdout.tsv",
-    "hold-out 2 (tests/data/faq-blind2.tsv)": ROOT / "tests" / "data" / "faq-blind2.tsv",
+    "hold-out 1 (tests/data/faq-holdout.tsv)": DATA / "faq-holdout.tsv",
+    "hold-out 2 (tests/data/faq-blind2.tsv)": DATA / "faq-blind2.tsv",
+    "near-miss fit (tests/data/faq-nearmiss-fit.tsv)": DATA / "faq-nearmiss-fit.tsv",
+    "near-miss blind (tests/data/faq-nearmiss-blind.tsv)": DATA / "faq-nearmiss-blind.tsv",
+}
+CHECKING = {
+    "hold-out 2 (tests/data/faq-blind2.tsv)",
+    "near-miss blind (tests/data/faq-nearmiss-blind.tsv)",
 }
 
 
@@ -26,22 +45,54 @@ def nfkc(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
+def share(count: int, total: int) -> str:
+    return f"{count}/{total} ({count / total:.0%})" if total else "-"
+
+
+def extra_set(value: str) -> tuple[str, Path]:
+    """``PATH:LABEL`` (or a bare path, labelled by its file name) of ``--extra``."""
+    path, _, label = value.rpartition(":") if ":" in value else (value, "", "")
+    if not path:
+        path, label = value, ""
+    if not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"no such query file: {path}")
+    return f"{label or Path(path).stem} ({path})", Path(path)
+
+
 def main() -> None:
-    engine = SearchEngine(
-        load_entries(ROOT / "data" / "faq"), policy=load_policy(ROOT / "data" / "shop.toml")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fit-only", action="store_true", help="only the sets used for fitting")
+    parser.add_argument("--no-misses", action="store_true", help="print the table only")
+    parser.add_argument(
+        "--extra",
+        type=extra_set,
+        action="append",
+        default=[],
+        metavar="PATH:LABEL",
+        help="another query file (query<TAB>keys<TAB>group) to add as a row; repeatable",
     )
+    args = parser.parse_args()
+    engine = SearchEngine.from_directory(ROOT / "data")
     rows, misses = [], []
-    for name, path in SETS.items():
+    sets = [*SETS.items(), *args.extra]
+    for name, path in sets:
+        if args.fit_only and name in CHECKING:
+            continue
         queries = read_queries(path)
-        right = top_right = oos_answered = 0
+        right = top_right = oos_answered = near_answered = 0
         in_scope = [q for q in queries if q.keys]
+        near = [q for q in queries if not q.keys and q.group.startswith("nearmiss")]
         for q in queries:
             answer = engine.ask(q.query)
             top = answer.hits[0].entry if answer.hits else None
             if not q.keys:
-                oos_answered += answer.answered
+                if q.group.startswith("nearmiss"):
+                    near_answered += answer.answered
+                else:
+                    oos_answered += answer.answered
                 if answer.answered:
-                    misses.append((name, q.query, "answered out of scope", top.id if top else None))
+                    why = f"answered {'near-miss' if q in near else 'out of scope'}"
+                    misses.append((name, q.query, f"{why} ({answer.confidence:.2f})", top.id))
                 continue
             ok_top = top is not None and any(nfkc(k) in nfkc(top.answer) for k in q.keys)
             top_right += ok_top
@@ -51,14 +102,19 @@ def main() -> None:
                 misses.append(
                     (name, q.query, f"{why} ({answer.confidence:.2f})", top.id if top else None)
                 )
-        oos = len(queries) - len(in_scope)
+        oos = len(queries) - len(in_scope) - len(near)
         rows.append(
-            f"| {name} | {right}/{len(in_scope)} ({right / len(in_scope):.0%}) "
-            f"| {top_right}/{len(in_scope)} | {oos_answered}/{oos} |"
+            f"| {name} | {share(right, len(in_scope))} | {share(top_right, len(in_scope))} "
+            f"| {share(oos_answered, oos)} | {share(near_answered, len(near))} |"
         )
-    print("| set | in scope answered right | right entry ranked first | out of scope answered |")
-    print("|---|---:|---:|---:|")
+    print(
+        "| set | in scope answered right | right entry ranked first "
+        "| out of scope answered | near-miss answered |"
+    )
+    print("|---|---:|---:|---:|---:|")
     print("\n".join(rows))
+    if args.no_misses:
+        return
     print("\nMisses:")
     for name, query, why, top in misses:
         print(f"- {name.split(' (')[0]}: {query} — {why}, best {top}")

@@ -9,11 +9,12 @@ meaning for search.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from sudachipy import Dictionary, SplitMode
+from sudachipy import Dictionary, Morpheme, SplitMode
 
+from faq.clauses import Morph, clause_roles
 from faq.normalize import normalize
 
 # Parts of speech that carry no topic: particles, auxiliaries, symbols, interjections...
@@ -32,16 +33,20 @@ STOP_POS = frozenset(
         "副詞",
     }
 )
-# Lemmas of content parts of speech that are, in questions, mere function words.
+# Lemmas of content parts of speech that are, in questions, mere function words: light
+# verbs, formal nouns (こと, もの, ため), and question words other than いつ and どこ.
 STOP_LEMMAS = frozenset(
     """
     為る 有る 居る 成る 出来る 言う 思う 下さる 頂く 致す 御座る 欲しい
     貰う 呉れる 教える 知る 分かる 良い 見る 来る 行く 事 物 方 様 件
-    感じ 的 よう そう 此れ 其れ 何 誰 どれ 此処 貴方 私 とても 是非 今
+    こと もの ため 為 ところ はず わけ
+    感じ 的 よう そう 此れ 其れ 何 誰 どれ どんな どう どういう どの 此処 貴方 私 とても 是非 今
     御願い 願う 宜しい 為さる 有り難い 今日は 件名 問題 大丈夫 可能 状態
     """.split()
 )
 
+# Parts of speech that only make grammar: a kana run of these is not a misspelt word.
+GRAMMATICAL_POS = frozenset({"助詞", "助動詞"})
 # Honorific prefixes (ご注文, お届け) are dropped; others join their noun (誤+発送 → 誤発送).
 HONORIFIC_PREFIXES = frozenset({"御", "お", "ご", "おん"})
 # Pronouns kept: they tell "when" and "where" questions from others.
@@ -64,8 +69,25 @@ class Token:
     oov: bool = False
     #: Coarse part of speech: 名詞, 動詞, 形容詞...; nouns carry a question's topic.
     pos: str = "名詞"
-    #: Nouns that work as adverbs (今日, 先週, 全部) say when or how much, not what about.
+    #: Nouns that say when or how much, not what about: those that work as adverbs (今日,
+    #: 先週, 全部), numerals (10, 3, 一回), counters after a numeral (3 *回*), questions
+    #: about a quantity (何日, 何個) and nouns made a time by a suffix (連休中, 購入後).
     adverbial: bool = False
+    #: The word tells the situation (a subordinate clause, an earlier sentence, an
+    #: adnominal clause's predicate) rather than what is asked (``faq.clauses``).
+    context: bool = False
+    #: The word is the predicate of the question's main clause (払う in 「届いた請求書を
+    #: 何日以内に払えばいいの？」).
+    predicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """A text's content tokens, and the character spans of its grammatical morphemes
+    (particles, auxiliaries, light verbs: い and ない of 「届いていない」)."""
+
+    tokens: list[Token]
+    grammatical: tuple[tuple[int, int], ...]
 
 
 def synonym_term(group_id: int) -> str:
@@ -80,27 +102,48 @@ class Analyzer:
         self._tokenizer = self._dictionary.tokenizer(mode=SplitMode.C)
         self._pos_cache: dict[int, tuple[str, ...]] = {}
 
+    def _pos(self, morpheme: Morpheme) -> tuple[str, ...]:
+        pos_id = morpheme.part_of_speech_id()
+        pos = self._pos_cache.get(pos_id)
+        if pos is None:
+            pos = self._pos_cache[pos_id] = morpheme.part_of_speech()
+        return pos
+
     def tokens(self, text: str, *, normalized: bool = False) -> list[Token]:
         """Content tokens of ``text`` (normalized first unless ``normalized``)."""
+        return self.analyze(text, normalized=normalized).tokens
+
+    def analyze(self, text: str, *, normalized: bool = False) -> Analysis:
+        """Content tokens of ``text`` and where its grammatical morphemes are."""
         if not normalized:
             text = normalize(text)
         text = text[:MAX_ANALYZED_CHARS]
         if not text:
-            return []
+            return Analysis([], ())
         result: list[Token] = []
+        grammatical: list[tuple[int, int]] = []
         prefix: tuple[str, int] | None = None  # a pending non-honorific prefix and its start
-        for morpheme in self._tokenizer.tokenize(text):
-            pos_id = morpheme.part_of_speech_id()
-            pos = self._pos_cache.get(pos_id)
-            if pos is None:
-                pos = self._pos_cache[pos_id] = morpheme.part_of_speech()
+        after_numeral = False
+        morphs: list[Morph] = []
+        source: list[int] = []  # the morpheme each token comes from
+        for index, morpheme in enumerate(self._tokenizer.tokenize(text)):
+            pos = self._pos(morpheme)
+            counted, after_numeral = after_numeral, pos[1] == "数詞"
             lemma = morpheme.normalized_form().lower()
+            morphs.append(Morph(pos, lemma, morpheme.surface()))
+            if pos[0] in GRAMMATICAL_POS or (pos[1] == "非自立可能" and lemma in STOP_LEMMAS):
+                grammatical.append((morpheme.begin(), morpheme.end()))
             if pos[0] == "接頭辞":
                 honorific = lemma in HONORIFIC_PREFIXES
                 prefix = None if honorific else (morpheme.surface(), morpheme.begin())
                 continue
             joined, prefix = prefix if pos[0] == "名詞" else None, None
             if pos[0] == "代名詞" and lemma not in KEEP_PRONOUNS:
+                continue
+            if pos[0] == "接尾辞" and pos[2] == "副詞可能" and result:
+                # 連休 + 中, 購入 + 後: the noun becomes a time, not a topic.
+                if result[-1].end == morpheme.begin():
+                    result[-1] = replace(result[-1], adverbial=True)
                 continue
             if pos[0] in STOP_POS or lemma in STOP_LEMMAS or pos[1] == "助動詞語幹":
                 continue
@@ -113,7 +156,14 @@ class Analyzer:
                 if len(parts) > 1
                 else ()
             )
-            subunits = tuple(s for s in subunits if s != lemma and s not in STOP_LEMMAS)
+            # 何日, 何個 (a question about a quantity) and 一回, 一度 (a quantity): numerals.
+            quantity = len(parts) > 1 and (
+                self._pos(parts[0])[1] == "数詞" or parts[0].normalized_form() == "何"
+            )
+            # A one-character sub-unit (書 of 領収書, 日 of 発送日) says too little on its own.
+            subunits = tuple(
+                s for s in subunits if s != lemma and s not in STOP_LEMMAS and len(s) > 1
+            )
             start = morpheme.begin()
             if joined is not None:
                 # 誤発送: the compound is the term, the noun alone a sub-unit.
@@ -121,6 +171,7 @@ class Analyzer:
                 lemma = joined[0] + lemma
                 surface = joined[0] + surface
                 start = joined[1]
+            source.append(index)
             result.append(
                 Token(
                     term=lemma,
@@ -132,10 +183,45 @@ class Analyzer:
                     synonyms=tuple(morpheme.synonym_group_ids()) if joined is None else (),
                     oov=morpheme.is_oov(),
                     pos=pos[0],
-                    adverbial=pos[2] == "副詞可能",
+                    adverbial=(
+                        pos[2] == "副詞可能"
+                        or pos[1] == "数詞"
+                        or (counted and pos[2] == "助数詞可能")
+                        or quantity
+                    ),
                 )
             )
-        return result
+        return Analysis(self._with_roles(result, morphs, source), tuple(grammatical))
+
+    @staticmethod
+    def _with_roles(tokens: list[Token], morphs: list[Morph], source: list[int]) -> list[Token]:
+        """``tokens`` with their clause roles (``faq.clauses``), and adjectival nouns used
+        as adjectives marked so (面倒 in 「面倒なので」, 普通 in 「普通何日」: they describe,
+        they do not name a topic)."""
+        content = [False] * len(morphs)
+        topical = [False] * len(morphs)
+        nouns = [False] * len(morphs)
+        for position, (token, index) in enumerate(zip(tokens, source, strict=True)):
+            after = morphs[index + 1] if index + 1 < len(morphs) else None
+            if (
+                token.pos == "名詞"
+                and morphs[index].pos[2] == "形状詞可能"
+                and after is not None
+                and (after.pos[0] == "名詞" or (after.pos[0] == "助動詞" and after.lemma == "だ"))
+            ):
+                token = tokens[position] = replace(token, pos="形状詞")
+            content[index] = True
+            topical[index] = not token.adverbial and token.pos != "代名詞"
+            nouns[index] = topical[index] and token.pos == "名詞"
+        roles = clause_roles(morphs, content, topical, nouns)
+        return [
+            replace(token, context=True)
+            if roles.context[index]
+            else replace(token, predicate=True)
+            if index == roles.predicate
+            else token
+            for token, index in zip(tokens, source, strict=True)
+        ]
 
 
 @lru_cache(maxsize=1)

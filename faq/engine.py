@@ -1,14 +1,59 @@
 """The search engine: a BM25F index over entries, query expansion, and a calibrated bot.
 
-Ranking is BM25F over four fields (question, other phrasings, tags, answer). A query is
-analyzed into *groups*, one per content morpheme; each group holds alternative terms with
-weights (the lemma itself, its synonym group ids, its mode-A sub-units, and for words the
-index has never seen, readings and typo-tolerant neighbours). A document scores, per group,
-its best alternative, so a word and its synonym never count twice.
+Ranking
+    BM25F over four fields (question, other phrasings, tags, answer). A query is analyzed
+    into *groups*, one per content word; each group holds alternative terms with weights
+    (the lemma itself, SudachiPy's and the shop's synonym groups, its mode-A sub-units, and
+    for words the index has never seen, readings and typo-tolerant neighbours). A document
+    scores, per group, its best alternative, so a word and its synonym never count twice.
+    The score is then scaled by how much of the query (weighted by information) the entry
+    covers, so an entry matching every word beats one matching a single word many times.
 
-The confidence of the best hit combines how much of the query (weighted by idf) the entry
-covers with how far it leads the runner-up; the bot answers only above a threshold
-calibrated on the development queries.
+When does an entry answer the question? (the confidence)
+    An entry answers a question when they are about the same thing, in both directions,
+    and when the shop's answer itself speaks of it. Every quantity below is relative to the
+    knowledge base: a word carries its information in it (idf; a word the KB has never seen
+    counts as the rarest) times its topicality (nouns name the topic; verbs, adjectives and
+    nouns that say when or how much, such as 今日, 3回 or 何日, weigh less). No list of
+    special words is involved, so the same model holds for any knowledge base.
+
+    * ``missing``: every *specific* word of the query must be covered by the entry. A word
+      is covered when any field matches it directly, by synonym, reading or typo (fully
+      outside the answer text, half when only the answer mentions it, partly when only
+      inside a compound: ログイン in ソーシャルログイン). ``missing`` is the information of
+      the most specific noun the best entry leaves uncovered, in units of a never-seen word
+      (0..1): 送料 in 「セール品でも送料かかる？」 against the reshipping entry, 手数料 or
+      期限 wherever they are not named.
+    * ``unasked``: the entry must not answer a narrower question than the one asked. The
+      entry's question and its other phrasings say what it answers; a word most of them
+      say (with its synonyms: 代引き = 代金引換) is essential to it. ``unasked`` is the
+      information of the most essential word the query leaves out, weighted by the square
+      of the share of phrasings that say it: 「クレカ使える？」 leaves out 代引き, which every
+      phrasing of the cash-on-delivery entry says, so that entry does not answer whether
+      cards are accepted at all. Tags are evidence for ranking, not phrasings.
+    * ``in_answer``: the share of the query's information that the shop's answer text
+      itself mentions. Tags and phrasings are claims about what customers ask; the
+      answer is what the shop says (PayPay in the tags of the cash-on-delivery entry, but
+      「代引きのお支払いは現金のみとなります。」).
+
+    What a word does in the question matters as much as what it is (``faq.clauses``):
+    Japanese puts the situation in reasons and concessions (〜ので, 〜けど, 〜が), in earlier
+    sentences and in adnominal clauses (届いた in 「届いた請求書」), and what is asked in the
+    main clause of the question, with the conditions leading into it (〜たら, 〜なら, 〜と:
+    「九州だと到着は発送の何日後？」 asks about 九州). A word of the situation (*context*)
+    counts ``CONTEXT_WEIGHT`` as much as one that asks in the coverage (so also in the
+    re-ranking by coverage; BM25F itself weighs every word alike) and is never the word
+    behind ``missing``: in 「昨日商品が届いたのですが、カメラ穴の位置が
+    ずれていました。返品できますか？」 only 返品 asks. A question that names nothing itself
+    (「もう一度送ってもらえますか？」) asks about the last thing named before it.
+
+    With ``coverage`` (the covered share of the query's information), ``lead`` (how far the
+    best entry leads the runner-up) and ``matched`` (how much it matched, in rare-word
+    units: a long question with context still names its topic), these are the features of
+    a logistic model fitted on labelled queries (``bench/faq_fit.py``: the dev set, hold-out
+    1 and near-miss set 1, i.e. in-scope questions, out-of-scope ones and questions in the
+    shop's domain that its pages do not answer). The bot answers at or above
+    ``ANSWER_THRESHOLD`` and otherwise says it has no answer, with suggestions.
 """
 
 from __future__ import annotations
@@ -16,16 +61,19 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 from rapidfuzz import fuzz, process
 
 from faq.analysis import Analyzer, Token, shared_analyzer, synonym_term
+from faq.markup import plain
 from faq.model import Answer, Entry, Hit
 from faq.normalize import kana_runs, normalize, to_katakana
 from faq.policy import ShopPolicy
+from faq.synonyms import SynonymError, SynonymTable, user_synonym_term
 
 # Field weights of BM25F: a customer's words meet the question and its phrasings first.
 FIELD_WEIGHTS = {"question": 3.0, "alternatives": 2.0, "tags": 2.0, "answer": 1.0}
@@ -38,6 +86,8 @@ READING_WEIGHT = 0.9
 # A synonym found in an entry is evidence, but weaker than the customer's own word.
 SYNONYM_COVERAGE = 0.9
 FUZZY_WEIGHT = 0.9
+# An unknown word read like an indexed one (発想 for 発送): the input method's likely slip.
+HOMOPHONE_WEIGHT = 0.8
 # Typo tolerance: similarity (0-100) a neighbour must reach, by length of the typed word.
 FUZZY_MIN_LENGTH = 3
 FUZZY_CUTOFF = 78.0
@@ -53,21 +103,38 @@ ADVERBIAL_IMPORTANCE = 0.5
 # Ranking blends BM25F with how much of the query an entry covers: an entry matching every
 # word of the query beats one matching a single word many times.
 RERANK_BASE = 0.3
-# Confidence = logistic(COVERAGE * coverage + LEAD * lead + MATCHED * ln(1 + matched) + BIAS):
-# how much of the query the best entry covers (idf-weighted share), how far it leads the
-# runner-up, and how much it matched in absolute terms (a long question with context still
-# names its topic). Fitted by logistic regression on the development and first hold-out
-# queries (bench/README.md), the bias set so that 0.5 is the answering point; checked on a
-# second blind set it had never seen.
-CONFIDENCE_COVERAGE = 2.35
-CONFIDENCE_LEAD = 0.75
-CONFIDENCE_MATCHED = 1.98
-CONFIDENCE_BIAS = -4.40
+# A word that tells the customer's situation rather than what is asked (a reason, a
+# concession, an earlier sentence: ``faq.clauses``) counts this much as one that asks in the
+# coverage (chosen among 0.3-1.0 on the query sets; bench/README.md).
+CONTEXT_WEIGHT = 0.5
+# A word found only inside a compound of an entry (ログイン in ソーシャルログイン) is covered
+# in part: the compound may be about something narrower.
+SUBUNIT_COVERAGE = 0.75
+# Confidence = logistic(COVERAGE * coverage + LEAD * lead + MATCHED * ln(1 + matched)
+#                       + MISSING * missing + UNASKED * unasked + IN_ANSWER * in_answer + BIAS)
+# (see the module docstring). Fitted by ``bench/faq_fit.py --l2 1 --negative-weight 1``:
+# L2-regularized logistic regression (maximum likelihood, equal class weights) on the dev
+# set, hold-out 1 and near-miss set 1, answering at 0.5 as fitted (out of fold: 117/123 in
+# scope right, 5/143 near-miss answered). Hold-out 2 and near-miss set 2 are not fitted on,
+# but were read while the features were developed (bench/README.md).
+CONFIDENCE_COVERAGE = 2.475
+CONFIDENCE_LEAD = 0.722
+CONFIDENCE_MATCHED = 2.824
+CONFIDENCE_MISSING = -2.188
+CONFIDENCE_UNASKED = -2.094
+CONFIDENCE_IN_ANSWER = 2.085
+CONFIDENCE_BIAS = -6.199
+# ``matched`` is in units where a word never seen by the KB weighs this much (the shop's
+# 28 entries, where the model was first fitted, give such a word ~3).
 RARE_WORD = 3.0
 # Beside a sure answer, other entries are offered when they score at least this share of it.
 RELATED_SCORE_RATIO = 0.4
 # The bot answers when the calibrated confidence reaches this.
 ANSWER_THRESHOLD = 0.5
+
+
+# Content words of a text: runs of tokens, each with the shop synonym group it spells.
+_Words = list[tuple[list[Token], int | None]]
 
 
 @dataclass(slots=True)
@@ -79,13 +146,111 @@ class _Group:
     surface: str = ""
     #: How much the word says about the topic: 1 for nouns, less for verbs and adverbs.
     topicality: float = 1.0
+    #: Where the word is in the normalized query.
+    start: int = 0
+    end: int = 0
+    #: Alternatives that stand for another word than the one typed (a typo, kana for
+    #: kanji, a homophone), each with the indexed word it stands for.
+    corrections: dict[str, str] = field(default_factory=dict)
+    #: The word tells the customer's situation, not what is asked (``faq.clauses``).
+    context: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """One word of an entry's phrasings: the terms that cover it (with their weight), its
+    information, and the share of the entry's phrasings that say it (1: every phrasing
+    of the question presupposes it)."""
+
+    terms: tuple[tuple[str, float], ...]
+    importance: float
+    essential: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueryWord:
+    """One word of a query as searched: the index terms that match it and its information."""
+
+    terms: frozenset[str]
+    importance: float
+    surface: str
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why the bot is or is not sure of its best entry: the features of the model.
+
+    All in [0, 1] but ``matched`` (information matched, in rare-word units): see the module
+    docstring.
+    """
+
+    coverage: float = 0.0
+    lead: float = 0.0
+    matched: float = 0.0
+    missing: float = 0.0
+    unasked: float = 0.0
+    in_answer: float = 0.0
+    #: The query word behind ``missing`` (for people reading logs and benchmarks).
+    missing_word: str = ""
+
+    def vector(self) -> tuple[float, ...]:
+        """The model's inputs, in the order of its weights."""
+        return (
+            self.coverage,
+            self.lead,
+            math.log1p(self.matched),
+            self.missing,
+            self.unasked,
+            self.in_answer,
+        )
+
+
+WEIGHTS = (
+    CONFIDENCE_COVERAGE,
+    CONFIDENCE_LEAD,
+    CONFIDENCE_MATCHED,
+    CONFIDENCE_MISSING,
+    CONFIDENCE_UNASKED,
+    CONFIDENCE_IN_ANSWER,
+)
+
+
+def confidence(
+    evidence: Evidence, weights: Sequence[float] = WEIGHTS, bias: float = CONFIDENCE_BIAS
+) -> float:
+    """The calibrated probability that the best entry answers the query."""
+    z = bias + sum(w * x for w, x in zip(weights, evidence.vector(), strict=True))
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+@dataclass(frozen=True, slots=True)
+class _TopMatch:
+    """How the best entry matches one query word: the alternative that scored there ("" if
+    none did) and whether the answer text says the word."""
+
+    term: str
+    said: bool
+
+
+@dataclass(slots=True)
+class _Ranking:
+    """A query's groups, the best entries as (entry, score), and per-group coverage."""
+
+    groups: list[_Group]
+    total: float
+    ranked: list[tuple[int, float]] = field(default_factory=list)
+    covered: np.ndarray | None = None  # covered importance per entry
+    coverage: np.ndarray | None = None  # group x entry: how well the entry covers the word
 
 
 class SearchEngine:
     """Search over any list of entries; ``ask`` adds the answer/suggest decision.
 
     ``policy`` (optional) enables dynamic supplements such as the concrete shipping date.
+    ``synonyms`` (optional) are the shop's synonym groups (``faq.synonyms``).
     ``analyzer`` may be shared between engines to load the dictionary once.
+
+    Raises ``SynonymError`` when a synonym group cannot be used (a word with no content).
     """
 
     def __init__(
@@ -93,37 +258,136 @@ class SearchEngine:
         entries: Iterable[Entry],
         *,
         policy: ShopPolicy | None = None,
+        synonyms: Iterable[Sequence[str]] = (),
         analyzer: Analyzer | None = None,
     ) -> None:
         self.entries: list[Entry] = list(entries)
         self.policy = policy
         self.analyzer = analyzer or shared_analyzer()
+        self.synonyms = SynonymTable(synonyms, self.analyzer)
         self._by_id = {entry.id: entry for entry in self.entries}
         self._build()
 
+    @classmethod
+    def from_directory(
+        cls, data_dir: str | Path, *, analyzer: Analyzer | None = None
+    ) -> SearchEngine:
+        """The engine over a data folder: ``faq/*.toml``, ``synonyms.toml`` and ``shop.toml``.
+
+        Raises ``KnowledgeBaseError``, ``SynonymError`` or ``PolicyError`` naming the file
+        and the problem, and ``FileNotFoundError`` without ``faq/`` or ``shop.toml``.
+        """
+        from faq.kb import load_entries
+        from faq.policy import load_policy
+        from faq.synonyms import load_synonyms
+
+        data_dir = Path(data_dir)
+        entries = load_entries(data_dir / "faq")
+        policy = load_policy(data_dir / "shop.toml")
+        path = data_dir / "synonyms.toml"
+        analyzer = analyzer or shared_analyzer()
+        try:
+            synonyms = SynonymTable(load_synonyms(path), analyzer)
+        except SynonymError as exc:
+            if all(problem.startswith(str(path)) for problem in exc.problems):
+                raise
+            raise SynonymError([f"{path}: {problem}" for problem in exc.problems]) from None
+        return cls(entries, policy=policy, synonyms=synonyms.groups, analyzer=analyzer)
+
+    # -- analysis shared by the index and queries --------------------------------------
+
+    def _units(
+        self, text: str, *, normalized: bool = False, tokens: list[Token] | None = None
+    ) -> _Words:
+        """Content words of ``text`` (or of its ``tokens``): runs of tokens, each with the
+        shop synonym group it spells (or None). A run is one token unless a shop synonym
+        spans several."""
+        if tokens is None:
+            tokens = self.analyzer.tokens(text, normalized=normalized)
+        matches = {m.start: m for m in self.synonyms.matches(tokens)} if self.synonyms else {}
+        units: _Words = []
+        position = 0
+        while position < len(tokens):
+            match = matches.get(position)
+            if match is not None:
+                units.append((tokens[match.start : match.end], match.group))
+                position = match.end
+            else:
+                units.append(([tokens[position]], None))
+                position += 1
+        return units
+
+    @staticmethod
+    def _topicality(tokens: Sequence[Token]) -> float:
+        if any(t.pos == "名詞" and not t.adverbial for t in tokens):
+            return 1.0
+        if any(t.adverbial for t in tokens):
+            return ADVERBIAL_IMPORTANCE
+        return NON_NOUN_IMPORTANCE
+
     # -- index ---------------------------------------------------------------------------
 
-    def _field_terms(self, texts: Sequence[str]) -> dict[str, float]:
+    def _field_terms(
+        self, texts: Sequence[str], phrasings: list[list[_Words]] | None = None
+    ) -> tuple[dict[str, float], set[str]]:
+        """Pseudo-counts of the index terms of one field, and those of its terms that stand
+        for whole words (not sub-units of a compound: ログイン inside ソーシャルログイン)."""
         counts: dict[str, float] = defaultdict(float)
+        whole: set[str] = set()
         for text in texts:
-            for token in self.analyzer.tokens(text):
-                counts[token.term] += 1.0
-                for sub in token.subunits:
-                    counts[sub] += SUBUNIT_WEIGHT
-                for group in token.synonyms:
-                    counts[synonym_term(group)] += SYNONYM_WEIGHT
-                if len(token.reading) >= MIN_READING and not token.term.startswith("#"):
-                    self._readings[token.reading].add(token.term)
-        return counts
+            units = self._units(text)
+            if phrasings is not None:
+                phrasings.append(units)
+            for tokens, group in units:
+                if group is not None:
+                    counts[user_synonym_term(group)] += SYNONYM_WEIGHT
+                    whole.add(user_synonym_term(group))
+                for token in tokens:
+                    counts[token.term] += 1.0
+                    whole.add(token.term)
+                    for sub in token.subunits:
+                        counts[sub] += SUBUNIT_WEIGHT
+                    same = self._synonyms_of[token.term]
+                    for synonym in token.synonyms:
+                        counts[synonym_term(synonym)] += SYNONYM_WEIGHT
+                        whole.add(synonym_term(synonym))
+                        same.add(synonym_term(synonym))
+                    if group is not None and len(tokens) == 1:
+                        same.add(user_synonym_term(group))
+                    if len(token.reading) >= MIN_READING:
+                        self._readings[token.reading].add(token.term)
+                    self._surfaces.setdefault(token.term, token.surface)
+        return counts, whole
 
     def _build(self) -> None:
         self._readings: dict[str, set[str]] = defaultdict(set)
+        # Indexed word -> the synonym-group terms it belongs to (for words found by typo or
+        # reading, which bring their synonyms along).
+        self._synonyms_of: dict[str, set[str]] = defaultdict(set)
+        self._surfaces: dict[str, str] = {}
         per_field: dict[str, list[dict[str, float]]] = {name: [] for name in FIELD_WEIGHTS}
-        for entry in self.entries:
-            per_field["question"].append(self._field_terms([entry.question]))
-            per_field["alternatives"].append(self._field_terms(entry.alternatives))
-            per_field["tags"].append(self._field_terms(entry.tags))
-            per_field["answer"].append(self._field_terms([entry.answer]))
+        # (term, document) -> how surely the entry is about the term (coverage strength):
+        # 1 for a whole word outside the answer, less in the answer only or inside a compound.
+        strength: dict[tuple[str, int], float] = {}
+        in_answer: set[tuple[str, int]] = set()
+        raw_phrasings: list[list[_Words]] = []
+        for doc, entry in enumerate(self.entries):
+            phrasings: list[_Words] = []
+            fields = {
+                "question": self._field_terms([entry.question], phrasings),
+                "alternatives": self._field_terms(entry.alternatives, phrasings),
+                "tags": self._field_terms(entry.tags),
+                "answer": self._field_terms([plain(entry.answer)]),
+            }
+            in_answer.update((term, doc) for term in fields["answer"][0])
+            for name, (counts, whole) in fields.items():
+                per_field[name].append(counts)
+                where = ANSWER_ONLY_COVERAGE if name == "answer" else 1.0
+                for term in counts:
+                    value = where * (1.0 if term in whole else SUBUNIT_COVERAGE)
+                    if value > strength.get((term, doc), 0.0):
+                        strength[(term, doc)] = value
+            raw_phrasings.append(phrasings)
         n = len(self.entries)
         avg_len = {
             name: (sum(sum(d.values()) for d in docs) / n if n else 0.0) or 1.0
@@ -131,8 +395,6 @@ class SearchEngine:
         }
         # Pseudo-frequency per (term, document), combined over fields (BM25F).
         pseudo: dict[str, dict[int, float]] = defaultdict(dict)
-        # (term, document) pairs found outside the answer: the entry is *about* the term.
-        strong: set[tuple[str, int]] = set()
         for name, docs in per_field.items():
             weight, b = FIELD_WEIGHTS[name], FIELD_B[name]
             for doc, counts in enumerate(docs):
@@ -140,24 +402,25 @@ class SearchEngine:
                 for term, tf in counts.items():
                     postings = pseudo[term]
                     postings[doc] = postings.get(doc, 0.0) + weight * tf / norm
-                    if name != "answer":
-                        strong.add((term, doc))
         self.idf: dict[str, float] = {}
-        # term -> (documents, BM25F contributions, weight of the match in the coverage)
-        self._postings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # term -> (documents in ascending order, BM25F contributions, coverage strengths,
+        # whether the answer text says it)
+        self._postings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         for term, docs in pseudo.items():
             df = len(docs)
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
             self.idf[term] = idf
-            ids = np.fromiter(docs.keys(), dtype=np.int32, count=df)
-            tf = np.fromiter(docs.values(), dtype=np.float64, count=df)
-            strength = np.array(
-                [1.0 if (term, doc) in strong else ANSWER_ONLY_COVERAGE for doc in docs],
-                dtype=np.float64,
-            )
-            self._postings[term] = (ids, idf * tf * (K1 + 1.0) / (tf + K1), strength)
+            ordered = sorted(docs)
+            ids = np.array(ordered, dtype=np.int32)
+            tf = np.array([docs[d] for d in ordered], dtype=np.float64)
+            strong = np.array([strength[(term, d)] for d in ordered], dtype=np.float64)
+            said = np.array([(term, d) in in_answer for d in ordered], dtype=np.bool_)
+            self._postings[term] = (ids, idf * tf * (K1 + 1.0) / (tf + K1), strong, said)
         # An unseen word weighs like a rare one: it is what the query is about.
         self._unknown_idf = math.log(1.0 + (n + 0.5) / 1.5) if n else 1.0
+        self._core = [
+            self._core_words([self._phrasing(units) for units in doc]) for doc in raw_phrasings
+        ]
         self._fuzzy_buckets: dict[int, list[str]] = defaultdict(list)
         for term in self._postings:
             if not term.startswith("#") and len(term) >= FUZZY_MIN_LENGTH - 1:
@@ -166,21 +429,104 @@ class SearchEngine:
         # Customers repeat their typos; the typo search is the costly part of a query.
         self._neighbour_cache: dict[str, list[tuple[str, float]]] = {}
 
+    def _phrasing(self, units: _Words) -> tuple[_Unit, ...]:
+        """An entry's question or phrasing as words with the terms that cover each."""
+        result = []
+        for tokens, group in units:
+            terms: dict[str, float] = {}
+            for token in tokens:
+                terms[token.term] = 1.0
+                for synonym in token.synonyms:
+                    terms.setdefault(synonym_term(synonym), SYNONYM_COVERAGE)
+                for sub in token.subunits:
+                    terms.setdefault(sub, SUBUNIT_WEIGHT)
+            if group is not None:
+                terms[user_synonym_term(group)] = SYNONYM_COVERAGE
+            idf = max(self.idf.get(t.term, self._unknown_idf) for t in tokens)
+            result.append(_Unit(tuple(terms.items()), idf * self._topicality(tokens)))
+        return tuple(result)
+
+    @staticmethod
+    def _core_words(phrasings: list[tuple[_Unit, ...]]) -> tuple[_Unit, ...]:
+        """The distinct words of an entry's phrasings, each with the share of phrasings that
+        say it. Words the shop declares synonyms (or that share a lemma) are one word; its
+        terms are the union of theirs, so a query naming any of them covers it."""
+        if not phrasings:
+            return ()
+
+        def identity(unit: _Unit) -> set[str]:
+            return {t for t, w in unit.terms if w == 1.0 or t.startswith("#usr")}
+
+        said = [set().union(*map(identity, phrasing)) for phrasing in phrasings]
+        words: list[tuple[set[str], dict[str, float], float]] = []
+        for phrasing in phrasings:
+            for unit in phrasing:
+                names = identity(unit)
+                for known, terms, _ in words:
+                    if known & names:
+                        known |= names
+                        for term, weight in unit.terms:
+                            terms[term] = max(terms.get(term, 0.0), weight)
+                        break
+                else:
+                    words.append((names, dict(unit.terms), unit.importance))
+        return tuple(
+            _Unit(
+                tuple(terms.items()),
+                importance,
+                sum(1 for s in said if s & known) / len(phrasings),
+            )
+            for known, terms, importance in words
+        )
+
     # -- query analysis ------------------------------------------------------------------
 
-    def _token_group(self, token: Token) -> _Group:
-        alternatives = {token.term: 1.0}
-        for group in token.synonyms:
-            alternatives.setdefault(synonym_term(group), SYNONYM_WEIGHT)
-        for sub in token.subunits:
-            alternatives.setdefault(sub, SUBUNIT_WEIGHT)
-        if token.term not in self._postings and len(token.term) >= FUZZY_MIN_LENGTH:
-            for term, similarity in self._neighbours(token.term):
-                alternatives.setdefault(term, FUZZY_WEIGHT * similarity / 100.0)
-        topicality = 1.0 if token.pos == "名詞" else NON_NOUN_IMPORTANCE
-        if token.adverbial:
-            topicality = ADVERBIAL_IMPORTANCE
-        return _Group(alternatives, surface=token.surface, topicality=topicality)
+    def _token_group(self, tokens: list[Token], group: int | None) -> _Group:
+        alternatives: dict[str, float] = {}
+        corrections: dict[str, str] = {}
+        for token in tokens:
+            alternatives[token.term] = 1.0
+        if group is not None:
+            alternatives.setdefault(user_synonym_term(group), SYNONYM_WEIGHT)
+        for token in tokens:
+            for synonym in token.synonyms:
+                alternatives.setdefault(synonym_term(synonym), SYNONYM_WEIGHT)
+            for sub in token.subunits:
+                alternatives.setdefault(sub, SUBUNIT_WEIGHT)
+            if group is not None or token.term in self._postings:
+                continue
+            # A word the index has never seen may be a typo (ラッピンク), or a homophone
+            # picked by the input method (発想 for 発送).
+            guesses: list[tuple[str, float]] = []
+            if len(token.term) >= FUZZY_MIN_LENGTH:
+                guesses += [
+                    (t, FUZZY_WEIGHT * sim / 100.0) for t, sim in self._neighbours(token.term)
+                ]
+            if len(token.reading) >= MIN_READING:
+                homophones = self._readings.get(token.reading, ())
+                guesses += [(t, HOMOPHONE_WEIGHT) for t in homophones if t != token.term]
+            for term, weight in guesses:
+                self._add_guess(alternatives, corrections, term, weight)
+        return _Group(
+            alternatives,
+            topicality=self._topicality(tokens),
+            start=tokens[0].start,
+            end=tokens[-1].end,
+            corrections=corrections,
+            context=all(t.context for t in tokens),
+        )
+
+    def _add_guess(
+        self, alternatives: dict[str, float], corrections: dict[str, str], term: str, weight: float
+    ) -> None:
+        """Add an indexed word the customer probably meant, with its synonyms."""
+        if weight > alternatives.get(term, 0.0):
+            alternatives[term] = weight
+            corrections[term] = term
+        for synonym in self._synonyms_of.get(term, ()):
+            if weight * SYNONYM_WEIGHT > alternatives.get(synonym, 0.0):
+                alternatives[synonym] = weight * SYNONYM_WEIGHT
+                corrections[synonym] = term
 
     def _neighbours(self, word: str) -> list[tuple[str, float]]:
         """Index terms within typo distance of ``word`` (ラッピンク → ラッピング)."""
@@ -206,10 +552,14 @@ class SearchEngine:
         matches: list[tuple[int, int, set[str]]] = []
         for run_start, run_end in kana_runs(text):
             kana = to_katakana(text[run_start:run_end])
+            size = len(kana)
+            if size < MIN_READING:
+                continue
+            lengths = [n for n in self._reading_lengths if n <= size]
             pos = 0
-            while pos <= len(kana) - MIN_READING:
-                for length in self._reading_lengths:
-                    if pos + length <= len(kana) and (
+            while pos <= size - MIN_READING:
+                for length in lengths:
+                    if pos + length <= size and (
                         terms := self._readings.get(kana[pos : pos + length])
                     ):
                         matches.append((run_start + pos, run_start + pos + length, terms))
@@ -220,64 +570,90 @@ class SearchEngine:
         return matches
 
     def _groups(self, text: str) -> list[_Group]:
-        tokens = self.analyzer.tokens(text, normalized=True)
-        groups = [(token.start, token.end, self._token_group(token)) for token in tokens]
+        analysis = self.analyzer.analyze(text, normalized=True)
+        groups = [
+            self._token_group(tokens, group)
+            for tokens, group in self._units(text, tokens=analysis.tokens)
+        ]
+        grammatical = set()
+        for start, end in analysis.grammatical:
+            grammatical.update(range(start, end))
         for start, end, terms in self._reading_matches(text):
-            inside = [g for g in groups if g[0] < end and g[1] > start]
+            if grammatical.issuperset(range(start, end)):
+                continue  # particles and auxiliaries: 「届いていない」 does not say 以内
+            inside = [g for g in groups if g.start < end and g.end > start]
             if inside and all(
-                g[0] >= start and g[1] <= end and set(g[2].alternatives) & terms for g in inside
+                g.start >= start and g.end <= end and set(g.alternatives) & terms for g in inside
             ):
                 continue  # SudachiPy already read these words right
-            groups = [g for g in groups if not (g[0] < end and g[1] > start)]
+            groups = [g for g in groups if not (g.start < end and g.end > start)]
+            context = bool(inside) and all(g.context for g in inside)
+            alternatives: dict[str, float] = {}
+            corrections: dict[str, str] = {}
+            for term in sorted(terms):
+                self._add_guess(alternatives, corrections, term, READING_WEIGHT)
             groups.append(
-                (start, end, _Group(dict.fromkeys(terms, READING_WEIGHT), surface=text[start:end]))
+                _Group(
+                    alternatives,
+                    surface=text[start:end],
+                    start=start,
+                    end=end,
+                    corrections=corrections,
+                    context=context,
+                )
             )
         result: list[_Group] = []
         seen: set[frozenset[str]] = set()
-        for _, _, group in sorted(groups, key=lambda g: g[0]):
+        for group in sorted(groups, key=lambda g: g.start):
             key = frozenset(group.alternatives)
             if key in seen:
                 continue  # a word said twice is still one word
             seen.add(key)
+            group.surface = group.surface or text[group.start : group.end]
             known = [self.idf[t] for t in group.alternatives if t in self.idf]
             group.importance = (max(known) if known else self._unknown_idf) * group.topicality
+            if group.context:
+                group.importance *= CONTEXT_WEIGHT
             result.append(group)
         return result
 
     # -- scoring -------------------------------------------------------------------------
 
     def _score(self, groups: list[_Group]) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and covered importance of every entry, as dense arrays."""
+        """Scores of every entry, and how well each entry covers each group (0..1)."""
         n = len(self.entries)
         score = np.zeros(n)
-        covered = np.zeros(n)
+        coverage = np.zeros((len(groups), n))
         best = np.empty(n)
-        best_coverage = np.empty(n)
-        for group in groups:
+        for index, group in enumerate(groups):
             best.fill(0.0)
-            best_coverage.fill(0.0)
+            row = coverage[index]
             for term, weight in group.alternatives.items():
                 postings = self._postings.get(term)
                 if postings is None:
                     continue
-                docs, contribution, strength = postings
+                docs, contribution, strength, _ = postings
                 value = weight * contribution
                 better = value > best[docs]
                 chosen = docs[better]
                 best[chosen] = value[better]
-                coverage = weight * (SYNONYM_COVERAGE if term[0] == "#" else 1.0)
-                best_coverage[chosen] = coverage * strength[better]
+                share = weight * (SYNONYM_COVERAGE if term[0] == "#" else 1.0)
+                row[chosen] = share * strength[better]
             score += best
-            covered += group.importance * best_coverage
-        return score, covered
+        return score, coverage
 
-    def _ranked(self, query: str, limit: int) -> tuple[list[tuple[int, float, float]], float]:
-        """The best ``limit`` (at least 2) entries as (entry, score, covered), and the total."""
+    def _rank(self, query: str, limit: int) -> _Ranking:
+        """The best ``limit`` (at least 2) entries for ``query`` and the evidence behind them."""
         groups = self._groups(normalize(query))
         total = sum(group.importance for group in groups)
+        ranking = _Ranking(groups, total)
         if not groups or not self.entries:
-            return [], total
-        score, covered = self._score(groups)
+            return ranking
+        score, coverage = self._score(groups)
+        importance = np.fromiter(
+            (g.importance for g in groups), dtype=np.float64, count=len(groups)
+        )
+        covered = importance @ coverage
         if total > 0:
             score *= RERANK_BASE + (1.0 - RERANK_BASE) * np.minimum(covered / total, 1.0)
         candidates = np.flatnonzero(score > 0.0)
@@ -287,45 +663,153 @@ class SearchEngine:
             candidates = candidates[top]
         # Best first; equal scores in knowledge-base order.
         order = np.lexsort((candidates, -score[candidates]))
-        ranked = [(int(doc), float(score[doc]), float(covered[doc])) for doc in candidates[order]]
-        return ranked, total
+        ranking.ranked = [(int(doc), float(score[doc])) for doc in candidates[order]]
+        ranking.covered = covered
+        ranking.coverage = coverage
+        return ranking
 
     def search(self, query: str, limit: int = 10) -> list[Hit]:
         """Entries matching ``query``, best first; empty for a query with no content."""
         if limit <= 0:
             return []
-        ranked, _ = self._ranked(query, limit)
-        return [Hit(self.entries[doc], round(score, 4)) for doc, score, _ in ranked[:limit]]
+        ranking = self._rank(query, limit)
+        return [Hit(self.entries[doc], round(score, 4)) for doc, score in ranking.ranked[:limit]]
 
-    def _confidence(self, ranked: list[tuple[int, float, float]], total: float) -> float:
-        if not ranked or total <= 0:
-            return 0.0
-        _, top_score, top_covered = ranked[0]
-        coverage = min(top_covered / total, 1.0)
-        runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+    def _evidence(self, ranking: _Ranking, matches: list[_TopMatch]) -> Evidence:
+        if not ranking.ranked or ranking.total <= 0:
+            return Evidence()
+        assert ranking.covered is not None and ranking.coverage is not None
+        top, top_score = ranking.ranked[0]
+        runner_up = ranking.ranked[1][1] if len(ranking.ranked) > 1 else 0.0
         lead = 1.0 - runner_up / top_score if top_score > 0 else 0.0
-        z = (
-            CONFIDENCE_COVERAGE * coverage
-            + CONFIDENCE_LEAD * lead
-            # In units of a rare word of this knowledge base, so that the fit made on the
-            # shop's 28 entries (where a rare word weighs ~3) holds for any size.
-            + CONFIDENCE_MATCHED * math.log1p(RARE_WORD * top_covered / self._unknown_idf)
-            + CONFIDENCE_BIAS
+        top_covered = float(ranking.covered[top])
+        unit = self._unknown_idf
+        missing, missing_word = 0.0, ""
+        for index, group in enumerate(ranking.groups):
+            if group.topicality < 1.0 or group.context:
+                # Verbs and adverbial nouns say how, not what is asked; words of the
+                # situation (「カメラ穴の位置がずれていました。返品できますか？」) only lower
+                # the coverage.
+                continue
+            left = group.importance * (1.0 - min(float(ranking.coverage[index, top]), 1.0))
+            if left > missing:
+                missing, missing_word = left, group.surface
+        said = sum(g.importance for g, m in zip(ranking.groups, matches, strict=True) if m.said)
+        return Evidence(
+            coverage=min(top_covered / ranking.total, 1.0),
+            lead=lead,
+            matched=RARE_WORD * top_covered / unit,
+            missing=missing / unit,
+            unasked=self._unasked(top, ranking.groups) / unit,
+            in_answer=said / ranking.total,
+            missing_word=missing_word,
         )
-        return 1.0 / (1.0 + math.exp(-z))
+
+    def _unasked(self, doc: int, groups: list[_Group]) -> float:
+        """Information of the most essential word of the entry that the query leaves out."""
+        asked: dict[str, float] = {}
+        for group in groups:
+            for term, weight in group.alternatives.items():
+                if weight > asked.get(term, 0.0):
+                    asked[term] = weight
+        most = 0.0
+        for word in self._core[doc]:
+            covered = max((asked.get(t, 0.0) * w for t, w in word.terms), default=0.0)
+            left = word.importance * word.essential**2 * (1.0 - min(covered, 1.0))
+            most = max(most, left)
+        return most
+
+    def _top_matches(self, ranking: _Ranking) -> list[_TopMatch]:
+        """For each query word, how the best entry matches it: the alternative that scored
+        best there, and whether the answer text itself says the word."""
+        top = ranking.ranked[0][0]
+        matches = []
+        for group in ranking.groups:
+            best_term, best_value, said = "", 0.0, False
+            for term, weight in group.alternatives.items():
+                postings = self._postings.get(term)
+                if postings is None:
+                    continue
+                docs, contribution, _, in_answer = postings
+                at = int(np.searchsorted(docs, top))
+                if at < len(docs) and docs[at] == top:
+                    said = said or bool(in_answer[at])
+                    if weight * contribution[at] > best_value:
+                        best_term, best_value = term, weight * float(contribution[at])
+            matches.append(_TopMatch(best_term, said))
+        return matches
+
+    def explain(self, query: str) -> tuple[Hit | None, Evidence]:
+        """The best entry for ``query`` and the evidence the confidence is computed from."""
+        ranking = self._rank(query, 2)
+        if not ranking.ranked:
+            return None, Evidence()
+        doc, score = ranking.ranked[0]
+        evidence = self._evidence(ranking, self._top_matches(ranking))
+        return Hit(self.entries[doc], round(score, 4)), evidence
 
     def ask(self, query: str, *, now: datetime | None = None, limit: int = 5) -> Answer:
         """Answer ``query`` when confident; otherwise offer suggestions (at most ``limit``)."""
-        ranked, total = self._ranked(query, limit)
-        hits = tuple(Hit(self.entries[doc], round(score, 4)) for doc, score, _ in ranked[:limit])
-        confidence = self._confidence(ranked, total)
-        if not hits or confidence < ANSWER_THRESHOLD:
-            return Answer(query, False, None, hits, round(confidence, 3), hits=hits)
+        ranking = self._rank(query, limit)
+        hits = tuple(
+            Hit(self.entries[doc], round(score, 4)) for doc, score in ranking.ranked[:limit]
+        )
+        if not hits:
+            return Answer(query, False, None)
+        matches = self._top_matches(ranking)
+        exact = confidence(self._evidence(ranking, matches))
+        sure = round(exact, 3)
+        searched_as = self._searched_as(query, ranking, matches)
+        if exact < ANSWER_THRESHOLD:
+            return Answer(query, False, None, hits, sure, hits=hits, searched_as=searched_as)
         entry = hits[0].entry
         supplement = self.supplement(entry, now=now)
         # Other questions worth offering beside a sure answer: those scoring near it.
         related = tuple(h for h in hits[1:] if h.score >= RELATED_SCORE_RATIO * hits[0].score)
-        return Answer(query, True, entry, related, round(confidence, 3), supplement, hits)
+        return Answer(query, True, entry, related, sure, supplement, hits, searched_as=searched_as)
+
+    def _searched_as(self, query: str, ranking: _Ranking, matches: list[_TopMatch]) -> str | None:
+        """The query as searched when a typo, a kana spelling or a homophone was read as
+        another word to find the best entry (「ラッピンク」 → 「ラッピング」); else None."""
+        text = normalize(query)
+        replacements: list[tuple[int, int, str]] = []
+        for group, match in zip(ranking.groups, matches, strict=True):
+            word = group.corrections.get(match.term)
+            if word is None:
+                continue
+            surface = self._surfaces.get(word, word)
+            if normalize(surface) != text[group.start : group.end]:
+                replacements.append((group.start, group.end, surface))
+        if not replacements:
+            return None
+        for start, end, surface in sorted(replacements, reverse=True):
+            text = text[:start] + surface + text[end:]
+        return text
+
+    # -- passages of an answer -------------------------------------------------------------
+
+    def query_words(self, query: str) -> list[QueryWord]:
+        """The query's words as searched: the terms that match each, and its information."""
+        return [
+            QueryWord(frozenset(g.alternatives), g.importance, g.surface)
+            for g in self._groups(normalize(query))
+        ]
+
+    def passage_scores(self, passages: Sequence[str], words: Sequence[QueryWord]) -> list[float]:
+        """How much of the query (its ``query_words``) each passage of text mentions: the
+        information of the words it matches, directly, by synonym, reading or typo."""
+        scores = []
+        for passage in passages:
+            found: set[str] = set()
+            for tokens, group in self._units(passage):
+                if group is not None:
+                    found.add(user_synonym_term(group))
+                for token in tokens:
+                    found.add(token.term)
+                    found.update(token.subunits)
+                    found.update(synonym_term(s) for s in token.synonyms)
+            scores.append(sum(w.importance for w in words if not w.terms.isdisjoint(found)))
+        return scores
 
     def supplement(self, entry: Entry, *, now: datetime | None = None) -> str | None:
         """Text computed for this moment to add to ``entry``'s answer, if it has any."""

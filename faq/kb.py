@@ -9,7 +9,7 @@ Layout of one file (``data/faq/*.toml``)::
     question = "注文した商品はいつ発送されますか？"
     alternatives = ["いつ届きますか", "発送日を知りたい"]   # 0..n other phrasings
     tags = ["発送", "出荷"]
-    answer = \"\"\"...the shop's own wording...\"\"\"
+    answer = \"\"\"...the shop's own wording, with [links](/contact) if any...\"\"\"
     dynamic = "ship_date"             # optional: a supplement computed at answer time
 """
 
@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from faq.markup import link_problems
 from faq.model import Entry
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -52,6 +53,8 @@ def entry_from_mapping(
         value = raw.get(key)
         if not isinstance(value, str) or not value.strip():
             problems.append(f"{label}: {key} must be a non-empty string")
+    if isinstance(raw.get("answer"), str):
+        problems.extend(f"{label}: answer: {problem}" for problem in link_problems(raw["answer"]))
     for key in ("alternatives", "tags"):
         value = raw.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):

@@ -39,7 +39,9 @@ class Answer:
     ``answered`` is true only when the best entry is a confident match; otherwise
     ``entry`` is None and ``suggestions`` hold the best candidates to offer with the
     contact form. ``confidence`` is in [0, 1]. ``supplement`` is extra text computed for
-    this moment (for example the concrete shipping date).
+    this moment (for example the concrete shipping date). ``searched_as`` is the query as
+    it was searched when a typo or a kana spelling was read as another word
+    (「ラッピンク」 → 「ラッピング」), else None.
     """
 
     query: str
@@ -49,3 +51,4 @@ class Answer:
     confidence: float = 0.0
     supplement: str | None = None
     hits: tuple[Hit, ...] = field(default=(), repr=False)
+    searched_as: str | None = None

@@ -88,16 +88,16 @@ class ShopPolicy:
         return f"{day.month}月{day.day}日({WEEKDAY_JA[day.weekday()]})"
 
     def shipping_notice(self, kind: str, *, now: datetime | None = None) -> str:
-        """A sentence giving the concrete shipping date for an order placed ``now``."""
+        """The concrete shipping date for an order placed ``now``, said first in an answer.
+
+        ``"ship_date"``: 「今ご注文いただくと 12月2日(水) に発送します。代金引換は 12月4日(金)
+        の発送です。」; ``"cod_ship_date"``: the cash-on-delivery sentence alone.
+        """
         local = self.local(now)
-        stamp = f"{self.format_date(local.date())} {local:%H:%M}"
-        regular = self.format_date(self.ship_date(local))
-        cod = self.format_date(self.cod_ship_date(local))
+        cod = f"代金引換は {self.format_date(self.cod_ship_date(local))} の発送です。"
         if kind == "cod_ship_date":
-            return f"いま({stamp})代金引換でご注文いただいた場合、{cod}の発送予定です。"
-        return (
-            f"いま({stamp})ご注文いただいた場合の発送予定日は{regular}です(代金引換の場合は{cod})。"
-        )
+            return cod
+        return f"今ご注文いただくと {self.format_date(self.ship_date(local))} に発送します。{cod}"
 
 
 def _time(raw: object, where: str) -> time:

@@ -141,6 +141,7 @@ class Helpdesk:
             automatic_mail_address_limit=self.settings.automatic_mail_address_limit,
         )
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
+        self._background.append(asyncio.create_task(self._faq.watch_data()))
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
 
     def start_photo_sweep(self) -> None:

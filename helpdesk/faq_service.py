@@ -1,23 +1,40 @@
-"""The FAQ as the application uses it: the engine, gap logging and answer feedback."""
+"""The FAQ as the application uses it: the engine, answers as shown, gaps and feedback.
+
+An answer as shown (``answer_view``) puts what was computed for this moment first (the
+concrete shipping date), then the shop's text, rendered from its Markdown subset
+(``faq.markup``). A long answer shows the sections whose sentences matched the question,
+with those sentences highlighted, and folds the rest into ``<details>`` (open on demand,
+with or without JavaScript).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
-from sqlalchemy import func, select
+from markupsafe import Markup
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from faq import Answer, Entry, SearchEngine, ShopPolicy, load_entries, load_policy
-from helpdesk.db import as_utc
+from faq import Answer, Entry, KnowledgeBaseError, PolicyError, SearchEngine, ShopPolicy
+from faq.analysis import Analyzer
+from faq.markup import Paragraph, plain, render, render_answer, sections
+from faq.synonyms import SynonymError
+from helpdesk.db import as_utc, utcnow
 from helpdesk.models import FaqFeedback, FaqGap
 from helpdesk.privacy import mask_personal_data
 from helpdesk.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # Control characters (NUL and friends) are never part of a question; PostgreSQL refuses NUL.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -27,6 +44,17 @@ MAX_RESULTS = 5
 # Gaps are written in batches, at least this often.
 GAP_FLUSH_SECONDS = 1.0
 GAP_BATCH = 200
+# Edits of data/ (entries, synonyms, shop policy) are picked up within this many seconds.
+DATA_CHECK_SECONDS = 2.0
+# An answer longer than this (in characters, without markup) with at least this many
+# sections shows its matching sections and folds the others.
+LONG_ANSWER_CHARS = 200
+LONG_ANSWER_SECTIONS = 3
+# A sentence is highlighted when it matches at least this share of the best sentence's
+# query words (by their information).
+HIGHLIGHT_SHARE = 0.6
+# ... unless more than this share of the sentences would be: then nothing stands out.
+MOST_SENTENCES = 0.34
 
 # The order of the shop's FAQ pages (セール商品, 発送/お届け, 決済方法, その他), the privacy
 # questions before その他; a category not listed comes before その他, in file order.
@@ -56,12 +84,17 @@ class FaqService:
         sessions: async_sessionmaker[AsyncSession],
         *,
         max_query_length: int = 200,
+        data_dir: Path | None = None,
     ) -> None:
         self.engine = engine
         self.policy = policy
         self.sessions = sessions
         self.max_query_length = max_query_length
-        self._pending_gaps: list[FaqGap] = []
+        #: Where the knowledge base comes from; ``reload_if_changed`` watches it.
+        self.data_dir = data_dir
+        self._data_stamp = _stamp(data_dir) if data_dir else ()
+        # (query, confidence, best entry, when): masked and written by the gap writer.
+        self._pending_gaps: list[tuple[str, float, str | None, datetime]] = []
         self._gap_wakeup = asyncio.Event()
 
     @classmethod
@@ -69,10 +102,47 @@ class FaqService:
         cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]
     ) -> FaqService:
         """Load the knowledge base and the shop policy named by ``settings``."""
-        policy = load_policy(settings.data_dir / "shop.toml")
-        entries = load_entries(settings.data_dir / "faq")
-        engine = SearchEngine(entries, policy=policy)
-        return cls(engine, policy, sessions, max_query_length=settings.faq_max_query_length)
+        engine = SearchEngine.from_directory(settings.data_dir)
+        assert engine.policy is not None
+        return cls(
+            engine,
+            engine.policy,
+            sessions,
+            max_query_length=settings.faq_max_query_length,
+            data_dir=settings.data_dir,
+        )
+
+    async def reload_if_changed(self) -> bool:
+        """Rebuild the engine when a file of the knowledge base changed (entries, synonyms,
+        shop policy); True when it did. The new engine is built in a thread, with its own
+        analyzer, and replaces the old one at once; a knowledge base that does not load
+        (``faq check`` says why) is logged and the old one kept."""
+        if self.data_dir is None:
+            return False
+        stamp = await asyncio.to_thread(_stamp, self.data_dir)
+        if stamp == self._data_stamp:
+            return False
+        self._data_stamp = stamp
+        try:
+            engine = await asyncio.to_thread(
+                SearchEngine.from_directory, self.data_dir, analyzer=Analyzer()
+            )
+        except (KnowledgeBaseError, PolicyError, SynonymError, OSError) as exc:
+            log.error("knowledge base not reloaded, the previous one stays: %s", exc)
+            return False
+        assert engine.policy is not None
+        self.engine, self.policy = engine, engine.policy
+        log.info("knowledge base reloaded: %d entries", len(engine.entries))
+        return True
+
+    async def watch_data(self, interval: float = DATA_CHECK_SECONDS) -> None:
+        """Pick up edits of the knowledge base every ``interval`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reload_if_changed()
+            except Exception:  # keep watching after an unexpected error
+                log.exception("could not check the knowledge base for changes")
 
     @property
     def entries(self) -> list[Entry]:
@@ -104,31 +174,27 @@ class FaqService:
         return self.engine.ask(query, now=now, limit=MAX_RESULTS)
 
     async def ask_and_log(self, query: str, *, now: datetime | None = None) -> Answer:
-        """Answer ``query`` and keep it, masked, as a gap when the answer was not sure.
+        """Answer ``query`` and keep it as a gap when the answer was not sure.
 
-        Gaps are written in batches by ``run_gap_writer`` (or ``flush_gaps``), off the
-        request path: SQLite has one writer, and a customer should not wait for it.
+        The request only notes the gap; ``run_gap_writer`` (or ``flush_gaps``) masks the
+        personal data in it and writes gaps in batches, off the request path: SQLite has one
+        writer, and a customer should not wait for it.
         """
         answer = self.ask(query, now=now)
         if not answer.answered or answer.confidence < GAP_CONFIDENCE:
             best = answer.hits[0].entry.id if answer.hits else None
-            self._pending_gaps.append(
-                FaqGap(
-                    query=mask_personal_data(query)[:500],
-                    confidence=answer.confidence,
-                    best_entry_id=best,
-                )
-            )
+            self._pending_gaps.append((query, answer.confidence, best, utcnow()))
             if len(self._pending_gaps) >= GAP_BATCH:
                 self._gap_wakeup.set()
         return answer
 
     async def flush_gaps(self) -> int:
-        """Write the gaps logged so far; returns how many."""
+        """Write the gaps noted so far, personal data masked; returns how many."""
         pending, self._pending_gaps = self._pending_gaps, []
         if pending:
+            rows = await asyncio.to_thread(_gap_rows, pending)  # masking is regex work
             async with self.sessions() as session:
-                session.add_all(pending)
+                await session.execute(insert(FaqGap), rows)
                 await session.commit()
         return len(pending)
 
@@ -187,29 +253,159 @@ class FaqService:
             return {k: (v[0], v[1]) for k, v in totals.items()}
 
 
+def _gap_rows(pending: list[tuple[str, float, str | None, datetime]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "query": mask_personal_data(query)[:500],
+            "confidence": confidence,
+            "best_entry_id": best,
+            "created_at": created_at,
+        }
+        for query, confidence, best, created_at in pending
+    ]
+
+
+def _stamp(data_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of the knowledge base's files."""
+    files = [data_dir / "shop.toml", data_dir / "synonyms.toml", *data_dir.glob("faq/*.toml")]
+    found = []
+    for path in files:
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        found.append((str(path), info.st_size, info.st_mtime_ns))
+    return tuple(sorted(found))
+
+
+def contact_path(query: str) -> str:
+    """The contact form with the customer's question carried over into it."""
+    return "/contact?" + urlencode({"q": query})
+
+
 def answer_text(answer: Answer) -> str | None:
-    """The answer as shown: the shop's wording plus what was computed for now."""
+    """The answer as plain text: what was computed for now first, then the shop's text."""
     if answer.entry is None:
         return None
+    text = plain(answer.entry.answer)
+    return f"{answer.supplement}\n\n{text}" if answer.supplement else text
+
+
+def answer_html(answer: Answer) -> Markup | None:
+    """The whole answer as safe HTML (computed part first, links kept)."""
+    if answer.entry is None:
+        return None
+    body = render_answer(answer.entry.answer)
     if answer.supplement:
-        return f"{answer.entry.answer}\n\n{answer.supplement}"
-    return answer.entry.answer
+        return Markup('<p class="supplement">{}</p>\n{}').format(answer.supplement, body)
+    return body
 
 
-def answer_json(answer: Answer, text: str | None) -> dict[str, Any]:
+def answer_json(answer: Answer, *, base_url: str = "", limit: int = MAX_RESULTS) -> dict[str, Any]:
     """The JSON shape shared by ``main.py ask --json`` and ``GET /api/faq/search``."""
     entry = answer.entry
     return {
         "query": answer.query,
         "answered": answer.answered,
-        "answer": ({"id": entry.id, "question": entry.question, "answer": text} if entry else None),
+        "answer": (
+            {
+                "id": entry.id,
+                "question": entry.question,
+                "answer": answer_text(answer),
+                "html": str(answer_html(answer)),
+            }
+            if entry
+            else None
+        ),
+        "searched_as": answer.searched_as,
+        "contact_url": base_url + contact_path(answer.query),
         "results": [
             {
                 "id": hit.entry.id,
                 "question": hit.entry.question,
-                "answer": hit.entry.answer,
+                "answer": plain(hit.entry.answer),
                 "score": hit.score,
             }
-            for hit in answer.hits[:MAX_RESULTS]
+            for hit in answer.hits[:limit]
         ],
     }
+
+
+# -- the answer as shown on the pages -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShownSentence:
+    html: Markup
+    #: The sentence says what was asked (highlighted in long answers).
+    matched: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ShownPart:
+    """Paragraphs shown as they are, or folded (``<details>``) when ``folded``."""
+
+    paragraphs: tuple[tuple[tuple[ShownSentence, ...], ...], ...]
+    folded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerView:
+    entry: Entry
+    #: What was computed for this moment (the concrete shipping date), shown first.
+    lead: str | None
+    parts: tuple[ShownPart, ...]
+
+    @property
+    def folds(self) -> bool:
+        return any(part.folded for part in self.parts)
+
+
+def answer_view(
+    engine: SearchEngine, entry: Entry, *, query: str | None = None, lead: str | None = None
+) -> AnswerView:
+    """``entry``'s answer as shown for ``query``: short answers whole; long ones with the
+    sections that match the query shown (their matching sentences highlighted) and the
+    others folded. Without a query, the whole answer."""
+    found = sections(entry.answer)
+    long = len(plain(entry.answer)) > LONG_ANSWER_CHARS and len(found) >= LONG_ANSWER_SECTIONS
+    if not (query and long):
+        whole = tuple(_shown(p) for section in found for p in section)
+        return AnswerView(entry, lead, (ShownPart(whole),))
+    words = engine.query_words(query)
+    pieces = [sentence for section in found for p in section for line in p for sentence in line]
+    scores = iter(engine.passage_scores([plain(piece) for piece in pieces], words))
+    marks = [[[[next(scores) for _ in line] for line in p] for p in section] for section in found]
+    flat = [x for sec in marks for p in sec for line in p for x in line]
+    best = max(flat, default=0.0)
+    cut = best * HIGHLIGHT_SHARE if best > 0 else math.inf
+    if sum(x >= cut for x in flat) > len(flat) * MOST_SENTENCES:
+        # Most of the text matches (a general question): nothing stands out, show it all.
+        whole = tuple(_shown(p) for section in found for p in section)
+        return AnswerView(entry, lead, (ShownPart(whole),))
+    shown_sections = [any(x >= cut for p in sec for line in p for x in line) for sec in marks]
+    if not any(shown_sections):
+        shown_sections[0] = True  # nothing in the text matched: its beginning, then the rest
+    parts: list[ShownPart] = []
+    for section, section_marks, shown in zip(found, marks, shown_sections, strict=True):
+        paragraphs = tuple(
+            _shown(p, [[x >= cut for x in line] for line in pm])
+            for p, pm in zip(section, section_marks, strict=True)
+        )
+        if parts and parts[-1].folded == (not shown):
+            parts[-1] = ShownPart(parts[-1].paragraphs + paragraphs, not shown)
+        else:
+            parts.append(ShownPart(paragraphs, not shown))
+    return AnswerView(entry, lead, tuple(parts))
+
+
+def _shown(
+    paragraph: Paragraph, matched: Sequence[Sequence[bool]] | None = None
+) -> tuple[tuple[ShownSentence, ...], ...]:
+    return tuple(
+        tuple(
+            ShownSentence(render(sentence), bool(matched and matched[i][j]))
+            for j, sentence in enumerate(line)
+        )
+        for i, line in enumerate(paragraph)
+    )

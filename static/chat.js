@@ -1,86 +1,93 @@
-// Enhances the chat page: answers arrive in place and the conversation keeps growing.
-// Without JavaScript the page works as a plain GET form.
+// The chat page: each question is answered in place, with the same HTML the page shows
+// without JavaScript (GET /faq/ask/answer?q=...). Older exchanges fold to their question
+// and the input stays at the bottom of the screen. Without JavaScript the page is a plain
+// GET form.
 (function () {
   "use strict";
-  var form = document.querySelector("form.search");
+  var form = document.querySelector(".chat-input form.search");
   var chat = document.getElementById("chat");
   var input = document.getElementById("q");
-  if (!form || !chat || !window.fetch) return;
+  if (!form || !chat || !input || !window.fetch || !("content" in document.createElement("template"))) return;
 
-  function bubble(cls) {
-    var div = document.createElement("div");
-    div.className = "bubble " + cls;
-    chat.appendChild(div);
-    return div;
+  function fragment(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    return template.content;
   }
-  function link(href, text) {
-    var a = document.createElement("a");
-    a.href = href; a.textContent = text;
-    return a;
+  function exchangeFor(query) {
+    var details = document.createElement("details");
+    details.className = "exchange";
+    details.open = true;
+    var summary = document.createElement("summary");
+    summary.className = "bubble user";
+    summary.textContent = query;
+    var bot = document.createElement("div");
+    bot.className = "bubble bot pending";
+    bot.textContent = "お調べしています…";
+    details.appendChild(summary);
+    details.appendChild(bot);
+    return details;
   }
-  function list(results, query) {
-    var ul = document.createElement("ul");
-    ul.className = "suggestions";
-    results.forEach(function (r) {
-      var li = document.createElement("li");
-      li.appendChild(link("/faq/" + encodeURIComponent(r.id) + "?q=" + encodeURIComponent(query), r.question));
-      ul.appendChild(li);
-    });
-    return ul;
-  }
-  function feedback(id, query, box) {
-    var p = document.createElement("p");
-    p.textContent = "この回答は役に立ちましたか？ ";
-    ["yes", "no"].forEach(function (vote) {
-      var b = document.createElement("button");
-      b.type = "button"; b.className = "vote"; b.textContent = vote === "yes" ? "はい" : "いいえ";
-      b.addEventListener("click", function () {
-        var body = new URLSearchParams({ helpful: vote, q: query });
-        fetch("/faq/" + encodeURIComponent(id) + "/feedback", {
-          method: "POST", body: body, headers: { Accept: "application/json" }
-        }).then(function (r) { return r.json(); }).then(function (data) {
-          p.textContent = data.message || data.error;
-        });
-      });
-      p.appendChild(b);
-    });
-    box.appendChild(p);
-  }
-  function render(data) {
-    var box = bubble("bot");
-    if (data.answered) {
-      var h = document.createElement("strong"); h.textContent = data.answer.question; box.appendChild(h);
-      var t = document.createElement("div"); t.className = "answer-text"; t.textContent = data.answer.answer; box.appendChild(t);
-      feedback(data.answer.id, data.query, box);
-      if (data.results.length > 1) {
-        var more = document.createElement("p"); more.textContent = "ほかの質問:"; box.appendChild(more);
-        box.appendChild(list(data.results.slice(1), data.query));
-      }
-    } else {
-      var p = document.createElement("p");
-      p.textContent = data.results.length ? "ぴったりの回答が見つかりませんでした。こちらの質問が近いかもしれません。" : "ぴったりの回答が見つかりませんでした。";
-      box.appendChild(p);
-      if (data.results.length) box.appendChild(list(data.results, data.query));
-      var c = document.createElement("p");
-      c.appendChild(document.createTextNode("解決しない場合は、"));
-      c.appendChild(link("/contact", "お問い合わせフォーム"));
-      c.appendChild(document.createTextNode("からご連絡ください。"));
-      box.appendChild(c);
+  function foldOlder(current) {
+    var all = chat.querySelectorAll("details.exchange");
+    for (var i = 0; i < all.length; i++) {
+      if (all[i] !== current) all[i].open = false;
     }
-    box.scrollIntoView({ block: "nearest" });
   }
+  function show(node) {
+    node.scrollIntoView({ block: "start", behavior: "smooth" });
+  }
+
   form.addEventListener("submit", function (event) {
     var query = input.value.trim();
     if (!query) return; // let the server say what is missing
     event.preventDefault();
-    bubble("user").textContent = query;
+    var pending = exchangeFor(query);
+    chat.appendChild(pending);
+    foldOlder(pending);
+    show(pending);
     input.value = "";
-    fetch("/api/faq/search?q=" + encodeURIComponent(query), { headers: { Accept: "application/json" } })
-      .then(function (r) { return r.json(); })
-      .then(function (data) {
-        if (data.error) { bubble("bot").textContent = data.error; input.value = query; return; }
-        render(data);
+    fetch("/faq/ask/answer?q=" + encodeURIComponent(query), { headers: { Accept: "text/html" } })
+      .then(function (response) {
+        return response.text().then(function (html) { return { ok: response.ok, html: html }; });
       })
-      .catch(function () { bubble("bot").textContent = "通信に失敗しました。もう一度お試しください。"; input.value = query; });
+      .then(function (result) {
+        if (result.ok) {
+          var node = fragment(result.html).querySelector("details.exchange");
+          chat.replaceChild(node, pending);
+          show(node);
+        } else {
+          var bot = pending.querySelector(".bubble.bot");
+          bot.classList.remove("pending");
+          bot.textContent = "";
+          bot.appendChild(fragment(result.html));
+          input.value = query;
+        }
+      })
+      .catch(function () {
+        var bot = pending.querySelector(".bubble.bot");
+        bot.classList.remove("pending");
+        bot.textContent = "通信に失敗しました。もう一度お試しください。";
+        input.value = query;
+      });
+  });
+
+  // "Was this helpful?" inside the chat: sent in place, thanked in place.
+  chat.addEventListener("submit", function (event) {
+    var vote = event.target;
+    if (!vote.classList || !vote.classList.contains("feedback")) return;
+    event.preventDefault();
+    var body = new URLSearchParams(new FormData(vote));
+    if (event.submitter && event.submitter.name) body.set(event.submitter.name, event.submitter.value);
+    fetch(vote.action, { method: "POST", body: body, headers: { Accept: "application/json" } })
+      .then(function (response) { return response.json(); })
+      .then(function (data) {
+        var p = document.createElement("p");
+        p.className = "thanks";
+        p.setAttribute("role", "status");
+        p.textContent = data.message || data.error;
+        vote.replaceWith(p);
+      })
+      .catch(function () { vote.submit(); });
   });
 })();

@@ -85,7 +85,9 @@ def test_chat_answers_and_keeps_the_conversation(server: str, browser, tmp_path:
     users = page.locator(".bubble.user").all_inner_texts()
     assert users == ["領収書はもらえますか", "明日は晴れますか"]
 
-    page.locator("button.vote", has_text="はい").first.click()
+    # The earlier answer has folded to its question; it opens again to vote on it.
+    page.locator("details.exchange summary", has_text="領収書はもらえますか").click()
+    page.locator("form.feedback button[value=yes]").first.click()
     page.wait_for_selector("text=ご意見ありがとうございます。")
     page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
     page.close()

@@ -35,7 +35,10 @@ def test_ask_json_reads_queries_from_stdin() -> None:
     assert set(receipt["results"][0]) == {"id", "question", "answer", "score"}
     assert len(receipt["results"]) <= 5
     assert weather["answered"] is False and weather["answer"] is None
-    assert empty == {"query": "", "answered": False, "answer": None, "results": []}
+    assert empty["answered"] is False and empty["answer"] is None and empty["results"] == []
+    assert weather["contact_url"].endswith(
+        "/contact?q=%E6%98%8E%E6%97%A5%E3%81%AF%E6%99%B4%E3%82%8C%E3%81%BE%E3%81%99%E3%81%8B"
+    )
 
 
 def test_ask_one_query_in_words() -> None:

@@ -23,14 +23,14 @@ ENTRIES = [
     Entry(
         "returns",
         "返品したいです",
-        "商品到着後、3日以内にお問い合わせフォームへご連絡をお願いいたします。",
+        "返品は商品到着後、3日以内にお問い合わせフォームへご連絡をお願いいたします。",
         alternatives=["誤発送された", "不良品だった"],
     ),
     Entry(
         "cod",
         "代引きで支払えますか",
         "代引きのお支払いは現金のみとなります。",
-        alternatives=["クレジットカードは使えますか"],
+        alternatives=["代引きでクレジットカードは使えますか"],
     ),
     Entry("phone", "電話で問い合わせできますか", "お電話でのお問い合わせは対応致しかねます。"),
 ]
@@ -89,7 +89,7 @@ def test_non_honorific_prefix_joins_its_noun() -> None:
         ("ﾗｯﾋﾟﾝｸﾞ", "wrapping"),  # half-width
         ("へんぴん", "returns"),
         ("誤発送でした", "returns"),
-        ("クレカ使える？", "cod"),  # synonym of クレジットカード
+        ("代引きでクレカ使える？", "cod"),  # synonym of クレジットカード
         ("でんわ", "phone"),
     ],
 )
@@ -99,6 +99,16 @@ def test_search_finds_the_entry(engine: SearchEngine, query: str, expected: str)
     assert hits[0].entry.id == expected
     assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
     assert engine.ask(query).answered
+
+
+def test_a_synonym_finds_an_entry_that_still_does_not_answer_a_wider_question(
+    engine: SearchEngine,
+) -> None:
+    # クレカ finds the cash-on-delivery entry through クレジットカード, but every phrasing
+    # of that entry is about 代引き: whether cards are accepted at all it does not say.
+    answer = engine.ask("クレカ使える？")
+    assert answer.hits[0].entry.id == "cod"
+    assert not answer.answered
 
 
 @pytest.mark.parametrize("query", ["天気", "株価", "こんにちは", "明日は晴れますか"])
@@ -129,3 +139,122 @@ def test_limit_and_empty_engine() -> None:
 def test_entry_accepts_lists_and_stays_hashable() -> None:
     entry = Entry("x", "q", "a", alternatives=["b"], tags=["t"])
     assert entry.alternatives == ("b",) and hash(entry)
+
+
+# -- knowing when an entry does not answer the question (issue 9) ---------------------------
+
+# A bakery's FAQ: nothing here is the shop's, so what is tested holds for any knowledge base.
+BAKERY = [
+    Entry(
+        "reservation",
+        "パンの予約はできますか？",
+        "前日の17時までお電話で承ります。",
+        alternatives=["食パンを取り置きしてほしい", "予約注文したい"],
+        tags=["予約", "取り置き"],
+    ),
+    Entry(
+        "cash-only-delivery",
+        "配達のときにクレジットカードは使えますか？",
+        "配達のお支払いは現金のみとなります。",
+        alternatives=["配達でカード払いはできますか", "配達の支払いは現金だけですか"],
+        tags=["配達", "現金", "クレジットカード", "カード払い"],
+    ),
+    Entry(
+        "hours",
+        "営業時間を教えてください",
+        "毎日7時から18時まで営業しています。定休日は火曜日です。",
+        alternatives=["何時から開いていますか", "定休日はいつですか"],
+        tags=["営業時間", "定休日", "開店"],
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def bakery() -> SearchEngine:
+    return SearchEngine(BAKERY)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("パンの予約はできますか", "reservation"),
+        ("営業時間は何時までですか", "hours"),
+        ("配達のときカード払いできますか", "cash-only-delivery"),
+    ],
+)
+def test_the_entries_own_questions_are_answered(
+    bakery: SearchEngine, query: str, expected: str
+) -> None:
+    answer = bakery.ask(query)
+    assert answer.answered and answer.entry is not None and answer.entry.id == expected
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # A specific word no entry covers: the reservation entry does not say what a
+        # cake costs, nor the hours entry anything about parking.
+        "ケーキの予約の料金はいくらですか",
+        "駐車場の営業時間は？",
+        # Every phrasing of the card entry is about delivery: it does not say whether
+        # cards are accepted in the shop.
+        "クレジットカードは使えますか",
+    ],
+)
+def test_an_entry_that_does_not_answer_the_question_is_not_sure(
+    bakery: SearchEngine, query: str
+) -> None:
+    answer = bakery.ask(query)
+    assert not answer.answered, (query, answer.confidence, answer.hits[:1])
+    assert answer.suggestions  # the nearest entries are still offered
+
+
+def test_evidence_names_the_word_left_uncovered(bakery: SearchEngine) -> None:
+    hit, evidence = bakery.explain("ケーキの予約の料金はいくらですか")
+    assert hit is not None and hit.entry.id == "reservation"
+    assert evidence.missing > 0.5 and evidence.missing_word in {"ケーキ", "料金"}
+    _, card = bakery.explain("クレジットカードは使えますか")
+    _, delivery = bakery.explain("配達のときクレジットカードは使えますか")
+    assert card.unasked > 0.5 > delivery.unasked  # 配達 is asked, or left unasked
+
+
+@pytest.mark.parametrize(
+    ("query", "searched_as"),
+    [
+        ("ラッピンクしてほしい", "ラッピングしてほしい"),  # typo
+        ("らっぴんぐ", "ラッピング"),  # kana for katakana
+        ("りょうしゅうしょ", "領収書"),  # kana for kanji
+        ("領収書", None),  # nothing changed
+    ],
+)
+def test_the_answer_says_what_was_searched(
+    engine: SearchEngine, query: str, searched_as: str | None
+) -> None:
+    answer = engine.ask(query)
+    assert answer.hits and answer.searched_as == searched_as
+
+
+def test_a_homophone_picked_by_the_input_method_is_read_as_the_indexed_word() -> None:
+    engine = SearchEngine([Entry("ship", "発送はいつですか", "当日発送です。"), *ENTRIES])
+    answer = engine.ask("発想はいつですか")  # 発想 (idea) for 発送 (shipping): both はっそう
+    assert answer.hits[0].entry.id == "ship"
+    assert answer.searched_as == "発送はいつですか"
+
+
+def test_numbers_and_questions_of_quantity_do_not_name_the_topic() -> None:
+    tokens = shared_analyzer().tokens("返品って何日以内？3回目です")
+    adverbial = {t.term: t.adverbial for t in tokens}
+    assert adverbial["返品"] is False
+    assert adverbial["何日"] and adverbial["3"] and adverbial["回"]
+
+
+def test_a_terse_answer_still_answers_its_own_question() -> None:
+    # 「はい、承ります。」 names nothing of the question; its entry answers it all the same.
+    engine = SearchEngine(
+        [
+            Entry("wrap", "ギフト包装はできますか", "はい、承ります。"),
+            Entry("hours", "営業時間は？", "10時から18時までです。"),
+        ]
+    )
+    answer = engine.ask("ギフト包装してもらえる？")
+    assert answer.answered and answer.entry is not None and answer.entry.id == "wrap"

@@ -19,11 +19,14 @@ async def test_api_search_answers_with_the_documented_shape(client: httpx.AsyncC
     response = await client.get("/api/faq/search", params={"q": "領収書はもらえますか", "limit": 5})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"query", "answered", "answer", "results"}
+    assert set(body) == {"query", "answered", "answer", "searched_as", "contact_url", "results"}
     assert body["query"] == "領収書はもらえますか"
     assert body["answered"] is True
-    assert set(body["answer"]) == {"id", "question", "answer"}
+    assert body["searched_as"] is None
+    assert set(body["answer"]) == {"id", "question", "answer", "html"}
     assert "領収書の発行は行なっておりません" in body["answer"]["answer"]
+    assert body["answer"]["html"] == "<p>領収書の発行は行なっておりません。</p>"
+    assert body["contact_url"].startswith("http://testserver/contact?q=")
     assert 1 <= len(body["results"]) <= 5
     assert body["results"][0]["id"] == body["answer"]["id"]
     assert set(body["results"][0]) == {"id", "question", "answer", "score"}
@@ -34,8 +37,11 @@ async def test_api_search_answers_with_the_documented_shape(client: httpx.AsyncC
 async def test_api_shipping_answer_gives_a_concrete_date(client: httpx.AsyncClient) -> None:
     body = (await client.get("/api/faq/search", params={"q": "いつ発送されますか"})).json()
     assert body["answered"]
-    assert "発送予定日は" in body["answer"]["answer"]
-    assert "16時" in body["answer"]["answer"] or "最短当日" in body["answer"]["answer"]
+    text = body["answer"]["answer"]
+    # The computed part first, then the shop's text.
+    assert text.startswith("今ご注文いただくと ") and "に発送します。代金引換は " in text
+    assert "16時" in text or "最短当日" in text
+    assert body["answer"]["html"].startswith('<p class="supplement">今ご注文いただくと ')
 
 
 async def test_api_out_of_scope_is_not_answered(client: httpx.AsyncClient) -> None:
@@ -96,7 +102,10 @@ async def test_chat_page_offers_the_contact_form_when_nothing_fits(
     response = await client.get("/faq/ask", params={"q": "株価を教えて"})
     page = soup(response)
     assert page.select_one(".bubble.user").get_text() == "株価を教えて"
-    assert page.select_one(".not-found a[href='/contact']") is not None
+    not_found = page.select_one(".not-found")
+    assert "このご質問への回答がありませんでした" in not_found.h2.get_text()
+    link = not_found.select_one(".contact-offer a")
+    assert link["href"] == "/contact?q=%E6%A0%AA%E4%BE%A1%E3%82%92%E6%95%99%E3%81%88%E3%81%A6"
 
 
 async def test_empty_query_on_the_page_says_what_is_missing(client: httpx.AsyncClient) -> None:
@@ -174,3 +183,82 @@ async def test_feedback_votes_are_capped_per_address(
     async with app.state.helpdesk.sessions() as session:
         votes = (await session.execute(select(FaqFeedback))).scalars().all()
     assert len(votes) == 3
+
+
+async def test_not_sure_carries_the_question_over_to_the_contact_form(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    question = "PayPayで払えますか"
+    page = soup(await client.get("/faq/ask", params={"q": question}))
+    assert page.select_one(".answer.not-found") is not None
+    suggestions = [a["href"] for a in page.select(".not-found .suggestions a")]
+    assert suggestions and suggestions[0].startswith("/faq/payment-cod-cash-only?q=")
+    contact = page.select_one(".not-found .contact-offer a")["href"]
+    form = soup(await client.get(contact))
+    assert form.select_one("textarea#description").get_text() == question
+    await app.state.helpdesk.faq.flush_gaps()
+    assert [g.query for g in await app.state.helpdesk.faq.gaps()] == [question]
+
+
+async def test_contact_form_without_a_carried_question_is_empty(client: httpx.AsyncClient) -> None:
+    form = soup(await client.get("/contact"))
+    assert form.select_one("textarea#description").get_text() == ""
+
+
+async def test_a_long_answer_puts_the_date_first_and_folds_what_was_not_asked(
+    client: httpx.AsyncClient,
+) -> None:
+    page = soup(await client.get("/faq", params={"q": "代引きはいつ発送されますか"}))
+    answer = page.select_one("section.answer")
+    first = answer.h2.find_next_sibling()
+    assert "supplement" in first["class"]
+    assert first.get_text().startswith("今ご注文いただくと ")
+    marked = [m.get_text() for m in answer.select(".answer-text mark")]
+    assert any("代金引換" in text for text in marked)
+    folded = answer.select(".answer-text details.fold")
+    assert folded and all(d.get("open") is None for d in folded)
+    assert folded[0].summary.get_text() == "続きを表示"
+    # Nothing is lost: the whole text is on the page, part of it folded.
+    assert "土日祝日の配送業務はお休み" in answer.select_one(".answer-text").get_text()
+
+
+async def test_a_short_answer_is_shown_whole(client: httpx.AsyncClient) -> None:
+    page = soup(await client.get("/faq", params={"q": "領収書はもらえますか"}))
+    text = page.select_one(".answer-text")
+    assert not text.select("details, mark")
+    assert text.get_text(strip=True) == "領収書の発行は行なっておりません。"
+
+
+async def test_answers_link_to_the_returns_form_with_the_case_chosen(
+    client: httpx.AsyncClient,
+) -> None:
+    page = soup(await client.get("/faq", params={"q": "不良品を返品したい"}))
+    links = {a.get_text(): a["href"] for a in page.select(".answer-text a")}
+    assert links["不良品"] == "/returns/new?kind=defect"
+    assert links["誤発送"] == "/returns/new?kind=wrong_item"
+    assert links["注文誤り(サイズ・カラー)"] == "/returns/new?kind=exchange"
+    form = soup(await client.get(links["不良品"]))
+    assert form.select_one("input[name=kind][value=defect]").has_attr("checked")
+
+
+async def test_the_answer_says_what_was_searched(client: httpx.AsyncClient) -> None:
+    page = soup(await client.get("/faq/ask", params={"q": "らっぴんぐ"}))
+    assert page.select_one(".searched-as").get_text() == "『ラッピング』で検索しました。"
+    body = (await client.get("/api/faq/search", params={"q": "らっぴんぐ"})).json()
+    assert body["searched_as"] == "ラッピング" and body["answered"]
+
+
+async def test_chat_fragment_is_the_exchange_the_page_shows(client: httpx.AsyncClient) -> None:
+    response = await client.get("/faq/ask/answer", params={"q": "ラッピングできますか"})
+    assert response.status_code == 200
+    fragment = soup(response)
+    exchange = fragment.select_one("details.exchange")
+    assert exchange.has_attr("open")
+    assert exchange.summary.get_text() == "ラッピングできますか"
+    assert (
+        "ラッピングのサービスは行なっておりません" in exchange.select_one(".answer-text").get_text()
+    )
+    assert fragment.select_one("form.feedback") is not None
+    empty = await client.get("/faq/ask/answer", params={"q": " "})
+    assert empty.status_code == 400
+    assert soup(empty).select_one(".field-error").get_text() == "質問を入力してください。"

@@ -116,7 +116,20 @@ def document(base_url: str) -> dict[str, Any]:
                                         "properties": {
                                             "query": {"type": "string"},
                                             "answered": {"type": "boolean"},
-                                            "answer": {"oneOf": [_FAQ_ITEM, {"type": "null"}]},
+                                            "answer": {
+                                                "oneOf": [
+                                                    {
+                                                        **_FAQ_ITEM,
+                                                        "properties": {
+                                                            **_FAQ_ITEM["properties"],
+                                                            "html": {"type": "string"},
+                                                        },
+                                                    },
+                                                    {"type": "null"},
+                                                ]
+                                            },
+                                            "searched_as": {"type": ["string", "null"]},
+                                            "contact_url": {"type": "string"},
                                             "results": {
                                                 "type": "array",
                                                 "items": {

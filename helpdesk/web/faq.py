@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import secrets
 from urllib.parse import urlencode
 
+from markupsafe import Markup
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from helpdesk.faq_service import MAX_RESULTS, QueryError, answer_json, answer_text
+from faq import Answer
+from helpdesk.faq_service import (
+    MAX_RESULTS,
+    QueryError,
+    answer_json,
+    answer_view,
+    contact_path,
+)
 from helpdesk.security import client_ip
 
 # Suggestions beside the ticket forms appear from this confidence on.
 SUGGEST_CONFIDENCE = 0.3
+LIMIT_MESSAGE = f"limit には1から{MAX_RESULTS}までの数字を指定してください。"
 
 
 def _helpdesk(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.helpdesk
+
+
+def _answer_context(helpdesk, answer: Answer) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """What the answer templates need: the answer, its view and the contact form's URL."""
+    view = None
+    if answer.entry is not None:
+        view = answer_view(
+            helpdesk.faq.engine, answer.entry, query=answer.query, lead=answer.supplement
+        )
+    return {"answer": answer, "view": view, "contact_path": contact_path(answer.query)}
 
 
 async def _answer_page(request: Request, template: str, **context: object) -> Response:
@@ -32,9 +52,7 @@ async def _answer_page(request: Request, template: str, **context: object) -> Re
             context["error"] = str(exc)
             status = 400
         else:
-            answer = await helpdesk.faq.ask_and_log(query)
-            context["answer"] = answer
-            context["answer_text"] = answer_text(answer)
+            context.update(_answer_context(helpdesk, await helpdesk.faq.ask_and_log(query)))
     return helpdesk.templates.TemplateResponse(request, template, context, status_code=status)
 
 
@@ -54,11 +72,16 @@ async def faq_entry(request: Request) -> Response:
             {"message": "お探しの質問は見つかりませんでした。"},
             status_code=404,
         )
+    query = request.query_params.get("q", "")[: helpdesk.faq.max_query_length]
+    view = answer_view(
+        helpdesk.faq.engine, entry, query=query or None, lead=helpdesk.faq.engine.supplement(entry)
+    )
     context = {
         "entry": entry,
-        "supplement": helpdesk.faq.engine.supplement(entry),
+        "view": view,
         "thanks": request.query_params.get("thanks"),
-        "query": request.query_params.get("q", ""),
+        "query": query,
+        "contact_path": contact_path(query) if query else "/contact",
     }
     return helpdesk.templates.TemplateResponse(request, "faq/entry.html", context)
 
@@ -66,6 +89,21 @@ async def faq_entry(request: Request) -> Response:
 async def faq_ask(request: Request) -> Response:
     """The chat page: a plain GET form; a little JavaScript keeps a running conversation."""
     return await _answer_page(request, "faq/ask.html")
+
+
+async def faq_ask_answer(request: Request) -> Response:
+    """One exchange of the chat (the question and the bot's answer) as an HTML fragment,
+    for the chat page's script: the same template as without JavaScript."""
+    helpdesk = _helpdesk(request)
+    try:
+        query = helpdesk.faq.validate(request.query_params.get("q"))
+    except QueryError as exc:
+        return HTMLResponse(
+            Markup('<p class="field-error" role="alert">{}</p>').format(str(exc)), status_code=400
+        )
+    context = _answer_context(helpdesk, await helpdesk.faq.ask_and_log(query))
+    context["uid"] = secrets.token_hex(4)
+    return helpdesk.templates.TemplateResponse(request, "faq/_exchange.html", context)
 
 
 async def faq_feedback(request: Request) -> Response:
@@ -95,24 +133,20 @@ async def faq_feedback(request: Request) -> Response:
 
 async def api_search(request: Request) -> Response:
     helpdesk = _helpdesk(request)
+    params = request.query_params
     try:
-        query = helpdesk.faq.validate(request.query_params.get("q"))
+        query = helpdesk.faq.validate(params.get("q"))
     except QueryError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    try:
-        limit = int(request.query_params.get("limit", MAX_RESULTS))
-    except ValueError:
-        return JSONResponse(
-            {"error": "limit には1から5までの数字を指定してください。"}, status_code=400
-        )
-    if not 1 <= limit <= MAX_RESULTS:
-        return JSONResponse(
-            {"error": "limit には1から5までの数字を指定してください。"}, status_code=400
-        )
+    limit = params.get("limit")
+    if limit is None:
+        count = MAX_RESULTS
+    elif limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_RESULTS:
+        count = int(limit)
+    else:
+        return JSONResponse({"error": LIMIT_MESSAGE}, status_code=400)
     answer = await helpdesk.faq.ask_and_log(query)
-    body = answer_json(answer, answer_text(answer))
-    body["results"] = body["results"][:limit]
-    return JSONResponse(body)
+    return JSONResponse(answer_json(answer, base_url=helpdesk.settings.base_url, limit=count))
 
 
 async def api_suggest(request: Request) -> Response:
@@ -133,6 +167,7 @@ async def api_suggest(request: Request) -> Response:
 routes = [
     Route("/faq", faq_index, name="faq_index"),
     Route("/faq/ask", faq_ask, name="faq_ask"),
+    Route("/faq/ask/answer", faq_ask_answer, name="faq_ask_answer"),
     Route("/faq/{entry_id:str}", faq_entry, name="faq_entry"),
     Route("/faq/{entry_id:str}/feedback", faq_feedback, methods=["POST"], name="faq_feedback"),
     Route("/api/faq/search", api_search, name="api_faq_search"),

@@ -1,0 +1,134 @@
+"""Clause roles of a question (faq.clauses): which words ask and which tell the situation."""
+
+from __future__ import annotations
+
+import pytest
+
+from faq import Entry, SearchEngine
+from faq.analysis import shared_analyzer
+
+
+def roles(text: str) -> tuple[set[str], set[str], str | None]:
+    """(words that ask, words of the situation, the predicate) of ``text``, by surface."""
+    tokens = shared_analyzer().tokens(text)
+    focus = {t.surface for t in tokens if not t.context}
+    context = {t.surface for t in tokens if t.context}
+    predicate = next((t.surface for t in tokens if t.predicate), None)
+    return focus, context, predicate
+
+
+@pytest.mark.parametrize(
+    ("text", "asks", "tells"),
+    [
+        # an earlier sentence
+        (
+            "昨日商品が届いたのですが、カメラ穴の位置がずれていました。返品できますか？",
+            {"返品"},
+            {"商品", "カメラ", "穴", "位置"},
+        ),
+        # a reason (〜ので), then a request (〜たいのですが) that asks
+        ("クレカ持ってないので銀行振込にしたいのですが、できますか？", {"銀行振込"}, {"クレカ"}),
+        # a concession (〜けど)
+        ("クレカ払いにしたけど代引きに変えたい", {"代引き"}, {"クレカ払い"}),
+        # a reason ending in 〜ので, with a conditional 〜と inside it
+        (
+            "メールだと返事を待つのが面倒なので、電話で直接話せませんか？",
+            {"電話"},
+            {"メール", "返事"},
+        ),
+        # a negated alternative (〜ではなく)
+        ("交換ではなく返金していただくことは可能でしょうか。", {"返金"}, {"交換"}),
+        # a condition restricts the question: it asks
+        ("九州だと到着は発送の何日後？", {"九州", "到着", "発送"}, set()),
+        ("連休中に頼んだら発送いつ？", {"連休", "発送"}, set()),
+        # the topic (〜は) belongs to the main clause wherever it stands
+        ("代引きは、注文したらいつ発送されますか", {"代引き", "注文", "発送"}, set()),
+        # the predicate of an adnominal clause only says which thing is meant
+        ("後払いって届いた請求書を何日以内に払えばいいの？", {"後払い", "請求書"}, {"届い"}),
+        # a question that names nothing asks about the last thing named before it
+        (
+            "請求書を捨ててしまったみたいで支払いができません。もう一度送ってもらえますか？",
+            {"請求書", "支払い"},
+            set(),
+        ),
+        # several questions all ask
+        ("配送業者はどこですか？ヤマト？佐川？", {"配送業", "ヤマト", "佐川"}, set()),
+        # 〜て joining verbs of one event is not a clause boundary
+        ("複数の住所に分けて送ってもらえますか", {"複数", "住所"}, set()),
+    ],
+)
+def test_words_that_ask_and_words_that_tell(text: str, asks: set[str], tells: set[str]) -> None:
+    focus, context, _ = roles(text)
+    assert asks <= focus, (focus, context)
+    assert tells <= context, (focus, context)
+
+
+@pytest.mark.parametrize(
+    ("text", "predicate"),
+    [
+        ("後払いって届いた請求書を何日以内に払えばいいの？", "払え"),  # 〜ばいい is modal
+        ("昨日商品が届いたのですが、カメラ穴の位置がずれていました。返品できますか？", "返品"),
+        ("注文した商品はいつ発送されますか", "発送"),  # not 注文, which modifies 商品
+        ("送料いくら？", None),
+    ],
+)
+def test_the_predicate_of_the_question(text: str, predicate: str | None) -> None:
+    assert roles(text)[2] == predicate
+
+
+def test_a_single_clause_is_all_focus() -> None:
+    for text in ["領収書", "代引き 発送日", "返品って何日以内？", "ラッピングしてほしい"]:
+        assert not any(t.context for t in shared_analyzer().tokens(text)), text
+
+
+def test_adjectival_nouns_used_as_adjectives_do_not_name_the_topic() -> None:
+    tokens = {t.surface: t for t in shared_analyzer().tokens("普通何日くらいで届く？面倒なので")}
+    assert tokens["普通"].pos != "名詞" and tokens["面倒"].pos != "名詞"
+    assert next(t for t in shared_analyzer().tokens("別の住所")).pos == "名詞"  # 別の: a noun
+
+
+# A small shop of our own: what is tested holds for any knowledge base.
+SHOP = [
+    Entry(
+        "hours",
+        "営業時間を教えてください",
+        "毎日7時から18時まで営業しています。",
+        alternatives=["何時から開いていますか"],
+        tags=["営業時間"],
+    ),
+    Entry(
+        "reservation",
+        "パンの予約はできますか？",
+        "前日の17時までお電話で承ります。",
+        alternatives=["予約注文したい"],
+        tags=["予約"],
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def shop() -> SearchEngine:
+    return SearchEngine(SHOP)
+
+
+def test_an_unknown_word_of_the_situation_is_not_the_word_left_uncovered(
+    shop: SearchEngine,
+) -> None:
+    # 駐車場 asks in the first question: the hours entry does not say it.
+    _, asked = shop.explain("駐車場の営業時間は？")
+    assert asked.missing_word == "駐車場" and asked.missing > 0.5
+    # Told as the situation, it is not what is asked.
+    hit, told = shop.explain("駐車場が見つからなかったので、営業時間を教えてください")
+    assert hit is not None and hit.entry.id == "hours"
+    assert told.missing_word != "駐車場" and told.missing < asked.missing
+    assert told.coverage > asked.coverage
+
+
+def test_kana_auxiliaries_are_not_read_as_an_indexed_word() -> None:
+    # 「届いていない」: い + ない are grammar, not 以内 (イナイ), a word of the index.
+    engine = SearchEngine([Entry("days", "何日以内に届きますか", "3日以内にお届けします。")])
+    words = {w.surface for w in engine.query_words("メールが届いていないのですが")}
+    assert "いない" not in words
+    # A kana word SudachiPy cannot read is still read by its reading (さいはっそう).
+    engine = SearchEngine([Entry("reship", "再発送できますか", "再発送は250円です。")])
+    assert engine.search("さいはっそう　できますか")[0].entry.id == "reship"
