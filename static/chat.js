@@ -36,8 +36,10 @@
       b.type = "button"; b.className = "vote"; b.textContent = vote === "yes" ? "はい" : "いいえ";
       b.addEventListener("click", function () {
         var body = new URLSearchParams({ helpful: vote, q: query });
+        var token = document.querySelector("meta[name=csrf-token]");
         fetch("/faq/" + encodeURIComponent(id) + "/feedback", {
-          method: "POST", body: body, headers: { Accept: "application/json" }
+          method: "POST", body: body, credentials: "same-origin",
+          headers: { Accept: "application/json", "X-CSRF-Token": token ? token.content : "" }
         }).then(function (r) { return r.json(); }).then(function (data) {
           p.textContent = data.message || data.error;
         });

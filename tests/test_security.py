@@ -422,7 +422,8 @@ async def plain_page(request: Request) -> Response:
 
 async def submit(request: Request) -> Response:
     form = await request.form()
-    return JSONResponse({"ok": await verify_csrf(request, form)})
+    ok = await verify_csrf(request, form)
+    return JSONResponse({"ok": ok}, status_code=200 if ok else 403)
 
 
 def csrf_app(secret: Any = SECRET) -> Starlette:
@@ -471,14 +472,14 @@ async def test_wrong_token_is_refused(token: str) -> None:
     async with client_for(csrf_app()) as client:
         await client.get("/form")
         response = await client.post("/submit", data={"csrf_token": token})
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
 
 
 async def test_missing_field_is_refused() -> None:
     async with client_for(csrf_app()) as client:
         await client.get("/form")
         response = await client.post("/submit", data={"name": "山田"})
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
 
 
 async def test_missing_cookie_is_refused() -> None:
@@ -486,7 +487,7 @@ async def test_missing_cookie_is_refused() -> None:
         token = form_token(await client.get("/form"))
         client.cookies.clear()
         response = await client.post("/submit", data={"csrf_token": token})
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
 
 
 async def test_token_for_another_cookie_is_refused() -> None:
@@ -497,7 +498,7 @@ async def test_token_for_another_cookie_is_refused() -> None:
         assert alice.cookies["madoguchi_csrf"] != mallory.cookies["madoguchi_csrf"]
         assert alice_token != mallory_token
         response = await alice.post("/submit", data={"csrf_token": mallory_token})
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
 
 
 async def test_token_signed_with_another_secret_is_refused() -> None:
@@ -508,7 +509,7 @@ async def test_token_signed_with_another_secret_is_refused() -> None:
         client.cookies.set("madoguchi_csrf", cookie)
         response = await client.post("/submit", data={"csrf_token": other_token})
         own_token = form_token(await client.get("/form"))
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
     assert own_token != other_token
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from helpdesk.db import as_utc
 from helpdesk.models import (
@@ -101,19 +102,23 @@ async def agent_by_id(session: AsyncSession, *, agent_id: int) -> Agent | None:
 
 
 async def find_agent(session: AsyncSession, *, who: str) -> Agent | None:
-    """The one agent ``who`` names: an address or a full name, else a unique name prefix.
+    """The one active agent ``who`` names: an address or a full name, else a unique name
+    prefix (disabled and removed agents are never assigned).
 
     「佐藤」 finds 「佐藤 花子」 when only one agent's name starts with it; None when no agent
     or several match.
     """
     who = unicodedata.normalize("NFKC", who).strip()
+    active = col(Agent.disabled_at).is_(None) & col(Agent.removed_at).is_(None)
     found = await session.execute(
-        select(Agent).where((Agent.email == who.lower()) | (Agent.name == who))
+        select(Agent).where(active, (Agent.email == who.lower()) | (Agent.name == who))
     )
     agents = found.scalars().all()
     if len(agents) == 1:
         return agents[0]
-    found = await session.execute(select(Agent).where(Agent.name.startswith(who, autoescape=True)))
+    found = await session.execute(
+        select(Agent).where(active, col(Agent.name).startswith(who, autoescape=True))
+    )
     agents = found.scalars().all()
     return agents[0] if len(agents) == 1 else None
 

@@ -600,13 +600,10 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
 
 
 async def ticket_photo(request: Request) -> Response:
-    return await _photo_response(request, await _customer_ticket(request), internal=False)
-
-
-async def _photo_response(request: Request, ticket: Any, *, internal: bool) -> Response:
     helpdesk = _helpdesk(request)
+    ticket = await _customer_ticket(request)
     attachment = await helpdesk.tickets.attachment(
-        ticket, request.path_params["digest"], internal=internal
+        ticket, request.path_params["digest"], internal=False
     )
     if attachment is None:
         raise HTTPException(404, "写真が見つかりません。")
@@ -617,41 +614,6 @@ async def _photo_response(request: Request, ticket: Any, *, internal: bool) -> R
         media_type=media_type,
         headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
-
-
-# -- agents ---------------------------------------------------------------------------------
-
-
-async def _agent_ticket(request: Request):  # type: ignore[no-untyped-def]
-    ticket = await _helpdesk(request).tickets.open_for_agent(
-        request.path_params["reference"], request.query_params.get("key")
-    )
-    if ticket is None:
-        raise HTTPException(404, "チケットが見つかりません。")
-    return ticket
-
-
-async def agent_ticket(request: Request) -> Response:
-    """The agents' view (internal notes and history), behind a signed capability link."""
-    helpdesk = _helpdesk(request)
-    ticket = await _agent_ticket(request)
-    customer, assignee, events = await helpdesk.tickets.details(ticket)
-    context = {
-        "ticket": ticket,
-        "customer": customer,
-        "assignee": assignee,
-        "events": events,
-        "urls": helpdesk.tickets.urls,
-        "conversation": await helpdesk.tickets.conversation(ticket, internal=True),
-        "status_label": status_label(ticket.status),
-        "policy": helpdesk.faq.policy,
-    }
-    return helpdesk.templates.TemplateResponse(request, "tickets/agent.html", context)
-
-
-async def agent_photo(request: Request) -> Response:
-    ticket = await _agent_ticket(request)
-    return await _photo_response(request, ticket, internal=True)
 
 
 # -- HTTP API ---------------------------------------------------------------------------------
@@ -790,7 +752,5 @@ routes = [
     Route("/t/{reference}/submitted", submitted, methods=["GET"]),
     Route("/t/{reference}/messages", post_message, methods=["POST"]),
     Route("/t/{reference}/photos/{digest}", ticket_photo, methods=["GET"]),
-    Route("/agent/t/{reference}", agent_ticket, methods=["GET"]),
-    Route("/agent/t/{reference}/photos/{digest}", agent_photo, methods=["GET"]),
     Route("/api/tickets", api_create_ticket, methods=["POST"]),
 ]
