@@ -41,6 +41,7 @@ from helpdesk.security import (
     client_ip,
     csrf_input,
     csrf_token,
+    loggable_path,
     parse_rate,
     relative_slash_redirects,
 )
@@ -319,7 +320,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # Always this Japanese page, whatever HELPDESK_DEBUG says: a traceback may hold
         # personal data, tokens or settings, and never reaches a user; it is in the log.
         log.exception(
-            "unhandled error on %s from %s", request.url.path, client_ip(request), exc_info=exc
+            "unhandled error on %s from %s",
+            loggable_path(request.url.path),
+            client_ip(request),
+            exc_info=exc,
         )
         context = {"message": SERVER_ERROR_MESSAGE}
         if request.url.path.startswith("/api/"):

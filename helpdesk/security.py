@@ -498,10 +498,11 @@ class CSRFMiddleware:
         scope.setdefault("state", {})[_STATE_KEY] = state
         secure = scope.get("scheme") == "https"
         method, path = scope["method"], scope["path"]
+        shown = loggable_path(path)
         if method not in SAFE_METHODS and (method, path) not in self.exempt:
             reason = cross_site_reason(Headers(scope=scope), allowed_origins=self.allowed_origins)
             if reason is not None:
-                csrf_log.warning("refused a cross-site %s %s (%s)", method, path, reason)
+                csrf_log.warning("refused a cross-site %s %s (%s)", method, shown, reason)
                 await self._send(send, *_forbidden(scope, CROSS_SITE_MESSAGE))
                 return
             state.required = True
@@ -522,7 +523,7 @@ class CSRFMiddleware:
                     csrf_log.error(
                         "%s %s answered %d %s CSRF token: refused with 403",
                         method,
-                        path,
+                        shown,
                         message["status"],
                         why,
                     )
@@ -564,9 +565,10 @@ class CSRFMiddleware:
 # -- Security headers --------------------------------------------------------------------------
 
 #: No inline script or style, nothing from elsewhere, never framed (clickjacking), forms
-#: post only here, no <base> to redirect relative URLs.
+#: post only here, no <base> to redirect relative URLs. ``blob:`` images: the returns form
+#: previews a chosen photo with ``URL.createObjectURL`` before it is sent.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "font-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
     "form-action 'self'; base-uri 'none'"
 )

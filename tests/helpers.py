@@ -9,8 +9,8 @@ from __future__ import annotations
 import email
 import email.policy
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import date
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -294,7 +294,7 @@ async def console_agent(
 ) -> Agent:
     """An agent with a password set (through the one-time link, as a person does)."""
     accounts = app.state.helpdesk.accounts
-    agent, token = await accounts.add(email, name, role=AgentRole.admin if admin else None)
+    _agent, token = await accounts.add(email, name, role=AgentRole.admin if admin else None)
     updated = await accounts.set_password(token, password, client="127.0.0.1")
     assert updated is not None
     return updated  # type: ignore[no-any-return]
@@ -307,7 +307,10 @@ async def log_in(
     *,
     next_path: str = "",
 ) -> httpx.Response:
-    """Post the login form as a browser does (the page first, for its CSRF token)."""
+    """Post the login form as a browser does (the page first, for its CSRF token); a
+    session the client holds is dropped first (the login page sends it on otherwise)."""
+    for name in ("madoguchi_agent", "__Host-madoguchi_agent"):
+        client.cookies.delete(name)
     page = soup(await client.get("/console/login"))
     field = page.select_one("form.login-form input[name=csrf_token]")
     assert field is not None, page
@@ -323,11 +326,16 @@ async def log_out(client: httpx.AsyncClient) -> httpx.Response:
     return await client.post("/console/logout", data={"csrf_token": field["value"]})
 
 
-async def logged_in_client(app: Starlette, *, admin: bool = False) -> httpx.AsyncClient:
-    """A second client (its own cookies) logged in as a new agent; close it after use."""
+@asynccontextmanager
+async def logged_in_client(
+    app: Starlette, *, admin: bool = False
+) -> AsyncIterator[httpx.AsyncClient]:
+    """``async with logged_in_client(app) as console``: a client of its own (its own
+    cookies) logged in as an agent (田中, or an admin)."""
     email = "admin@example.jp" if admin else "tanaka@example.jp"
     await console_agent(app, email, "管理 太郎" if admin else "田中", admin=admin)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-    response = await log_in(http, email)
-    assert response.status_code == 303, response.text
-    return http
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await log_in(http, email)
+        assert response.status_code == 303, response.text
+        yield http

@@ -107,16 +107,14 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
 
 @pytest.fixture
 async def agent_client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    http = await logged_in_client(app)
-    yield http
-    await http.aclose()
+    async with logged_in_client(app) as http:
+        yield http
 
 
 @pytest.fixture
 async def admin_client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    http = await logged_in_client(app, admin=True)
-    yield http
-    await http.aclose()
+    async with logged_in_client(app, admin=True) as http:
+        yield http
 
 
 async def request(

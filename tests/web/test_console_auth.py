@@ -42,7 +42,7 @@ async def test_the_one_time_link_sets_a_password_and_logs_the_agent_in(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
     accounts = app.state.helpdesk.accounts
-    agent, token = await accounts.add(SATO, "佐藤")
+    _agent, token = await accounts.add(SATO, "佐藤")
     link = app.state.helpdesk.console_urls.password(token)
     page = soup(await client.get(link))
     assert page.html["lang"] == "ja"
@@ -215,7 +215,7 @@ async def test_disabling_resetting_and_removing_end_sessions(
         if change == "reset_password":
             # The old password no longer works; a new link sets a new one.
             assert (await log_in(client)).status_code == 401
-            agent, token = await accounts.reset_password(SATO)
+            _agent, token = await accounts.reset_password(SATO)
             await accounts.set_password(token, PASSWORD, client="127.0.0.1")
     [removed] = await rows(app, Agent, Agent.email == SATO)
     assert removed.removed_at is not None and removed.password_hash is None
