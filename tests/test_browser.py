@@ -248,7 +248,8 @@ def test_returns_form_reports_every_problem_in_one_round_on_a_phone(  # type: ig
     )
     assert page.inner_text(".reference strong").startswith("HD-")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.received-photos img')].every(i => i.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('.received-photos img')]"
+        ".every(i => i.naturalWidth > 0)"
     )
     assert page.locator(".received-photos img").count() == 2
     assert "IMG_4830.jpg" in page.inner_text(".received-photos")
@@ -362,7 +363,8 @@ def test_an_expired_page_is_sent_again_with_its_photos(  # type: ignore[no-untyp
     page.wait_for_url("**/submitted?token=*")
     assert answers[0] == 403 and answers[-1] == 303  # refused once, then sent again
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.received-photos img')].every(i => i.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('.received-photos img')]"
+        ".every(i => i.naturalWidth > 0)"
     )
     assert page.locator(".received-photos img").count() == 2
     context.close()
