@@ -244,6 +244,7 @@ def cmd_mail_send_queued(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_mail_status(args: argparse.Namespace, settings: Settings) -> int:
     """The outbox by status, dead letters, and received mail that needs a look."""
     from sqlalchemy import func, select
+    from sqlmodel import col
 
     from helpdesk.app import Helpdesk, jst
     from helpdesk.models import InboundMail, Outbox
@@ -254,16 +255,16 @@ def cmd_mail_status(args: argparse.Namespace, settings: Settings) -> int:
         try:
             async with helpdesk.sessions() as session:  # type: ignore[misc]
                 counts = await session.execute(
-                    select(Outbox.status, func.count()).group_by(Outbox.status)
+                    select(col(Outbox.status), func.count()).group_by(col(Outbox.status))
                 )
                 print("outbox:", ", ".join(f"{s} {n}" for s, n in counts.all()) or "empty")
-                dead = await session.execute(select(Outbox).where(Outbox.status == "dead"))
+                dead = await session.execute(select(Outbox).where(col(Outbox.status) == "dead"))
                 for row in dead.scalars():
                     print(f"  dead #{row.id} to {row.to_address}: {row.subject} ({row.last_error})")
                 inbound = await session.execute(
                     select(InboundMail)
-                    .where(InboundMail.status.in_(("failed", "received", "retry")))
-                    .order_by(InboundMail.id)
+                    .where(col(InboundMail.status).in_(("failed", "received", "retry")))
+                    .order_by(col(InboundMail.id))
                 )
                 for row in inbound.scalars():
                     when = jst(row.received_at)
@@ -297,6 +298,7 @@ async def _database(settings: Settings):  # type: ignore[no-untyped-def]
 def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
     """Put dead mail back in the queue: one or more by id, or all with --dead."""
     from sqlalchemy import select
+    from sqlmodel import col
 
     from helpdesk.mail.outbox import requeue_dead
     from helpdesk.models import Outbox
@@ -325,7 +327,9 @@ def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
                 else:
                     print(f"error: #{row_id} is {other.status}, not dead", file=sys.stderr)
             if args.dead and not rows:
-                left = await session.execute(select(Outbox.id).where(Outbox.status == "dead"))
+                left = await session.execute(
+                    select(col(Outbox.id)).where(col(Outbox.status) == "dead")
+                )
                 print("no dead mail" if not left.first() else "nothing requeued")
         if rows:
             where = "serve sends it" if settings.send_mail_in_process else "run mail send-queued"
@@ -471,7 +475,7 @@ def cmd_agent_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_agent_list(args: argparse.Namespace, settings: Settings) -> int:
     async def action(helpdesk: Any) -> int:
-        agents = await helpdesk.accounts.list()
+        agents = await helpdesk.accounts.agents()
         if not agents:
             print("no agents yet: main.py agent add EMAIL --name NAME [--admin]")
         for agent in agents:

@@ -145,17 +145,17 @@ class SearchEngine:
         self.idf: dict[str, float] = {}
         # term -> (documents, BM25F contributions, weight of the match in the coverage)
         self._postings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for term, docs in pseudo.items():
+        for term, docs in pseudo.items():  # type: ignore[assignment]
             df = len(docs)
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
             self.idf[term] = idf
-            ids = np.fromiter(docs.keys(), dtype=np.int32, count=df)
-            tf = np.fromiter(docs.values(), dtype=np.float64, count=df)
+            ids = np.fromiter(docs.keys(), dtype=np.int32, count=df)  # type: ignore[attr-defined]
+            tf = np.fromiter(docs.values(), dtype=np.float64, count=df)  # type: ignore[assignment, attr-defined]
             strength = np.array(
                 [1.0 if (term, doc) in strong else ANSWER_ONLY_COVERAGE for doc in docs],
                 dtype=np.float64,
             )
-            self._postings[term] = (ids, idf * tf * (K1 + 1.0) / (tf + K1), strength)
+            self._postings[term] = (ids, idf * tf * (K1 + 1.0) / (tf + K1), strength)  # type: ignore[assignment]
         # An unseen word weighs like a rare one: it is what the query is about.
         self._unknown_idf = math.log(1.0 + (n + 0.5) / 1.5) if n else 1.0
         self._fuzzy_buckets: dict[int, list[str]] = defaultdict(list)

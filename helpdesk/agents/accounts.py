@@ -96,7 +96,7 @@ class AgentAccounts:
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def list(self) -> list[Agent]:
+    async def agents(self) -> list[Agent]:
         async with self.sessions() as session:
             found = await session.execute(select(Agent).order_by(col(Agent.id)))
             return list(found.scalars().all())

@@ -396,7 +396,7 @@ class TicketService:
             # Two submits raced on the same key: the other one won.
             if not submission_key:
                 raise
-            ticket = await self._ticket_by_key(submission_key, fingerprint)  # type: ignore[assignment]
+            ticket = await self._ticket_by_key(submission_key, fingerprint)
             assert ticket is not None
             return ticket, False
 

@@ -122,7 +122,7 @@ def document(base_url: str) -> dict[str, Any]:
                                                 "items": {
                                                     **_FAQ_ITEM,
                                                     "properties": {
-                                                        **_FAQ_ITEM["properties"],
+                                                        **_FAQ_ITEM["properties"],  # type: ignore[dict-item]
                                                         "score": {"type": "number"},
                                                     },
                                                 },

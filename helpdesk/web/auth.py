@@ -79,14 +79,14 @@ class _SessionState:
 
 
 def _scope_state(connection: HTTPConnection) -> dict[str, Any]:
-    return connection.scope.setdefault("state", {})  # type: ignore[no-any-return]
+    return connection.scope.setdefault("state", {})
 
 
 def _session_state(connection: HTTPConnection) -> _SessionState:
     state = _scope_state(connection).get(_STATE_KEY)
     if state is None:
         raise RuntimeError("AgentSessionMiddleware is not installed")
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def cookie_name(connection: HTTPConnection) -> str:
@@ -147,7 +147,7 @@ async def current_agent(request: HTTPConnection) -> Agent | None:
     """
     cached = _scope_state(request).get(_AGENT_KEY, ...)
     if cached is not ...:
-        return cached  # type: ignore[no-any-return]
+        return cached
     helpdesk = _helpdesk(request)
     now = time.time()
     data = helpdesk.session_codec.loads(request.cookies.get(cookie_name(request)), now=now)
@@ -213,7 +213,7 @@ def _login_page(
         "notice": notice,
         "max_password_length": MAX_LENGTH,
     }
-    return _render(request, "console/login.html", context, status)  # type: ignore[no-any-return]
+    return _render(request, "console/login.html", context, status)
 
 
 async def login_page(request: Request) -> Response:
@@ -280,7 +280,7 @@ def _password_page(
         "errors": errors or [],
         "max_password_length": MAX_LENGTH,
     }
-    return _render(request, "console/password.html", context, status)  # type: ignore[no-any-return]
+    return _render(request, "console/password.html", context, status)
 
 
 async def password_page(request: Request) -> Response:

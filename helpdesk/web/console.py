@@ -37,7 +37,7 @@ def render(
 ) -> Response:
     """A console page: ``agent`` and the nav ``section`` ("queue", "agents" ...) go to the
     layout with the page's own context."""
-    return _helpdesk(request).templates.TemplateResponse(  # type: ignore[no-any-return]
+    return _helpdesk(request).templates.TemplateResponse(
         request, template, {"agent": agent, "section": section, **context}
     )
 
@@ -104,7 +104,7 @@ async def agents_page(request: Request) -> Response:
     made with ``main.py agent ...``)."""
     agent = await require_agent(request, admin=True)
     accounts = _helpdesk(request).accounts
-    context = {"agents": await accounts.list(), "events": await accounts.events(limit=50)}
+    context = {"agents": await accounts.agents(), "events": await accounts.events(limit=50)}
     return render(request, agent, "console/agents.html", context, section="agents")
 
 
