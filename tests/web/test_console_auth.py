@@ -401,3 +401,19 @@ async def test_role_changes_are_recorded_and_end_sessions(
     assert (await client.get("/console")).status_code == 303
     [change] = await events(app, "agent_role_changed")
     assert json.loads(change.data) == {"agent": SATO, "old": "agent", "new": "admin"}
+
+
+async def test_a_hash_with_old_parameters_is_replaced_at_login(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    from argon2 import PasswordHasher
+
+    agent = await console_agent(app)
+    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
+    async with app.state.helpdesk.sessions() as session:
+        stored = await session.get(Agent, agent.id)
+        stored.password_hash = weak
+        await session.commit()
+    assert (await log_in(client)).status_code == 303
+    [current] = await rows(app, Agent, Agent.id == agent.id)
+    assert current.password_hash != weak and "m=65536" in current.password_hash
