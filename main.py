@@ -114,7 +114,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Q: {query}")
         if answer.searched_as:
             print(f"   『{answer.searched_as}』で検索しました。")
-        if answer.answered:
+        if answer.answered and answer.entry is not None:
             print(
                 f"A: {answer_text(answer)}\n   (確信度 {answer.confidence:.2f}, {answer.entry.id})"
             )
@@ -247,6 +247,7 @@ def cmd_mail_send_queued(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_mail_status(args: argparse.Namespace, settings: Settings) -> int:
     """The outbox by status, dead letters, and received mail that needs a look."""
     from sqlalchemy import func, select
+    from sqlmodel import col
 
     from helpdesk.app import Helpdesk, jst
     from helpdesk.models import InboundMail, Outbox
@@ -257,16 +258,16 @@ def cmd_mail_status(args: argparse.Namespace, settings: Settings) -> int:
         try:
             async with helpdesk.sessions() as session:  # type: ignore[misc]
                 counts = await session.execute(
-                    select(Outbox.status, func.count()).group_by(Outbox.status)
+                    select(col(Outbox.status), func.count()).group_by(col(Outbox.status))
                 )
                 print("outbox:", ", ".join(f"{s} {n}" for s, n in counts.all()) or "empty")
-                dead = await session.execute(select(Outbox).where(Outbox.status == "dead"))
+                dead = await session.execute(select(Outbox).where(col(Outbox.status) == "dead"))
                 for row in dead.scalars():
                     print(f"  dead #{row.id} to {row.to_address}: {row.subject} ({row.last_error})")
                 inbound = await session.execute(
                     select(InboundMail)
-                    .where(InboundMail.status.in_(("failed", "received", "retry")))
-                    .order_by(InboundMail.id)
+                    .where(col(InboundMail.status).in_(("failed", "received", "retry")))
+                    .order_by(col(InboundMail.id))
                 )
                 for row in inbound.scalars():
                     when = jst(row.received_at)
@@ -300,6 +301,7 @@ async def _database(settings: Settings):  # type: ignore[no-untyped-def]
 def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
     """Put dead mail back in the queue: one or more by id, or all with --dead."""
     from sqlalchemy import select
+    from sqlmodel import col
 
     from helpdesk.mail.outbox import requeue_dead
     from helpdesk.models import Outbox
@@ -328,7 +330,9 @@ def cmd_mail_retry(args: argparse.Namespace, settings: Settings) -> int:
                 else:
                     print(f"error: #{row_id} is {other.status}, not dead", file=sys.stderr)
             if args.dead and not rows:
-                left = await session.execute(select(Outbox.id).where(Outbox.status == "dead"))
+                left = await session.execute(
+                    select(col(Outbox.id)).where(col(Outbox.status) == "dead")
+                )
                 print("no dead mail" if not left.first() else "nothing requeued")
         if rows:
             where = "serve sends it" if settings.send_mail_in_process else "run mail send-queued"
@@ -389,23 +393,126 @@ def cmd_mail_reprocess(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
-def cmd_agent_add(args: argparse.Namespace, settings: Settings) -> int:
+async def _accounts_run(settings: Settings, action: Any) -> int:
+    """Run ``action(helpdesk)`` on a started app; errors of the account rules become a
+    message and exit code 1."""
+    from helpdesk.agents import AccountError
     from helpdesk.app import Helpdesk
 
-    async def run() -> int:
-        helpdesk = Helpdesk(settings)
-        await helpdesk.startup()
-        try:
-            agent = await helpdesk.tickets.add_agent(args.email, args.name or "")
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        finally:
-            await helpdesk.shutdown()
-        print(f"agent {agent.name} <{agent.email}> registered")
+    helpdesk = Helpdesk(settings)
+    await helpdesk.startup()
+    try:
+        return int(await action(helpdesk))
+    except (AccountError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await helpdesk.shutdown()
+
+
+def _print_link(helpdesk: Any, agent: Any, token: str) -> None:
+    from helpdesk.agents import LINK_LIFETIME
+
+    hours = int(LINK_LIFETIME.total_seconds() // 3600)
+    print(f"password link for {agent.email} (one use, valid {hours} hours):")
+    print(helpdesk.console_urls.password_url(token))
+
+
+def cmd_agent_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Register an agent (or update one) and print a one-time link to set a password."""
+    from helpdesk.models import AgentRole
+
+    role = AgentRole.admin if args.admin else AgentRole(args.role) if args.role else None
+
+    async def action(helpdesk: Any) -> int:
+        agent, token = await helpdesk.accounts.add(args.email, args.name, role=role)
+        print(f"agent {agent.name} <{agent.email}> registered ({agent.role})")
+        if agent.disabled_at is not None:
+            print("note: this agent is disabled; run `main.py agent enable` to let them in")
+        _print_link(helpdesk, agent, token)
         return 0
 
-    return asyncio.run(run())
+    return asyncio.run(_accounts_run(settings, action))
+
+
+def cmd_agent_reset_password(args: argparse.Namespace, settings: Settings) -> int:
+    """A new one-time link; the old password and every session stop working."""
+
+    async def action(helpdesk: Any) -> int:
+        agent, token = await helpdesk.accounts.reset_password(args.email)
+        print(f"the password of {agent.email} no longer works; their sessions ended")
+        _print_link(helpdesk, agent, token)
+        return 0
+
+    return asyncio.run(_accounts_run(settings, action))
+
+
+def cmd_agent_disable(args: argparse.Namespace, settings: Settings) -> int:
+    async def action(helpdesk: Any) -> int:
+        agent = await helpdesk.accounts.disable(args.email)
+        print(f"agent {agent.email} disabled: no login, no commands by mail; sessions ended")
+        return 0
+
+    return asyncio.run(_accounts_run(settings, action))
+
+
+def cmd_agent_enable(args: argparse.Namespace, settings: Settings) -> int:
+    async def action(helpdesk: Any) -> int:
+        agent = await helpdesk.accounts.enable(args.email)
+        print(f"agent {agent.email} enabled")
+        return 0
+
+    return asyncio.run(_accounts_run(settings, action))
+
+
+def cmd_agent_remove(args: argparse.Namespace, settings: Settings) -> int:
+    async def action(helpdesk: Any) -> int:
+        agent, references = await helpdesk.accounts.remove(args.email)
+        print(f"agent {agent.email} removed (kept in the audit trail; sessions ended)")
+        if references:
+            print(f"unassigned {len(references)} ticket(s): {', '.join(references)}")
+        return 0
+
+    return asyncio.run(_accounts_run(settings, action))
+
+
+def cmd_agent_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def action(helpdesk: Any) -> int:
+        agents = await helpdesk.accounts.agents()
+        if not agents:
+            print("no agents yet: main.py agent add EMAIL --name NAME [--admin]")
+        for agent in agents:
+            state = (
+                "removed"
+                if agent.removed_at is not None
+                else "disabled"
+                if agent.disabled_at is not None
+                else "active"
+                if agent.password_hash
+                else "no password yet"
+            )
+            print(f"{agent.email:40} {agent.role:6} {state:16} {agent.name}")
+        return 0
+
+    return asyncio.run(_accounts_run(settings, action))
+
+
+def cmd_ticket_revoke_link(args: argparse.Namespace, settings: Settings) -> int:
+    """Revoke a ticket's customer link; the customer is mailed a new one."""
+    from helpdesk.tickets import Actor, ActorRole, Channel
+
+    async def action(helpdesk: Any) -> int:
+        ticket = await helpdesk.tickets.find(args.reference.strip().upper())
+        if ticket is None:
+            print(f"error: no ticket {args.reference}", file=sys.stderr)
+            return 1
+        actor = Actor(ActorRole.system, "main.py", Channel.system, "main.py")
+        await helpdesk.tickets.revoke_customer_link(ticket, actor)
+        print(f"{ticket.reference}: the customer's old links no longer open the ticket")
+        print("a mail with the new link is queued to the customer")
+        return 0
+
+    return asyncio.run(_accounts_run(settings, action))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -471,10 +578,39 @@ def build_parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("agent", help="support agents").add_subparsers(
         dest="agent_command", required=True
     )
-    add = agent.add_parser("add", help="register an agent (replies from this address act)")
+    add = agent.add_parser(
+        "add", help="register or update an agent; prints a one-time link to set a password"
+    )
     add.add_argument("email")
     add.add_argument("--name", required=True)
+    add.add_argument("--admin", action="store_true", help="the agent is an admin")
+    add.add_argument("--role", choices=["agent", "admin"], help="set the role (default: kept)")
     add.set_defaults(func=cmd_agent_add)
+    reset = agent.add_parser(
+        "reset-password", help="new one-time link; the old password and sessions stop working"
+    )
+    reset.add_argument("email")
+    reset.set_defaults(func=cmd_agent_reset_password)
+    for name, func, text in (
+        ("disable", cmd_agent_disable, "no login and no mail commands until enabled"),
+        ("enable", cmd_agent_enable, "undo disable"),
+        ("remove", cmd_agent_remove, "remove for good (kept in the audit trail; unassigns)"),
+    ):
+        command = agent.add_parser(name, help=text)
+        command.add_argument("email")
+        command.set_defaults(func=func)
+    agent.add_parser("list", help="every agent with role and state").set_defaults(
+        func=cmd_agent_list
+    )
+
+    ticket = sub.add_parser("ticket", help="tickets").add_subparsers(
+        dest="ticket_command", required=True
+    )
+    revoke = ticket.add_parser(
+        "revoke-link", help="revoke the customer's status link and mail them a new one"
+    )
+    revoke.add_argument("reference", help="HD-26-00042")
+    revoke.set_defaults(func=cmd_ticket_revoke_link)
     return parser
 
 

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""One-command setup for people and CI: ``python3 tasks.py run`` or ``python3 tasks.py test``.
+"""One-command setup for people and CI: ``python3 tasks.py run``, ``test`` or ``check``.
 
 Creates ``.venv`` beside this file, installs the project with its development extras
-(only when ``pyproject.toml`` changed since the last install), then runs the app or the
-test suite inside it. Needs nothing but Python >= 3.11.
+(only when ``pyproject.toml`` changed since the last install), then runs the app, the
+test suite or the checks inside it. Needs nothing but Python >= 3.11.
+
+``check`` runs, in order and all of them even when one fails: ruff's lint, ruff's format
+check and mypy over the application (``CHECKED``); it fails when any of them fails.
+``.ci/run`` runs it before the tests.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 STAMP = VENV / ".installed"
+#: What ``check`` lints, format-checks and type-checks (mypy's settings: pyproject.toml).
+CHECKED = ("helpdesk", "faq", "main.py")
 
 
 def _sh(*args: str | os.PathLike[str], **kwargs: object) -> None:
@@ -65,6 +71,26 @@ def ensure_chromium() -> None:
     )
 
 
+def check() -> int:
+    """ruff (lint, format check) and mypy over ``CHECKED``; 1 if any of them failed."""
+    bin_dir = PYTHON.parent
+    steps = [
+        ("ruff check", [str(bin_dir / "ruff"), "check", *CHECKED]),
+        ("ruff format --check", [str(bin_dir / "ruff"), "format", "--check", *CHECKED]),
+        ("mypy", [str(PYTHON), "-m", "mypy", *CHECKED]),
+    ]
+    failed = []
+    for name, command in steps:
+        print(f"== {name}", flush=True)
+        if subprocess.call(command, cwd=ROOT) != 0:
+            failed.append(name)
+    if failed:
+        print(f"check failed: {', '.join(failed)}", flush=True)
+        return 1
+    print("check passed", flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if sys.version_info < (3, 11):  # noqa: UP036  (this file runs before any install)
         sys.exit("madoguchi needs Python 3.11 or newer.")
@@ -81,10 +107,13 @@ def main(argv: list[str]) -> int:
         ensure_venv()
         ensure_chromium()
         return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)
+    if command == "check":
+        ensure_venv()
+        return check()
     if command == "setup":
         ensure_venv()
         return 0
-    print("usage: python3 tasks.py run [serve options] | test [pytest options] | setup")
+    print("usage: python3 tasks.py run [serve options] | test [pytest options] | check | setup")
     return 2
 
 

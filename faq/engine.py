@@ -328,7 +328,7 @@ class SearchEngine:
     # -- index ---------------------------------------------------------------------------
 
     def _field_terms(
-        self, texts: Sequence[str], phrasings: list[list[_Words]] | None = None
+        self, texts: Sequence[str], phrasings: list[_Words] | None = None
     ) -> tuple[dict[str, float], set[str]]:
         """Pseudo-counts of the index terms of one field, and those of its terms that stand
         for whole words (not sub-units of a compound: ログイン inside ソーシャルログイン)."""
@@ -406,16 +406,16 @@ class SearchEngine:
         # term -> (documents in ascending order, BM25F contributions, coverage strengths,
         # whether the answer text says it)
         self._postings: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        for term, docs in pseudo.items():
-            df = len(docs)
+        for term, frequencies in pseudo.items():
+            df = len(frequencies)
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
             self.idf[term] = idf
-            ordered = sorted(docs)
+            ordered = sorted(frequencies)
             ids = np.array(ordered, dtype=np.int32)
-            tf = np.array([docs[d] for d in ordered], dtype=np.float64)
+            tfs = np.array([frequencies[d] for d in ordered], dtype=np.float64)
             strong = np.array([strength[(term, d)] for d in ordered], dtype=np.float64)
             said = np.array([(term, d) in in_answer for d in ordered], dtype=np.bool_)
-            self._postings[term] = (ids, idf * tf * (K1 + 1.0) / (tf + K1), strong, said)
+            self._postings[term] = (ids, idf * tfs * (K1 + 1.0) / (tfs + K1), strong, said)
         # An unseen word weighs like a rare one: it is what the query is about.
         self._unknown_idf = math.log(1.0 + (n + 0.5) / 1.5) if n else 1.0
         self._core = [
@@ -575,7 +575,7 @@ class SearchEngine:
             self._token_group(tokens, group)
             for tokens, group in self._units(text, tokens=analysis.tokens)
         ]
-        grammatical = set()
+        grammatical: set[int] = set()
         for start, end in analysis.grammatical:
             grammatical.update(range(start, end))
         for start, end, terms in self._reading_matches(text):

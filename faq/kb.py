@@ -68,7 +68,7 @@ def entry_from_mapping(
     if problems:
         raise KnowledgeBaseError(problems)
     return Entry(
-        id=entry_id,
+        id=entry_id,  # type: ignore[arg-type]
         question=raw["question"].strip(),
         answer=raw["answer"].strip(),
         alternatives=tuple(a.strip() for a in raw.get("alternatives", [])),

@@ -17,12 +17,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from helpdesk import db
+from helpdesk.agents import AgentAccounts, ConsoleUrls
+from helpdesk.agents.sessions import SessionCodec
 from helpdesk.clock import jst
 from helpdesk.faq_service import FaqService
 from helpdesk.mail.inbound import InboundProcessor
@@ -35,17 +37,21 @@ from helpdesk.security import (
     ClientAddressMiddleware,
     CSRFMiddleware,
     RateLimiter,
+    SecurityHeadersMiddleware,
     client_ip,
     csrf_input,
+    csrf_token,
+    loggable_path,
     parse_rate,
     relative_slash_redirects,
 )
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, pages
+from helpdesk.web import api_docs, auth, console, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import tickets as ticket_routes
+from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
 
 log = logging.getLogger("helpdesk")
 GENERIC_ERRORS = {
@@ -58,6 +64,11 @@ GENERIC_ERRORS = {
 def _is_japanese(text: str) -> bool:
     return any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" for c in text)
 
+
+#: Unsafe routes with a scheme of their own, which ``CSRFMiddleware`` leaves to their
+#: handlers: the ticket API takes API keys, and its handler requires the CSRF token from
+#: keyless browser callers (``helpdesk.web.tickets.api_create_ticket``).
+CSRF_EXEMPT = (("POST", "/api/tickets"),)
 
 # How often serve looks for inbound mail to process again (interrupted, or to retry).
 INBOUND_PASS_INTERVAL = 60.0
@@ -78,6 +89,8 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     templates.env.filters["jst"] = jst
     templates.env.globals["settings"] = settings
     templates.env.globals["csrf_input"] = csrf_input
+    templates.env.globals["csrf_token"] = csrf_token
+    templates.env.globals["console_urls"] = ConsoleUrls(settings.base_url)
     # Japanese labels of the ticket vocabulary, the same for pages and mails.
     templates.env.globals["labels"] = ticket_labels
     # The return window shown by the forms' script comes from the shop policy.
@@ -95,6 +108,9 @@ class Helpdesk:
         self.sessions: async_sessionmaker[AsyncSession] | None = None
         self._faq: FaqService | None = None
         self._tickets: TicketService | None = None
+        self._accounts: AgentAccounts | None = None
+        self._session_codec: SessionCodec | None = None
+        self.console_urls = ConsoleUrls(settings.base_url)
         self._background: list[asyncio.Task[None]] = []
         self._receiver: asyncio.Server | None = None
         self._inbound_pass_started = False
@@ -120,6 +136,20 @@ class Helpdesk:
             raise RuntimeError("the app has not started: await helpdesk.startup() first")
         return self._tickets
 
+    @property
+    def accounts(self) -> AgentAccounts:
+        """Agents' accounts: links, login, disabling, removal."""
+        if self._accounts is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._accounts
+
+    @property
+    def session_codec(self) -> SessionCodec:
+        """Signs and reads the agents' session cookies."""
+        if self._session_codec is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._session_codec
+
     async def startup(self) -> None:
         """Create folders, migrate the database and load the FAQ (idempotent)."""
         if self.db is not None:
@@ -140,6 +170,8 @@ class Helpdesk:
             automatic_mail_limit=self.settings.automatic_mail_limit,
             automatic_mail_address_limit=self.settings.automatic_mail_address_limit,
         )
+        self._accounts = AgentAccounts(self.sessions)
+        self._session_codec = SessionCodec(self.settings.ensure_secret_key())
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
         self._background.append(asyncio.create_task(self._faq.watch_data()))
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
@@ -265,6 +297,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        wants_json = request.url.path.startswith("/api/") or "application/json" in (
+            request.headers.get("accept", "")
+        )
+        if isinstance(exc, LoginRequired) and not wants_json:
+            return RedirectResponse(helpdesk.console_urls.login(exc.next_path), status_code=303)
         # Our own HTTPExceptions carry Japanese details; Starlette's (multipart parsing,
         # unknown paths) are English, and are replaced.
         message = (
@@ -272,9 +309,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if _is_japanese(str(exc.detail))
             else GENERIC_ERRORS.get(exc.status_code, "リクエストを処理できませんでした。")
         )
-        if request.url.path.startswith("/api/") or "application/json" in request.headers.get(
-            "accept", ""
-        ):
+        if wants_json:
             return JSONResponse({"error": message or "見つかりません。"}, exc.status_code)
         template = "404.html" if exc.status_code == 404 else "error.html"
         context = {"message": message, "status_code": exc.status_code}
@@ -283,33 +318,52 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
 
     async def server_error(request: Request, exc: Exception) -> Response:
+        # Always this Japanese page, whatever HELPDESK_DEBUG says: a traceback may hold
+        # personal data, tokens or settings, and never reaches a user; it is in the log.
         log.exception(
-            "unhandled error on %s from %s", request.url.path, client_ip(request), exc_info=exc
+            "unhandled error on %s from %s",
+            loggable_path(request.url.path),
+            client_ip(request),
+            exc_info=exc,
         )
         context = {"message": SERVER_ERROR_MESSAGE}
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": context["message"]}, 500)
         return helpdesk.templates.TemplateResponse(request, "error.html", context, status_code=500)
 
+    # Every route needs a rule in helpdesk.web.authorization.ROUTE_ACCESS (a test walks
+    # this table and fails for a route without one).
     routes = [
         *pages.routes,
         *faq_routes.routes,
         *ticket_routes.routes,
         *api_docs.routes,
+        *auth.routes,
+        *console.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
+    https = settings.base_url.lower().startswith("https://")
     middleware = [
         # Outermost: every later step (rate limits, audit, the access log) sees one address.
         Middleware(ClientAddressMiddleware, trusted_proxies=settings.trusted_proxy_list),
+        # Around everything else, so that refusals (413, the CSRF 403) carry them too.
+        Middleware(SecurityHeadersMiddleware),
         Middleware(
             BodySizeLimitMiddleware,
             max_bytes=settings.max_request_bytes,
             photo_mb=settings.max_photo_mb,
         ),
-        Middleware(CSRFMiddleware, secret=settings.ensure_secret_key),
+        Middleware(
+            CSRFMiddleware,
+            secret=settings.ensure_secret_key,
+            exempt=CSRF_EXEMPT,
+            allowed_origins=(settings.base_url,),
+        ),
+        Middleware(AgentSessionMiddleware, https=https),
     ]
     app = Starlette(
-        debug=settings.debug,
+        # Never Starlette's debug pages: they show tracebacks to whoever made the request.
+        debug=False,
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,

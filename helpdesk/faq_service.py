@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from markupsafe import Markup
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from faq import Answer, Entry, KnowledgeBaseError, PolicyError, SearchEngine, ShopPolicy
 from faq.analysis import Analyzer
@@ -228,13 +229,13 @@ class FaqService:
         async with self.sessions() as session:
             rows = await session.execute(
                 select(
-                    FaqGap.query,
+                    col(FaqGap.query),
                     func.count(),
-                    func.max(FaqGap.created_at),
-                    func.max(FaqGap.best_entry_id),
+                    func.max(col(FaqGap.created_at)),
+                    func.max(col(FaqGap.best_entry_id)),
                 )
-                .group_by(FaqGap.query)
-                .order_by(func.count().desc(), func.max(FaqGap.created_at).desc())
+                .group_by(col(FaqGap.query))
+                .order_by(func.count().desc(), func.max(col(FaqGap.created_at)).desc())
                 .limit(limit)
             )
             return [GapSummary(q, n, as_utc(last), best) for q, n, last, best in rows.all()]
@@ -243,8 +244,8 @@ class FaqService:
         """entry id -> (helpful votes, not helpful votes)."""
         async with self.sessions() as session:
             rows = await session.execute(
-                select(FaqFeedback.entry_id, FaqFeedback.helpful, func.count()).group_by(
-                    FaqFeedback.entry_id, FaqFeedback.helpful
+                select(col(FaqFeedback.entry_id), col(FaqFeedback.helpful), func.count()).group_by(
+                    col(FaqFeedback.entry_id), col(FaqFeedback.helpful)
                 )
             )
             totals: dict[str, list[int]] = {}

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, LargeBinary, String, Text
+from sqlalchemy import Column, DateTime, LargeBinary, String, Text, false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -118,14 +118,52 @@ class Customer(SQLModel, table=True):
     created_at: datetime = _created_at()
 
 
-# A support agent; agents act mostly by e-mail.
+class AgentRole(StrEnum):
+    agent = "agent"
+    admin = "admin"  # also manages agents and the shop's settings in the console
+
+
+# A support agent: acts by e-mail and, once a password is set, in the console. A removed
+# agent's row stays (marked ``removed_at``) so that the audit trail keeps its meaning.
 class Agent(SQLModel, table=True):
     __tablename__ = "agent"
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True, index=True)
     name: str = Field(max_length=100)
+    role: AgentRole = Field(
+        default=AgentRole.agent,
+        sa_type=StrEnumType(AgentRole, 20),
+        sa_column_kwargs={"server_default": AgentRole.agent.value},
+    )
+    # argon2id (``helpdesk.agents.passwords``); None until the agent sets one.
+    password_hash: str | None = Field(default=None, max_length=255)
+    # The one-time link to set a password: SHA-256 of its random token (never the token).
+    password_token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    password_token_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    # Part of every session cookie: bumped on a password change, disabling or removal, so
+    # that every session signed before ends at once.
+    session_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    disabled_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    removed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    # Replies of this agent wait for another agent's approval (the approval feature).
+    needs_approval: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = _created_at()
+
+    @property
+    def active(self) -> bool:
+        """May act (by mail or in the console): neither disabled nor removed."""
+        return self.disabled_at is None and self.removed_at is None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is AgentRole.admin
 
 
 # One case: a return, a defect, an exchange or an inquiry.

@@ -42,13 +42,13 @@ async def referenced_digests(session: AsyncSession, digests: set[str]) -> set[st
     """Those of ``digests`` an attachment (photo or thumbnail) or an unsent mail refers to."""
     found: set[str] = set()
     for chunk in _chunks(sorted(digests)):
-        for column in (Attachment.digest, Attachment.thumb_digest):
+        for column in (col(Attachment.digest), col(Attachment.thumb_digest)):
             rows = await session.execute(select(column).where(col(column).in_(chunk)))
             found.update(rows.scalars())
     # Mail not sent yet (or dead, which ``mail retry`` may send) carries photos by digest.
     unsent = await session.execute(
-        select(Outbox.attachments).where(
-            Outbox.status != OutboxStatus.sent.value, Outbox.attachments != "[]"
+        select(col(Outbox.attachments)).where(
+            col(Outbox.status) != OutboxStatus.sent.value, col(Outbox.attachments) != "[]"
         )
     )
     for text in unsent.scalars():

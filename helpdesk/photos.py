@@ -115,7 +115,7 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
         return None
     function.argtypes = [ctypes.c_size_t]
     function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 _MALLOC_TRIM = _find_malloc_trim()
@@ -1007,7 +1007,7 @@ def _fit_in_bands(image: Image.Image, transparency: bool) -> Image.Image:
 def _has_transparency(image: Image.Image) -> bool:
     if image.mode not in ("RGBA", "LA"):
         return False
-    low, _high = image.getextrema()[-1]  # the alpha band, read in place
+    low, _high = image.getextrema()[-1]  # type: ignore[misc]  # the alpha band, read in place
     return bool(low < 255)
 
 

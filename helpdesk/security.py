@@ -9,29 +9,51 @@ Body size limit
     response) and every later ``receive()`` returns ``http.disconnect``. The server discards
     whatever the client still sends, so memory stays flat however large the upload is.
 
-CSRF protection (double submit with a signed token)
-    The cookie ``madoguchi_csrf`` holds a random value; the form carries
-    ``HMAC-SHA256(secret, "madoguchi-csrf:" + cookie value)`` in the hidden field
-    ``csrf_token`` (or the ``X-CSRF-Token`` header). A cross-site attacker can neither read
-    the cookie nor compute the HMAC, and even one able to plant a cookie (a sibling
-    subdomain) cannot forge the matching token without the server secret. The message is
-    prefixed so that no other signature the app makes with the same secret can be replayed
-    as a CSRF token.
+CSRF protection: checked in middleware for every unsafe request, fail-closed
+    Every POST, PUT, PATCH and DELETE goes through ``CSRFMiddleware`` unless its (method,
+    path) is in the app's explicit ``exempt`` list (routes with a scheme of their own: only
+    ``POST /api/tickets``, whose callers identify with an API key and whose browser callers
+    must carry the token, checked by its handler). Two checks, both by the middleware:
 
-    Reading a form inside middleware would consume the body the endpoint needs, so the work
-    is split:
+    1. **Where the request comes from**, before the app runs and without reading the body:
+       ``Sec-Fetch-Site: cross-site`` or ``same-site``, or an ``Origin`` that is neither this
+       host nor the configured base URL (``null`` included), gets 403 at once. Every
+       current browser sends one of these headers with a form post, so a forged request
+       from another site never reaches a handler.
+    2. **The token (double submit with a signature)**: the cookie ``madoguchi_csrf`` holds a
+       random value; the form carries ``HMAC-SHA256(secret, "madoguchi-csrf:" + cookie)``
+       in the hidden field ``csrf_token`` (or the ``X-CSRF-Token`` header). A cross-site
+       attacker can neither read the cookie nor compute the HMAC, and one able to plant a
+       cookie (a sibling subdomain) cannot forge the matching token without the secret.
+       The message is prefixed so that no other signature of the app passes for a token.
 
-    * ``CSRFMiddleware(app, secret=...)`` only hands the secret to the request and sets the
-      cookie (``HttpOnly; SameSite=Lax; Path=/``, plus ``Secure`` over https) on the response
-      when ``csrf_token(request)`` had to create one. It never refuses a request.
-    * Templates call ``csrf_input(request)`` (or ``csrf_token(request)``) in every form.
-    * Endpoints handling an unsafe method on an HTML (non-``/api/``) path call
-      ``await verify_csrf(request, form)`` after parsing the form, and answer 403 with the
-      form re-rendered (which sets a fresh cookie if it was missing) when it returns False.
-      The JSON API under ``/api/`` needs the token only from browsers (see below).
+       Reading a form inside middleware would consume (or buffer) the body the endpoint
+       streams, photos included, and would refuse an expired page without the form that
+       keeps what the customer typed. So the handler reads its form and calls
+       ``verify_csrf(request, form)`` where its order of checks puts it (the forms: rate
+       limit peek, then the token, before any photo is decoded), answering a refusal with
+       the form re-rendered. The middleware makes this **fail closed**: a response of a
+       handler that never called ``verify_csrf``, or that answered with a success (below
+       400) although the token did not match, is replaced by 403 (and logged as the
+       programming error it is). A route that forgets the check is refused, never open;
+       ``tests/web/test_authorization.py`` walks the routing table so that it also fails.
+
+    ``CSRFMiddleware`` also sets the cookie (``HttpOnly; SameSite=Lax; Path=/``, plus
+    ``Secure`` over https) on the response when ``csrf_token(request)`` had to create one.
+    Templates call ``csrf_input(request)`` in every form; scripts read the token from the
+    ``<meta name="csrf-token">`` of ``base.html`` and send it as ``X-CSRF-Token``.
 
     ``secret`` may be a string or a zero-argument callable returning one (for example
     ``settings.ensure_secret_key``), resolved on first use.
+
+Security headers
+    ``SecurityHeadersMiddleware`` gives every response a Content-Security-Policy with no
+    inline script (``script-src 'self'``; templates hold no ``<script>`` body and no
+    ``on*=`` handler, and no ``style=`` attribute, so ``style-src 'self'`` too),
+    ``frame-ancestors 'none'``, ``X-Frame-Options: DENY``, ``nosniff`` and
+    ``Referrer-Policy: same-origin`` (``no-referrer`` on pages whose URL carries a secret:
+    status pages, the password link). Console, agents' and status pages get
+    ``Cache-Control: no-store`` unless they set their own.
 
 Client address
     ``ClientAddressMiddleware`` (outermost) decides each request's client address once:
@@ -82,6 +104,7 @@ from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
+    "CONTENT_SECURITY_POLICY",
     "CSRF_COOKIE",
     "CSRF_FIELD",
     "CSRF_HEADER",
@@ -89,10 +112,13 @@ __all__ = [
     "CSRFMiddleware",
     "ClientAddressMiddleware",
     "RateLimiter",
+    "SecurityHeadersMiddleware",
     "api_key_matches",
     "client_ip",
+    "cross_site_reason",
     "csrf_input",
     "csrf_token",
+    "loggable_path",
     "looks_like_browser",
     "parse_networks",
     "parse_rate",
@@ -267,8 +293,19 @@ _COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 #: Longest submitted token looked at (hex SHA-256 is 64 characters).
 _MAX_TOKEN_LENGTH = 128
 _STATE_KEY = "madoguchi_csrf"
+#: Methods that change nothing (RFC 9110 "safe"): never checked.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+CROSS_SITE_MESSAGE = (
+    "別のサイトからの送信のため、受け付けませんでした。"
+    "お手数ですが、このサイトのページを開き直してから、もう一度お試しください。"
+)
+UNVERIFIED_MESSAGE = (
+    "ページの有効期限が切れたため、受け付けませんでした。"
+    "お手数ですが、ページを開き直してから、もう一度お試しください。"
+)
 
 Secret = str | Callable[[], str]
+csrf_log = logging.getLogger("helpdesk.csrf")
 
 
 @dataclass
@@ -277,6 +314,11 @@ class _CSRFState:
 
     secret: Secret
     new_cookie: str | None = None
+    #: An unsafe, not exempt request: the handler must verify the token.
+    required: bool = False
+    #: ``verify_csrf`` was called, and what it found.
+    checked: bool = False
+    valid: bool = False
 
 
 def _key(secret: Secret) -> bytes:
@@ -335,14 +377,21 @@ def csrf_input(request: HTTPConnection) -> Markup:
 async def verify_csrf(request: Request, form: FormData, *, secret: Secret | None = None) -> bool:
     """Whether the form (or the ``X-CSRF-Token`` header) carries the token for the cookie.
 
-    Call it after parsing the form of every unsafe HTML request. False when the cookie is
-    missing or malformed, the token is missing or does not match; accepts the signature in
-    urlsafe base64 (with or without padding) or in hex.
+    Call it after parsing the form of every unsafe request (``CSRFMiddleware`` refuses the
+    response of a handler that did not, or that succeeded although this returned False).
+    False when the cookie is missing or malformed, the token is missing or does not match;
+    accepts the signature in urlsafe base64 (with or without padding) or in hex.
 
     Raises:
         RuntimeError: without ``CSRFMiddleware`` and without ``secret``.
     """
     state = _state(request, secret)
+    valid = _matches(request, form, secret or state.secret)
+    state.checked, state.valid = True, valid
+    return valid
+
+
+def _matches(request: Request, form: FormData, secret: Secret) -> bool:
     cookie = _request_cookie(request)
     submitted = form.get(CSRF_FIELD)
     if not isinstance(submitted, str) or not submitted:
@@ -353,7 +402,7 @@ async def verify_csrf(request: Request, form: FormData, *, secret: Secret | None
         given = submitted.strip().encode("ascii")
     except UnicodeEncodeError:
         return False
-    expected = _sign(_key(secret or state.secret), cookie)
+    expected = _sign(_key(secret), cookie)
     as_b64 = base64.urlsafe_b64encode(expected)
     candidates = (as_b64.rstrip(b"="), as_b64, expected.hex().encode())
     # Compare against every form so that the time taken does not depend on which one matched.
@@ -361,16 +410,85 @@ async def verify_csrf(request: Request, form: FormData, *, secret: Secret | None
     return any(matches)
 
 
-class CSRFMiddleware:
-    """Hand the CSRF secret to each request and set the cookie when a token was created.
+def _origin_of(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}" if rest else ""
 
-    Pure ASGI; it never reads the body and never refuses a request: endpoints call
-    ``verify_csrf`` (see the module docstring).
+
+def cross_site_reason(headers: Headers, *, allowed_origins: Iterable[str] = ()) -> str | None:
+    """Why a request comes from another site (for the log), or None when it may be ours.
+
+    Fetch Metadata first (``Sec-Fetch-Site`` other than ``same-origin`` or ``none``), then
+    ``Origin``: ours when its host is the request's ``Host`` or it is one of
+    ``allowed_origins`` (the public base URL's). A request with neither header (an old
+    browser, a script) is left to the token.
+    """
+    site = headers.get("sec-fetch-site", "").strip().lower()
+    if site in ("cross-site", "same-site"):
+        return f"Sec-Fetch-Site: {site}"
+    origin = headers.get("origin")
+    if origin is None:
+        return None
+    origin = origin.strip().lower()
+    if origin in {_origin_of(allowed) for allowed in allowed_origins}:
+        return None
+    host = headers.get("host", "").strip().lower()
+    if host and origin.partition("://")[2] == host:
+        return None
+    return f"Origin: {origin[:100]}"
+
+
+def _forbidden(scope: Scope, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    if _wants_json(scope["path"], Headers(scope=scope)):
+        body = json.dumps({"error": message}, ensure_ascii=False).encode()
+        content_type = b"application/json"
+    else:
+        body = _forbidden_page(message).encode()
+        content_type = b"text/html; charset=utf-8"
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    return 403, headers, body
+
+
+def _forbidden_page(message: str) -> str:
+    return (
+        "<!doctype html>\n"
+        '<html lang="ja">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<title>受け付けできませんでした | サポート窓口</title>\n"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">\n'
+        '<link rel="stylesheet" href="/static/style.css">\n</head>\n<body>\n'
+        '<main id="main">\n<h1>受け付けできませんでした</h1>\n'
+        f"<p>{html.escape(message)}</p>\n"
+        '<p><a href="/">トップページへ</a></p>\n'
+        "</main>\n</body>\n</html>\n"
+    )
+
+
+class CSRFMiddleware:
+    """Check every unsafe request (see the module docstring) and set the CSRF cookie.
+
+    ``exempt``: ``(method, path)`` pairs of routes with their own scheme, checked by their
+    handlers; ``allowed_origins``: origins besides the request's own host that are ours
+    (the public base URL, which differs from ``Host`` behind some proxies). Pure ASGI; it
+    never reads the body.
     """
 
-    def __init__(self, app: ASGIApp, *, secret: Secret) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret: Secret,
+        exempt: Iterable[tuple[str, str]] = (),
+        allowed_origins: Iterable[str] = (),
+    ) -> None:
         self.app = app
         self.secret = secret
+        self.exempt = frozenset((method.upper(), path) for method, path in exempt)
+        self.allowed_origins = tuple(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -379,19 +497,121 @@ class CSRFMiddleware:
         state = _CSRFState(self.secret)
         scope.setdefault("state", {})[_STATE_KEY] = state
         secure = scope.get("scheme") == "https"
+        method, path = scope["method"], scope["path"]
+        shown = loggable_path(path)
+        if method not in SAFE_METHODS and (method, path) not in self.exempt:
+            reason = cross_site_reason(Headers(scope=scope), allowed_origins=self.allowed_origins)
+            if reason is not None:
+                csrf_log.warning("refused a cross-site %s %s (%s)", method, shown, reason)
+                await self._send(send, *_forbidden(scope, CROSS_SITE_MESSAGE))
+                return
+            state.required = True
+        replaced = False
 
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start" and state.new_cookie is not None:
-                cookie = f"{CSRF_COOKIE}={state.new_cookie}; HttpOnly; Max-Age="
-                cookie += f"{CSRF_COOKIE_MAX_AGE}; Path=/; SameSite=Lax"
-                if secure:
-                    cookie += "; Secure"
+        async def checked_send(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the app's own body, after its start was replaced by a 403
+            if message["type"] == "http.response.start":
+                if (
+                    state.required
+                    and message["status"] < 400
+                    and not (state.checked and state.valid)
+                ):
+                    replaced = True
+                    why = "without verifying" if not state.checked else "despite a bad"
+                    csrf_log.error(
+                        "%s %s answered %d %s CSRF token: refused with 403",
+                        method,
+                        shown,
+                        message["status"],
+                        why,
+                    )
+                    status, headers, body = _forbidden(scope, UNVERIFIED_MESSAGE)
+                    await send(self._start(status, headers, state, secure))
+                    await send({"type": "http.response.body", "body": body})
+                    return
+                if state.new_cookie is not None:
+                    headers = list(message.get("headers", []))
+                    headers.append(self._cookie(state.new_cookie, secure))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, checked_send)
+
+    @staticmethod
+    def _cookie(value: str, secure: bool) -> tuple[bytes, bytes]:
+        cookie = f"{CSRF_COOKIE}={value}; HttpOnly; Max-Age="
+        cookie += f"{CSRF_COOKIE_MAX_AGE}; Path=/; SameSite=Lax"
+        if secure:
+            cookie += "; Secure"
+        return (b"set-cookie", cookie.encode("latin-1"))
+
+    def _start(
+        self, status: int, headers: list[tuple[bytes, bytes]], state: _CSRFState, secure: bool
+    ) -> Message:
+        if state.new_cookie is not None:
+            headers = [*headers, self._cookie(state.new_cookie, secure)]
+        return {"type": "http.response.start", "status": status, "headers": headers}
+
+    @staticmethod
+    async def _send(
+        send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+# -- Security headers --------------------------------------------------------------------------
+
+#: No inline script or style, nothing from elsewhere, never framed (clickjacking), forms
+#: post only here, no <base> to redirect relative URLs. ``blob:`` images: the returns form
+#: previews a chosen photo with ``URL.createObjectURL`` before it is sent.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'"
+)
+#: Pages private to one person or to agents: never stored by a browser or a proxy.
+NO_STORE_PREFIXES = ("/console", "/agent/", "/t/")
+#: Pages whose URL carries a secret (a status token, a one-time password link): no
+#: Referer at all, even to our own static files.
+NO_REFERRER_PREFIXES = ("/t/", "/console/password/")
+
+
+class SecurityHeadersMiddleware:
+    """Add the security headers to every HTTP response (a header the app set is kept)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        extra = [
+            (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (
+                b"referrer-policy",
+                b"no-referrer" if path.startswith(NO_REFERRER_PREFIXES) else b"same-origin",
+            ),
+        ]
+        if path.startswith(NO_STORE_PREFIXES):
+            extra.append((b"cache-control", b"no-store"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.append((b"set-cookie", cookie.encode("latin-1")))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in extra if name not in present]
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_cookie)
+        await self.app(scope, receive, send_with_headers)
 
 
 # -- Rate limiting -----------------------------------------------------------------------------
@@ -550,6 +770,17 @@ def resolve_client(scope: Scope, networks: Sequence[Network]) -> str:
 
 _CLIENT_KEY = "client_address"
 access_log = logging.getLogger("helpdesk.access")
+#: Paths that carry a secret in a segment (the one-time password link): the access log
+#: shows the route, never the secret.
+_SECRET_PATHS = (re.compile(r"^(/console/password/)[^/]+"),)
+
+
+def loggable_path(path: str) -> str:
+    """``path`` as the access log shows it: secrets in path segments masked. (The query
+    string, which carries the customers' tokens, is never logged at all.)"""
+    for pattern in _SECRET_PATHS:
+        path = pattern.sub(r"\1***", path)
+    return path
 
 
 class ClientAddressMiddleware:
@@ -562,7 +793,8 @@ class ClientAddressMiddleware:
 
     The access log line (logger ``helpdesk.access``) names that client, the peer when a
     proxy forwarded the request, and the path without its query string: status pages carry
-    the customer's token there, which has no place in a log.
+    the customer's token there, which has no place in a log; a secret in a path segment
+    (the one-time password link) is masked (``loggable_path``).
     """
 
     def __init__(self, app: ASGIApp, *, trusted_proxies: Iterable[str] = ()) -> None:
@@ -585,7 +817,7 @@ class ClientAddressMiddleware:
                     client,
                     via,
                     scope.get("method", ""),
-                    scope["path"],
+                    loggable_path(scope["path"]),
                     scope.get("http_version", "1.1"),
                     message["status"],
                 )

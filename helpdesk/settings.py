@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     #: Keys for integrations calling ``POST /api/tickets`` (comma-separated; sent as
     #: ``Authorization: Bearer KEY`` or ``X-API-Key``). When set, the API needs one.
     api_keys: str = Field(default="", repr=False)
-    #: Starlette debug mode (tracebacks in responses): never in production.
+    #: Accepted for older .env files and ignored: no response ever shows a traceback
+    #: (errors get the Japanese error page; tracebacks go to the log).
     debug: bool = False
 
     @field_validator("smtp_security")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import email
 import email.policy
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import date
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -23,7 +23,7 @@ from bs4 import BeautifulSoup
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
-from helpdesk.models import Agent, Ticket, TicketKind
+from helpdesk.models import Agent, AgentRole, Ticket, TicketKind
 from helpdesk.tickets import Submission, today_in_japan
 from tests import imaging
 
@@ -167,6 +167,14 @@ async def form_state(client: httpx.AsyncClient, path: str) -> dict[str, str]:
     }
 
 
+async def csrf_token(client: httpx.AsyncClient) -> str:
+    """The CSRF token of this client's cookie (a page that sets one is loaded first)."""
+    page = soup(await client.get("/faq/ask"))
+    meta = page.select_one("meta[name=csrf-token]")
+    assert meta is not None
+    return str(meta["content"])
+
+
 # -- the database --------------------------------------------------------------------------------
 
 
@@ -268,3 +276,66 @@ async def reply_address(app: Starlette, reference: str, *, agents: bool = False)
     """The signed address replies to the ticket's mails go to (the agents' one if asked)."""
     ticket = await the_ticket(app, reference)
     return app.state.helpdesk.tickets.access.reply_address(ticket, agents=agents)  # type: ignore[no-any-return]
+
+
+# -- agents in the console -----------------------------------------------------------------------
+
+#: A password that passes the rules, for agents made by the tests.
+PASSWORD = "correct horse battery staple"
+
+
+async def console_agent(
+    app: Starlette,
+    email: str = "sato@interiorltd.jp",
+    name: str = "佐藤",
+    *,
+    admin: bool = False,
+    password: str = PASSWORD,
+) -> Agent:
+    """An agent with a password set (through the one-time link, as a person does)."""
+    accounts = app.state.helpdesk.accounts
+    _agent, token = await accounts.add(email, name, role=AgentRole.admin if admin else None)
+    updated = await accounts.set_password(token, password, client="127.0.0.1")
+    assert updated is not None
+    return updated  # type: ignore[no-any-return]
+
+
+async def log_in(
+    client: httpx.AsyncClient,
+    email: str = "sato@interiorltd.jp",
+    password: str = PASSWORD,
+    *,
+    next_path: str = "",
+) -> httpx.Response:
+    """Post the login form as a browser does (the page first, for its CSRF token); a
+    session the client holds is dropped first (the login page sends it on otherwise)."""
+    for name in ("madoguchi_agent", "__Host-madoguchi_agent"):
+        client.cookies.delete(name)
+    page = soup(await client.get("/console/login"))
+    field = page.select_one("form.login-form input[name=csrf_token]")
+    assert field is not None, page
+    data = {"email": email, "password": password, "csrf_token": field["value"], "next": next_path}
+    return await client.post("/console/login", data=data)
+
+
+async def log_out(client: httpx.AsyncClient) -> httpx.Response:
+    """Press ログアウト on a console page."""
+    page = soup(await client.get("/console"))
+    field = page.select_one("form.logout input[name=csrf_token]")
+    assert field is not None, page
+    return await client.post("/console/logout", data={"csrf_token": field["value"]})
+
+
+@asynccontextmanager
+async def logged_in_client(
+    app: Starlette, *, admin: bool = False
+) -> AsyncIterator[httpx.AsyncClient]:
+    """``async with logged_in_client(app) as console``: a client of its own (its own
+    cookies) logged in as an agent (田中, or an admin)."""
+    email = "admin@example.jp" if admin else "tanaka@example.jp"
+    await console_agent(app, email, "管理 太郎" if admin else "田中", admin=admin)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await log_in(http, email)
+        assert response.status_code == 303, response.text
+        yield http

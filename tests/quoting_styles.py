@@ -1,6 +1,6 @@
 """An agent's reply to our new-ticket notification, quoted the way 13 mail clients quote it.
 
-The notification carries the agents' private link (``/agent/t/HD-...?key=...``) and is sent
+The notification carries the agents' link (``/console/t/HD-...``) and is sent
 from the agents' signed reply address; after stripping, neither may be left, and every line
 the agent typed must be.
 """

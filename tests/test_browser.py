@@ -208,7 +208,9 @@ def test_returns_form_reports_every_problem_in_one_round_on_a_phone(  # type: ig
     page.wait_for_selector("#photo_overall-kept img")
     assert _summary_links(page) == ["#photo_defect"]
     assert "IMG_4830.jpg" in page.inner_text("#photo_overall-kept")  # converted, renamed
-    page.wait_for_function("document.querySelector('#photo_overall-kept img').naturalWidth > 0")
+    page.wait_for_function(
+        "() => document.querySelector('#photo_overall-kept img').naturalWidth > 0"
+    )
     assert page.is_checked("#confirm_late")
     page.locator("#field-photo_overall").scroll_into_view_if_needed()
     page.screenshot(path=str(tmp_path / "3-thumbnail.png"), full_page=True)
@@ -219,7 +221,7 @@ def test_returns_form_reports_every_problem_in_one_round_on_a_phone(  # type: ig
     page.set_input_files("#photo_defect", str(defect))
     assert page.is_hidden("#field-photo_defect .client-error")
     page.wait_for_function(
-        "document.querySelector('#field-photo_defect .photo-preview img').naturalWidth > 0"
+        "() => document.querySelector('#field-photo_defect .photo-preview img').naturalWidth > 0"
     )
 
     # On a slow connection the upload shows its progress.
@@ -236,7 +238,7 @@ def test_returns_form_reports_every_problem_in_one_round_on_a_phone(  # type: ig
     )
     page.click("form.ticket-form button[type=submit]")
     page.wait_for_selector(".upload-progress:not([hidden])")
-    page.wait_for_function("document.querySelector('.upload-progress progress').value > 0")
+    page.wait_for_function("() => document.querySelector('.upload-progress progress').value > 0")
     assert page.is_disabled("form.ticket-form button[type=submit]")  # no double submit
     assert "送信中" in page.inner_text(".upload-status")
     page.locator(".upload-progress").scroll_into_view_if_needed()
@@ -248,7 +250,8 @@ def test_returns_form_reports_every_problem_in_one_round_on_a_phone(  # type: ig
     )
     assert page.inner_text(".reference strong").startswith("HD-")
     page.wait_for_function(
-        "[...document.querySelectorAll('.received-photos img')].every(i => i.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('.received-photos img')]"
+        ".every(i => i.naturalWidth > 0)"
     )
     assert page.locator(".received-photos img").count() == 2
     assert "IMG_4830.jpg" in page.inner_text(".received-photos")
@@ -362,7 +365,8 @@ def test_an_expired_page_is_sent_again_with_its_photos(  # type: ignore[no-untyp
     page.wait_for_url("**/submitted?token=*")
     assert answers[0] == 403 and answers[-1] == 303  # refused once, then sent again
     page.wait_for_function(
-        "[...document.querySelectorAll('.received-photos img')].every(i => i.naturalWidth > 0)"
+        "() => [...document.querySelectorAll('.received-photos img')]"
+        ".every(i => i.naturalWidth > 0)"
     )
     assert page.locator(".received-photos img").count() == 2
     context.close()

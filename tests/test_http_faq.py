@@ -9,6 +9,7 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 
 from helpdesk.models import FaqFeedback, FaqGap
+from tests.helpers import csrf_token
 
 
 def soup(response: httpx.Response) -> BeautifulSoup:
@@ -124,8 +125,10 @@ async def test_entry_page_and_unknown_entry(client: httpx.AsyncClient) -> None:
 
 
 async def test_feedback_is_stored(client: httpx.AsyncClient, app: Starlette) -> None:
+    token = await csrf_token(client)
     response = await client.post(
-        "/faq/other-receipt/feedback", data={"helpful": "no", "q": "領収書 090-1234-5678"}
+        "/faq/other-receipt/feedback",
+        data={"helpful": "no", "q": "領収書 090-1234-5678", "csrf_token": token},
     )
     assert response.status_code == 303
     thanks = soup(await client.get(response.headers["location"]))
@@ -133,12 +136,12 @@ async def test_feedback_is_stored(client: httpx.AsyncClient, app: Starlette) -> 
     json_vote = await client.post(
         "/faq/other-receipt/feedback",
         data={"helpful": "yes"},
-        headers={"Accept": "application/json"},
+        headers={"Accept": "application/json", "X-CSRF-Token": token},
     )
     assert json_vote.json()["ok"] is True
     bad = await client.post(
         "/faq/other-receipt/feedback",
-        data={"helpful": "maybe"},
+        data={"helpful": "maybe", "csrf_token": token},
         headers={"Accept": "application/json"},
     )
     assert bad.status_code == 400
@@ -147,6 +150,27 @@ async def test_feedback_is_stored(client: httpx.AsyncClient, app: Starlette) -> 
     assert sorted(v.helpful for v in votes) == [False, True]
     assert all(v.entry_id == "other-receipt" for v in votes)
     assert any(v.query == "領収書 [電話番号]" for v in votes)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}],
+    ids=["no-token", "cross-origin", "cross-site"],
+)
+async def test_a_vote_without_the_pages_token_is_refused_and_not_counted(
+    client: httpx.AsyncClient, app: Starlette, headers: dict[str, str]
+) -> None:
+    """Issue 10, #9: the vote form was the one form without CSRF protection."""
+    await csrf_token(client)  # the cookie alone proves nothing
+    for accept in ("text/html", "application/json"):
+        response = await client.post(
+            "/faq/other-receipt/feedback",
+            data={"helpful": "no"},
+            headers={**headers, "Accept": accept},
+        )
+        assert response.status_code == 403
+    async with app.state.helpdesk.sessions() as session:
+        assert (await session.execute(select(FaqFeedback))).scalars().all() == []
 
 
 async def test_gaps_are_logged_with_personal_data_masked(
@@ -173,10 +197,11 @@ async def test_feedback_votes_are_capped_per_address(
     from helpdesk.security import RateLimiter
 
     app.state.helpdesk.feedback_limiter = RateLimiter(3, 600)
+    token = await csrf_token(client)
     for _ in range(5):
         response = await client.post(
             "/faq/other-receipt/feedback",
-            data={"helpful": "no"},
+            data={"helpful": "no", "csrf_token": token},
             headers={"Accept": "application/json"},
         )
         assert response.json()["ok"] is True

@@ -24,7 +24,8 @@ from helpdesk.models import Message, Outbox, Ticket
 from tests.quoting_styles import AGENT_TEXT, AGENT_WORDS, STYLES
 
 AGENT = "sato@interiorltd.jp"
-AGENT_LINK = re.compile(r"/agent/t/|[?&]key=")
+# The agents' link: the console's since issue 10, a capability key before.
+AGENT_LINK = re.compile(r"/(?:agent|console)/t/|[?&]key=")
 SIGNED_ADDRESS = re.compile(r"\+hd-\d{2}-\d+\.", re.IGNORECASE)
 
 

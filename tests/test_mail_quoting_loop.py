@@ -1,7 +1,7 @@
 """The agents' private link never reaches the customer, whatever the agent's mailer quotes.
 
 Issue 8: an agent's mailer quoted the notification in a form the quote stripper did not
-know, and the notification, with its ``/agent/t/...?key=`` link, went to the customer and
+know, and the notification, with its ``/console/t/...`` link, went to the customer and
 onto their status page (5 of 13 styles). Here an agent answers the real notification,
 quoted in 13 styles (some carrying the agents' signed address in a quoted header block),
 over real SMTP; the customer's mail (text and HTML) and status page (HTML and JSON) carry
@@ -28,6 +28,7 @@ from tests.helpers import (
     add_agent,
     api_inquiry,
     html_of,
+    logged_in_client,
     soup,
     text_of,
     the_ticket,
@@ -153,7 +154,14 @@ async def test_a_quoted_notification_never_reaches_the_customer(
     for where, text in seen.items():
         leaked = [
             value
-            for value in (agent_key, agents_address, "/agent/", "key=", *NOTIFICATION_LINES)
+            for value in (
+                agent_key,
+                agents_address,
+                "/agent/",
+                "/console/",
+                "key=",
+                *NOTIFICATION_LINES,
+            )
             if value in text
         ]
         assert leaked == [], f"{where} of the customer carries {leaked}"
@@ -161,5 +169,6 @@ async def test_a_quoted_notification_never_reaches_the_customer(
     # The whole quoted notification went, not only its link: the answer alone is left.
     assert answer["author"] == "agent" and answer["body"] == ANSWER
     # The agents still see what the agent sent, link and all, on their own page.
-    agents_page = soup(await client.get(urls.agent(ticket)))
+    async with logged_in_client(app) as console:
+        agents_page = soup(await console.get(urls.agent(ticket)))
     assert ANSWER in agents_page.select(".conversation .message.agent .body")[0].get_text()

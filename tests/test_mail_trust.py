@@ -22,6 +22,7 @@ from tests.helpers import (
     MailLoop,
     add_agent,
     api_inquiry,
+    logged_in_client,
     mail,
     reply_address,
     rows,
@@ -57,8 +58,10 @@ async def customer_view(client: httpx.AsyncClient, created: dict[str, Any]) -> t
 
 
 async def agents_page(app: Starlette, client: httpx.AsyncClient, reference: str) -> Any:
+    """The ticket in the console, as a logged-in agent sees it."""
     ticket = await the_ticket(app, reference)
-    return soup(await client.get(app.state.helpdesk.tickets.urls.agent(ticket)))
+    async with logged_in_client(app) as console:
+        return soup(await console.get(app.state.helpdesk.tickets.urls.agent(ticket)))
 
 
 async def test_an_unregistered_colleagues_reply_is_held_and_runs_no_command(
@@ -158,7 +161,9 @@ async def test_someone_else_on_the_customers_address_is_a_third_party(
     [photo] = conversation[-1][1]
     urls = app.state.helpdesk.tickets.urls
     assert (await client.get(urls.photo(ticket, photo.digest))).status_code == 404
-    assert (await client.get(urls.agent_photo(ticket, photo.digest))).status_code == 200
+    assert (await client.get(urls.agent_photo(ticket, photo.digest))).status_code == 303
+    async with logged_in_client(app) as console:
+        assert (await console.get(urls.agent_photo(ticket, photo.digest))).status_code == 200
 
 
 async def test_the_customers_own_mail_is_verified_and_reopens(

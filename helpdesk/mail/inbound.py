@@ -35,6 +35,7 @@ from enum import StrEnum
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from helpdesk.db import as_utc, utcnow
 from helpdesk.mail.decode import MailParseError, ParsedMail, parse_message_async
@@ -232,35 +233,35 @@ class InboundProcessor:
         now = utcnow()
         async with self.sessions() as session:
             found = await session.execute(
-                select(InboundMail.id, InboundMail.status, InboundMail.attempts)
+                select(col(InboundMail.id), col(InboundMail.status), col(InboundMail.attempts))
                 .where(
                     or_(
                         and_(
-                            InboundMail.status == InboundStatus.received,
+                            col(InboundMail.status) == InboundStatus.received,
                             or_(
-                                InboundMail.next_attempt_at < now,
+                                col(InboundMail.next_attempt_at) < now,
                                 # Stored before attempts were counted.
                                 and_(
-                                    InboundMail.next_attempt_at.is_(None),
-                                    InboundMail.received_at < now - LEASE,
+                                    col(InboundMail.next_attempt_at).is_(None),
+                                    col(InboundMail.received_at) < now - LEASE,
                                 ),
                             ),
                         ),
                         and_(
-                            InboundMail.status == InboundStatus.retry,
-                            InboundMail.next_attempt_at <= now,
+                            col(InboundMail.status) == InboundStatus.retry,
+                            col(InboundMail.next_attempt_at) <= now,
                         ),
                     )
                 )
-                .order_by(InboundMail.id)
+                .order_by(col(InboundMail.id))
             )
             due = found.all()
         handled = 0
         for row_id, status, attempts in due:
             if status == InboundStatus.received and attempts >= MAX_STARTS:
-                handled += await self._park(row_id, attempts)
+                handled += await self._park(row_id, attempts)  # type: ignore[arg-type]
                 continue
-            row = await self._claim(row_id, status=status, attempts=attempts)
+            row = await self._claim(row_id, status=status, attempts=attempts)  # type: ignore[arg-type]
             if row is not None:
                 await self._run(row)
                 handled += 1
@@ -293,8 +294,8 @@ class InboundProcessor:
     async def _first_copy(self, session: AsyncSession, message_id: str) -> InboundMail | None:
         found = await session.execute(
             select(InboundMail)
-            .where(InboundMail.message_id == message_id)
-            .order_by(InboundMail.id)
+            .where(col(InboundMail.message_id) == message_id)
+            .order_by(col(InboundMail.id))
             .limit(1)
         )
         return found.scalar_one_or_none()
@@ -305,9 +306,9 @@ class InboundProcessor:
             claimed = await session.execute(
                 update(InboundMail)
                 .where(
-                    InboundMail.id == row_id,
-                    InboundMail.status == status,
-                    InboundMail.attempts == attempts,
+                    col(InboundMail.id) == row_id,
+                    col(InboundMail.status) == status,
+                    col(InboundMail.attempts) == attempts,
                 )
                 .values(
                     status=InboundStatus.received,
@@ -326,9 +327,9 @@ class InboundProcessor:
             parked = await session.execute(
                 update(InboundMail)
                 .where(
-                    InboundMail.id == row_id,
-                    InboundMail.status == InboundStatus.received,
-                    InboundMail.attempts == attempts,
+                    col(InboundMail.id) == row_id,
+                    col(InboundMail.status) == InboundStatus.received,
+                    col(InboundMail.attempts) == attempts,
                 )
                 .values(status=InboundStatus.failed, outcome=text, next_attempt_at=None)
             )
@@ -447,7 +448,10 @@ class InboundProcessor:
         if automatic:
             # An out-of-office reply, from a customer or an agent alike, is never passed on.
             await self.tickets.record_event(
-                ticket.id, "auto_reply_received", mail.from_address, subject=mail.subject
+                ticket.id,  # type: ignore[arg-type]
+                "auto_reply_received",
+                mail.from_address,
+                subject=mail.subject,
             )
             return Outcome(InboundStatus.ignored, "自動返信を記録しました", ticket.id)
 
@@ -511,10 +515,10 @@ class InboundProcessor:
             return None
         async with self.sessions() as session:
             sent = await session.execute(
-                select(Outbox.message_id, Outbox.to_address, Ticket, Customer.email)
-                .join(Ticket, Ticket.id == Outbox.ticket_id)
-                .join(Customer, Customer.id == Ticket.customer_id)
-                .where(Outbox.message_id.in_(ids))
+                select(col(Outbox.message_id), col(Outbox.to_address), Ticket, col(Customer.email))
+                .join(Ticket, col(Ticket.id) == col(Outbox.ticket_id))
+                .join(Customer, col(Customer.id) == col(Ticket.customer_id))
+                .where(col(Outbox.message_id).in_(ids))
             )
             ours = {mid: (to, ticket, email) for mid, to, ticket, email in sent.all()}
             for mail_id in ids:
@@ -528,10 +532,10 @@ class InboundProcessor:
                         return Thread(ticket, Via.our_mail_to_agents, email)
                     return Thread(ticket, Via.other_mail, email)
             received = await session.execute(
-                select(InboundMail.message_id, Ticket, Customer.email)
-                .join(Ticket, Ticket.id == InboundMail.ticket_id)
-                .join(Customer, Customer.id == Ticket.customer_id)
-                .where(InboundMail.message_id.in_(ids))
+                select(col(InboundMail.message_id), Ticket, col(Customer.email))
+                .join(Ticket, col(Ticket.id) == col(InboundMail.ticket_id))
+                .join(Customer, col(Customer.id) == col(Ticket.customer_id))
+                .where(col(InboundMail.message_id).in_(ids))
             )
             theirs = {mid: (ticket, email) for mid, ticket, email in received.all()}
             for mail_id in ids:
@@ -547,10 +551,10 @@ class InboundProcessor:
         async with self.sessions() as session:
             found = await session.execute(
                 select(Ticket)
-                .join(Customer, Customer.id == Ticket.customer_id)
+                .join(Customer, col(Customer.id) == col(Ticket.customer_id))
                 .where(
-                    Ticket.reference == match[1].upper(),
-                    Customer.email == mail.from_address,
+                    col(Ticket.reference) == match[1].upper(),
+                    col(Customer.email) == mail.from_address,
                 )
             )
             ticket = found.scalar_one_or_none()
@@ -559,10 +563,10 @@ class InboundProcessor:
     async def _already_processed(self, row: InboundMail) -> bool:
         async with self.sessions() as session:
             found = await session.execute(
-                select(InboundMail.id).where(
-                    InboundMail.message_id == row.message_id,
-                    InboundMail.id != row.id,
-                    InboundMail.status == InboundStatus.processed,
+                select(col(InboundMail.id)).where(
+                    col(InboundMail.message_id) == row.message_id,
+                    col(InboundMail.id) != row.id,
+                    col(InboundMail.status) == InboundStatus.processed,
                 )
             )
             return found.first() is not None
@@ -621,7 +625,9 @@ class InboundProcessor:
         ids = _MESSAGE_ID.findall(raw.decode("latin-1"))
         async with self.sessions() as session:
             found = await session.execute(
-                select(Outbox).where(Outbox.message_id.in_(ids), Outbox.ticket_id.is_not(None))
+                select(Outbox).where(
+                    col(Outbox.message_id).in_(ids), col(Outbox.ticket_id).is_not(None)
+                )
             )
             bounced = found.scalars().first()
         if bounced is None:

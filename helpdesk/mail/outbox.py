@@ -440,13 +440,16 @@ def _dead_mail(row: Outbox) -> DeadMail:
 
 
 def _unreported() -> ColumnElement[bool]:
-    return and_(Outbox.status == _DEAD, col(Outbox.dead_reported_at).is_(None))
+    return and_(col(Outbox.status) == _DEAD, col(Outbox.dead_reported_at).is_(None))
 
 
 async def unreported_dead_mail(session: AsyncSession, *, limit: int = 50) -> list[DeadMail]:
     """Dead mail agents have not been told about yet, oldest first (nothing is marked)."""
     rows = await session.execute(
-        select(Outbox).where(_unreported()).order_by(Outbox.dead_at, Outbox.id).limit(limit)
+        select(Outbox)
+        .where(_unreported())
+        .order_by(col(Outbox.dead_at), col(Outbox.id))
+        .limit(limit)
     )
     return [_dead_mail(row) for row in rows.scalars()]
 
@@ -463,13 +466,16 @@ async def claim_dead_mail_to_report(
     """
     when = as_utc(now or utcnow())
     candidates = (
-        select(Outbox.id).where(_unreported()).order_by(Outbox.dead_at, Outbox.id).limit(limit)
+        select(col(Outbox.id))
+        .where(_unreported())
+        .order_by(col(Outbox.dead_at), col(Outbox.id))
+        .limit(limit)
     )
     dialect = (await session.connection()).dialect.name
     claimed: list[int] = []
     if dialect == "postgresql":
         claimed = list(
-            (await session.execute(candidates.with_for_update(skip_locked=True))).scalars()
+            (await session.execute(candidates.with_for_update(skip_locked=True))).scalars()  # type: ignore[arg-type]
         )
         if claimed:
             await session.execute(
@@ -482,19 +488,19 @@ async def claim_dead_mail_to_report(
                 CursorResult[Any],
                 await session.execute(
                     update(Outbox)
-                    .where(Outbox.id == row_id, _unreported())
+                    .where(col(Outbox.id) == row_id, _unreported())
                     .values(dead_reported_at=when),
                     execution_options={"synchronize_session": False},
                 ),
             )
             if result.rowcount == 1:
-                claimed.append(row_id)
+                claimed.append(row_id)  # type: ignore[arg-type]
     if not claimed:
         return []
     rows = await session.execute(
         select(Outbox)
         .where(col(Outbox.id).in_(claimed))
-        .order_by(Outbox.dead_at, Outbox.id)
+        .order_by(col(Outbox.dead_at), col(Outbox.id))
         .execution_options(populate_existing=True)
     )
     return [_dead_mail(row) for row in rows.scalars()]
@@ -515,7 +521,7 @@ async def requeue_dead(
     Returns the rows requeued; the caller commits.
     """
     when = as_utc(now or utcnow())
-    query = select(Outbox.id).where(Outbox.status == _DEAD).order_by(Outbox.id)
+    query = select(col(Outbox.id)).where(col(Outbox.status) == _DEAD).order_by(col(Outbox.id))
     if ids is not None:
         query = query.where(col(Outbox.id).in_(list(ids)))
     requeued: list[int] = []
@@ -524,7 +530,7 @@ async def requeue_dead(
             CursorResult[Any],
             await session.execute(
                 update(Outbox)
-                .where(Outbox.id == row_id, Outbox.status == _DEAD)
+                .where(col(Outbox.id) == row_id, col(Outbox.status) == _DEAD)
                 .values(
                     status=_QUEUED,
                     attempts=0,
@@ -537,7 +543,7 @@ async def requeue_dead(
             ),
         )
         if result.rowcount == 1:
-            requeued.append(row_id)
+            requeued.append(row_id)  # type: ignore[arg-type]
     if not requeued:
         return []
     rows = list(
@@ -545,7 +551,7 @@ async def requeue_dead(
             await session.execute(
                 select(Outbox)
                 .where(col(Outbox.id).in_(requeued))
-                .order_by(Outbox.id)
+                .order_by(col(Outbox.id))
                 .execution_options(populate_existing=True)
             )
         ).scalars()
@@ -571,9 +577,9 @@ async def requeue_dead(
 def _due(now: datetime) -> ColumnElement[bool]:
     """Rows to send now: queued and due, or "sending" under a lease that has expired."""
     return or_(
-        and_(Outbox.status == _QUEUED, Outbox.next_attempt_at <= now),
+        and_(col(Outbox.status) == _QUEUED, col(Outbox.next_attempt_at) <= now),
         and_(
-            Outbox.status == _SENDING,
+            col(Outbox.status) == _SENDING,
             or_(col(Outbox.lease_until).is_(None), col(Outbox.lease_until) < now),
         ),
     )
@@ -653,8 +659,8 @@ class OutboxSender:
         """
         now = self.now()
         until = now + timedelta(seconds=self.lease_seconds)
-        order = (Outbox.next_attempt_at, Outbox.id)
-        candidates = select(Outbox.id).where(_due(now)).order_by(*order).limit(self.batch)
+        order = (col(Outbox.next_attempt_at), col(Outbox.id))
+        candidates = select(col(Outbox.id)).where(_due(now)).order_by(*order).limit(self.batch)
         claimed: list[int] = []
         async with self.sessions() as session:
             dialect = (await session.connection()).dialect.name
@@ -669,7 +675,7 @@ class OutboxSender:
                         .values(status=_SENDING, lease_until=until),
                         execution_options={"synchronize_session": False},
                     )
-                claimed = ids
+                claimed = ids  # type: ignore[assignment]
             else:
                 # The SELECT runs outside any write transaction; each UPDATE re-checks.
                 for row_id in list((await session.execute(candidates)).scalars()):
@@ -677,13 +683,13 @@ class OutboxSender:
                         CursorResult[Any],
                         await session.execute(
                             update(Outbox)
-                            .where(Outbox.id == row_id, _due(now))
+                            .where(col(Outbox.id) == row_id, _due(now))
                             .values(status=_SENDING, lease_until=until),
                             execution_options={"synchronize_session": False},
                         ),
                     )
                     if result.rowcount == 1:
-                        claimed.append(row_id)
+                        claimed.append(row_id)  # type: ignore[arg-type]
             await session.commit()
         if not claimed:
             return []
@@ -758,8 +764,8 @@ class OutboxSender:
                 await session.execute(
                     update(Outbox)
                     .where(
-                        Outbox.id == row.id,
-                        Outbox.status == _SENDING,
+                        col(Outbox.id) == row.id,
+                        col(Outbox.status) == _SENDING,
                         col(Outbox.lease_until) == row.lease_until,
                     )
                     .values(**values),
@@ -786,7 +792,7 @@ class OutboxSender:
         }
         for pause in (*SENT_COMMIT_RETRIES, None):
             try:
-                await self._update(row, **values)
+                await self._update(row, **values)  # type: ignore[arg-type]
                 return
             except DBAPIError:
                 if pause is None:

@@ -52,18 +52,21 @@ class TicketAccess:
     # -- the customer's token and the agents' key -----------------------------------------
 
     def access_token(self, ticket: Ticket) -> str:
-        """The customer's unguessable token; the reference alone opens nothing."""
+        """The customer's unguessable token; the reference alone opens nothing. Rotating the
+        ticket's ``token_nonce`` revokes it (``TicketService.revoke_customer_link``)."""
         return self.signer.sign("ticket", f"{ticket.reference}.{ticket.token_nonce}")
 
     def check_token(self, ticket: Ticket, token: str | None) -> bool:
         return self.signer.same(self.access_token(ticket), token)
 
     def agent_key(self, ticket: Ticket) -> str:
-        """The agents' capability key of a ticket, sent only to the support inbox."""
-        return self.signer.sign("agent", ticket.reference)
+        """The key the agents' links carried before the console (``/agent/t/...?key=``).
 
-    def check_agent_key(self, ticket: Ticket, key: str | None) -> bool:
-        return self.signer.same(self.agent_key(ticket), key)
+        It opens nothing any more (issue 7, #19: such links now only lead to the console's
+        login), but mails sent before carry it and may be quoted back: it stays one of the
+        ticket's ``agent_secrets``, removed from everything a customer receives.
+        """
+        return self.signer.sign("agent", ticket.reference)
 
     def agent_secrets(self, ticket: Ticket) -> tuple[str, str]:
         """What of this ticket must never reach its customer: the agent key and the

@@ -155,7 +155,12 @@ class Notifier:
         confirmation = None
         if confirm:
             confirmation = await self.to_customer(
-                session, ticket, customer, "ticket_confirmation", origin=origin, **context
+                session,
+                ticket,
+                customer,
+                "ticket_confirmation",
+                origin=origin,
+                **context,  # type: ignore[arg-type]
             )
         await self.tell_agents(
             session,

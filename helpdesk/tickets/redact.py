@@ -7,7 +7,8 @@ any customer mail (``Notifier``) and the customer's status page and its JSON
 - a quoted agents' mail (the notification an agent answered, quoted by a mail client the
   quote stripper does not know): recognised by lines only agents' mails carry
   (``AGENT_MAIL_MARKERS``), it goes with its attribution or header block;
-- links to the agents' pages (``/agent/...``) and any ``key=`` value;
+- links to the agents' pages (the console ``/console/...``, and ``/agent/...`` of older mails)
+  and any ``key=`` value;
 - the agents' signed reply addresses (``support+hd-26-00042.a<signature>@shop``);
 - the exact agent key and agents' address of the ticket, wherever they appear.
 
@@ -38,7 +39,11 @@ REMOVED_KEY = "(省略)"
 
 # URL characters (ASCII only, so that Japanese text right after a link is not taken).
 _URL_CHARS = r"[A-Za-z0-9\-._~:/?#@!$&*+,;=%\[\]]"
-_URL = re.compile(rf"(?:https?://|www\.){_URL_CHARS}+|/agent/{_URL_CHARS}*", re.IGNORECASE)
+_URL = re.compile(
+    rf"(?:https?://|www\.){_URL_CHARS}+|/(?:agent|console)/{_URL_CHARS}*", re.IGNORECASE
+)
+# Paths of the agents' pages: the console, and the capability links mails carried before it.
+_AGENT_PATHS = ("/agent/", "/console/")
 _KEY_PARAMETER = re.compile(r"(?<![A-Za-z0-9_])key=[A-Za-z0-9_\-]+", re.IGNORECASE)
 # The agents' signed address: "a" and 12 signature characters (a customer's has 12 alone).
 _AGENTS_ADDRESS = re.compile(
@@ -176,7 +181,9 @@ def _drop_tokens(text: str, secrets: Iterable[str]) -> str:
 
     def link(match: re.Match[str]) -> str:
         url = match.group()
-        if "/agent/" in url.lower() or _KEY_PARAMETER.search(url.replace("&amp;", "&")):
+        if any(path in url.lower() for path in _AGENT_PATHS) or _KEY_PARAMETER.search(
+            url.replace("&amp;", "&")
+        ):
             return REMOVED_LINK
         return url
 

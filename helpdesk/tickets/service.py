@@ -14,8 +14,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from faq import ShopPolicy
 from helpdesk.db import as_utc, utcnow
@@ -260,10 +262,16 @@ class TicketService:
         ticket = await self.find(reference)
         return ticket if ticket is not None and self.access.check_token(ticket, token) else None
 
-    async def open_for_agent(self, reference: str, key: str | None) -> Ticket | None:
-        """The ticket when the agent key matches; None otherwise."""
-        ticket = await self.find(reference)
-        return ticket if ticket is not None and self.access.check_agent_key(ticket, key) else None
+    async def newest(self, *, limit: int = 50) -> list[tuple[Ticket, Agent | None]]:
+        """The most recently created tickets with their assignees, newest first."""
+        async with self.sessions() as session:
+            found = await session.execute(
+                select(Ticket, Agent)
+                .outerjoin(Agent, col(Ticket.assignee_id) == col(Agent.id))
+                .order_by(col(Ticket.id).desc())
+                .limit(limit)
+            )
+            return [(ticket, agent) for ticket, agent in found.all()]
 
     async def details(self, ticket: Ticket) -> tuple[Customer, Agent | None, list[TicketEvent]]:
         async with self.sessions() as session:
@@ -388,7 +396,7 @@ class TicketService:
             # Two submits raced on the same key: the other one won.
             if not submission_key:
                 raise
-            ticket = await self._ticket_by_key(submission_key, fingerprint)  # type: ignore[assignment]
+            ticket = await self._ticket_by_key(submission_key, fingerprint)
             assert ticket is not None
             return ticket, False
 
@@ -740,8 +748,42 @@ class TicketService:
         return agent
 
     async def agent_by_email(self, email: str) -> Agent | None:
+        """The active agent with this address: a disabled or removed agent acts no more
+        (by mail either)."""
         async with self.sessions() as session:
-            return await store.agent_by_email(session, email=email)
+            agent = await store.agent_by_email(session, email=email)
+        return agent if agent is not None and agent.active else None
+
+    # -- the customer's link ---------------------------------------------------------------
+
+    async def revoke_customer_link(self, ticket: Ticket, actor: Actor) -> Ticket:
+        """Revoke the customer's status link (and its photo links) and mail them a new one.
+
+        The token is an HMAC over the reference and the ticket's ``token_nonce``: a new
+        nonce makes every link sent before open nothing. The customer is told in the same
+        transaction (``customer_link`` mail, not counted as automatic: an agent decided).
+        Reply addresses are not changed: they name the ticket for threading, and what a
+        reply may do is decided by who sent it (see ``helpdesk.mail.inbound``).
+        """
+        async with self.sessions() as session, session.begin():
+            current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
+            customer = await store.customer_by_id(session, customer_id=current.customer_id)
+            current.token_nonce = secrets.token_urlsafe(16)
+            current.updated_at = utcnow()
+            store.add_event(
+                session, ticket_id=current.id, kind="customer_link_revoked", actor=actor.address
+            )
+            await self.notify.to_customer(
+                session,
+                current,
+                customer,
+                "customer_link",
+                automatic=False,
+                origin=AGENTS_ORIGIN,
+                status_url=self.urls.status_url(current),
+            )
+        ticket.token_nonce, ticket.updated_at = current.token_nonce, current.updated_at
+        return current
 
     # -- the audit trail and the support inbox ---------------------------------------------
 

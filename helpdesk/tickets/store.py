@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from helpdesk.db import as_utc
 from helpdesk.models import (
@@ -34,7 +35,7 @@ from helpdesk.photos import StoredPhoto
 
 
 async def find_ticket(session: AsyncSession, *, reference: str) -> Ticket | None:
-    found = await session.execute(select(Ticket).where(Ticket.reference == reference))
+    found = await session.execute(select(Ticket).where(col(Ticket.reference) == reference))
     return found.scalar_one_or_none()
 
 
@@ -51,18 +52,18 @@ async def lock_ticket(session: AsyncSession, *, ticket_id: int) -> Ticket:
 
 async def ticket_by_submission_key(session: AsyncSession, *, key: str) -> Ticket | None:
     """The ticket a submission key already made, if any."""
-    found = await session.execute(select(Ticket).where(Ticket.submission_key == key))
+    found = await session.execute(select(Ticket).where(col(Ticket.submission_key) == key))
     return found.scalar_one_or_none()
 
 
 async def message_by_submission_key(session: AsyncSession, *, key: str) -> Message | None:
     """The message a submission key (a form's id, a mail's Message-ID) already made, if any."""
-    found = await session.execute(select(Message).where(Message.submission_key == key))
+    found = await session.execute(select(Message).where(col(Message.submission_key) == key))
     return found.scalar_one_or_none()
 
 
 async def message_key_used(session: AsyncSession, *, key: str) -> bool:
-    found = await session.execute(select(Message.id).where(Message.submission_key == key))
+    found = await session.execute(select(col(Message.id)).where(col(Message.submission_key) == key))
     return found.first() is not None
 
 
@@ -78,7 +79,7 @@ async def customer_by_id(session: AsyncSession, *, customer_id: int) -> Customer
 
 async def customer_for(session: AsyncSession, *, email: str, name: str) -> Customer:
     """The customer with this address, created with ``name`` if new (safe against a race)."""
-    found = await session.execute(select(Customer).where(Customer.email == email))
+    found = await session.execute(select(Customer).where(col(Customer.email) == email))
     customer = found.scalar_one_or_none()
     if customer is None:
         customer = Customer(email=email, name=name)
@@ -86,13 +87,13 @@ async def customer_for(session: AsyncSession, *, email: str, name: str) -> Custo
             async with session.begin_nested():
                 session.add(customer)
         except IntegrityError:
-            found = await session.execute(select(Customer).where(Customer.email == email))
+            found = await session.execute(select(Customer).where(col(Customer.email) == email))
             customer = found.scalar_one()
     return customer
 
 
 async def agent_by_email(session: AsyncSession, *, email: str) -> Agent | None:
-    found = await session.execute(select(Agent).where(Agent.email == email.lower()))
+    found = await session.execute(select(Agent).where(col(Agent.email) == email.lower()))
     return found.scalar_one_or_none()
 
 
@@ -101,19 +102,23 @@ async def agent_by_id(session: AsyncSession, *, agent_id: int) -> Agent | None:
 
 
 async def find_agent(session: AsyncSession, *, who: str) -> Agent | None:
-    """The one agent ``who`` names: an address or a full name, else a unique name prefix.
+    """The one active agent ``who`` names: an address or a full name, else a unique name
+    prefix (disabled and removed agents are never assigned).
 
     「佐藤」 finds 「佐藤 花子」 when only one agent's name starts with it; None when no agent
     or several match.
     """
     who = unicodedata.normalize("NFKC", who).strip()
+    active = col(Agent.disabled_at).is_(None) & col(Agent.removed_at).is_(None)
     found = await session.execute(
-        select(Agent).where((Agent.email == who.lower()) | (Agent.name == who))
+        select(Agent).where(active, (col(Agent.email) == who.lower()) | (col(Agent.name) == who))
     )
     agents = found.scalars().all()
     if len(agents) == 1:
         return agents[0]
-    found = await session.execute(select(Agent).where(Agent.name.startswith(who, autoescape=True)))
+    found = await session.execute(
+        select(Agent).where(active, col(Agent.name).startswith(who, autoescape=True))
+    )
     agents = found.scalars().all()
     return agents[0] if len(agents) == 1 else None
 
@@ -123,14 +128,18 @@ async def find_agent(session: AsyncSession, *, who: str) -> Agent | None:
 
 async def ticket_events(session: AsyncSession, *, ticket_id: int) -> list[TicketEvent]:
     found = await session.execute(
-        select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id)
+        select(TicketEvent)
+        .where(col(TicketEvent.ticket_id) == ticket_id)
+        .order_by(col(TicketEvent.id))
     )
     return list(found.scalars().all())
 
 
 def _customer_visible() -> Any:
     """What the customer may see: their own verified messages and the agents' answers."""
-    return Message.author.in_([Author.customer, Author.agent]) & (Message.trust == Trust.verified)
+    return col(Message.author).in_([Author.customer, Author.agent]) & (
+        col(Message.trust) == Trust.verified
+    )
 
 
 async def conversation(
@@ -138,12 +147,12 @@ async def conversation(
 ) -> list[tuple[Message, list[Attachment]]]:
     """Messages in order with their photos; internal notes and unverified messages only
     when ``internal``."""
-    query = select(Message).where(Message.ticket_id == ticket_id)
+    query = select(Message).where(col(Message.ticket_id) == ticket_id)
     if not internal:
         query = query.where(_customer_visible())
-    messages = (await session.execute(query.order_by(Message.id))).scalars().all()
+    messages = (await session.execute(query.order_by(col(Message.id)))).scalars().all()
     attachments = (
-        (await session.execute(select(Attachment).where(Attachment.ticket_id == ticket_id)))
+        (await session.execute(select(Attachment).where(col(Attachment.ticket_id) == ticket_id)))
         .scalars()
         .all()
     )
@@ -159,12 +168,14 @@ async def find_attachment(
     """The ticket's photo whose image or thumbnail has this digest; unless ``internal``,
     only a photo of a message the customer may see."""
     query = select(Attachment).where(
-        Attachment.ticket_id == ticket_id,
-        (Attachment.digest == digest) | (Attachment.thumb_digest == digest),
+        col(Attachment.ticket_id) == ticket_id,
+        (col(Attachment.digest) == digest) | (col(Attachment.thumb_digest) == digest),
     )
     if not internal:
-        visible = select(Message.id).where(Message.ticket_id == ticket_id, _customer_visible())
-        query = query.where(Attachment.message_id.in_(visible))
+        visible = select(col(Message.id)).where(
+            col(Message.ticket_id) == ticket_id, _customer_visible()
+        )
+        query = query.where(col(Attachment.message_id).in_(visible))
     found = await session.execute(query)
     return found.scalars().first()
 
@@ -180,7 +191,9 @@ async def message_on_ticket(
 async def event_exists(session: AsyncSession, *, kind: str, actor: str) -> bool:
     """Whether the audit trail holds an event of ``kind`` by ``actor`` (any ticket)."""
     found = await session.execute(
-        select(TicketEvent.id).where(TicketEvent.kind == kind, TicketEvent.actor == actor)
+        select(col(TicketEvent.id)).where(
+            col(TicketEvent.kind) == kind, col(TicketEvent.actor) == actor
+        )
     )
     return found.first() is not None
 
@@ -238,22 +251,22 @@ async def customer_thread(session: AsyncSession, *, ticket_id: int, email: str) 
     """The Message-IDs of the conversation by mail with the customer, oldest first: the
     mails we sent them about the ticket and their own verified mails on it."""
     sent = await session.execute(
-        select(Outbox.created_at, Outbox.id, Outbox.message_id).where(
-            Outbox.ticket_id == ticket_id, Outbox.to_address == email
+        select(col(Outbox.created_at), col(Outbox.id), col(Outbox.message_id)).where(
+            col(Outbox.ticket_id) == ticket_id, col(Outbox.to_address) == email
         )
     )
     received = await session.execute(
-        select(Message.created_at, Message.id, Message.mail_id).where(
-            Message.ticket_id == ticket_id,
-            Message.author == Author.customer,
-            Message.trust == Trust.verified,
-            Message.mail_id.is_not(None),
+        select(col(Message.created_at), col(Message.id), col(Message.mail_id)).where(
+            col(Message.ticket_id) == ticket_id,
+            col(Message.author) == Author.customer,
+            col(Message.trust) == Trust.verified,
+            col(Message.mail_id).is_not(None),
         )
     )
     # At the same instant, the customer's mail came first (a ticket made from it, then
     # our confirmation).
     dated = [(as_utc(when), 1, number, mail_id) for when, number, mail_id in sent.all()]
-    dated += [(as_utc(when), 0, number, mail_id) for when, number, mail_id in received.all()]
+    dated += [(as_utc(when), 0, number, mail_id) for when, number, mail_id in received.all()]  # type: ignore[misc]
     return [mail_id for *_, mail_id in sorted(dated)]
 
 
@@ -262,20 +275,22 @@ async def automatic_mail_count(
 ) -> int:
     """How many automatic mails were queued to ``to`` since ``since``.
 
-    With ``origin``, only those of that origin (``Outbox.origin``); mail queued before
+    With ``origin``, only those of that origin (``col(Outbox.origin)``); mail queued before
     origins were recorded has none and counts for no origin.
     """
     query = select(func.count()).where(
-        Outbox.to_address == to, Outbox.automatic, Outbox.created_at >= since
+        col(Outbox.to_address) == to, col(Outbox.automatic), col(Outbox.created_at) >= since
     )
     if origin is not None:
-        query = query.where(Outbox.origin == origin)
+        query = query.where(col(Outbox.origin) == origin)
     return int((await session.execute(query)).scalar_one())
 
 
 async def mail_queued(session: AsyncSession, *, ticket_id: int, kind: str) -> bool:
     """Whether a mail of ``kind`` was queued for the ticket."""
     found = await session.execute(
-        select(Outbox.id).where(Outbox.ticket_id == ticket_id, Outbox.kind == kind).limit(1)
+        select(col(Outbox.id))
+        .where(col(Outbox.ticket_id) == ticket_id, col(Outbox.kind) == kind)
+        .limit(1)
     )
     return found.first() is not None

@@ -1,12 +1,13 @@
 """Every URL of a ticket, built in one place: routes, pages and mails ask for them here.
 
 Methods give paths (for links within the site); ``absolute`` and the ``*_url`` methods add
-the configured base URL (for mail). The customer's links carry the ticket's token, the
-agents' links its agent key.
+the configured base URL (for mail). The customer's links carry the ticket's token; the
+agents' links lead to the console, which asks them to log in (no key in any link).
 """
 
 from __future__ import annotations
 
+from helpdesk.agents.urls import ConsoleUrls
 from helpdesk.models import Ticket
 from helpdesk.photos import StoredPhoto
 from helpdesk.tickets.access import TicketAccess
@@ -16,6 +17,7 @@ class TicketUrls:
     def __init__(self, base_url: str, access: TicketAccess) -> None:
         self.base_url = base_url.rstrip("/")
         self.access = access
+        self.console = ConsoleUrls(base_url)
 
     def absolute(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -48,11 +50,12 @@ class TicketUrls:
     # -- the agents' pages ----------------------------------------------------------------
 
     def agent(self, ticket: Ticket) -> str:
-        return f"/agent/t/{ticket.reference}?key={self.access.agent_key(ticket)}"
+        """The ticket in the console (login required)."""
+        return self.console.ticket(ticket.reference)
 
     def agent_photo(self, ticket: Ticket, digest: str) -> str:
-        return f"/agent/t/{ticket.reference}/photos/{digest}?key={self.access.agent_key(ticket)}"
+        return self.console.ticket_photo(ticket.reference, digest)
 
     def agent_url(self, ticket: Ticket) -> str:
-        """A capability link to the agents' view of a ticket, sent only to the support inbox."""
+        """The link to the ticket in the agents' mails: the console, behind login."""
         return self.absolute(self.agent(ticket))

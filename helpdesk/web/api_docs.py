@@ -21,7 +21,7 @@ _ERRORS = {
         }
     },
 }
-_FAQ_ITEM = {
+_FAQ_ITEM: dict[str, Any] = {
     "type": "object",
     "properties": {k: {"type": "string"} for k in ("id", "question", "answer")},
 }

@@ -6,6 +6,7 @@ import secrets
 from urllib.parse import urlencode
 
 from markupsafe import Markup
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -18,7 +19,7 @@ from helpdesk.faq_service import (
     answer_view,
     contact_path,
 )
-from helpdesk.security import client_ip
+from helpdesk.security import UNVERIFIED_MESSAGE, client_ip, verify_csrf
 
 # Suggestions beside the ticket forms appear from this confidence on.
 SUGGEST_CONFIDENCE = 0.3
@@ -109,10 +110,15 @@ async def faq_ask_answer(request: Request) -> Response:
 async def faq_feedback(request: Request) -> Response:
     helpdesk = _helpdesk(request)
     entry_id = request.path_params["entry_id"]
-    form = await request.form()
+    form = await request.form(max_files=0, max_fields=10)
     vote = form.get("helpful")
     query = str(form.get("q") or "")[:500] or None
     wants_json = "application/json" in request.headers.get("accept", "")
+    # The form carries the CSRF token, the chat's script sends it as X-CSRF-Token.
+    if not await verify_csrf(request, form):
+        if wants_json:
+            return JSONResponse({"error": UNVERIFIED_MESSAGE}, status_code=403)
+        raise HTTPException(403, UNVERIFIED_MESSAGE)
     if vote not in ("yes", "no"):
         message = "「はい」か「いいえ」を選んでください。"
         if wants_json:

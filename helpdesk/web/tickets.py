@@ -57,11 +57,26 @@ from helpdesk.tickets.service import SubmissionConflict
 
 log = logging.getLogger(__name__)
 
-FORM_FIELDS = ("kind", "name", "email", "order_number", "arrived_on", "confirm_late")
+FORM_FIELDS: tuple[str, ...] = (
+    "kind",
+    "name",
+    "email",
+    "order_number",
+    "arrived_on",
+    "confirm_late",
+)
 FORM_FIELDS += ("description", "desired_variant", "category", "submission_id")
 FORM_FIELDS += ("deflection_shown", "deflection_followed")
 # The order the forms show their fields in, and so their problems ("form": the whole form).
-FIELD_ORDER = ("form", "kind", "category", "name", "email", "order_number", "arrived_on")
+FIELD_ORDER: tuple[str, ...] = (
+    "form",
+    "kind",
+    "category",
+    "name",
+    "email",
+    "order_number",
+    "arrived_on",
+)
 FIELD_ORDER += ("confirm_late", "desired_variant", "description", *PHOTO_FIELDS)
 # The returns form's fields that only some kinds need (the rules decide; the form's 必須
 # badges follow this, and a test checks that both agree).
@@ -73,7 +88,7 @@ REQUIRED_FOR: dict[str, frozenset[TicketKind]] = {
 # The kinds a link may preselect on the returns form (/returns/new?kind=defect).
 RETURN_KINDS = frozenset(kind for choices in RETURN_KIND_GROUPS.values() for kind in choices)
 # What the contact form carries over when the customer turns out to want the returns form.
-CARRIED_TO_RETURNS = ("name", "email", "order_number", "description")
+CARRIED_TO_RETURNS: tuple[str, ...] = ("name", "email", "order_number", "description")
 CARRIED_TO_RETURNS += ("deflection_shown", "deflection_followed")
 # Multipart limits: a form has a handful of fields and at most two photos.
 MAX_FORM_FILES = 4
@@ -153,7 +168,7 @@ async def _photo(request: Request, form: FormData, name: str, label: str) -> Sto
     upload = _upload(form, name)
     if upload is not None:
         data = await upload.read(helpdesk.photos.max_bytes + 1)
-        return await helpdesk.photos.process_async(  # type: ignore[no-any-return]
+        return await helpdesk.photos.process_async(
             data, filename=upload.filename or "", field_label=label
         )
     return _kept(helpdesk, form, name, label)[0]
@@ -240,7 +255,7 @@ def _deflection(values: dict[str, str]) -> dict[str, list[str]]:
 
 
 def _rate_limited(request: Request) -> float | None:
-    return _helpdesk(request).submission_limiter.hit(client_ip(request))  # type: ignore[no-any-return]
+    return _helpdesk(request).submission_limiter.hit(client_ip(request))
 
 
 def _late_days(values: dict[str, str], today: date) -> int | None:
@@ -320,7 +335,7 @@ def _render_form(
         "max_photo_mb": helpdesk.photos.max_bytes // (1024 * 1024),
         "max_photo_bytes": helpdesk.photos.max_bytes,
     }
-    return helpdesk.templates.TemplateResponse(  # type: ignore[no-any-return]
+    return helpdesk.templates.TemplateResponse(
         request, "tickets/form.html", context, status_code=status_code
     )
 
@@ -384,7 +399,7 @@ async def _handle_form(request: Request, form_name: str, form: FormData) -> Resp
         return _refuse(request, form_name, form, message, 403)
     if form.get("website"):
         # The honeypot: people never see this field, bots fill it in.
-        return helpdesk.templates.TemplateResponse(  # type: ignore[no-any-return]
+        return helpdesk.templates.TemplateResponse(
             request, "tickets/submitted.html", {"ticket": None, "policy": helpdesk.faq.policy}
         )
     if form_name == "contact" and form.get("category") == RETURNS_TOPIC:
@@ -600,13 +615,10 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
 
 
 async def ticket_photo(request: Request) -> Response:
-    return await _photo_response(request, await _customer_ticket(request), internal=False)
-
-
-async def _photo_response(request: Request, ticket: Any, *, internal: bool) -> Response:
     helpdesk = _helpdesk(request)
+    ticket = await _customer_ticket(request)
     attachment = await helpdesk.tickets.attachment(
-        ticket, request.path_params["digest"], internal=internal
+        ticket, request.path_params["digest"], internal=False
     )
     if attachment is None:
         raise HTTPException(404, "写真が見つかりません。")
@@ -617,41 +629,6 @@ async def _photo_response(request: Request, ticket: Any, *, internal: bool) -> R
         media_type=media_type,
         headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"},
     )
-
-
-# -- agents ---------------------------------------------------------------------------------
-
-
-async def _agent_ticket(request: Request):  # type: ignore[no-untyped-def]
-    ticket = await _helpdesk(request).tickets.open_for_agent(
-        request.path_params["reference"], request.query_params.get("key")
-    )
-    if ticket is None:
-        raise HTTPException(404, "チケットが見つかりません。")
-    return ticket
-
-
-async def agent_ticket(request: Request) -> Response:
-    """The agents' view (internal notes and history), behind a signed capability link."""
-    helpdesk = _helpdesk(request)
-    ticket = await _agent_ticket(request)
-    customer, assignee, events = await helpdesk.tickets.details(ticket)
-    context = {
-        "ticket": ticket,
-        "customer": customer,
-        "assignee": assignee,
-        "events": events,
-        "urls": helpdesk.tickets.urls,
-        "conversation": await helpdesk.tickets.conversation(ticket, internal=True),
-        "status_label": status_label(ticket.status),
-        "policy": helpdesk.faq.policy,
-    }
-    return helpdesk.templates.TemplateResponse(request, "tickets/agent.html", context)
-
-
-async def agent_photo(request: Request) -> Response:
-    ticket = await _agent_ticket(request)
-    return await _photo_response(request, ticket, internal=True)
 
 
 # -- HTTP API ---------------------------------------------------------------------------------
@@ -758,7 +735,7 @@ async def _api_submit(request: Request, form: FormData, *, browser: bool) -> Res
         )
     try:
         ticket, created = await helpdesk.tickets.submit(
-            intake.submission,  # type: ignore[arg-type]
+            intake.submission,
             intake.photos,
             late=intake.late,
             submission_key=request.headers.get("idempotency-key") or None,
@@ -790,7 +767,5 @@ routes = [
     Route("/t/{reference}/submitted", submitted, methods=["GET"]),
     Route("/t/{reference}/messages", post_message, methods=["POST"]),
     Route("/t/{reference}/photos/{digest}", ticket_photo, methods=["GET"]),
-    Route("/agent/t/{reference}", agent_ticket, methods=["GET"]),
-    Route("/agent/t/{reference}/photos/{digest}", agent_photo, methods=["GET"]),
     Route("/api/tickets", api_create_ticket, methods=["POST"]),
 ]

@@ -26,6 +26,7 @@ from tests.helpers import (
     deliver,
     form_state,
     free_port,
+    logged_in_client,
     mail,
     photos,
     rows,
@@ -155,8 +156,9 @@ async def test_the_name_in_a_tickets_mails_is_the_one_given_with_it(
     )
     assert "お名前: 山田 花子" in notice.text
     # The agents' page of the ticket names its own customer too.
-    link = httpx.URL(next(w for w in notice.text.split() if "/agent/t/" in w))
-    page = soup(await client.get(link.path, params=dict(link.params)))
+    link = httpx.URL(next(w for w in notice.text.split() if "/console/t/" in w))
+    async with logged_in_client(app) as console:
+        page = soup(await console.get(link.path))
     assert "山田 花子" in page.select_one("dl.status").get_text()
     assert "偽名" not in page.get_text()
 
@@ -522,6 +524,8 @@ async def test_every_redirect_after_a_post_is_relative(
         "results"
     ][0]
     vote = await client.post(
-        f"/faq/{entry['id']}/feedback", data={"helpful": "yes"}, headers=headers
+        f"/faq/{entry['id']}/feedback",
+        data={"helpful": "yes", "csrf_token": state["csrf_token"]},
+        headers=headers,
     )
     assert vote.status_code == 303 and vote.headers["location"].startswith("/faq/")

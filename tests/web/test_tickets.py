@@ -36,6 +36,7 @@ from tests.helpers import (
     count,
     defect_fields,
     form_state,
+    logged_in_client,
     photos,
     rows,
     soup,
@@ -102,7 +103,7 @@ async def test_defect_form_creates_a_ticket_with_clean_photos_and_a_queued_mail(
     for value in ("山田 花子", "hanako@example.jp", "#1234", "ケースの角にひび", "#status"):
         assert value in notice.text
     assert len(json.loads(notice.attachments)) == 2
-    assert f"/agent/t/{reference}?key=" in notice.text
+    assert f"/console/t/{reference}" in notice.text and "key=" not in notice.text
     events = [e.kind for e in await rows(app, TicketEvent)]
     assert events == ["created"]
 
@@ -876,23 +877,24 @@ async def test_submissions_are_rate_limited_per_address(
     assert codes == [201, 201, 429]
 
 
-async def test_agent_view_needs_its_key_and_shows_notes(
+async def test_agent_view_needs_a_login_and_shows_notes(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
     await api_defect(client, app)
     notice = next(m for m in await rows(app, Outbox) if m.kind == "ticket_notification")
-    link = httpx.URL(next(w for w in notice.text.split() if "/agent/t/" in w))
+    link = httpx.URL(next(w for w in notice.text.split() if "/console/t/" in w))
     async with app.state.helpdesk.sessions() as session:
         ticket = (await session.execute(select(Ticket))).scalar_one()
         session.add(Message(ticket_id=ticket.id, author="note", body="社内メモ: 在庫確認中"))
         await session.commit()
-    assert (await client.get(link.path)).status_code == 404
-    assert (await client.get(link.path, params={"key": "forged"})).status_code == 404
-    page = soup(await client.get(link.path, params=dict(link.params)))
-    assert "社内メモ: 在庫確認中" in page.select_one(".conversation").get_text()
-    assert "山田 花子" in page.get_text()
-    photo = page.select_one(".thumbs img")["src"]
-    assert (await client.get(photo)).headers["content-type"] == "image/jpeg"
+    anonymous = await client.get(link.path)
+    assert anonymous.status_code == 303 and "社内メモ" not in anonymous.text
+    async with logged_in_client(app) as console:
+        page = soup(await console.get(link.path))
+        assert "社内メモ: 在庫確認中" in page.select_one(".conversation").get_text()
+        assert "山田 花子" in page.get_text()
+        photo = page.select_one(".thumbs img")["src"]
+        assert (await console.get(photo)).headers["content-type"] == "image/jpeg"
 
 
 async def test_odd_tokens_and_keys_are_not_found_not_errors(
@@ -901,9 +903,8 @@ async def test_odd_tokens_and_keys_are_not_found_not_errors(
     created = await api_defect(client, app)
     path = httpx.URL(created["status_url"]).path
     assert (await client.get(path, params={"token": "é"})).status_code == 404
-    assert (
-        await client.get(f"/agent/t/{created['reference']}", params={"key": "é"})
-    ).status_code == 404
+    old_link = await client.get(f"/agent/t/{created['reference']}", params={"key": "é"})
+    assert old_link.status_code == 303  # to the console's login, never an error
     state = await form_state(client, "/returns/new")
     data = {**state, **defect_fields(app), "photo_overall_kept": "abc.é"}
     response = await client.post("/returns/new", data=data)

@@ -1,0 +1,63 @@
+"""Every URL of the agents' console, built in one place (tickets' own: ``TicketUrls``)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+CONSOLE = "/console"
+LOGIN = "/console/login"
+LOGOUT = "/console/logout"
+AGENTS = "/console/agents"
+
+
+def safe_next(target: str | None) -> str:
+    """A path within this site to go to after login; anything else is the console's home.
+
+    Only a path is taken ("/console/t/HD-26-00001"): never "//evil.example" or
+    "/\\evil.example", which browsers read as another host, nor a full URL.
+    """
+    if (
+        not target
+        or len(target) > 2000
+        or not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+        or any(c in target for c in "\\\r\n\t")
+    ):
+        return CONSOLE
+    return target
+
+
+class ConsoleUrls:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+
+    def absolute(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def home(self) -> str:
+        """The queue."""
+        return CONSOLE
+
+    def login(self, next_path: str | None = None) -> str:
+        target = safe_next(next_path)
+        return LOGIN if target == CONSOLE else f"{LOGIN}?{urlencode({'next': target})}"
+
+    def logout(self) -> str:
+        return LOGOUT
+
+    def agents(self) -> str:
+        """The admins' list of agents."""
+        return AGENTS
+
+    def password(self, token: str) -> str:
+        """The one-time page where an agent sets a password."""
+        return f"/console/password/{quote(token, safe='')}"
+
+    def password_url(self, token: str) -> str:
+        return self.absolute(self.password(token))
+
+    def ticket(self, reference: str) -> str:
+        return f"/console/t/{quote(reference, safe='')}"
+
+    def ticket_photo(self, reference: str, digest: str) -> str:
+        return f"{self.ticket(reference)}/photos/{quote(digest, safe='')}"

@@ -1,0 +1,69 @@
+"""Who may use each route: one table, checked against the routing table by a test.
+
+Every ``(path, method)`` of the app (``HEAD`` goes with ``GET``) has exactly one rule here;
+``tests/web/test_authorization.py`` walks ``app.routes`` (through mounts) and fails for a
+route without a rule, for a rule without a route, and for a rule that does not hold
+(an anonymous request to an agents' page must be sent to the login, an agent on an admins'
+page must get 403, a customer's page must want its token ...).
+
+To add a route: add it to its module's ``routes`` and add its line here, with the rule its
+handler enforces (``require_agent(request)`` for ``Access.agent``, ``admin=True`` for
+``Access.admin``). Unsafe methods are also CSRF-checked by middleware unless listed in
+``helpdesk.app.CSRF_EXEMPT``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Access(StrEnum):
+    public = "public"  # anyone
+    customer = "customer"  # the ticket's customer, by the token in the link (?token=)
+    signed = "signed"  # a secret in the URL other than a customer's token (sig, link token)
+    agent = "agent"  # a logged-in agent (require_agent)
+    admin = "admin"  # a logged-in admin (require_agent(admin=True))
+    api = "api"  # an integration's API key, or a same-site browser with the CSRF token
+    redirect = "redirect"  # only redirects to a page with its own rule, showing nothing
+    static = "static"  # the static files (CSS, scripts, icons)
+
+
+ROUTE_ACCESS: dict[tuple[str, str], Access] = {
+    # The site and the FAQ.
+    ("/", "GET"): Access.public,
+    ("/privacy", "GET"): Access.public,
+    ("/faq", "GET"): Access.public,
+    ("/faq/ask", "GET"): Access.public,
+    ("/faq/ask/answer", "GET"): Access.public,
+    ("/faq/{entry_id:str}", "GET"): Access.public,
+    ("/faq/{entry_id:str}/feedback", "POST"): Access.public,
+    ("/api/faq/search", "GET"): Access.public,
+    ("/api/faq/suggest", "GET"): Access.public,
+    ("/api/openapi.json", "GET"): Access.public,
+    # Customers' forms and pages.
+    ("/returns/new", "GET"): Access.public,
+    ("/returns/new", "POST"): Access.public,
+    ("/contact", "GET"): Access.public,
+    ("/contact", "POST"): Access.public,
+    ("/photos/kept/{digest}", "GET"): Access.signed,
+    ("/t/{reference}", "GET"): Access.customer,
+    ("/t/{reference}/submitted", "GET"): Access.customer,
+    ("/t/{reference}/messages", "POST"): Access.customer,
+    ("/t/{reference}/photos/{digest}", "GET"): Access.customer,
+    ("/api/tickets", "POST"): Access.api,
+    # Agents: sign-in.
+    ("/console/login", "GET"): Access.public,
+    ("/console/login", "POST"): Access.public,
+    ("/console/logout", "POST"): Access.agent,
+    ("/console/password/{token}", "GET"): Access.signed,
+    ("/console/password/{token}", "POST"): Access.signed,
+    # Agents: the console.
+    ("/console", "GET"): Access.agent,
+    ("/console/t/{reference}", "GET"): Access.agent,
+    ("/console/t/{reference}/photos/{digest}", "GET"): Access.agent,
+    ("/console/agents", "GET"): Access.admin,
+    # Links of older agents' mails (issue 7, #19): to the console, behind its login.
+    ("/agent/t/{reference}", "GET"): Access.redirect,
+    ("/agent/t/{reference}/photos/{digest}", "GET"): Access.redirect,
+    ("/static", "GET"): Access.static,
+}
