@@ -143,6 +143,12 @@ def cmd_faq_check(args: argparse.Namespace, settings: Settings) -> int:
     print(f"ok: {len(groups)} synonym groups in {settings.data_dir / 'synonyms.toml'}")
     assert engine.policy is not None
     print(f"ok: shop policy of {engine.policy.name}")
+    support = engine.policy.support
+    if support is None:
+        print("ok: no [support] calendar: no first-reply due times, no promised reply date")
+    else:
+        hours = engine.policy.first_reply_hours
+        print(f"ok: support calendar: {support.summary()} first reply within {hours:g} hours")
     return 0
 
 

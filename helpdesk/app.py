@@ -48,7 +48,7 @@ from helpdesk.security import (
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, auth, console, pages
+from helpdesk.web import api_docs, auth, console, csat, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
@@ -161,17 +161,21 @@ class Helpdesk:
         self.sessions = db.session_factory(self.db)
         self._faq = FaqService.from_settings(self.settings, self.sessions)
         log.info("FAQ loaded: %d entries", len(self._faq.entries))
+        faq = self._faq
         self._tickets = TicketService(
             self.sessions,
-            policy=self._faq.policy,
+            # Read at each use: edits of data/shop.toml (support hours) apply at once.
+            policy=lambda: faq.policy,
             secret_key=self.settings.ensure_secret_key(),
             base_url=self.settings.base_url,
-            support_address=self.settings.support_address or self._faq.policy.support_address,
+            support_address=self.settings.support_address or faq.policy.support_address,
             automatic_mail_limit=self.settings.automatic_mail_limit,
             automatic_mail_address_limit=self.settings.automatic_mail_address_limit,
         )
         self._accounts = AgentAccounts(self.sessions)
         self._session_codec = SessionCodec(self.settings.ensure_secret_key())
+        # Tickets made before the support calendar was set get their first-reply due time.
+        await self._tickets.backfill_first_reply_due()
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
         self._background.append(asyncio.create_task(self._faq.watch_data()))
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
@@ -337,6 +341,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *pages.routes,
         *faq_routes.routes,
         *ticket_routes.routes,
+        *csat.routes,
         *api_docs.routes,
         *auth.routes,
         *console.routes,

@@ -6,7 +6,16 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, LargeBinary, String, Text, false
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -166,9 +175,16 @@ class Agent(SQLModel, table=True):
         return self.role is AgentRole.admin
 
 
+def _moment() -> Any:
+    """An optional time (UTC), such as when something first happened."""
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
 # One case: a return, a defect, an exchange or an inquiry.
 class Ticket(SQLModel, table=True):
     __tablename__ = "ticket"
+    # The queue's "overdue" and "due today": tickets not answered yet, by due time.
+    __table_args__ = (Index("ix_ticket_first_reply", "first_replied_at", "first_reply_due_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(max_length=32, unique=True, index=True)
@@ -194,6 +210,11 @@ class Ticket(SQLModel, table=True):
     desired_variant: str | None = Field(default=None, max_length=200)
     category: str | None = Field(default=None, max_length=40)
     subject: str = Field(max_length=200)
+    # When the first reply is due, in the support calendar's business hours (data/shop.toml
+    # [support]); None without a support calendar.
+    first_reply_due_at: datetime | None = _moment()
+    # When an agent's first reply to the customer was made (notes do not count).
+    first_replied_at: datetime | None = _moment()
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
 
@@ -257,6 +278,41 @@ class TicketEvent(SQLModel, table=True):
     actor: str = Field(max_length=254)
     data: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     created_at: datetime = _created_at()
+
+
+class CsatRating(StrEnum):
+    good = "good"  # 良かった
+    improve = "improve"  # 改善してほしい
+
+
+# A satisfaction survey sent when a ticket was resolved, and the customer's answer once
+# given (``rating`` None: not answered). One per resolution: a ticket reopened and resolved
+# again gets a fresh one. ``agent_id`` and ``kind`` are as they were at the resolution.
+class CsatResponse(SQLModel, table=True):
+    __tablename__ = "csat_response"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "resolution", name="uq_csat_response_ticket_resolution"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    # 1 for the ticket's first resolution, 2 after it was reopened and resolved again ...
+    resolution: int
+    # The assignee at the resolution, else the agent who resolved it.
+    agent_id: int | None = Field(default=None, foreign_key="agent.id", index=True)
+    kind: TicketKind = Field(sa_type=StrEnumType(TicketKind, 20))
+    rating: CsatRating | None = Field(default=None, sa_type=StrEnumType(CsatRating, 20))
+    # The customer's optional comment, with addresses, phone and order numbers masked:
+    # personal data (the privacy inventory lists it).
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Whether the mail carrying the survey was queued (the hourly cap may have held it).
+    mailed: bool = True
+    # When the ticket was resolved (the survey sent); results are counted by it.
+    created_at: datetime = Field(
+        default_factory=utcnow,
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True),
+    )
+    answered_at: datetime | None = _moment()
 
 
 # -- mail ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,21 @@ def test_faq_check_accepts_the_shop_data_and_names_bad_entries(tmp_path: Path) -
     assert bad.returncode == 1
     assert "broken.toml" in bad.stderr and "'Bad Id'" in bad.stderr
     assert "answer must be a non-empty string" in bad.stderr
+
+
+def test_faq_check_shows_the_support_calendar_and_names_its_bad_keys(tmp_path: Path) -> None:
+    ok = run("faq", "check")
+    assert ok.returncode == 0, ok.stderr
+    assert "ok: support calendar: サポートの対応時間は平日 10:00〜17:00 です。" in ok.stdout
+    assert "first reply within 7 hours" in ok.stdout
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    shop = (data / "shop.toml").read_text(encoding="utf-8")
+    (data / "shop.toml").write_text(shop.replace('to = "01-04"', 'to = "01-32"'), encoding="utf-8")
+    bad = run("faq", "check", env={"HELPDESK_DATA_DIR": str(data)})
+    assert bad.returncode == 1
+    assert "shop.toml: support.closed_periods[0].to: 日付は" in bad.stderr
+    assert 'expected "YYYY-MM-DD" or yearly "MM-DD", got \'01-32\'' in bad.stderr
 
 
 def test_faq_import_csv_and_jsonl_reports_refused_rows(tmp_path: Path) -> None:

@@ -172,6 +172,16 @@ def test_every_mail_template_composes_text_and_html() -> None:
                 error="550 mailbox full",
             )
         ],
+        "reply_promise": "12月3日(木)までにご返信いたします",
+        "reply_due": "2026年12月03日 11:30(木)",
+        "support_hours": "サポートの対応時間は平日 10:00〜17:00 です。",
+        "survey": {
+            "links": {
+                "good": "http://testserver/t/HD-26-00001/csat/1?e=20270102&s=x&v=good",
+                "improve": "http://testserver/t/HD-26-00001/csat/1?e=20270102&s=x&v=improve",
+            },
+            "last_day": "1月2日(土)",
+        },
     }
     # Partials (``_dead_mail``) are parts of the others, not mails.
     names = sorted(p.stem for p in (ROOT / "templates" / "mail").glob("[!_]*.txt"))

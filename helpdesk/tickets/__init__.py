@@ -11,6 +11,7 @@
 - ``urls``: every ticket URL, for routes, pages and mails.
 - ``store``: queries over a session the caller opened.
 - ``notify``: what mail each change queues; every customer mail threaded and redacted.
+- ``csat``: satisfaction surveys: the signed links of a resolution mail, the answers.
 - ``redact``: nothing agent-only (links, keys, addresses, quoted notices) reaches a customer.
 - ``service``: the use cases (``submit``, ``add_customer_message``, ``apply``).
 """

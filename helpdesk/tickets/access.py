@@ -2,9 +2,10 @@
 
 One ``Signer`` makes every signature (HMAC-SHA256 over ``purpose:value``), so a token made
 for one purpose never opens another. ``TicketAccess`` holds what is signed for tickets: the
-customer's token, the agents' key, photos carried by a form across a retry, and the signed
-reply addresses that thread mail onto a ticket. Signatures are compared as bytes in constant
-time; a wrong, empty or odd (non-ASCII) token opens nothing and raises nothing.
+customer's token, the agents' key, photos carried by a form across a retry, the signed
+reply addresses that thread mail onto a ticket, and the links of satisfaction surveys.
+Signatures are compared as bytes in constant time; a wrong, empty or odd (non-ASCII) token
+opens nothing and raises nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hmac
 import json
 import re
 from dataclasses import asdict
+from datetime import date
 
 from helpdesk.models import Ticket
 from helpdesk.photos import StoredPhoto
@@ -98,6 +100,18 @@ class TicketAccess:
 
     def check_kept_thumb(self, thumb_digest: str, signature: str | None) -> bool:
         return self.signer.same(self.kept_thumb_signature(thumb_digest), signature)
+
+    # -- satisfaction surveys -------------------------------------------------------------
+
+    def csat_signature(self, ticket: Ticket, resolution: int, expires_on: date) -> str:
+        """Signs a survey link: this ticket, this resolution (a ticket resolved again gets
+        another), this last day. The rating is not signed: the customer may choose either."""
+        return self.signer.sign("csat", f"{ticket.reference}.{resolution}.{expires_on:%Y%m%d}")
+
+    def check_csat(
+        self, ticket: Ticket, resolution: int, expires_on: date, signature: str | None
+    ) -> bool:
+        return self.signer.same(self.csat_signature(ticket, resolution, expires_on), signature)
 
     # -- signed reply addresses -----------------------------------------------------------
 

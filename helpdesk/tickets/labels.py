@@ -6,7 +6,7 @@ enums of ``helpdesk.models``.
 
 from __future__ import annotations
 
-from helpdesk.models import Author, TicketKind, TicketStatus, Trust
+from helpdesk.models import Author, CsatRating, TicketKind, TicketStatus, Trust
 from helpdesk.tickets.commands import (
     AcceptMessage,
     AddNote,
@@ -65,6 +65,11 @@ STATUS_LABELS: dict[str, str] = {
     TicketStatus.pending: "お客様のご返信待ち",
     TicketStatus.resolved: "解決済み",
     TicketStatus.closed: "完了",
+}
+# The two answers of the satisfaction survey, as the mail's links and the page say them.
+CSAT_LABELS: dict[str, str] = {
+    CsatRating.good: "良かった",
+    CsatRating.improve: "改善してほしい",
 }
 PHOTO_FIELDS: dict[str, str] = {
     "photo_overall": "全体が分かる写真",

@@ -22,7 +22,7 @@ Every mail to a customer goes through ``to_customer``, the one place that
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import make_msgid
@@ -31,12 +31,15 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from faq import ShopPolicy
+from faq.calendar import format_date
+from helpdesk.clock import jst
 from helpdesk.db import utcnow
 from helpdesk.mail.compose import compose, opens_with_greeting
 from helpdesk.mail.outbox import claim_dead_mail_to_report
 from helpdesk.models import (
     Agent,
     Attachment,
+    CsatResponse,
     Customer,
     InboundMail,
     Message,
@@ -48,6 +51,7 @@ from helpdesk.models import (
 from helpdesk.tickets import redact, store
 from helpdesk.tickets.access import TicketAccess
 from helpdesk.tickets.commands import Actor
+from helpdesk.tickets.csat import CsatService
 from helpdesk.tickets.labels import (
     INQUIRY_CATEGORIES,
     KIND_LABELS,
@@ -87,6 +91,7 @@ class AgentChange:
     old_status: str
     reply: str | None = None  # the text of a Reply command
     internal: bool = False  # an AddNote: the whole change stays internal
+    survey: CsatResponse | None = None  # resolved: the mail carries this survey's links
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +111,16 @@ class Notifier:
     def __init__(
         self,
         *,
-        policy: ShopPolicy,
+        policy: ShopPolicy | Callable[[], ShopPolicy],
         access: TicketAccess,
         urls: TicketUrls,
         support_address: str,
+        csat: CsatService | None = None,
         automatic_mail_limit: int = 10,
         automatic_mail_address_limit: int = 50,
     ) -> None:
-        self.policy = policy
+        self._policy: Callable[[], ShopPolicy] = policy if callable(policy) else lambda: policy
+        self.csat = csat
         self.access = access
         self.urls = urls
         self.support_address = support_address
@@ -121,6 +128,10 @@ class Notifier:
         self.automatic_mail_limit = automatic_mail_limit
         # Per address, all origins together, per hour.
         self.automatic_mail_address_limit = automatic_mail_address_limit
+
+    @property
+    def policy(self) -> ShopPolicy:
+        return self._policy()
 
     def redactor(self, ticket: Ticket | None) -> CustomerRedactor:
         return CustomerRedactor(self.access.agent_secrets(ticket) if ticket else ())
@@ -140,9 +151,13 @@ class Notifier:
     ) -> bool:
         """The customer's confirmation (unless ``confirm`` is False) and the agents' notice.
 
-        ``origin`` is who submitted (see ``_queue``). Returns whether the confirmation was
-        queued.
+        The confirmation promises the first reply by the day it is due
+        (「12月3日(木)までにご返信いたします」) and says the support hours, when the shop
+        sets a support calendar. ``origin`` is who submitted (see ``_queue``). Returns
+        whether the confirmation was queued.
         """
+        policy = self.policy
+        due = ticket.first_reply_due_at
         context = {
             "customer": customer,
             "submission": submission,
@@ -151,6 +166,9 @@ class Notifier:
             "status_url": self.urls.status_url(ticket),
             "attachments": attachments,
             "photo_labels": PHOTO_FIELDS,
+            "reply_promise": policy.reply_promise(due) if due is not None else None,
+            "reply_due": jst(due) if due is not None else None,
+            "support_hours": policy.support.summary() if policy.support else None,
         }
         confirmation = None
         if confirm:
@@ -216,11 +234,18 @@ class Notifier:
     ) -> Outbox | None:
         """The customer gets the agent's reply (mentioning a new status), or a short status
         mail when the status alone changed (to anything but "open"); a note sends nothing.
+        The mail of a resolution carries its satisfaction survey's two links.
         """
         changed = ticket.status != change.old_status and ticket.status != TicketStatus.open
         if change.internal or not (change.reply or changed):
             return None
         body = change.reply or ""
+        survey = None
+        if change.survey is not None and self.csat is not None:
+            survey = {
+                "links": self.csat.links(ticket, change.survey),
+                "last_day": format_date(self.csat.last_day(change.survey)),
+            }
         return await self.to_customer(
             session,
             ticket,
@@ -232,6 +257,7 @@ class Notifier:
             greeted=opens_with_greeting(body),
             status_label=STATUS_LABELS[ticket.status] if changed else None,
             status_url=self.urls.status_url(ticket),
+            survey=survey,
         )
 
     async def agent_error(

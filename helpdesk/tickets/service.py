@@ -25,6 +25,7 @@ from helpdesk.models import (
     Agent,
     Attachment,
     Author,
+    CsatResponse,
     Customer,
     Message,
     Ticket,
@@ -47,6 +48,7 @@ from helpdesk.tickets.commands import (
     SetPriority,
     SetStatus,
 )
+from helpdesk.tickets.csat import CsatService
 from helpdesk.tickets.notify import AgentChange, Notifier
 from helpdesk.tickets.rules import (
     MAX_NAME,
@@ -71,6 +73,14 @@ NO_BODY = "(本文なし)"
 # Origins of automatic mail (``Outbox.origin``) other than a client's address.
 MAIL_ORIGIN = "mail"
 AGENTS_ORIGIN = "agents"
+# Tickets given a first-reply due time per transaction when the app starts.
+BACKFILL_BATCH = 500
+# While no reply was sent and the due time has passed, the status page says this instead
+# of a date gone by.
+REPLY_LATE = (
+    "ご返信が遅くなっており、申し訳ございません。順に対応しておりますので、"
+    "いましばらくお待ちください。"
+)
 
 
 class SubmissionConflict(Exception):
@@ -143,6 +153,7 @@ class _Unit:
     status_commanded: bool = False
     reply: str | None = None
     internal: bool = False
+    resolved: bool = False  # the status became "resolved": a satisfaction survey goes out
     now: datetime = field(default_factory=utcnow)
 
     def event(self, kind: str, **data: Any) -> None:
@@ -193,6 +204,7 @@ async def _set_status(unit: _Unit, command: SetStatus) -> None:
     if command.status != unit.ticket.status:
         unit.event("status_changed", old=unit.ticket.status, new=command.status)
         unit.ticket.status = command.status
+        unit.resolved = command.status == TicketStatus.resolved
 
 
 async def _add_note(unit: _Unit, command: AddNote) -> None:
@@ -207,6 +219,8 @@ async def _reply(unit: _Unit, command: Reply) -> None:
     unit.reply = command.body
     unit.message(Author.agent, command.body)
     unit.event("agent_reply")
+    if unit.ticket.first_replied_at is None:
+        unit.ticket.first_replied_at = unit.now
 
 
 # One handler per command, in the order they apply whatever order they came in: accepting
@@ -230,7 +244,7 @@ class TicketService:
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
-        policy: ShopPolicy,
+        policy: ShopPolicy | Callable[[], ShopPolicy],
         secret_key: str,
         base_url: str,
         support_address: str,
@@ -238,18 +252,25 @@ class TicketService:
         automatic_mail_address_limit: int = 50,
     ) -> None:
         self.sessions = sessions
-        self.policy = policy
+        # The running app passes a function: edits of data/shop.toml apply without a restart.
+        self._policy: Callable[[], ShopPolicy] = policy if callable(policy) else lambda: policy
         self.support_address = support_address
         self.access = TicketAccess(Signer(secret_key), support_address=support_address)
         self.urls = TicketUrls(base_url, self.access)
+        self.csat = CsatService(sessions, access=self.access, urls=self.urls, policy=self._policy)
         self.notify = Notifier(
-            policy=policy,
+            policy=self._policy,
+            csat=self.csat,
             access=self.access,
             urls=self.urls,
             support_address=support_address,
             automatic_mail_limit=automatic_mail_limit,
             automatic_mail_address_limit=automatic_mail_address_limit,
         )
+
+    @property
+    def policy(self) -> ShopPolicy:
+        return self._policy()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -457,6 +478,7 @@ class TicketService:
                 desired_variant=submission.desired_variant,
                 category=submission.category,
                 subject=(subject or subject_for(submission))[:200],
+                first_reply_due_at=self.policy.first_reply_due(now),
                 created_at=now,
                 updated_at=now,
             )
@@ -682,13 +704,27 @@ class TicketService:
             unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
             for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
                 await _HANDLERS[type(command)](unit, command)
-            change = AgentChange(unit.old_status, reply=unit.reply, internal=unit.internal)
-            await self.notify.agent_changed(
+            survey: CsatResponse | None = None
+            if unit.resolved:
+                # Credited to the assignee, else to the agent who resolved it.
+                survey = await store.add_survey(
+                    session,
+                    ticket=current,
+                    agent_id=current.assignee_id or actor.agent_id,
+                    now=unit.now,
+                )
+            change = AgentChange(
+                unit.old_status, reply=unit.reply, internal=unit.internal, survey=survey
+            )
+            mail = await self.notify.agent_changed(
                 session, current, customer, change, origin=AGENTS_ORIGIN
             )
+            if survey is not None:
+                survey.mailed = mail is not None
             current.updated_at = unit.now
         ticket.status, ticket.priority = current.status, current.priority
         ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
+        ticket.first_replied_at = current.first_replied_at
         return ApplyResult()
 
     async def problems(self, ticket: Ticket, commands: Sequence[Command]) -> list[str]:
@@ -728,6 +764,46 @@ class TicketService:
                 else:
                     held[command.message_id] = message
         return problems
+
+    # -- first-reply due times ---------------------------------------------------------------
+
+    def reply_promise(self, ticket: Ticket, *, now: datetime | None = None) -> str | None:
+        """What the customer's pages say about the first reply while none was sent:
+        「12月3日(木)までにご返信いたします」, or an apology once that time has passed; None
+        after the first reply, for a resolved or closed ticket, or without a due time."""
+        due = ticket.first_reply_due_at
+        if due is None or ticket.first_replied_at is not None:
+            return None
+        if ticket.status not in store.AWAITING_STATUSES:
+            return None
+        if as_utc(due) < (now or utcnow()):
+            return REPLY_LATE
+        return self.policy.reply_promise(as_utc(due))
+
+    async def backfill_first_reply_due(self) -> int:
+        """Give every ticket without one its first-reply due time, computed from its
+        creation time by the support calendar (tickets made before the calendar existed,
+        or while ``[support]`` was not set); how many got one. Idempotent; several workers
+        starting at once compute the same times."""
+        policy = self.policy
+        if policy.support is None:
+            return 0
+        done, after_id = 0, 0
+        while True:
+            async with self.sessions() as session, session.begin():
+                found = await store.tickets_without_due(
+                    session, after_id=after_id, limit=BACKFILL_BATCH
+                )
+                dues = {
+                    ticket_id: due
+                    for ticket_id, created_at in found
+                    if (due := policy.first_reply_due(created_at)) is not None
+                }
+                await store.set_first_reply_due(session, dues=dues)
+            done += len(dues)
+            if len(found) < BACKFILL_BATCH:
+                return done
+            after_id = found[-1][0]
 
     # -- agents ----------------------------------------------------------------------------
 

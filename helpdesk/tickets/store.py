@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -22,14 +24,24 @@ from helpdesk.models import (
     Agent,
     Attachment,
     Author,
+    CsatRating,
+    CsatResponse,
     Customer,
     Message,
     Outbox,
     Ticket,
     TicketEvent,
+    TicketKind,
+    TicketStatus,
     Trust,
 )
 from helpdesk.photos import StoredPhoto
+
+# Japan: "today" of the queue's due-today.
+TOKYO = ZoneInfo("Asia/Tokyo")
+# Statuses in which a ticket still waits for its first reply (a resolved or closed ticket
+# is not overdue; one reopened without ever being answered is again).
+AWAITING_STATUSES = (TicketStatus.new, TicketStatus.open, TicketStatus.pending)
 
 # -- tickets -----------------------------------------------------------------------------------
 
@@ -65,6 +77,84 @@ async def message_by_submission_key(session: AsyncSession, *, key: str) -> Messa
 async def message_key_used(session: AsyncSession, *, key: str) -> bool:
     found = await session.execute(select(col(Message.id)).where(col(Message.submission_key) == key))
     return found.first() is not None
+
+
+# -- first-reply due times (the queue) ----------------------------------------------------------
+
+
+def awaiting_first_reply() -> Any:
+    """A condition: tickets with a due time, not answered yet, neither resolved nor closed."""
+    return (
+        col(Ticket.first_replied_at).is_(None)
+        & col(Ticket.first_reply_due_at).is_not(None)
+        & col(Ticket.status).in_(AWAITING_STATUSES)
+    )
+
+
+def overdue_condition(now: datetime) -> Any:
+    """A condition: awaiting the first reply, and its due time has passed."""
+    now = now.astimezone(UTC)  # stored in UTC: SQLite compares the text
+    return awaiting_first_reply() & (col(Ticket.first_reply_due_at) <= now)
+
+
+def due_today_condition(now: datetime, *, timezone: ZoneInfo = TOKYO) -> Any:
+    """A condition: awaiting the first reply, due later today in Japan (not yet overdue)."""
+    tomorrow = now.astimezone(timezone).date() + timedelta(days=1)
+    end_of_day = datetime.combine(tomorrow, time(0), tzinfo=timezone).astimezone(UTC)
+    now = now.astimezone(UTC)  # stored in UTC: SQLite compares the text
+    return (
+        awaiting_first_reply()
+        & (col(Ticket.first_reply_due_at) > now)
+        & (col(Ticket.first_reply_due_at) < end_of_day)
+    )
+
+
+async def overdue(session: AsyncSession, *, now: datetime, limit: int = 100) -> list[Ticket]:
+    """Tickets whose first reply is overdue at ``now``, the longest overdue first."""
+    query = (
+        select(Ticket)
+        .where(overdue_condition(now))
+        .order_by(col(Ticket.first_reply_due_at), col(Ticket.id))
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+async def due_today(
+    session: AsyncSession, *, now: datetime, timezone: ZoneInfo = TOKYO, limit: int = 100
+) -> list[Ticket]:
+    """Tickets whose first reply falls due later today (Japan's day), soonest first;
+    overdue ones are in ``overdue``."""
+    query = (
+        select(Ticket)
+        .where(due_today_condition(now, timezone=timezone))
+        .order_by(col(Ticket.first_reply_due_at), col(Ticket.id))
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+async def tickets_without_due(
+    session: AsyncSession, *, after_id: int = 0, limit: int
+) -> list[tuple[int, datetime]]:
+    """(id, created_at) of tickets after ``after_id`` that have no first-reply due time."""
+    query = (
+        select(col(Ticket.id), col(Ticket.created_at))
+        .where(col(Ticket.first_reply_due_at).is_(None), col(Ticket.id) > after_id)
+        .order_by(col(Ticket.id))
+        .limit(limit)
+    )
+    return [(i, as_utc(c)) for i, c in (await session.execute(query)).all() if i is not None]
+
+
+async def set_first_reply_due(session: AsyncSession, *, dues: Mapping[int, datetime]) -> None:
+    """Store first-reply due times by ticket id (only where none is stored)."""
+    for ticket_id, due in dues.items():
+        await session.execute(
+            update(Ticket)
+            .where(col(Ticket.id) == ticket_id, col(Ticket.first_reply_due_at).is_(None))
+            .values(first_reply_due_at=due)
+        )
 
 
 # -- people ------------------------------------------------------------------------------------
@@ -265,9 +355,11 @@ async def customer_thread(session: AsyncSession, *, ticket_id: int, email: str) 
     )
     # At the same instant, the customer's mail came first (a ticket made from it, then
     # our confirmation).
-    dated = [(as_utc(when), 1, number, mail_id) for when, number, mail_id in sent.all()]
-    dated += [(as_utc(when), 0, number, mail_id) for when, number, mail_id in received.all()]  # type: ignore[misc]
-    return [mail_id for *_, mail_id in sorted(dated)]
+    dated: list[tuple[datetime, int, int | None, str | None]] = [
+        (as_utc(when), 1, number, mail_id) for when, number, mail_id in sent.all()
+    ]
+    dated += [(as_utc(when), 0, number, mail_id) for when, number, mail_id in received.all()]
+    return [mail_id for *_, mail_id in sorted(dated) if mail_id]
 
 
 async def automatic_mail_count(
@@ -294,3 +386,125 @@ async def mail_queued(session: AsyncSession, *, ticket_id: int, kind: str) -> bo
         .limit(1)
     )
     return found.first() is not None
+
+
+# -- satisfaction surveys ----------------------------------------------------------------------
+
+
+async def add_survey(
+    session: AsyncSession, *, ticket: Ticket, agent_id: int | None, now: datetime
+) -> CsatResponse:
+    """The survey of the ticket's next resolution (1, 2, ...); the ticket row is locked."""
+    found = await session.execute(
+        select(func.max(col(CsatResponse.resolution))).where(
+            col(CsatResponse.ticket_id) == ticket.id
+        )
+    )
+    assert ticket.id is not None
+    survey = CsatResponse(
+        ticket_id=ticket.id,
+        resolution=int(found.scalar_one() or 0) + 1,
+        agent_id=agent_id,
+        kind=ticket.kind,
+        created_at=now,
+    )
+    session.add(survey)
+    await session.flush()
+    return survey
+
+
+async def latest_survey(session: AsyncSession, *, ticket_id: int) -> CsatResponse | None:
+    """The survey of the ticket's latest resolution, if it was ever resolved."""
+    found = await session.execute(
+        select(CsatResponse)
+        .where(col(CsatResponse.ticket_id) == ticket_id)
+        .order_by(col(CsatResponse.resolution).desc())
+        .limit(1)
+    )
+    return found.scalar_one_or_none()
+
+
+async def survey(session: AsyncSession, *, ticket_id: int, resolution: int) -> CsatResponse | None:
+    found = await session.execute(
+        select(CsatResponse).where(
+            col(CsatResponse.ticket_id) == ticket_id, col(CsatResponse.resolution) == resolution
+        )
+    )
+    return found.scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class CsatTally:
+    """Satisfaction for one agent or kind: surveys sent, and the answers."""
+
+    key: Any  # an agent id (None: nobody assigned, resolved without an agent) or a kind
+    sent: int
+    good: int
+    improve: int
+
+    @property
+    def answered(self) -> int:
+        return self.good + self.improve
+
+    @property
+    def score(self) -> float | None:
+        """The share of 良かった among the answers (None without answers)."""
+        return self.good / self.answered if self.answered else None
+
+
+async def _csat_by(
+    session: AsyncSession, column: Any, start: datetime, end: datetime
+) -> list[CsatTally]:
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    query = (
+        select(
+            column,
+            func.count(),
+            func.sum(case((col(CsatResponse.rating) == CsatRating.good, 1), else_=0)),
+            func.sum(case((col(CsatResponse.rating) == CsatRating.improve, 1), else_=0)),
+        )
+        .where(col(CsatResponse.created_at) >= start, col(CsatResponse.created_at) < end)
+        .group_by(column)
+    )
+    found = (await session.execute(query)).all()
+    tallies = [CsatTally(key, int(n), int(good or 0), int(bad or 0)) for key, n, good, bad in found]
+    return sorted(tallies, key=lambda t: (t.key is None, str(t.key)))
+
+
+async def csat_by_agent(
+    session: AsyncSession, *, start: datetime, end: datetime
+) -> list[CsatTally]:
+    """Satisfaction per agent (``key``: the agent's id) of tickets resolved in
+    ``[start, end)``; an agent with no survey in the range is not listed."""
+    return await _csat_by(session, col(CsatResponse.agent_id), start, end)
+
+
+async def csat_by_kind(session: AsyncSession, *, start: datetime, end: datetime) -> list[CsatTally]:
+    """Satisfaction per kind of ticket (``key``: a ``TicketKind``) resolved in
+    ``[start, end)``."""
+    tallies = await _csat_by(session, col(CsatResponse.kind), start, end)
+    return [CsatTally(TicketKind(t.key), t.sent, t.good, t.improve) for t in tallies]
+
+
+async def csat_comments(
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    agent_ids: Sequence[int] | None = None,
+    limit: int = 100,
+) -> list[CsatResponse]:
+    """Answers with a comment (already masked) of tickets resolved in ``[start, end)``,
+    newest first; only these agents' when ``agent_ids`` is given."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    query = select(CsatResponse).where(
+        col(CsatResponse.created_at) >= start,
+        col(CsatResponse.created_at) < end,
+        col(CsatResponse.comment).is_not(None),
+    )
+    if agent_ids is not None:
+        query = query.where(col(CsatResponse.agent_id).in_(agent_ids))
+    query = query.order_by(col(CsatResponse.created_at).desc(), col(CsatResponse.id).desc()).limit(
+        limit
+    )
+    return list((await session.execute(query)).scalars().all())

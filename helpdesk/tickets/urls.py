@@ -7,6 +7,8 @@ agents' links lead to the console, which asks them to log in (no key in any link
 
 from __future__ import annotations
 
+from datetime import date
+
 from helpdesk.agents.urls import ConsoleUrls
 from helpdesk.models import Ticket
 from helpdesk.photos import StoredPhoto
@@ -46,6 +48,15 @@ class TicketUrls:
 
     def status_url(self, ticket: Ticket) -> str:
         return self.absolute(self.status(ticket))
+
+    def csat(
+        self, ticket: Ticket, resolution: int, expires_on: date, rating: str | None = None
+    ) -> str:
+        """A satisfaction survey's page; ``rating`` ("good", "improve") is the choice the
+        mail's link preselects. Opening it records nothing (mail scanners open links)."""
+        signature = self.access.csat_signature(ticket, resolution, expires_on)
+        path = f"/t/{ticket.reference}/csat/{resolution}?e={expires_on:%Y%m%d}&s={signature}"
+        return f"{path}&v={rating}" if rating else path
 
     # -- the agents' pages ----------------------------------------------------------------
 

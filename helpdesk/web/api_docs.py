@@ -43,6 +43,12 @@ _CREATED = {
             "description": "Whether a confirmation mail was queued to the customer "
             "(false when the hourly cap on automatic mail to the address was reached)",
         },
+        "first_reply_due_at": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "When the first reply is due, in the shop's support hours "
+            "(data/shop.toml [support]); null when the shop sets no support calendar",
+        },
     },
 }
 
@@ -219,7 +225,10 @@ def document(base_url: str) -> dict[str, Any]:
                         },
                     ],
                     "responses": {
-                        "200": {"description": "reference, kind, status, late, messages"}
+                        "200": {
+                            "description": "reference, kind, status, late, "
+                            "first_reply_due_at, messages"
+                        }
                     },
                 }
             },

@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
@@ -493,8 +493,14 @@ async def submitted(request: Request) -> Response:
         "photo_labels": PHOTO_FIELDS,
         # The page says a confirmation was sent only when one was queued (issue 7, #8).
         "confirmation_mail": await helpdesk.tickets.confirmation_queued(ticket),
+        "reply_promise": helpdesk.tickets.reply_promise(ticket),
+        "support_hours": support.summary() if (support := helpdesk.faq.policy.support) else None,
     }
     return helpdesk.templates.TemplateResponse(request, "tickets/submitted.html", context)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return as_utc(moment).isoformat() if moment is not None else None
 
 
 def _wants_json(request: Request) -> bool:
@@ -520,6 +526,7 @@ async def _status_response(
                 "kind": ticket.kind,
                 "status": ticket.status,
                 "late": ticket.late,
+                "first_reply_due_at": _iso(ticket.first_reply_due_at),
                 "messages": [
                     {
                         "author": message.author,
@@ -538,6 +545,7 @@ async def _status_response(
         "status_label": status_label(ticket.status),
         "kind_label": kind_label(ticket.kind),
         "policy": helpdesk.faq.policy,
+        "reply_promise": helpdesk.tickets.reply_promise(ticket),
         "errors": errors or {},
         "values": values or {},
         "kept": kept or {},
@@ -752,6 +760,7 @@ async def _api_submit(request: Request, form: FormData, *, browser: bool) -> Res
             "status_url": helpdesk.tickets.urls.status_url(ticket),
             "late": ticket.late,
             "confirmation_mail": await helpdesk.tickets.confirmation_queued(ticket),
+            "first_reply_due_at": _iso(ticket.first_reply_due_at),
         },
         status_code=201 if created else 200,
     )

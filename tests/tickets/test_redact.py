@@ -162,6 +162,17 @@ def _context() -> dict[str, Any]:
         "problem": "解析できません",
         "preview": "garbage",
         "dead_mail": [],
+        # The promise of the confirmation and the survey of a resolution mail.
+        "reply_promise": "12月3日(木)までにご返信いたします",
+        "reply_due": "2026年12月03日 11:30(木)",
+        "support_hours": "サポートの対応時間は平日 10:00〜17:00 です。",
+        "survey": {
+            "links": {
+                rating: f"http://testserver/t/HD-26-00042/csat/1?e=20270102&s=abc-_9&v={rating}"
+                for rating in ("good", "improve")
+            },
+            "last_day": "1月2日(土)",
+        },
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -9,7 +10,16 @@ import pytest
 from starlette.applications import Starlette
 
 from helpdesk.mail.reply import parse_reply
-from helpdesk.models import Agent, Message, Outbox, Priority, Ticket, TicketEvent, TicketStatus
+from helpdesk.models import (
+    Agent,
+    CsatResponse,
+    Message,
+    Outbox,
+    Priority,
+    Ticket,
+    TicketEvent,
+    TicketStatus,
+)
 from helpdesk.tickets import (
     Actor,
     AddNote,
@@ -45,6 +55,13 @@ async def state(app: Starlette, ticket: Ticket) -> dict[str, Any]:
             text = text.replace(value, placeholder) if text else text
         return text
 
+    # A resolution's survey links are signed per ticket: compared by rating (replaced
+    # before the reference they hold).
+    surveys: dict[str, str] = {}
+    for survey in await rows(app, CsatResponse, CsatResponse.ticket_id == current.id):
+        for rating, link in tickets.csat.links(current, survey).items():
+            surveys[link] = surveys[html.escape(link)] = f"{{csat_{survey.resolution}_{rating}}}"
+    placeholders = {**surveys, **placeholders}
     events = await rows(app, TicketEvent, TicketEvent.ticket_id == current.id)
     messages = await rows(app, Message, Message.ticket_id == current.id)
     mails = await rows(app, Outbox, Outbox.ticket_id == current.id)

@@ -7,7 +7,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -709,7 +709,8 @@ async def test_status_page_needs_the_token_and_answers_json(
     body = (
         await client.get(path, params={"token": token}, headers={"Accept": "application/json"})
     ).json()
-    assert set(body) == {"reference", "kind", "status", "late", "messages"}
+    assert set(body) == {"reference", "kind", "status", "late", "first_reply_due_at", "messages"}
+    assert datetime.fromisoformat(body["first_reply_due_at"]) > datetime.now(UTC)
     assert body["reference"] == created["reference"] and body["kind"] == "defect"
     assert [m["author"] for m in body["messages"]] == ["customer"]
     assert set(body["messages"][0]) == {"author", "body", "created_at"}
@@ -777,7 +778,16 @@ async def test_api_creates_every_kind(
         response = await client.post("/api/tickets", json=data)
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"reference", "status", "status_url", "late", "confirmation_mail"}
+    assert set(body) == {
+        "reference",
+        "status",
+        "status_url",
+        "late",
+        "confirmation_mail",
+        "first_reply_due_at",
+    }
+    # Due in the support calendar's hours (data/shop.toml [support]): later than now.
+    assert datetime.fromisoformat(body["first_reply_due_at"]) > datetime.now(UTC)
     assert body["confirmation_mail"] is True
     assert body["status"] == "new" and body["late"] is False
     assert body["status_url"].startswith(f"http://testserver/t/{body['reference']}?token=")
