@@ -419,8 +419,9 @@ def cross_site_reason(headers: Headers, *, allowed_origins: Iterable[str] = ()) 
     """Why a request comes from another site (for the log), or None when it may be ours.
 
     Fetch Metadata first (``Sec-Fetch-Site`` other than ``same-origin`` or ``none``; a
-    browser's ``same-origin`` is ours whatever its ``Origin``), then ``Origin``: ours when its host is the request's ``Host`` or it is one of
-    ``allowed_origins`` (the public base URL's). A request with neither header (an old
+    browser's ``same-origin`` is ours whatever its ``Origin``), then ``Origin``: ours when
+    its host is the request's ``Host`` or it is one of ``allowed_origins`` (the public base
+    URL's). A request with neither header (an old
     browser, a script) is left to the token.
     """
     site = headers.get("sec-fetch-site", "").strip().lower()
