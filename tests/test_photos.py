@@ -223,6 +223,80 @@ def test_jpeg_loses_exif_gps_xmp_and_comment_and_is_turned_upright(store: PhotoS
     assert not [m for m in markers if 0xE1 <= m <= 0xEF or m == 0xFE], [hex(m) for m in markers]
 
 
+# What the four quadrants of the picture as seen (upright) show, for each EXIF orientation of
+# a sensor image whose quadrants are red (top left), green, blue (bottom left) and yellow.
+# From the EXIF specification's table, written out by hand (not from the code under test).
+_QUADRANTS_SEEN = {
+    1: ("red", "green", "blue", "yellow"),
+    2: ("green", "red", "yellow", "blue"),  # mirrored left-right
+    3: ("yellow", "blue", "green", "red"),  # turned half-way
+    4: ("blue", "yellow", "red", "green"),  # mirrored top-bottom
+    5: ("red", "blue", "green", "yellow"),  # mirrored along the main diagonal
+    6: ("blue", "red", "yellow", "green"),  # to be turned 90° clockwise (phone held upright)
+    7: ("yellow", "green", "blue", "red"),  # mirrored along the other diagonal
+    8: ("green", "yellow", "red", "blue"),  # to be turned 90° anticlockwise
+}
+_RGB = {
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+}
+
+
+def _quadrants(image: Image.Image) -> tuple[str, ...]:
+    """The colour names nearest to the centres of the top-left, top-right, bottom-left and
+    bottom-right quadrants of ``image``."""
+    width, height = image.size
+    names = []
+    for x, y in ((1, 1), (3, 1), (1, 3), (3, 3)):
+        pixel = image.convert("RGB").getpixel((x * width // 4, y * height // 4))
+        assert isinstance(pixel, tuple)
+        names.append(
+            min(
+                _RGB,
+                key=lambda name: sum(abs(a - b) for a, b in zip(_RGB[name], pixel, strict=True)),
+            )
+        )
+    return tuple(names)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_comes_out_upright_without_metadata(
+    store: PhotoStore, orientation: int
+) -> None:
+    sensor = Image.new("RGB", (640, 480), "red")
+    sensor.paste("green", (320, 0, 640, 240))
+    sensor.paste("blue", (0, 240, 320, 480))
+    sensor.paste("yellow", (320, 240, 640, 480))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "Apple"
+    exif[ExifTags.Base.Orientation] = orientation
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update(GPS)
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><secret>SECRET-XMP</secret></x:xmpmeta>'
+    data = _save(sensor, "JPEG", quality=95, exif=exif, xmp=xmp, comment=b"SECRET-COM")
+    assert Image.open(io.BytesIO(data)).getexif()[ExifTags.Base.Orientation] == orientation
+
+    photo = store.process(data, filename="IMG_0001.JPG", field_label=LABEL)
+
+    turned = orientation >= 5  # 5 to 8 swap width and height
+    expected_size = (480, 640) if turned else (640, 480)
+    assert (photo.width, photo.height) == expected_size
+    for digest, size in ((photo.digest, expected_size), (photo.thumb_digest, None)):
+        stored = store.open(digest)
+        image = stored_image(store, digest)
+        assert image.format == "JPEG"
+        if size is not None:
+            assert image.size == size
+        else:  # the thumbnail: the same shape as the photo
+            assert (image.width < image.height) == turned
+        assert _quadrants(image) == _QUADRANTS_SEEN[orientation]
+        assert len(image.getexif()) == 0
+        assert b"Exif" not in stored and b"SECRET" not in stored
+        markers = jpeg_segments(stored)
+        assert not [m for m in markers if 0xE1 <= m <= 0xEF or m == 0xFE], [hex(m) for m in markers]
+
+
 def test_colour_profile_is_converted_to_srgb_then_dropped(store: PhotoStore) -> None:
     data = _save(Image.new("RGB", (200, 100), "red"), "JPEG", icc_profile=swapped_profile())
     assert Image.open(io.BytesIO(data)).info.get("icc_profile")
