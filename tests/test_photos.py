@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pillow_heif
 import pytest
-from PIL import ExifTags, Image, PngImagePlugin
+from PIL import ExifTags, Image, ImageChops, ImageFilter, ImageStat, PngImagePlugin
 
+from helpdesk import photos as photo_module
 from helpdesk.photos import PhotoError, PhotoStore, StoredPhoto, sanitize_filename
 from helpdesk.settings import ROOT
 
@@ -1021,3 +1022,78 @@ def test_retain_refreshes_a_kept_photo_and_tells_when_it_was_swept(store: PhotoS
     _age(store, photo, 2 * DAY)
     assert len(store.sweep(lambda digests: set(), grace_seconds=DAY).deleted) == 2
     assert store.retain(photo) is False
+
+
+# -- turning JPEGs upright in bands -------------------------------------------------------------
+
+
+def _noisy(mode: str, size: tuple[int, int]) -> Image.Image:
+    """Content that differs everywhere (a band joined at the wrong place would show)."""
+    width, height = size
+    image = Image.effect_noise(size, 60).convert("L")
+    image.paste(Image.linear_gradient("L").resize((width // 2, height)), (0, 0))
+    if mode == "L":
+        return image
+    return Image.merge("RGB", (image, image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), image))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("turn", list(photo_module._ORIENTATIONS.values()))
+def test_a_jpeg_turned_in_bands_is_the_one_libjpeg_writes_whole(
+    monkeypatch: pytest.MonkeyPatch, mode: str, turn: Image.Transpose
+) -> None:
+    # Sides that are not whole MCUs, and bands of 32 rows: a short band at the end.
+    image = _noisy(mode, (203, 150))
+    out_width, _out_height = photo_module._turned_size(image.size, turn)
+    monkeypatch.setattr(photo_module, "_TURN_BAND_BYTES", 32 * 4 * out_width)
+    written = io.BytesIO()
+
+    photo_module._encode(image, "image/jpeg", written, turn)
+
+    turned = image.transpose(turn)
+    mcu_height = 8 if mode == "L" else 16  # one block, or 4:2:0's 16 rows
+    whole = _save(
+        turned, "JPEG", quality=photo_module.JPEG_QUALITY, restart_marker_rows=32 // mcu_height
+    )
+    assert written.getvalue() == whole
+    markers = jpeg_segments(whole)
+    assert 0xDD in markers and b"\xff\xd0" in whole  # restart markers were really used
+    decoded = Image.open(io.BytesIO(written.getvalue()))
+    assert decoded.size == turned.size and decoded.mode == mode
+
+
+def test_a_jpeg_that_cannot_be_joined_is_turned_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = _noisy("RGB", (203, 150))
+    monkeypatch.setattr(photo_module, "_TURN_BAND_BYTES", 32 * 4 * 150)
+
+    def refuse(data: bytes) -> None:
+        raise photo_module._Splice("test")
+
+    monkeypatch.setattr(photo_module, "_jpeg_layout", refuse)
+    written = io.BytesIO()
+
+    photo_module._encode(image, "image/jpeg", written, Image.Transpose.ROTATE_270)
+
+    whole = _save(image.transpose(Image.Transpose.ROTATE_270), "JPEG", quality=85)
+    assert written.getvalue() == whole
+
+
+def test_a_turned_phone_photo_has_the_pixels_of_the_turned_image(store: PhotoStore) -> None:
+    """Through ``process``: a portrait photo large enough for many bands decodes to what
+    turning the decoded upload gives (up to JPEG's loss)."""
+    sensor = _noisy("RGB", (1600, 1200)).filter(ImageFilter.GaussianBlur(3))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 8
+    data = _save(sensor, "JPEG", quality=95, exif=exif)
+    expected = Image.open(io.BytesIO(data)).transpose(Image.Transpose.ROTATE_90)
+
+    photo = store.process(data, filename="a.jpg", field_label=LABEL)
+
+    stored = store.open(photo.digest)
+    assert 0xDD in jpeg_segments(stored)  # it went through the bands
+    image = stored_image(store, photo.digest)
+    assert image.size == expected.size == (1200, 1600)
+    difference = ImageChops.difference(image, expected.convert("RGB"))
+    assert max(high for _low, high in difference.getextrema()) < 40  # type: ignore[misc]
+    mean = sum(ImageStat.Stat(difference).mean) / 3
+    assert mean < 2
