@@ -298,6 +298,26 @@ def test_every_exif_orientation_comes_out_upright_without_metadata(
         assert not [m for m in markers if 0xE1 <= m <= 0xEF or m == 0xFE], [hex(m) for m in markers]
 
 
+def test_transparent_png_with_an_orientation_is_stored_upright(store: PhotoStore) -> None:
+    sensor = Image.new("RGBA", (640, 480), (255, 0, 0, 128))
+    sensor.paste((0, 255, 0, 128), (320, 0, 640, 240))
+    sensor.paste((0, 0, 255, 128), (0, 240, 320, 480))
+    sensor.paste((255, 255, 0, 128), (320, 240, 640, 480))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    data = _save(sensor, "PNG", exif=exif)
+
+    photo = store.process(data, filename="a.png", field_label=LABEL)
+
+    assert photo.content_type == "image/png"
+    image = stored_image(store, photo.digest)
+    assert image.format == "PNG" and image.mode == "RGBA" and image.size == (480, 640)
+    assert b"eXIf" not in store.open(photo.digest)
+    assert _quadrants(image) == _QUADRANTS_SEEN[6]
+    thumb = stored_image(store, photo.thumb_digest)
+    assert thumb.format == "JPEG" and thumb.width < thumb.height
+
+
 def test_colour_profile_is_converted_to_srgb_then_dropped(store: PhotoStore) -> None:
     data = _save(Image.new("RGB", (200, 100), "red"), "JPEG", icc_profile=swapped_profile())
     assert Image.open(io.BytesIO(data)).info.get("icc_profile")
