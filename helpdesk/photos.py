@@ -422,7 +422,8 @@ def _pipeline_bytes(mode: str, width: int, height: int) -> int:
     Mirrors ``_clean``: a large image is fitted to MAX_SIDE by ``_fit_in_bands`` (the
     decoded image, the horizontally resized one and one band, then the latter and the
     fitted one); then at most two fitted images (at most 4 bytes per pixel) are alive at
-    each step, the one being read and the one being made.
+    each step, the one being read and the one being made (a JPEG turned upright needs less:
+    ``_write_turned_jpeg`` makes bands of the turned image, never all of it).
     """
     decoded = width * height * _pixel_bytes(mode)
     out_width, out_height = _fit(width, height, MAX_SIDE)
@@ -620,8 +621,8 @@ class PhotoStore:
         try:
             check = self._check(image, data, label)
             self._decode(image, check, label)
-            # From here on ``cleaned`` owns the pixels (it may be ``image`` itself), as the
-            # sensor recorded them: ``turn`` makes them upright.
+            # From here on ``cleaned`` owns the pixels (it may be ``image`` itself), in the
+            # upload's own orientation: ``turn`` makes them upright.
             cleaned, turn = _clean(image, transparent_png=check.format == "PNG")
         except BaseException:
             image.close()
