@@ -97,6 +97,7 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
             "digest": first.thumb_digest,
             "entry_id": "other-receipt",
             "token": password_token,
+            "table": "daily",
         },
         token=helpdesk.tickets.access.access_token(ticket),
         kept_sig=helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest),
