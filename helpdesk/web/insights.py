@@ -42,11 +42,11 @@ async def insights_page(request: Request) -> Response:
     try:
         found = await _figures(request)
     except PeriodError as exc:
-        context = {"error": str(exc), "values": values}
+        context: dict[str, Any] = {"error": str(exc), "values": values}
         response = render(request, agent, "console/insights.html", context, section="insights")
         response.status_code = 400
         return response
-    context = {
+    page: dict[str, Any] = {
         "found": found,
         "values": found.period.params(),
         "params": found.period.params(),
@@ -54,7 +54,7 @@ async def insights_page(request: Request) -> Response:
         "tables": tables(found),
         "duration": duration_text,
     }
-    return render(request, agent, "console/insights.html", context, section="insights")
+    return render(request, agent, "console/insights.html", page, section="insights")
 
 
 async def insights_csv(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""insights: daily rollups, the FAQ's daily counters, indexes for a day's tickets and gaps (issue 11)
+"""insights: daily rollups, daily FAQ counters, indexes for a day's tickets and gaps (issue 11)
 
 - ``faq_daily``: questions asked and answered per day (Japan), forms with suggestions.
 - ``insight_day``: the days whose rollups are complete (closed days, computed once).
