@@ -94,7 +94,7 @@ def parse_period(params: Mapping[str, str], today: date) -> Period:
         first = last - timedelta(days=DEFAULT_DAYS - 1)
     if last is None:
         last = min(today, first + timedelta(days=DEFAULT_DAYS - 1))
-    for day, name in ((first, "from"), (last, "to")):
+    for day, name in ((last, "to"), (first, "from")):
         if day > today:
             raise PeriodError(
                 f"{_LABELS[name]}に未来の日付は指定できません"

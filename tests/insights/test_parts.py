@@ -58,7 +58,9 @@ def test_a_range_is_read_from_iso_or_full_width_dates() -> None:
     period = parse_period({"from": "２０２６/１１/０１", "to": "2026-11-15"}, TODAY)
     assert period == Period(date(2026, 11, 1), date(2026, 11, 15))
     assert parse_period({"from": "2026-11-20"}, TODAY) == Period(date(2026, 11, 20), TODAY)
-    assert parse_period({"to": "2026-10-30"}, TODAY) == Period(date(2026, 10, 1), date(2026, 10, 30))
+    assert parse_period({"to": "2026-10-30"}, TODAY) == Period(
+        date(2026, 10, 1), date(2026, 10, 30)
+    )
     year = parse_period({"from": "2025-12-01", "to": "2026-12-01"}, TODAY)
     assert year.length == 366 == MAX_DAYS
 
@@ -71,7 +73,10 @@ def test_a_range_is_read_from_iso_or_full_width_dates() -> None:
         ({"to": "2026-12-02"}, "終了日に未来の日付は指定できません(今日は2026年12月1日です)"),
         ({"from": "1999-12-31", "to": "2000-01-05"}, "開始日は2000年1月1日以降の日付に"),
         ({"from": "2026-11-10", "to": "2026-11-09"}, "開始日は終了日と同じか、それより前の日付に"),
-        ({"from": "2025-01-01", "to": "2026-11-30"}, "期間は366日以内で指定してください(いまは699日です)"),
+        (
+            {"from": "2025-01-01", "to": "2026-11-30"},
+            "期間は366日以内で指定してください(いまは699日です)",
+        ),
     ],
 )
 def test_a_range_that_cannot_be_shown_says_why(params: dict[str, str], message: str) -> None:
@@ -113,13 +118,15 @@ def test_gap_queries_meet_when_only_width_case_spaces_and_punctuation_differ() -
 
 
 def test_csv_has_a_bom_crlf_and_defuses_formulas() -> None:
-    data = csv_bytes(["質問", "件数"], [["=HYPERLINK(\"http://evil\")", 3], ["+1", None], ["普通, \"引用\"", -2]])
+    data = csv_bytes(
+        ["質問", "件数"], [['=HYPERLINK("http://evil")', 3], ["+1", None], ['普通, "引用"', -2]]
+    )
     assert data.startswith(b"\xef\xbb\xbf")
     text = data[3:].decode("utf-8")
     assert text.split("\r\n") == [
         "質問,件数",
-        "'=HYPERLINK(\"\"http://evil\"\")\",3".replace("'=", "\"'=", 1),
+        '\'=HYPERLINK(""http://evil"")",3'.replace("'=", "\"'=", 1),
         "'+1,",
-        "\"普通, \"\"引用\"\"\",-2",
+        '"普通, ""引用""",-2',
         "",
     ]
