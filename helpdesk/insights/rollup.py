@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -237,6 +237,35 @@ async def ensure_rolled(
             log.info("insights: days %s..%s rolled up by another worker", missing[0], missing[-1])
             return 0
     return len(missing)
+
+
+async def forget(sessions: async_sessionmaker[AsyncSession], *, first: date, last: date) -> None:
+    """Drop the rollups of ``first`` to ``last``: they are computed again when next needed
+    (``main.py insights rollup --rebuild``, after restoring or importing old rows)."""
+    async with sessions() as session, session.begin():
+        for model in (InsightTickets, InsightReplyTime, InsightGap, InsightDay):
+            day = col(model.day)
+            await session.execute(delete(model).where(day >= first, day <= last))
+
+
+async def roll_up_closed_days(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    days: int,
+    now: datetime,
+    timezone: ZoneInfo,
+    calendar: BusinessCalendar | None,
+    rebuild: bool = False,
+) -> int:
+    """Roll up the closed days of the last ``days`` days (all of them again when
+    ``rebuild``); returns how many days were rolled up."""
+    last = closed_before(now, timezone) - timedelta(days=1)
+    first = last - timedelta(days=days - 1)
+    if rebuild:
+        await forget(sessions, first=first, last=last)
+    return await ensure_rolled(
+        sessions, first=first, last=last, timezone=timezone, calendar=calendar
+    )
 
 
 def _days(first: date, last: date) -> Iterable[date]:
