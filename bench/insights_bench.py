@@ -105,7 +105,8 @@ async def _fill(app: Any, size: int, now: datetime) -> float:
             created = first + timedelta(seconds=SPAN_DAYS * 86400 * (n + rng.random()) / size)
             due = policy.first_reply_due(created)
             replied = None
-            if created < now - timedelta(days=2) and rng.random() < 0.95:
+            old = created < now - timedelta(days=2)
+            if old and rng.random() < 0.95:
                 waited = timedelta(minutes=rng.choice([10, 45, 90, 240, 420, 900, 1260]))
                 replied = (
                     calendar.add_business_time(created, waited) if calendar else created + waited
@@ -117,7 +118,8 @@ async def _fill(app: Any, size: int, now: datetime) -> float:
                     "reference": f"HD-B-{n + 1:07d}",
                     "token_nonce": secrets.token_hex(8),
                     "kind": kind,
-                    "status": "resolved" if replied else "new",
+                    # Never answered: closed (spam, duplicates), but the last two days'.
+                    "status": "resolved" if replied else "closed" if old else "new",
                     "priority": "normal",
                     "customer_id": 1 + n % len(customers),
                     "customer_name": "客",

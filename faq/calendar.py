@@ -123,10 +123,7 @@ class BusinessCalendar:
 
     def hours_on(self, day: date) -> tuple[datetime, datetime] | None:
         """(opening, closing) of ``day`` in UTC, or None when the day is closed."""
-        if not self.is_open_day(day):
-            return None
-        midnight = datetime.combine(day, time(0), tzinfo=self.timezone)
-        return self._at(midnight, self.open_minute), self._at(midnight, self.close_minute)
+        return _hours_on(self, day)
 
     def _at(self, midnight: datetime, minute: int) -> datetime:
         if minute >= MINUTES_PER_DAY:
@@ -226,6 +223,16 @@ class BusinessCalendar:
 
 # Remembered per (calendar, day): business time over many tickets (the insights' first-reply
 # times) asks about the same few days again and again, and jpholiday is slow to answer.
+@functools.lru_cache(maxsize=4096)
+def _hours_on(calendar: BusinessCalendar, day: date) -> tuple[datetime, datetime] | None:
+    if not calendar.is_open_day(day):
+        return None
+    midnight = datetime.combine(day, time(0), tzinfo=calendar.timezone)
+    return calendar._at(midnight, calendar.open_minute), calendar._at(
+        midnight, calendar.close_minute
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def _closed_reason(calendar: BusinessCalendar, day: date) -> str | None:
     if day.weekday() not in calendar.weekdays:

@@ -190,6 +190,9 @@ class Ticket(SQLModel, table=True):
         Index("ix_ticket_first_reply", "first_replied_at", "first_reply_due_at"),
         # Insights: the tickets created in a day (and their kind), read from the index alone.
         Index("ix_ticket_created_kind", "created_at", "kind"),
+        # Insights: how many are overdue now, read from the index alone, without visiting
+        # the tickets closed without a reply (spam, duplicates), which only grow.
+        Index("ix_ticket_awaiting", "status", "first_replied_at", "first_reply_due_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -298,6 +301,8 @@ class CsatResponse(SQLModel, table=True):
     __tablename__ = "csat_response"
     __table_args__ = (
         UniqueConstraint("ticket_id", "resolution", name="uq_csat_response_ticket_resolution"),
+        # Insights: CSAT per kind and agent over a range, read from the index alone.
+        Index("ix_csat_response_tally", "created_at", "kind", "agent_id", "rating"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
