@@ -35,9 +35,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -365,7 +367,18 @@ async def main() -> None:
                 f"tickets = {ratio:.2f}x"
             )
     out = ROOT / "bench" / "results" / "insights.json"
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": os.getloadavg(),
+        "requests": args.requests,
+    }
+    report = {"machine": machine, "results": results}
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from helpdesk.agents import AgentAccounts, ConsoleUrls
 from helpdesk.agents.sessions import SessionCodec
 from helpdesk.clock import jst
 from helpdesk.faq_service import FaqService
+from helpdesk.insights.rollup import roll_up_periodically
 from helpdesk.mail.inbound import InboundProcessor
 from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
@@ -197,6 +198,15 @@ class Helpdesk:
             )
         )
 
+    def start_insights_rollup(self) -> None:
+        """Roll up the insights' closed days in the background (``serve``)."""
+        if self.sessions is None or self._faq is None:
+            return
+        faq = self._faq
+        self._background.append(
+            asyncio.create_task(roll_up_periodically(self.sessions, lambda: faq.policy))
+        )
+
     def mail_sender(self) -> OutboxSender:
         """The outbox sender: SMTP when a host is set, else .eml files under ``var/mail``."""
         settings = self.settings
@@ -297,6 +307,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         helpdesk.start_inbound_pass()
         await helpdesk.start_sender()
         helpdesk.start_photo_sweep()
+        helpdesk.start_insights_rollup()
         yield
         await helpdesk.shutdown()
 

@@ -13,10 +13,11 @@ what is counted (a creation, a first reply, a gap) belongs to the day it happene
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -26,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
+from faq import ShopPolicy
 from faq.calendar import BusinessCalendar
 from helpdesk.db import as_utc, utcnow
 from helpdesk.insights.period import day_start
@@ -45,6 +47,11 @@ GRACE = timedelta(minutes=10)
 # The ticket event that says FAQ answers were suggested on the form that made the ticket.
 DEFLECTION_EVENT = "deflection_shown"
 GAP_KEY_LENGTH = 200
+# The job of ``serve`` (``roll_up_periodically``): how far back, when first, how often.
+# It starts a while after the start, so that a short-lived app (a test) never runs it.
+ROLLUP_DAYS = 366
+ROLLUP_DELAY_SECONDS = 120.0
+ROLLUP_INTERVAL_SECONDS = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +277,29 @@ async def roll_up_closed_days(
     return await ensure_rolled(
         sessions, first=first, last=last, timezone=timezone, calendar=calendar
     )
+
+
+async def roll_up_periodically(
+    sessions: async_sessionmaker[AsyncSession],
+    policy: Callable[[], ShopPolicy],
+    *,
+    days: int = ROLLUP_DAYS,
+    delay: float = ROLLUP_DELAY_SECONDS,
+    interval: float = ROLLUP_INTERVAL_SECONDS,
+) -> None:
+    """The rollup job of ``serve``: after ``delay``, and then every ``interval`` seconds,
+    roll up the closed days of the last ``days`` days not rolled up yet, so that the page
+    rarely counts a closed day itself. Until cancelled; several workers may run it."""
+    await asyncio.sleep(delay)
+    while True:
+        try:
+            shop = policy()
+            await roll_up_closed_days(
+                sessions, days=days, now=utcnow(), timezone=shop.timezone, calendar=shop.support
+            )
+        except Exception:  # try again at the next round
+            log.exception("insights: could not roll up the closed days")
+        await asyncio.sleep(interval)
 
 
 def _days(first: date, last: date) -> Iterable[date]:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from starlette.applications import Starlette
 
-from helpdesk.insights.rollup import ensure_rolled, roll_up_closed_days
+from helpdesk.insights.rollup import ensure_rolled, roll_up_closed_days, roll_up_periodically
 from helpdesk.models import InsightDay, InsightTickets, Ticket
 from tests.helpers import rows, submit_inquiry
 from tests.test_cli import run
@@ -86,3 +86,22 @@ def test_the_rollup_command(tmp_path: Path) -> None:
     assert again.stdout.strip() == "0 days rolled up"
     rebuilt = run("insights", "rollup", "--days", "3", "--rebuild", env=env)
     assert rebuilt.stdout.strip() == "3 days rolled up"
+
+
+async def test_the_job_rolls_up_the_closed_days_in_the_background(app: Starlette) -> None:
+    helpdesk = app.state.helpdesk
+    job = asyncio.create_task(
+        roll_up_periodically(
+            helpdesk.sessions, lambda: helpdesk.faq.policy, days=10, delay=0, interval=0.05
+        )
+    )
+    try:
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if len(await rows(app, InsightDay)) == 10:
+                break
+    finally:
+        job.cancel()
+    today = helpdesk.faq.policy.local(datetime.now(UTC)).date()
+    days = sorted(r.day for r in await rows(app, InsightDay))
+    assert len(days) == 10 and days[-1] < today
