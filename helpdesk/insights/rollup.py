@@ -14,6 +14,7 @@ what is counted (a creation, a first reply, a gap) belongs to the day it happene
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import unicodedata
 from collections import Counter
@@ -56,6 +57,8 @@ ROLLUP_INTERVAL_SECONDS = 3600.0
 log = logging.getLogger(__name__)
 
 
+# Remembered: the same questions come back again and again.
+@functools.lru_cache(maxsize=65536)
 def gap_key(query: str) -> str:
     """The text a gap query is grouped by: NFKC, case folded, katakana as hiragana,
     without spaces, punctuation and symbols (「送料は?」「送料は？」「 送料 は 」 meet).
@@ -310,8 +313,8 @@ def _days(first: date, last: date) -> Iterable[date]:
 
 
 async def _insert(session: AsyncSession, model: type, rows: list[dict[str, object]]) -> None:
-    if rows:
-        await session.execute(insert(model), rows)
+    if rows:  # Core inserts of the table: many rows, no ORM bookkeeping
+        await session.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
 
 
 def _ticket_rows(counted: Tally, days: set[date]) -> list[dict[str, object]]:
