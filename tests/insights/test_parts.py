@@ -130,3 +130,20 @@ def test_csv_has_a_bom_crlf_and_defuses_formulas() -> None:
         '"普通, ""引用""",-2',
         "",
     ]
+
+
+def test_a_day_is_closed_ten_minutes_after_its_midnight_in_japan() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from helpdesk.insights.rollup import closed_before
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text).replace(tzinfo=tokyo).astimezone(UTC)
+
+    # The first day not closed yet: the 9th is still counted live just after midnight.
+    assert closed_before(at("2026-11-10 00:05"), tokyo) == date(2026, 11, 9)
+    assert closed_before(at("2026-11-10 00:11"), tokyo) == date(2026, 11, 10)
+    assert closed_before(at("2026-11-10 23:59"), tokyo) == date(2026, 11, 10)
