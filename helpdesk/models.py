@@ -460,6 +460,8 @@ class InsightReplyTime(SQLModel, table=True):
 # Unanswered FAQ questions of one day, grouped by their normalized text.
 class InsightGap(SQLModel, table=True):
     __tablename__ = "insight_gap"
+    # The range's counts of a few groups (today's), without reading every group's rows.
+    __table_args__ = (Index("ix_insight_gap_key_day", "key", "day", "count"),)
 
     day: date = Field(primary_key=True)
     key: str = Field(primary_key=True, max_length=200)

@@ -201,14 +201,17 @@ async def _read_rolled(
     last: date,
 ) -> None:
     rows = await session.execute(
-        select(InsightTickets).where(
-            col(InsightTickets.day) >= first, col(InsightTickets.day) <= last
-        )
+        select(
+            col(InsightTickets.day),
+            col(InsightTickets.kind),
+            col(InsightTickets.created),
+            col(InsightTickets.sent_after_suggestions),
+            col(InsightTickets.replied),
+            col(InsightTickets.replied_late),
+        ).where(col(InsightTickets.day) >= first, col(InsightTickets.day) <= last)
     )
-    for row in rows.scalars().all():
-        found.tickets.setdefault(row.day, {})[row.kind] = TicketCounts(
-            row.created, row.sent_after_suggestions, row.replied, row.replied_late
-        )
+    for day, kind, created, suggested, replied, late in rows.all():
+        found.tickets.setdefault(day, {})[kind] = TicketCounts(created, suggested, replied, late)
     times = await session.execute(
         select(
             col(InsightReplyTime.kind),

@@ -71,6 +71,8 @@ def upgrade() -> None:
         sa.Column("sample", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
         sa.PrimaryKeyConstraint("day", "key"),
     )
+    with op.batch_alter_table("insight_gap", schema=None) as batch_op:
+        batch_op.create_index("ix_insight_gap_key_day", ["key", "day", "count"], unique=False)
     with op.batch_alter_table("ticket", schema=None) as batch_op:
         batch_op.create_index("ix_ticket_created_kind", ["created_at", "kind"], unique=False)
         batch_op.create_index(
@@ -94,6 +96,8 @@ def downgrade() -> None:
     with op.batch_alter_table("ticket", schema=None) as batch_op:
         batch_op.drop_index("ix_ticket_awaiting")
         batch_op.drop_index("ix_ticket_created_kind")
+    with op.batch_alter_table("insight_gap", schema=None) as batch_op:
+        batch_op.drop_index("ix_insight_gap_key_day")
     op.drop_table("insight_gap")
     op.drop_table("insight_reply_time")
     op.drop_table("insight_tickets")
