@@ -65,6 +65,8 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/console/t/{reference}", "GET"): Access.agent,
     ("/console/t/{reference}/photos/{digest}", "GET"): Access.agent,
     ("/console/agents", "GET"): Access.admin,
+    ("/console/insights", "GET"): Access.admin,
+    ("/console/insights/{table}.csv", "GET"): Access.admin,
     # Links of older agents' mails (issue 7, #19): to the console, behind its login.
     ("/agent/t/{reference}", "GET"): Access.redirect,
     ("/agent/t/{reference}/photos/{digest}", "GET"): Access.redirect,

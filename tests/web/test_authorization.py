@@ -112,6 +112,7 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
             "entry_id": "other-receipt",
             "token": password_token,
             "resolution": "1",
+            "table": "daily",
         },
         token=helpdesk.tickets.access.access_token(ticket),
         kept_sig=helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest),
