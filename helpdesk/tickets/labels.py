@@ -13,8 +13,8 @@ from typing import Any
 from helpdesk.models import (
     Author,
     CsatRating,
-    Priority,
     PresenceKind,
+    Priority,
     TicketEvent,
     TicketKind,
     TicketStatus,
