@@ -130,7 +130,7 @@ _PRIORITY_VALUES: dict[str, Priority] = {
 }
 
 # #accept (#承認) is listed in the error mail's own command table (templates/mail).
-_KNOWN_COMMANDS = "#status, #assign, #priority, #note, #accept, #merge, #confirm"
+_KNOWN_COMMANDS = "#status, #assign, #priority, #note"
 _STATUS_ALLOWED = "open（対応中）, pending（保留）, resolved（解決済み）, closed（完了）"
 _PRIORITY_ALLOWED = "low（低）, normal（通常）, high（高）, urgent（緊急）"
 

@@ -182,10 +182,12 @@ def _done(request: Request, ticket: Ticket, what: str) -> Response:
 
 
 async def _form(request: Request) -> tuple[Agent, Ticket, FormData, bool]:
-    agent = await require_agent(request)
-    ticket = await _ticket(request)
+    """The form and whether its CSRF token holds (checked first, as every unsafe handler
+    does), then the agent (or the login) and the ticket."""
     async with request.form(max_files=0, max_fields=MAX_FIELDS) as form:
         verified = await verify_csrf(request, form)
+    agent = await require_agent(request)
+    ticket = await _ticket(request)
     return agent, ticket, form, verified
 
 
