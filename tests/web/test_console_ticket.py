@@ -117,7 +117,9 @@ async def test_the_page_shows_every_field_in_japanese(
     page = soup(response)
     fields = {
         str(dt.get_text()): dd.get_text(" ", strip=True)
-        for dt, dd in zip(page.select(".ticket-fields dt"), page.select(".ticket-fields dd"))
+        for dt, dd in zip(
+            page.select(".ticket-fields dt"), page.select(".ticket-fields dd"), strict=True
+        )
     }
     ticket = await the_ticket(app, reference)
     assert fields["受付番号"] == reference
@@ -138,7 +140,7 @@ async def test_the_page_shows_every_field_in_japanese(
     attachments = await rows(app, Attachment, Attachment.ticket_id == ticket.id)
     links = page.select(".thumbs a")
     assert len(links) == len(attachments) == 2
-    for link, attachment in zip(links, attachments):
+    for link, attachment in zip(links, attachments, strict=True):
         assert link["href"].endswith(f"/photos/{attachment.digest}")
         thumb = link.select_one("img")
         assert thumb is not None and thumb["src"].endswith(f"/photos/{attachment.thumb_digest}")
