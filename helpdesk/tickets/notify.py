@@ -294,7 +294,7 @@ class Notifier:
             agent=agent,
             meanwhile=meanwhile,
             reply=reply,
-            console_url=self.urls.agent_url(ticket),
+            agent_url=self.urls.agent_url(ticket),
         )
 
     async def inbound_failed(
