@@ -79,7 +79,7 @@ CONFLICT = (
 # A reply refused because the ticket was answered meanwhile (二重対応防止).
 ANSWERED_MEANWHILE = (
     "このページを開いたあとに、ほかの担当者の返信またはお客様からのメッセージがありました。"
-    "内容を確認し、それでも送る場合はもう一度「送信」を押してください。"
+    "二重の回答を防ぐため、返信はまだ送信していません。"
 )
 NOTHING_HELD = (
     "確認を待っている返信はありません(すでに送信したか、新しい返信に置き換えられました)。"
