@@ -239,16 +239,16 @@ _EVENT_SENTENCES: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
         f"{who}が未確認のメッセージ(番号 {d.get('message')})をお客様のものとして承認しました。"
     ),
     "status_changed": lambda who, d: (
-        f"{who}がステータスを「{status_label(d.get('old') or '')}」から"
-        f"「{status_label(d.get('new') or '')}」に変更しました。"
+        f"{who}がステータスを「{status_label(d['old'])}」から"
+        f"「{status_label(d['new'])}」に変更しました。"
     ),
     "assigned": lambda who, d: f"{who}が担当者を {d.get('to')} にしました。",
     "unassigned": lambda who, d: (
         f"担当者 {d.get('from')} の登録が削除されたため、担当から外しました。"
     ),
     "priority_changed": lambda who, d: (
-        f"{who}が優先度を「{priority_label(d.get('old') or '')}」から"
-        f"「{priority_label(d.get('new') or '')}」に変更しました。"
+        f"{who}が優先度を「{priority_label(d['old'])}」から"
+        f"「{priority_label(d['new'])}」に変更しました。"
     ),
     "note": lambda who, d: f"{who}が社内メモを追加しました。",
     "agent_reply": lambda who, d: f"{who}がお客様に返信しました。",
@@ -297,4 +297,4 @@ def event_sentence(event: TicketEvent, *, who: str) -> str:
     try:
         return sentence(who, data)
     except (KeyError, TypeError):
-        return f"{who}による記録があります(種類: {event.kind})。"
+        return f"{who}による記録があります(内容を読み取れませんでした)。"

@@ -23,8 +23,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from helpdesk.app import CSRF_EXEMPT
 from helpdesk.models import Attachment, Outbox, TicketStatus
 from helpdesk.security import SAFE_METHODS
-from helpdesk.web.authorization import ROUTE_ACCESS, Access
 from helpdesk.tickets import Actor, SetStatus
+from helpdesk.web.authorization import ROUTE_ACCESS, Access
 from tests.helpers import add_agent, api_defect, csrf_token, logged_in_client, rows, the_ticket
 
 CROSS_SITE = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
