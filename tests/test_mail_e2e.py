@@ -170,6 +170,9 @@ def test_every_mail_template_composes_text_and_html() -> None:
             )
         ],
         "reply": "佐藤です。確認します。",
+        "changes": [
+            "tanaka@interiorltd.jp がステータスを「対応中」から「解決済み」に変更しました。"
+        ],
         "row": SimpleNamespace(id=7, envelope_from=None),
         "problem": "解析できません",
         "preview": "garbage",

@@ -282,6 +282,8 @@ class Notifier:
         ticket: Ticket,
         meanwhile: Sequence[Message],
         reply: str,
+        *,
+        changes: Sequence[str] = (),
     ) -> None:
         """Tell the agent their mailed reply was held (二重対応防止): what came meanwhile,
         their text, and how to send it after all (``#confirm``)."""
@@ -293,6 +295,7 @@ class Notifier:
             reply_to=self.access.reply_address(ticket, agents=True),
             agent=agent,
             meanwhile=meanwhile,
+            changes=changes,
             reply=reply,
             agent_url=self.urls.agent_url(ticket),
         )

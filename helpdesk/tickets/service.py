@@ -57,6 +57,7 @@ from helpdesk.tickets.commands import (
     to_data,
 )
 from helpdesk.tickets.csat import CsatService
+from helpdesk.tickets.labels import event_sentence
 from helpdesk.tickets.notify import AgentChange, Notifier
 from helpdesk.tickets.rules import (
     MAX_NAME,
@@ -78,7 +79,7 @@ CONFLICT = (
 )
 # A reply refused because the ticket was answered meanwhile (二重対応防止).
 ANSWERED_MEANWHILE = (
-    "このページを開いたあとに、ほかの担当者の返信またはお客様からのメッセージがありました。"
+    "このページを開いたあとに、ほかの担当者の返信・対応またはお客様からのメッセージがありました。"
     "二重の回答を防ぐため、返信はまだ送信していません。"
 )
 NOTHING_HELD = (
@@ -148,6 +149,7 @@ class ApplyResult:
     conflict: bool = False  # the ticket changed since ``expected_version`` or ``seen_at``
     # A reply refused (web) or held (mail) as a possible double answer: what came meanwhile.
     meanwhile: tuple[Message, ...] = ()
+    changes: tuple[TicketEvent, ...] = ()  # and other agents' changes that matter
     held: bool = False  # a mailed reply was held and its agent asked to confirm it
 
     @property
@@ -187,8 +189,14 @@ class _Unit:
     now: datetime = field(default_factory=utcnow)
 
     def event(self, kind: str, **data: Any) -> None:
+        # At the change's own time, as its messages and the ticket's version (``version_of``).
         store.add_event(
-            self.session, ticket_id=self.ticket.id, kind=kind, actor=self.actor.address, data=data
+            self.session,
+            ticket_id=self.ticket.id,
+            kind=kind,
+            actor=self.actor.address,
+            data=data,
+            created_at=self.now,
         )
 
     def message(self, author: Author, body: str) -> None:
@@ -267,6 +275,7 @@ async def _merge(unit: _Unit, command: Merge) -> None:
         kind="merged",
         actor=unit.actor.address,
         data={"from": unit.ticket.reference},
+        created_at=unit.now,
     )
     unit.event("merged_into", into=target.reference)
     if unit.ticket.status != TicketStatus.closed:
@@ -865,12 +874,26 @@ class TicketService:
                     since=seen_at,
                     unsent=unsent,
                 )
-                if meanwhile:
+                changes = await store.changed_meanwhile(
+                    session,
+                    ticket_id=current.id,  # type: ignore[arg-type]
+                    actor=actor.address,
+                    since=seen_at,
+                )
+                if meanwhile or changes:
                     if actor.channel is Channel.mail and actor.agent_id is not None:
-                        await self._hold(session, current, actor, commands, meanwhile)
-                        return ApplyResult(conflict=True, held=True, meanwhile=tuple(meanwhile))
+                        await self._hold(session, current, actor, commands, meanwhile, changes)
+                        return ApplyResult(
+                            conflict=True,
+                            held=True,
+                            meanwhile=tuple(meanwhile),
+                            changes=tuple(changes),
+                        )
                     return ApplyResult(
-                        (ANSWERED_MEANWHILE,), conflict=True, meanwhile=tuple(meanwhile)
+                        (ANSWERED_MEANWHILE,),
+                        conflict=True,
+                        meanwhile=tuple(meanwhile),
+                        changes=tuple(changes),
                     )
             unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
             unit.merge_target = next((t for t in targets if isinstance(t, Ticket)), None)
@@ -919,6 +942,7 @@ class TicketService:
         actor: Actor,
         commands: Sequence[Command],
         meanwhile: Sequence[Message],
+        changes: Sequence[TicketEvent],
     ) -> None:
         """Keep a mailed reply instead of sending it, and mail its agent what came
         meanwhile; an earlier reply of theirs still held is replaced by this one."""
@@ -939,7 +963,8 @@ class TicketService:
         agent = await store.agent_by_id(session, agent_id=actor.agent_id)
         assert agent is not None
         reply = next((c.body for c in commands if isinstance(c, Reply)), "")
-        await self.notify.reply_held(session, agent, ticket, meanwhile, reply)
+        said = [event_sentence(event, who=event.actor) for event in changes]
+        await self.notify.reply_held(session, agent, ticket, meanwhile, reply, changes=said)
 
     @staticmethod
     async def _merge_targets(

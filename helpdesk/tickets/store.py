@@ -299,14 +299,18 @@ def add_event(
     kind: str,
     actor: str,
     data: Mapping[str, Any] | None = None,
+    created_at: datetime | None = None,
 ) -> TicketEvent:
-    """Add an entry to the audit trail (``data`` as JSON, Japanese kept readable)."""
+    """Add an entry to the audit trail (``data`` as JSON, Japanese kept readable);
+    ``created_at``: the time of the change it records (now by default)."""
     event = TicketEvent(
         ticket_id=ticket_id,
         kind=kind,
         actor=actor,
         data=json.dumps(dict(data or {}), ensure_ascii=False),
     )
+    if created_at is not None:
+        event.created_at = created_at
     session.add(event)
     return event
 
@@ -607,6 +611,31 @@ async def answered_meanwhile(
     if not conditions:
         return []
     found = await session.execute(select(Message).where(or_(*conditions)).order_by(col(Message.id)))
+    return list(found.scalars().all())
+
+
+# Changes by someone else that make a reply a possible double answer: the ticket was
+# resolved or closed, given to an agent, or merged away.
+CHANGES_THAT_MATTER = ("status_changed", "assigned", "merged")
+
+
+async def changed_meanwhile(
+    session: AsyncSession, *, ticket_id: int, actor: str, since: datetime | None
+) -> list[TicketEvent]:
+    """Other agents' changes to the ticket since ``since`` that matter to a reply (its
+    status, its assignee, a merge); the customer's reopening goes with their message."""
+    if since is None:
+        return []
+    found = await session.execute(
+        select(TicketEvent)
+        .where(
+            col(TicketEvent.ticket_id) == ticket_id,
+            col(TicketEvent.kind).in_(CHANGES_THAT_MATTER),
+            col(TicketEvent.created_at) > since,
+            col(TicketEvent.actor).not_in([actor, "customer", "system"]),
+        )
+        .order_by(col(TicketEvent.id))
+    )
     return list(found.scalars().all())
 
 

@@ -22,7 +22,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from helpdesk.models import Agent, Message, PresenceKind, Priority, Ticket, TicketStatus
+from helpdesk.models import (
+    Agent,
+    Message,
+    PresenceKind,
+    Priority,
+    Ticket,
+    TicketEvent,
+    TicketStatus,
+)
 from helpdesk.security import UNVERIFIED_MESSAGE, verify_csrf
 from helpdesk.tickets.commands import (
     Actor,
@@ -115,6 +123,7 @@ async def _page(
     errors: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
     meanwhile: Sequence[Message] = (),
+    changes: Sequence[TicketEvent] = (),
     others: Sequence[tuple[Agent, PresenceKind, datetime]] | None = None,
     status_code: int = 200,
 ) -> Response:
@@ -155,6 +164,10 @@ async def _page(
         "errors": errors or {},
         "values": values or {},
         "meanwhile": meanwhile,
+        "changes": [
+            (event, event_sentence(event, who=_who(event.actor, names, customer.email)))
+            for event in changes
+        ],
         "notice": DONE.get(done, ""),
         "merged_from": request.query_params.get("merged_from", ""),
     }
@@ -226,6 +239,7 @@ async def _apply(
         errors={field: "\n".join(result.problems)},
         values=values,
         meanwhile=result.meanwhile,
+        changes=result.changes,
         status_code=409 if result.conflict else 422,
     )
 

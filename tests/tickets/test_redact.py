@@ -169,6 +169,9 @@ def _context() -> dict[str, Any]:
             )
         ],
         "reply": "佐藤です。確認します。",
+        "changes": [
+            "tanaka@interiorltd.jp がステータスを「対応中」から「解決済み」に変更しました。"
+        ],
         "row": SimpleNamespace(id=7, envelope_from=None),
         "problem": "解析できません",
         "preview": "garbage",

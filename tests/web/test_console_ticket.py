@@ -395,6 +395,33 @@ async def test_a_customer_message_after_the_page_opened_asks_to_confirm_too(
     assert len(outbox_replies(await rows(app, Outbox))) == 1
 
 
+async def test_another_agents_resolution_or_assignment_asks_to_confirm(
+    app: Starlette, tanaka: httpx.AsyncClient, sato: httpx.AsyncClient
+) -> None:
+    ticket = await submit_inquiry(app)
+    opened = await page_form(tanaka, ticket.reference, "reply-form")
+    assert (
+        await post(sato, ticket.reference, "assign", "assign-form", assignee=SATO)
+    ).status_code == 303
+    conflict = await tanaka.post(
+        f"/console/t/{ticket.reference}/reply", data={**opened, "body": "田中です。"}
+    )
+    assert conflict.status_code == 409
+    meanwhile = soup(conflict).select_one(".meanwhile")
+    assert meanwhile is not None
+    assert f"佐藤が担当者を {SATO} にしました。" in meanwhile.get_text()
+    assert outbox_replies(await rows(app, Outbox)) == []
+    # The agent's own changes are no reason to ask.
+    opened = await page_form(tanaka, ticket.reference, "reply-form")
+    assert (
+        await post(tanaka, ticket.reference, "status", "status-form", status="pending")
+    ).status_code == 303
+    sent = await tanaka.post(
+        f"/console/t/{ticket.reference}/reply", data={**opened, "body": "田中です。"}
+    )
+    assert sent.status_code == 303
+
+
 async def test_a_double_submit_sends_one_reply(app: Starlette, tanaka: httpx.AsyncClient) -> None:
     ticket = await submit_inquiry(app)
     fields = await page_form(tanaka, ticket.reference, "reply-form")
