@@ -9,7 +9,7 @@ import httpx
 from starlette.applications import Starlette
 
 from helpdesk.models import HeldReply, Outbox, OutboxStatus, TicketEvent
-from helpdesk.tickets.commands import Actor, Channel, Merge, Reply
+from helpdesk.tickets.commands import Actor, Assign, Channel, Merge, Reply
 from tests.helpers import SUPPORT, MailLoop, add_agent, api_inquiry, rows, text_of, the_ticket
 
 CUSTOMER = "hanako@example.jp"
@@ -143,3 +143,22 @@ async def test_mail_to_a_merged_duplicate_goes_on_in_the_ticket_it_was_merged_in
     target = await the_ticket(app, first["reference"])
     events = await rows(app, TicketEvent, TicketEvent.kind == "customer_message")
     assert [e.ticket_id for e in events] == [target.id]
+
+
+async def test_a_mailed_reply_after_another_agent_took_the_ticket_is_held(
+    app: Starlette, client: httpx.AsyncClient, mail_loop: MailLoop
+) -> None:
+    sato = await add_agent(app)
+    created = await api_inquiry(client)
+    await mail_loop.drain()
+    [notification] = mail_loop.to(SUPPORT)
+    tickets = app.state.helpdesk.tickets
+    tanaka = await tickets.add_agent("tanaka@example.jp", "田中")
+    ticket = await the_ticket(app, created["reference"])
+    actor = Actor.agent(tanaka, channel=Channel.web)
+    assert (await tickets.apply(ticket, actor, [Assign("田中")])).ok
+    await mail_loop.send(mail_loop.answer(notification, sato.email, "佐藤です。"))
+    assert await replies(app) == []
+    await mail_loop.drain()
+    [notice] = mail_loop.to(sato.email)
+    assert "田中が担当者を tanaka@example.jp にしました。" in text_of(notice)

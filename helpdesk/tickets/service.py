@@ -963,7 +963,10 @@ class TicketService:
         agent = await store.agent_by_id(session, agent_id=actor.agent_id)
         assert agent is not None
         reply = next((c.body for c in commands if isinstance(c, Reply)), "")
-        said = [event_sentence(event, who=event.actor) for event in changes]
+        said = []
+        for event in changes:
+            by = await store.agent_by_email(session, email=event.actor)
+            said.append(event_sentence(event, who=by.name if by else event.actor))
         await self.notify.reply_held(session, agent, ticket, meanwhile, reply, changes=said)
 
     @staticmethod
