@@ -131,8 +131,9 @@ async def _page(
     helpdesk = _helpdesk(request)
     tickets = helpdesk.tickets
     customer, assignee, events = await tickets.details(ticket)
-    agents = [a for a in await helpdesk.accounts.agents() if a.active]
-    names = {a.email: a.name for a in await helpdesk.accounts.agents()}
+    every_agent = await helpdesk.accounts.agents()
+    agents = [a for a in every_agent if a.active]
+    names = {a.email: a.name for a in every_agent}
     if others is None:
         others = await tickets.see(ticket, agent)
     survey = await tickets.latest_survey(ticket)
