@@ -277,6 +277,13 @@ async def test_merging_moves_everything_and_the_old_links_keep_working(
     old_link = app.state.helpdesk.tickets.urls.status(duplicate)
     moved_messages = await rows(app, Message, Message.ticket_id == duplicate.id)
     moved_events = await rows(app, TicketEvent, TicketEvent.ticket_id == duplicate.id)
+    # The customer has the old status page open, its message form filled in.
+    old_page = soup(await client.get(old_link))
+    old_form = {
+        str(field["name"]): str(field.get("value", ""))
+        for field in old_page.select("form[method=post] input[type=hidden]")
+    }
+    assert old_form.get("csrf_token")
     # Not confirmed: refused, the reference typed kept.
     unconfirmed = await post(
         tanaka, duplicate.reference, "merge", "merge-form", into=target.reference
@@ -317,6 +324,12 @@ async def test_merging_moves_everything_and_the_old_links_keep_working(
     [photo] = [a for a in await rows(app, Attachment) if a.field == "photo_overall"]
     old_photo = app.state.helpdesk.tickets.urls.photo(duplicate, photo.thumb_digest)
     assert (await client.get(old_photo)).status_code == 200
+    # The message form of the old page, sent after the merge, reaches the merged ticket.
+    old_messages = app.state.helpdesk.tickets.urls.messages(duplicate)
+    sent = await client.post(old_messages, data={**old_form, "body": "追加の写真はありません。"})
+    assert sent.status_code == 303, sent.text
+    [added] = await rows(app, Message, Message.body == "追加の写真はありません。")
+    assert added.ticket_id == target.id
     # The console's old page leads there too.
     console_old = await tanaka.get(f"/console/t/{duplicate.reference}")
     assert console_old.status_code == 303
