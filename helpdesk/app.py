@@ -49,7 +49,7 @@ from helpdesk.security import (
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, auth, console, csat, pages
+from helpdesk.web import api_docs, auth, console, console_ticket, csat, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import insights as insights_routes
 from helpdesk.web import tickets as ticket_routes
@@ -358,6 +358,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *auth.routes,
         *console.routes,
         *insights_routes.routes,
+        *console_ticket.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     https = settings.base_url.lower().startswith("https://")

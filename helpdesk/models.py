@@ -224,8 +224,44 @@ class Ticket(SQLModel, table=True):
     first_reply_due_at: datetime | None = _moment()
     # When an agent's first reply to the customer was made (notes do not count).
     first_replied_at: datetime | None = _moment()
+    # Set when the ticket was merged into another (a duplicate): its messages, photos and
+    # history moved there; its customer's links and mail lead there.
+    merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
+
+
+class PresenceKind(StrEnum):
+    viewing = "viewing"  # has the ticket page open
+    typing = "typing"  # is writing a reply or a note on it
+
+
+# Who has a ticket open in the console (二重対応防止): one row per ticket and agent,
+# refreshed by the page while it stays open; rows older than a minute mean nothing.
+class TicketPresence(SQLModel, table=True):
+    __tablename__ = "ticket_presence"
+    __table_args__ = (UniqueConstraint("ticket_id", "agent_id", name="uq_ticket_presence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    agent_id: int = Field(foreign_key="agent.id")
+    kind: PresenceKind = Field(sa_type=StrEnumType(PresenceKind, 20))
+    last_seen: datetime = _created_at()
+
+
+# An agent's mailed reply held because another agent answered the customer meanwhile
+# (二重対応防止): the agent was mailed the other answer and confirms with ``#confirm``.
+# ``commands`` is the JSON of the held commands (``commands.to_data``).
+class HeldReply(SQLModel, table=True):
+    __tablename__ = "held_reply"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    agent_id: int = Field(foreign_key="agent.id")
+    commands: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _created_at()
+    # When it was sent after a confirmation, or set aside by a newer held reply.
+    released_at: datetime | None = _moment()
 
 
 # What was said on a ticket, by whom; notes stay internal.

@@ -63,6 +63,13 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     # Agents: the console.
     ("/console", "GET"): Access.agent,
     ("/console/t/{reference}", "GET"): Access.agent,
+    ("/console/t/{reference}/reply", "POST"): Access.agent,
+    ("/console/t/{reference}/note", "POST"): Access.agent,
+    ("/console/t/{reference}/status", "POST"): Access.agent,
+    ("/console/t/{reference}/priority", "POST"): Access.agent,
+    ("/console/t/{reference}/assign", "POST"): Access.agent,
+    ("/console/t/{reference}/merge", "POST"): Access.agent,
+    ("/console/t/{reference}/presence", "POST"): Access.agent,
     ("/console/t/{reference}/photos/{digest}", "GET"): Access.agent,
     ("/console/agents", "GET"): Access.admin,
     ("/console/insights", "GET"): Access.admin,
