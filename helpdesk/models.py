@@ -184,7 +184,12 @@ def _moment() -> Any:
 class Ticket(SQLModel, table=True):
     __tablename__ = "ticket"
     # The queue's "overdue" and "due today": tickets not answered yet, by due time.
-    __table_args__ = (Index("ix_ticket_first_reply", "first_replied_at", "first_reply_due_at"),)
+    __table_args__ = (
+        Index("ix_ticket_first_reply", "first_replied_at", "first_reply_due_at"),
+        # The console's queue: by status, oldest first (keyset pagination on created_at, id).
+        Index("ix_ticket_queue", "status", "created_at", "id"),
+        Index("ix_ticket_assignee_queue", "assignee_id", "created_at", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(max_length=32, unique=True, index=True)
@@ -215,6 +220,13 @@ class Ticket(SQLModel, table=True):
     first_reply_due_at: datetime | None = _moment()
     # When an agent's first reply to the customer was made (notes do not count).
     first_replied_at: datetime | None = _moment()
+    # The customer's latest verified message and the agents' latest reply: the queue's
+    # "waiting on the customer" and "customer replied" compare them.
+    last_customer_at: datetime | None = _moment()
+    last_replied_at: datetime | None = _moment()
+    # Marked as spam by an agent: hidden from the queue; its sender's later mail is kept
+    # but opens no ticket and sends no mail (``TicketService``, ``helpdesk.mail.inbound``).
+    spam: bool = Field(default=False, index=True, sa_column_kwargs={"server_default": false()})
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
 

@@ -50,7 +50,15 @@ class AcceptMessage:
     message_id: int
 
 
-Command = AcceptMessage | SetStatus | Assign | SetPriority | AddNote | Reply
+@dataclass(frozen=True, slots=True)
+class MarkSpam:
+    """Mark the ticket as spam (``spam`` True) or not: a spam ticket leaves the queue, and
+    its sender's later mail is kept but opens no ticket and sends no mail."""
+
+    spam: bool = True
+
+
+Command = AcceptMessage | SetStatus | Assign | SetPriority | MarkSpam | AddNote | Reply
 
 
 class Channel(StrEnum):

@@ -11,6 +11,7 @@ from helpdesk.tickets.commands import (
     AcceptMessage,
     AddNote,
     Assign,
+    MarkSpam,
     Reply,
     SetPriority,
     SetStatus,
@@ -118,6 +119,7 @@ COMMAND_LABELS: dict[type, str] = {
     SetStatus: "ステータスの変更",
     Assign: "担当者の割り当て",
     SetPriority: "優先度の変更",
+    MarkSpam: "迷惑メールの指定",
     AddNote: "社内メモ",
     Reply: "お客様への返信",
 }

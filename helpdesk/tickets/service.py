@@ -34,7 +34,7 @@ from helpdesk.models import (
     Trust,
 )
 from helpdesk.photos import StoredPhoto
-from helpdesk.tickets import redact, store
+from helpdesk.tickets import redact, search, store
 from helpdesk.tickets.access import Signer, TicketAccess
 from helpdesk.tickets.addresses import AddressError, normalize_address
 from helpdesk.tickets.commands import (
@@ -44,6 +44,7 @@ from helpdesk.tickets.commands import (
     AddNote,
     Assign,
     Command,
+    MarkSpam,
     Reply,
     SetPriority,
     SetStatus,
@@ -199,6 +200,12 @@ async def _set_priority(unit: _Unit, command: SetPriority) -> None:
         unit.ticket.priority = command.priority
 
 
+async def _mark_spam(unit: _Unit, command: MarkSpam) -> None:
+    if command.spam != unit.ticket.spam:
+        unit.event("marked_spam" if command.spam else "unmarked_spam")
+        unit.ticket.spam = command.spam
+
+
 async def _set_status(unit: _Unit, command: SetStatus) -> None:
     unit.status_commanded = True
     if command.status != unit.ticket.status:
@@ -219,6 +226,7 @@ async def _reply(unit: _Unit, command: Reply) -> None:
     unit.reply = command.body
     unit.message(Author.agent, command.body)
     unit.event("agent_reply")
+    unit.ticket.last_replied_at = unit.now
     if unit.ticket.first_replied_at is None:
         unit.ticket.first_replied_at = unit.now
 
@@ -230,6 +238,7 @@ _HANDLERS: dict[type, Callable[[_Unit, Any], Awaitable[None]]] = {
     AcceptMessage: _accept,
     Assign: _assign,
     SetPriority: _set_priority,
+    MarkSpam: _mark_spam,
     SetStatus: _set_status,
     AddNote: _add_note,
     Reply: _reply,
@@ -460,10 +469,15 @@ class TicketService:
     ) -> Ticket:
         now = utcnow()
         system = Actor.system().address
+        body = first_message(submission)
+        terms = await search.text_terms_async(submission.name, subject, body)
         async with self.sessions() as session, session.begin():
             customer = await store.customer_for(
                 session, email=submission.email, name=submission.name
             )
+            # A sender an agent marked as spam: the ticket is kept, hidden as spam, and
+            # nobody is mailed (mail from them opens none: ``helpdesk.mail.inbound``).
+            spam = await store.sender_is_spam(session, email=customer.email)
             ticket = Ticket(
                 reference=f"pending-{secrets.token_hex(8)}",
                 token_nonce=secrets.token_urlsafe(16),
@@ -479,6 +493,8 @@ class TicketService:
                 category=submission.category,
                 subject=(subject or subject_for(submission))[:200],
                 first_reply_due_at=self.policy.first_reply_due(now),
+                last_customer_at=now,
+                spam=spam,
                 created_at=now,
                 updated_at=now,
             )
@@ -490,7 +506,7 @@ class TicketService:
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 author=Author.customer,
                 author_name=submission.name,
-                body=first_message(submission),
+                body=body,
                 sender=submission.email if mail_id else None,
                 mail_id=mail_id,
                 created_at=now,
@@ -503,6 +519,14 @@ class TicketService:
                 message_id=message.id,
                 photos=photos,
             )
+            terms |= search.identifier_terms(
+                reference=ticket.reference,
+                order_number=ticket.order_number,
+                email=customer.email,
+                name=ticket.customer_name,
+            )
+            index = await search.session_index(session)
+            await index.replace(session, ticket_id=ticket.id, terms=terms)  # type: ignore[arg-type]
 
             def event(kind: str, actor: str, **data: Any) -> None:
                 store.add_event(session, ticket_id=ticket.id, kind=kind, actor=actor, data=data)
@@ -515,6 +539,9 @@ class TicketService:
             for kind, ids in (deflection or {}).items():
                 if ids:
                     event(f"deflection_{kind}", system, ids=ids)
+            if spam:
+                event("spam_sender", system)
+                return ticket
             if confirm and unsendable:
                 # Kept for the agents, but nothing is mailed to an address we do not accept.
                 event("mail_suppressed", system, to=submission.email, reason="invalid_address")
@@ -606,10 +633,13 @@ class TicketService:
         mail_id: str | None,
     ) -> Message:
         now = utcnow()
+        terms = await search.text_terms_async(body)
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
             verified = trust is Trust.verified
+            index = await search.session_index(session)
+            await index.add(session, ticket_id=current.id, terms=terms)  # type: ignore[arg-type]
             message = Message(
                 ticket_id=current.id,  # type: ignore[arg-type]
                 author=Author.customer,
@@ -640,10 +670,16 @@ class TicketService:
                 data=(
                     ({} if verified else {"message": message.id, "trust": trust})
                     | ({"client": client} if client else {})
+                    | ({"spam": True} if current.spam else {})
                 ),
             )
-            await self.notify.customer_wrote(session, current, customer, message, attachments)
-            if current.status in REOPENED_BY_CUSTOMER and verified:
+            if verified:
+                current.last_customer_at = now
+            if not current.spam:
+                # On a spam ticket the message is kept, but nobody is told and nothing
+                # reopens (an agent may unmark the ticket).
+                await self.notify.customer_wrote(session, current, customer, message, attachments)
+            if current.status in REOPENED_BY_CUSTOMER and verified and not current.spam:
                 store.add_event(
                     session,
                     ticket_id=current.id,
@@ -688,6 +724,9 @@ class TicketService:
         if submission_key:
             submission_key = message_key(ticket.id, submission_key)  # type: ignore[arg-type]
         commands = tuple(commands)
+        terms = await search.text_terms_async(
+            *(c.body for c in commands if isinstance(c, Reply | AddNote))
+        )
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
@@ -704,6 +743,9 @@ class TicketService:
             unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
             for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
                 await _HANDLERS[type(command)](unit, command)
+            if terms:
+                index = await search.session_index(session)
+                await index.add(session, ticket_id=current.id, terms=terms)  # type: ignore[arg-type]
             survey: CsatResponse | None = None
             if unit.resolved:
                 # Credited to the assignee, else to the agent who resolved it.
@@ -725,6 +767,7 @@ class TicketService:
         ticket.status, ticket.priority = current.status, current.priority
         ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
         ticket.first_replied_at = current.first_replied_at
+        ticket.last_replied_at, ticket.spam = current.last_replied_at, current.spam
         return ApplyResult()
 
     async def problems(self, ticket: Ticket, commands: Sequence[Command]) -> list[str]:
@@ -822,6 +865,11 @@ class TicketService:
             else:
                 agent.name = name.strip() or agent.name
         return agent
+
+    async def is_spam_sender(self, email: str) -> bool:
+        """Whether an agent marked a ticket of this address as spam (and did not unmark it)."""
+        async with self.sessions() as session:
+            return await store.sender_is_spam(session, email=email)
 
     async def agent_by_email(self, email: str) -> Agent | None:
         """The active agent with this address: a disabled or removed agent acts no more
