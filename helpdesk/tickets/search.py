@@ -158,9 +158,7 @@ class SearchIndex(Protocol):
     async def add(self, session: AsyncSession, *, ticket_id: int, terms: Iterable[str]) -> None:
         """Add ``terms`` to the ticket's document (made if it has none)."""
 
-    async def replace(
-        self, session: AsyncSession, *, ticket_id: int, terms: Iterable[str]
-    ) -> None:
+    async def replace(self, session: AsyncSession, *, ticket_id: int, terms: Iterable[str]) -> None:
         """Make ``terms`` the ticket's whole document."""
 
     def matching(self, terms: Sequence[tuple[str, bool]]) -> ColumnElement[bool]:
@@ -195,9 +193,7 @@ class SqliteSearch:
                 {"terms": joined, "id": ticket_id},
             )
 
-    async def replace(
-        self, session: AsyncSession, *, ticket_id: int, terms: Iterable[str]
-    ) -> None:
+    async def replace(self, session: AsyncSession, *, ticket_id: int, terms: Iterable[str]) -> None:
         await session.execute(
             text("DELETE FROM ticket_search WHERE rowid = :id"), {"id": ticket_id}
         )
@@ -210,9 +206,9 @@ class SqliteSearch:
         phrases = [
             '"' + term.replace('"', '""') + '"' + ("*" if prefix else "") for term, prefix in terms
         ]
-        match = text(
-            "SELECT rowid FROM ticket_search WHERE ticket_search MATCH :match"
-        ).bindparams(match=" AND ".join(phrases))
+        match = text("SELECT rowid FROM ticket_search WHERE ticket_search MATCH :match").bindparams(
+            match=" AND ".join(phrases)
+        )
         return col(Ticket.id).in_(match.columns(column("rowid", Integer)))
 
     async def unindexed(self, session: AsyncSession, *, after_id: int, limit: int) -> list[int]:
@@ -243,9 +239,7 @@ class PostgresSearch:
             {"terms": words, "id": ticket_id},
         )
 
-    async def replace(
-        self, session: AsyncSession, *, ticket_id: int, terms: Iterable[str]
-    ) -> None:
+    async def replace(self, session: AsyncSession, *, ticket_id: int, terms: Iterable[str]) -> None:
         await session.execute(
             text(
                 "INSERT INTO ticket_search (ticket_id, document) "

@@ -7,6 +7,7 @@ queues its mail (``notify``) in that same transaction; commands arrive as data
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -34,7 +35,7 @@ from helpdesk.models import (
     Trust,
 )
 from helpdesk.photos import StoredPhoto
-from helpdesk.tickets import redact, search, store
+from helpdesk.tickets import queue, redact, search, store
 from helpdesk.tickets.access import Signer, TicketAccess
 from helpdesk.tickets.addresses import AddressError, normalize_address
 from helpdesk.tickets.commands import (
@@ -302,6 +303,27 @@ class TicketService:
                 .limit(limit)
             )
             return [(ticket, agent) for ticket, agent in found.all()]
+
+    async def queue(
+        self, filters: queue.QueueFilter, *, agent: Agent, now: datetime | None = None
+    ) -> queue.QueuePage:
+        """One page of the console's queue (``helpdesk.tickets.queue``), searched by
+        ``filters.q`` when given."""
+        terms = await search.query_terms_async(filters.q) if filters.q else []
+        async with self.sessions() as session:
+            return await queue.queue_page(
+                session, filters=filters, agent_id=agent.id, now=now or utcnow(), terms=terms
+            )
+
+    async def agents(self) -> list[Agent]:
+        """Agents who may be assigned (neither disabled nor removed), by name."""
+        async with self.sessions() as session:
+            found = await session.execute(
+                select(Agent)
+                .where(col(Agent.disabled_at).is_(None), col(Agent.removed_at).is_(None))
+                .order_by(col(Agent.name), col(Agent.id))
+            )
+            return list(found.scalars().all())
 
     async def details(self, ticket: Ticket) -> tuple[Customer, Agent | None, list[TicketEvent]]:
         async with self.sessions() as session:
@@ -847,6 +869,43 @@ class TicketService:
             if len(found) < BACKFILL_BATCH:
                 return done
             after_id = found[-1][0]
+
+    # -- the search index --------------------------------------------------------------------
+
+    async def reindex(self, ticket_id: int) -> None:
+        """Rebuild the ticket's search document from what it holds now (after a merge
+        moved messages, or to repair it)."""
+        async with self.sessions() as session:
+            document = await search.ticket_document(session, ticket_id=ticket_id)
+        terms = await asyncio.to_thread(search.document_terms, document)
+        async with self.sessions() as session, session.begin():
+            await store.lock_ticket(session, ticket_id=ticket_id)
+            index = await search.session_index(session)
+            await index.replace(session, ticket_id=ticket_id, terms=terms)
+
+    async def backfill_search(self, *, everything: bool = False) -> int:
+        """Give every ticket without a search document one (tickets made before the index
+        existed), or rebuild every document (``everything``); how many were written."""
+        done, after_id = 0, 0
+        while True:
+            async with self.sessions() as session:
+                if everything:
+                    found = await session.execute(
+                        select(col(Ticket.id))
+                        .where(col(Ticket.id) > after_id)
+                        .order_by(col(Ticket.id))
+                        .limit(BACKFILL_BATCH)
+                    )
+                    ids = [i for i in found.scalars().all() if i is not None]
+                else:
+                    index = await search.session_index(session)
+                    ids = await index.unindexed(session, after_id=after_id, limit=BACKFILL_BATCH)
+            for ticket_id in ids:
+                await self.reindex(ticket_id)
+            done += len(ids)
+            if len(ids) < BACKFILL_BATCH:
+                return done
+            after_id = ids[-1]
 
     # -- agents ----------------------------------------------------------------------------
 
