@@ -61,6 +61,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/console", "GET"): Access.agent,
     ("/console/t/{reference}", "GET"): Access.agent,
     ("/console/t/{reference}/photos/{digest}", "GET"): Access.agent,
+    ("/console/t/{reference}/spam", "POST"): Access.agent,
     ("/console/agents", "GET"): Access.admin,
     # Links of older agents' mails (issue 7, #19): to the console, behind its login.
     ("/agent/t/{reference}", "GET"): Access.redirect,
