@@ -107,12 +107,12 @@ def _due(ticket: Ticket, now: datetime) -> str:
 
 async def mark_spam(request: Request) -> Response:
     """Mark a ticket as spam, or take the mark away (``spam=0``), then back to the queue."""
-    agent = await require_agent(request)
     async with request.form(max_files=0, max_fields=10) as form:
         if not await verify_csrf(request, form):
             raise HTTPException(403, UNVERIFIED_MESSAGE)
         spam = str(form.get("spam") or "1") != "0"
         back = safe_next(str(form.get("next") or ""))
+    agent = await require_agent(request)
     ticket = await _ticket(request)
     result = await _helpdesk(request).tickets.apply(
         ticket, Actor.agent(agent, channel=Channel.web), [MarkSpam(spam)]
