@@ -11,7 +11,6 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from starlette.applications import Starlette
 
-
 # The tickets' search index (migration 0008, ``helpdesk.tickets.search``) is no model:
 # SQLModel cannot describe an FTS5 virtual table (with its shadow tables
 # ticket_search_data, _idx, _content, _docsize, _config) nor a tsvector column. It is

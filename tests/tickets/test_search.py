@@ -96,7 +96,8 @@ async def test_the_documents_live_in_the_dialects_own_index(app: Starlette) -> N
             plan = (
                 await connection.execute(
                     text(
-                        "EXPLAIN QUERY PLAN SELECT rowid FROM ticket_search WHERE ticket_search MATCH '\"傷\"'"
+                        "EXPLAIN QUERY PLAN SELECT rowid FROM ticket_search"
+                        " WHERE ticket_search MATCH '\"傷\"'"
                     )
                 )
             ).all()
@@ -123,7 +124,8 @@ async def test_the_documents_live_in_the_dialects_own_index(app: Starlette) -> N
                 for r in (
                     await connection.execute(
                         text(
-                            "EXPLAIN SELECT ticket_id FROM ticket_search WHERE document @@ CAST('''傷''' AS tsquery)"
+                            "EXPLAIN SELECT ticket_id FROM ticket_search"
+                            " WHERE document @@ CAST('''傷''' AS tsquery)"
                         )
                     )
                 ).all()
