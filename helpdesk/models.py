@@ -188,6 +188,7 @@ class Ticket(SQLModel, table=True):
         Index("ix_ticket_first_reply", "first_replied_at", "first_reply_due_at"),
         # The console's queue: by status, oldest first (keyset pagination on created_at, id).
         Index("ix_ticket_queue", "status", "created_at", "id"),
+        Index("ix_ticket_created", "created_at", "id"),
         Index("ix_ticket_assignee_queue", "assignee_id", "created_at", "id"),
     )
 

@@ -4,7 +4,8 @@
   message and the agents' latest reply (back-filled from the messages), for the queue's
   "waiting on the customer" and "customer replied".
 - ``ticket.spam``: marked as spam by an agent.
-- indexes for the queue: (status, created_at, id) and (assignee_id, created_at, id).
+- indexes for the queue: (status, created_at, id), (created_at, id) and
+  (assignee_id, created_at, id).
 - ``ticket_search``: one search document per ticket (``helpdesk.tickets.search``). On
   SQLite an FTS5 virtual table (rowid = ticket id); on PostgreSQL a table holding a
   ``tsvector`` with a GIN index. Neither is a model (SQLModel cannot describe them);
@@ -36,6 +37,7 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_ticket_spam"), ["spam"], unique=False)
         batch_op.create_index("ix_ticket_queue", ["status", "created_at", "id"], unique=False)
+        batch_op.create_index("ix_ticket_created", ["created_at", "id"], unique=False)
         batch_op.create_index(
             "ix_ticket_assignee_queue", ["assignee_id", "created_at", "id"], unique=False
         )
@@ -64,6 +66,7 @@ def downgrade() -> None:
     op.execute("DROP TABLE ticket_search")
     with op.batch_alter_table("ticket", schema=None) as batch_op:
         batch_op.drop_index("ix_ticket_assignee_queue")
+        batch_op.drop_index("ix_ticket_created")
         batch_op.drop_index("ix_ticket_queue")
         batch_op.drop_index(batch_op.f("ix_ticket_spam"))
         batch_op.drop_column("spam")
