@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -180,6 +181,11 @@ def _moment() -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
+# The statuses of unfinished tickets, as SQL: the queue's condition and its partial index
+# must be written alike (a database uses a partial index only for the very same condition).
+ACTIVE_STATUS_SQL = "status IN ('new', 'open', 'pending')"
+
+
 # One case: a return, a defect, an exchange or an inquiry.
 class Ticket(SQLModel, table=True):
     __tablename__ = "ticket"
@@ -189,6 +195,15 @@ class Ticket(SQLModel, table=True):
         # The console's queue: by status, oldest first (keyset pagination on created_at, id).
         Index("ix_ticket_queue", "status", "created_at", "id"),
         Index("ix_ticket_created", "created_at", "id"),
+        # The default queue (new, open, pending): a partial index, so that the oldest
+        # unfinished tickets are found without stepping over the finished ones before them.
+        Index(
+            "ix_ticket_active",
+            "created_at",
+            "id",
+            sqlite_where=text(ACTIVE_STATUS_SQL),
+            postgresql_where=text(ACTIVE_STATUS_SQL),
+        ),
         Index("ix_ticket_assignee_queue", "assignee_id", "created_at", "id"),
     )
 

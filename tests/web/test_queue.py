@@ -170,3 +170,12 @@ async def test_the_queue_wants_a_login(client: httpx.AsyncClient, app: Starlette
     assert response.status_code == 303
     assert response.headers["location"].startswith("/console/login")
     assert await rows(app, Ticket)  # nothing listed to a stranger
+
+
+def test_the_partial_index_and_the_queue_name_the_same_statuses() -> None:
+    """``ix_ticket_active`` is used only for the very condition it was made with."""
+    from helpdesk.models import ACTIVE_STATUS_SQL
+    from helpdesk.tickets.queue import ACTIVE
+
+    listed = ", ".join(f"'{status}'" for status in ACTIVE)
+    assert ACTIVE_STATUS_SQL == f"status IN ({listed})"

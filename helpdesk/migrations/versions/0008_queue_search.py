@@ -4,8 +4,9 @@
   message and the agents' latest reply (back-filled from the messages), for the queue's
   "waiting on the customer" and "customer replied".
 - ``ticket.spam``: marked as spam by an agent.
-- indexes for the queue: (status, created_at, id), (created_at, id) and
-  (assignee_id, created_at, id).
+- indexes for the queue: (status, created_at, id), (created_at, id),
+  (assignee_id, created_at, id), and (created_at, id) of unfinished tickets only (a partial
+  index: the default queue).
 - ``ticket_search``: one search document per ticket (``helpdesk.tickets.search``). On
   SQLite an FTS5 virtual table (rowid = ticket id); on PostgreSQL a table holding a
   ``tsvector`` with a GIN index. Neither is a model (SQLModel cannot describe them);
@@ -27,6 +28,9 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
+# helpdesk.models.ACTIVE_STATUS_SQL when this was written (the default queue's condition).
+ACTIVE = "status IN ('new', 'open', 'pending')"
+
 
 def upgrade() -> None:
     with op.batch_alter_table("ticket", schema=None) as batch_op:
@@ -38,6 +42,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_ticket_spam"), ["spam"], unique=False)
         batch_op.create_index("ix_ticket_queue", ["status", "created_at", "id"], unique=False)
         batch_op.create_index("ix_ticket_created", ["created_at", "id"], unique=False)
+        batch_op.create_index(
+            "ix_ticket_active",
+            ["created_at", "id"],
+            unique=False,
+            sqlite_where=sa.text(ACTIVE),
+            postgresql_where=sa.text(ACTIVE),
+        )
         batch_op.create_index(
             "ix_ticket_assignee_queue", ["assignee_id", "created_at", "id"], unique=False
         )
@@ -66,6 +77,7 @@ def downgrade() -> None:
     op.execute("DROP TABLE ticket_search")
     with op.batch_alter_table("ticket", schema=None) as batch_op:
         batch_op.drop_index("ix_ticket_assignee_queue")
+        batch_op.drop_index("ix_ticket_active")
         batch_op.drop_index("ix_ticket_created")
         batch_op.drop_index("ix_ticket_queue")
         batch_op.drop_index(batch_op.f("ix_ticket_spam"))
