@@ -326,6 +326,44 @@ async def explain(data: DataSet) -> dict[str, list[str]]:
     return plans
 
 
+async def query_times(sets: dict[str, DataSet], rounds: int) -> dict[str, dict[str, float]]:
+    """p50 in ms of ``queue_page`` alone (the SQL, in-process, no HTTP or HTML), per page and
+    size, the sizes alternating call by call."""
+    engines = {name: db.create_engine(data.url) for name, data in sets.items()}
+    factories = {name: db.session_factory(engine) for name, engine in engines.items()}
+    agent_ids: dict[str, int] = {}
+    for name, sessions in factories.items():
+        async with sessions() as session:
+            found = await session.execute(
+                text("SELECT id FROM agent WHERE email = :e"), {"e": AGENT}
+            )
+            agent_ids[name] = found.scalar_one()
+    result: dict[str, dict[str, float]] = {}
+    for scenario in scenarios(sets["small"].probe):
+        samples: dict[str, list[int]] = {name: [] for name in sets}
+        for _ in range(rounds):
+            for name, data in sets.items():
+                params = scenarios(data.probe)[scenario]
+                filters, _problems = parse_filters(params, agent_ids=[agent_ids[name]])
+                started = time.perf_counter_ns()
+                terms = search.query_terms(filters.q) if filters.q else []
+                async with factories[name]() as session:
+                    await queue_page(
+                        session,
+                        filters=filters,
+                        agent_id=agent_ids[name],
+                        now=datetime.now(UTC),
+                        terms=terms,
+                    )
+                samples[name].append(time.perf_counter_ns() - started)
+        result[scenario] = {
+            name: percentile(sorted(values), 50) / 1e6 for name, values in samples.items()
+        }
+    for engine in engines.values():
+        await engine.dispose()
+    return result
+
+
 def scans(plan: Sequence[str], dialect: str) -> list[str]:
     """Lines of a plan that read a whole big table."""
     if dialect == "sqlite":
@@ -452,6 +490,7 @@ async def run_database(dialect: str, args: argparse.Namespace, work: Path) -> di
             file=sys.stderr,
         )
     plans = await explain(sets["large"])
+    queries = await query_times(sets, args.query_rounds)
     servers = {name: start_server(data, work) for name, data in sets.items()}
     try:
         clients = {name: AgentClient(server.port) for name, server in servers.items()}
@@ -469,6 +508,7 @@ async def run_database(dialect: str, args: argparse.Namespace, work: Path) -> di
                 for name, data in sets.items()
             }
             results[scenario] = measure(clients, paths, args.requests, args.warmup)
+            results[scenario]["query_p50_ms"] = queries[scenario]
             results[scenario]["plan_large"] = plans[scenario]
             results[scenario]["scans_large"] = scans(plans[scenario], dialect)
             print(f"  {scenario}: ratio {results[scenario]['ratio_p50']:.2f}", file=sys.stderr)
@@ -491,8 +531,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{sizes['large']['messages']:,}",
             "",
             "| page | rows small/large | small p50 / p95 ms | large p50 / p95 ms | "
-            "ratio p50 (p95) | full scans (large) |",
-            "|---|---|---|---|---|---|",
+            "ratio p50 (p95) | SQL alone p50 ms small / large | full scans (large) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for name, r in found["scenarios"].items():
             out.append(
@@ -500,6 +540,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{r['small']['p50_ms']:.1f} / {r['small']['p95_ms']:.1f} | "
                 f"{r['large']['p50_ms']:.1f} / {r['large']['p95_ms']:.1f} | "
                 f"{r['ratio_p50']:.2f} ({r['ratio_p95']:.2f}) | "
+                f"{r['query_p50_ms']['small']:.2f} / {r['query_p50_ms']['large']:.2f} | "
                 f"{'; '.join(r['scans_large']) or 'none'} |"
             )
         out.append("")
@@ -526,6 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--query-rounds", type=int, default=100)
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument(
         "--postgres-url", default="postgresql://postgres@127.0.0.1/madoguchi_queue_bench"
