@@ -135,8 +135,8 @@ def query_terms(query: str) -> list[tuple[str, bool]]:
     """
     found: list[tuple[str, bool]] = []
     for part in normalize(query[:MAX_QUERY_CHARS]).split(" "):
-        if not part:
-            continue
+        if not any(c.isalnum() for c in part):
+            continue  # punctuation alone names nothing (and is in no document)
         if _ASCII_WORD.fullmatch(part):
             found.append((part, True))
             continue

@@ -66,6 +66,10 @@ async def test_search_finds_by_order_number_mail_name_and_words(app: Starlette) 
     assert await found(app, "山田 傷", agent) == [hanako]  # every word must match
     assert await found(app, "山田 削除", agent) == []
     assert await found(app, "割れ", agent) == []
+    # The index's own syntax typed into the box is searched as words, never run.
+    for odd in ('"', "*", "OR", "NEAR(a b)", "傷 -山田", "'; DROP TABLE ticket; --", "、、 傷"):
+        assert isinstance(await found(app, odd, agent), list)
+    assert await found(app, "、、 傷", agent) == [hanako]  # punctuation alone is dropped
 
 
 async def test_replies_and_notes_are_searchable_in_the_same_transaction(app: Starlette) -> None:
