@@ -67,6 +67,23 @@ STATUS_LABELS: dict[str, str] = {
     TicketStatus.resolved: "解決済み",
     TicketStatus.closed: "完了",
 }
+# The console's queue: its choices and filters (``helpdesk.tickets.queue``).
+QUEUE_ACTIVE_LABEL = "未完了(受付済み・対応中・ご返信待ち)"
+QUEUE_ALL_LABEL = "すべて"
+QUEUE_ASSIGNEE_LABELS: dict[str, str] = {"mine": "自分", "unassigned": "未割り当て"}
+QUEUE_FLAG_LABELS: dict[str, str] = {
+    "late": "返品期限を過ぎた申請",
+    "waiting": "お客様の返信待ち",
+    "replied": "お客様から返信あり",
+    "overdue": "初回返信の期限超過",
+    "due_today": "本日が初回返信の期限",
+    "spam": "迷惑メールのみ",
+}
+QUEUE_FLAG_HINTS: dict[str, str] = {
+    "waiting": "担当者の返信のあと、お客様からまだ返信がないもの",
+    "replied": "担当者の返信のあとに、お客様から返信が届いたもの",
+    "spam": "迷惑メールに指定したチケットは、これを選んだときだけ表示されます",
+}
 # The two answers of the satisfaction survey, as the mail's links and the page say them.
 CSAT_LABELS: dict[str, str] = {
     CsatRating.good: "良かった",

@@ -24,7 +24,15 @@ from sqlmodel import col
 from helpdesk.db import as_utc
 from helpdesk.models import ACTIVE_STATUS_SQL, Agent, Ticket, TicketKind, TicketStatus
 from helpdesk.tickets import search, store
-from helpdesk.tickets.labels import KIND_LABELS, STATUS_LABELS
+from helpdesk.tickets.labels import (
+    KIND_LABELS,
+    QUEUE_ACTIVE_LABEL,
+    QUEUE_ALL_LABEL,
+    QUEUE_ASSIGNEE_LABELS,
+    QUEUE_FLAG_HINTS,
+    QUEUE_FLAG_LABELS,
+    STATUS_LABELS,
+)
 
 PAGE_SIZE = 50
 #: The statuses the queue shows unless another is chosen.
@@ -32,26 +40,15 @@ ACTIVE = (TicketStatus.new, TicketStatus.open, TicketStatus.pending)
 ACTIVE_CHOICE = "active"
 ALL_CHOICE = "all"
 STATUS_CHOICES: dict[str, str] = {
-    ACTIVE_CHOICE: "未完了(受付済み・対応中・ご返信待ち)",
+    ACTIVE_CHOICE: QUEUE_ACTIVE_LABEL,
     **{str(status): label for status, label in STATUS_LABELS.items()},
-    ALL_CHOICE: "すべて",
+    ALL_CHOICE: QUEUE_ALL_LABEL,
 }
 MINE, UNASSIGNED = "mine", "unassigned"
-ASSIGNEE_CHOICES: dict[str, str] = {"": "全員", MINE: "自分", UNASSIGNED: "未割り当て"}
+ASSIGNEE_CHOICES: dict[str, str] = {"": QUEUE_ALL_LABEL, **QUEUE_ASSIGNEE_LABELS}
 #: The yes/no filters: name in the query string → label.
-FLAG_LABELS: dict[str, str] = {
-    "late": "返品期限を過ぎた申請",
-    "waiting": "お客様の返信待ち",
-    "replied": "お客様から返信あり",
-    "overdue": "初回返信の期限超過",
-    "due_today": "本日が初回返信の期限",
-    "spam": "迷惑メールのみ",
-}
-FLAG_HINTS: dict[str, str] = {
-    "waiting": "担当者の返信のあと、お客様からまだ返信がないもの",
-    "replied": "担当者の返信のあとに、お客様から返信が届いたもの",
-    "spam": "迷惑メールに指定したチケットは、これを選んだときだけ表示されます",
-}
+FLAG_LABELS = QUEUE_FLAG_LABELS
+FLAG_HINTS = QUEUE_FLAG_HINTS
 _TRUE = {"1", "on", "true", "yes"}
 
 
