@@ -160,6 +160,8 @@ class Helpdesk:
         await db.migrate(self.db)
         self.sessions = db.session_factory(self.db)
         self._faq = FaqService.from_settings(self.settings, self.sessions)
+        # The console's edits over the files (issue 11), before the first request.
+        await self._faq.reload_if_changed()
         log.info("FAQ loaded: %d entries", len(self._faq.entries))
         faq = self._faq
         self._tickets = TicketService(
@@ -177,7 +179,9 @@ class Helpdesk:
         # Tickets made before the support calendar was set get their first-reply due time.
         await self._tickets.backfill_first_reply_due()
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
-        self._background.append(asyncio.create_task(self._faq.watch_data()))
+        self._background.append(
+            asyncio.create_task(self._faq.watch_data(self.settings.faq_reload_seconds))
+        )
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
 
     def start_photo_sweep(self) -> None:
