@@ -15,7 +15,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -38,6 +38,7 @@ from faq.analysis import Analyzer
 from faq.markup import Paragraph, plain, render, render_answer, sections
 from faq.synonyms import SynonymError
 from helpdesk.db import as_utc, utcnow
+from helpdesk.faq_gaps import GapGroup, GapQuery, group_gaps
 from helpdesk.kb_store import KnowledgeBase, KnowledgeBaseStore, load_files, merge
 from helpdesk.models import FaqFeedback, FaqGap
 from helpdesk.privacy import mask_personal_data
@@ -54,6 +55,9 @@ MAX_RESULTS = 5
 # Gaps are written in batches, at least this often.
 GAP_FLUSH_SECONDS = 1.0
 GAP_BATCH = 200
+# The gap list covers this many days, and at most this many distinct queries.
+GAP_DAYS = 90
+GAP_QUERIES = 2000
 # Edits of data/ (entries, synonyms, shop policy) are picked up within this many seconds.
 DATA_CHECK_SECONDS = 2.0
 # An answer longer than this (in characters, without markup) with at least this many
@@ -309,6 +313,41 @@ class FaqService:
                 .limit(limit)
             )
             return [GapSummary(q, n, as_utc(last), best) for q, n, last, best in rows.all()]
+
+    async def gap_queries(self, *, days: int = GAP_DAYS, limit: int = GAP_QUERIES) -> list[GapQuery]:
+        """The distinct queries of the gap log of the last ``days`` days (the most recently
+        asked ``limit``), with their counts and first and last dates."""
+        await self.flush_gaps()
+        since = utcnow() - timedelta(days=days)
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(
+                    col(FaqGap.query),
+                    func.count(),
+                    func.min(col(FaqGap.created_at)),
+                    func.max(col(FaqGap.created_at)),
+                    func.max(col(FaqGap.best_entry_id)),
+                    func.max(col(FaqGap.confidence)),
+                )
+                .where(col(FaqGap.created_at) >= since)
+                .group_by(col(FaqGap.query))
+                .order_by(func.max(col(FaqGap.created_at)).desc())
+                .limit(limit)
+            )
+            return [
+                GapQuery(query, n, as_utc(first), as_utc(last), best, float(sure))
+                for query, n, first, last, best, sure in rows.all()
+            ]
+
+    async def gap_groups(self, *, days: int = GAP_DAYS) -> list[GapGroup]:
+        """The gap log's queries grouped by meaning (``helpdesk.faq_gaps``), open first."""
+        queries = await self.gap_queries(days=days)
+        handled = await self.store.sources() if self.store is not None else {}
+        engine = self.engine
+        # Analysis is CPU work: in a thread, with an analyzer of its own.
+        return await asyncio.to_thread(
+            lambda: group_gaps(queries, Analyzer(), engine=engine, handled=handled)
+        )
 
     async def feedback_totals(self) -> dict[str, tuple[int, int]]:
         """entry id -> (helpful votes, not helpful votes)."""
