@@ -48,7 +48,7 @@ from helpdesk.security import (
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, auth, console, csat, pages
+from helpdesk.web import api_docs, auth, console, csat, kb_console, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
@@ -349,6 +349,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api_docs.routes,
         *auth.routes,
         *console.routes,
+        *kb_console.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     https = settings.base_url.lower().startswith("https://")
