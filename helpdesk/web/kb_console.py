@@ -65,7 +65,8 @@ async def _admin(request: Request) -> Agent:
 
 
 async def _form(request: Request) -> FormData:
-    """The posted form, its CSRF token checked (403 without it)."""
+    """The posted form, its CSRF token checked (403 without it). First in every unsafe
+    handler: even the way to the login page is refused without a verified token."""
     form = await request.form(max_files=0, max_fields=MAX_FIELDS)
     if not await verify_csrf(request, form):
         raise HTTPException(403, UNVERIFIED_MESSAGE)
@@ -194,8 +195,8 @@ async def entry_new(request: Request) -> Response:
 
 
 async def entry_create(request: Request) -> Response:
-    agent = await _admin(request)
     form_data = await _form(request)
+    agent = await _admin(request)
     kb = await _kb(request)
     form = _entry_form(form_data)
     source = _text(form_data, "source", 200) or None
@@ -234,8 +235,8 @@ def _base(form: FormData) -> int | None:
 
 
 async def entry_save(request: Request) -> Response:
-    agent = await _admin(request)
     form_data = await _form(request)
+    agent = await _admin(request)
     helpdesk = _helpdesk(request)
     kb = await _kb(request)
     entry_id = request.path_params["entry_id"]
@@ -261,8 +262,8 @@ async def entry_save(request: Request) -> Response:
 
 async def entry_status(request: Request) -> Response:
     """Publish, retire or turn back into a draft (the content unchanged)."""
-    agent = await _admin(request)
     form_data = await _form(request)
+    agent = await _admin(request)
     helpdesk = _helpdesk(request)
     kb = await _kb(request)
     entry_id = request.path_params["entry_id"]
@@ -342,8 +343,8 @@ def _categories(
 
 async def category_save(request: Request) -> Response:
     """Create (no ``key``), rename, move or retire a category."""
-    agent = await _admin(request)
     form = await _form(request)
+    agent = await _admin(request)
     helpdesk = _helpdesk(request)
     kb = await _kb(request)
     key = _text(form, "key", 200) or None
@@ -424,8 +425,8 @@ async def _gaps(
 
 async def gap_phrasing(request: Request) -> Response:
     """Add a group's question as another phrasing of an entry."""
-    agent = await _admin(request)
     form = await _form(request)
+    agent = await _admin(request)
     helpdesk = _helpdesk(request)
     kb = await _kb(request)
     item = kb.entries.get(_text(form, "entry_id", 200))
@@ -449,8 +450,8 @@ async def gap_phrasing(request: Request) -> Response:
 
 async def gap_synonym(request: Request) -> Response:
     """Make a word of a group's question a synonym of a word the knowledge base uses."""
-    agent = await _admin(request)
     form = await _form(request)
+    agent = await _admin(request)
     helpdesk = _helpdesk(request)
     kb = await _kb(request)
     group = _text(form, "group", 40)
@@ -480,8 +481,8 @@ NO_ANSWER = "このチケットには担当者の返信がないため、下書�
 async def draft_from_ticket(request: Request) -> Response:
     """A resolved ticket as a draft entry: the customer's question, the agent's answer
     (personal data masked); the admin edits and publishes it."""
-    agent = await _admin(request)
     await _form(request)
+    agent = await _admin(request)
     helpdesk = _helpdesk(request)
     ticket = await helpdesk.tickets.find(request.path_params["reference"])
     if ticket is None:
