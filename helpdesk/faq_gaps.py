@@ -121,8 +121,8 @@ def group_gaps(
     """The queries grouped by meaning, most asked first (then most recent).
 
     ``analyzer``: one of the caller's own (this runs in a worker thread); ``engine``: the
-    index, to read kana as the indexed words it spells. ``handled``: source -> when a change made from that group was saved
-    (``KnowledgeBaseStore.sources``).
+    index, to read kana as the indexed words it spells. ``handled``: source -> when a
+    change made from that group was saved (``KnowledgeBaseStore.sources``).
     """
     items = list(queries)
     parent = list(range(len(items)))

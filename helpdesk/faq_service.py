@@ -34,7 +34,7 @@ from faq import (
     ShopPolicy,
     load_policy,
 )
-from faq.analysis import Analyzer
+from faq.analysis import AnalysisMemo, Analyzer, shared_analyzer
 from faq.markup import Paragraph, plain, render, render_answer, sections
 from faq.synonyms import SynonymError
 from helpdesk.db import as_utc, utcnow
@@ -112,6 +112,7 @@ class FaqService:
         *,
         max_query_length: int = 200,
         data_dir: Path | None = None,
+        memo: AnalysisMemo | None = None,
     ) -> None:
         self.sessions = sessions
         self.max_query_length = max_query_length
@@ -127,6 +128,8 @@ class FaqService:
         # What failed to build last (files' stamp, version): not retried until it changes.
         self._failed: tuple[object, int] | None = None
         self._reload_lock = asyncio.Lock()
+        # The knowledge base's analyses, from one build to the next.
+        self._memo = memo or AnalysisMemo()
         self._reload_wakeup = asyncio.Event()
         #: How many times the index was rebuilt and swapped in (for tests and benchmarks).
         self.rebuilds = 0
@@ -140,7 +143,14 @@ class FaqService:
     ) -> FaqService:
         """Load the knowledge base and the shop policy named by ``settings`` (the files;
         ``reload_if_changed`` then applies the database's revisions)."""
-        engine = SearchEngine.from_directory(settings.data_dir)
+        memo = AnalysisMemo()
+        analyzer = shared_analyzer()
+        analyzer.memo = memo  # the first build fills it; queries do not
+        try:
+            engine = SearchEngine.from_directory(settings.data_dir, analyzer=analyzer)
+        finally:
+            analyzer.memo = None
+        memo.rotate()
         assert engine.policy is not None
         return cls(
             engine,
@@ -148,6 +158,7 @@ class FaqService:
             sessions,
             max_query_length=settings.faq_max_query_length,
             data_dir=settings.data_dir,
+            memo=memo,
         )
 
     @property
@@ -192,7 +203,7 @@ class FaqService:
                     kb = await self.store.load(files)
                 else:
                     kb = merge(files, (), version)
-                engine = await asyncio.to_thread(_build_engine, kb, self.data_dir)
+                engine = await asyncio.to_thread(_build_engine, kb, self.data_dir, self._memo)
             except (KnowledgeBaseError, PolicyError, SynonymError, OSError) as exc:
                 self._failed = (stamp, version)
                 log.error("knowledge base not reloaded, the previous one stays: %s", exc)
@@ -314,7 +325,9 @@ class FaqService:
             )
             return [GapSummary(q, n, as_utc(last), best) for q, n, last, best in rows.all()]
 
-    async def gap_queries(self, *, days: int = GAP_DAYS, limit: int = GAP_QUERIES) -> list[GapQuery]:
+    async def gap_queries(
+        self, *, days: int = GAP_DAYS, limit: int = GAP_QUERIES
+    ) -> list[GapQuery]:
         """The distinct queries of the gap log of the last ``days`` days (the most recently
         asked ``limit``), with their counts and first and last dates."""
         await self.flush_gaps()
@@ -375,14 +388,25 @@ def _gap_rows(pending: list[tuple[str, float, str | None, datetime]]) -> list[di
     ]
 
 
-def _build_engine(kb: KnowledgeBase, data_dir: Path) -> SearchEngine:
-    """The index over ``kb``'s published entries (run in a worker thread)."""
-    return SearchEngine(
-        kb.published(),
-        policy=load_policy(data_dir / "shop.toml"),
-        synonyms=kb.synonyms,
-        analyzer=Analyzer(),
-    )
+def _build_engine(
+    kb: KnowledgeBase, data_dir: Path, memo: AnalysisMemo | None = None
+) -> SearchEngine:
+    """The index over ``kb``'s published entries (run in a worker thread, with an analyzer
+    of its own: the one answering queries is not thread-safe). ``memo``: the analyses of
+    the previous build, so that only the texts that changed are analyzed again."""
+    analyzer = Analyzer(memo=memo)
+    try:
+        engine = SearchEngine(
+            kb.published(),
+            policy=load_policy(data_dir / "shop.toml"),
+            synonyms=kb.synonyms,
+            analyzer=analyzer,
+        )
+    finally:
+        analyzer.memo = None  # queries are not kept
+    if memo is not None:
+        memo.rotate()
+    return engine
 
 
 def _stamp(data_dir: Path) -> tuple[tuple[str, int, int], ...]:

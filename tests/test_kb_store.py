@@ -51,7 +51,8 @@ def test_the_console_and_the_files_refuse_the_same_entries_each_in_its_language(
         "不明な項目があります: colour",
         "IDは半角の英小文字・数字とハイフン(-)で入力してください(例: shipping-fee)。",
         "質問を入力してください。",
-        "回答のリンク「こちら」(http://example.jp/)は、このサイトのパス(/で始まる)か https:// で始まるアドレスにしてください。",
+        "回答のリンク「こちら」(http://example.jp/)は、このサイトのパス(/で始まる)か"
+        " https:// で始まるアドレスにしてください。",
         "言い換えに空の項目があります。",
         "自動で添える情報は cod_ship_date, ship_date のいずれかにしてください。",
     ]

@@ -336,9 +336,7 @@ def _categories(
             used[item.entry.category] = used.get(item.entry.category, 0) + 1
     categories = sorted(kb.categories.values(), key=lambda c: (c.retired, c.position))
     context = {"categories": categories, "used": used, **context}
-    return _page(
-        request, agent, "console/faq/categories.html", context, status_code=status_code
-    )
+    return _page(request, agent, "console/faq/categories.html", context, status_code=status_code)
 
 
 async def category_save(request: Request) -> Response:
@@ -408,7 +406,11 @@ async def _gaps(
     votes = await helpdesk.faq.feedback_totals()
     entries = {item.entry.id: item for item in kb.entries.values() if item.status != RETIRED}
     unhelpful = sorted(
-        ((no, yes, entry_id) for entry_id, (yes, no) in votes.items() if no and entry_id in entries),
+        (
+            (no, yes, entry_id)
+            for entry_id, (yes, no) in votes.items()
+            if no and entry_id in entries
+        ),
         reverse=True,
     )
     context = {

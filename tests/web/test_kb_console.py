@@ -9,9 +9,8 @@ import httpx
 from starlette.applications import Starlette
 
 from helpdesk.db import utcnow
-from helpdesk.models import FaqGap, FaqKbVersion, FaqRevision
+from helpdesk.models import FaqGap, FaqKbVersion, FaqRevision, TicketStatus
 from helpdesk.tickets import Actor, Reply, SetStatus
-from helpdesk.models import TicketStatus
 from tests.helpers import add_agent, logged_in_client, rows, soup, submit_inquiry
 
 
