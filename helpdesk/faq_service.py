@@ -39,7 +39,7 @@ from faq.markup import Paragraph, plain, render, render_answer, sections
 from faq.synonyms import SynonymError
 from helpdesk.db import as_utc, utcnow
 from helpdesk.faq_gaps import GapGroup, GapQuery, group_gaps
-from helpdesk.kb_store import KnowledgeBase, KnowledgeBaseStore, load_files, merge
+from helpdesk.kb_store import FileKb, KnowledgeBase, KnowledgeBaseStore, load_files, merge
 from helpdesk.models import FaqFeedback, FaqGap
 from helpdesk.privacy import mask_personal_data
 from helpdesk.settings import Settings
@@ -59,7 +59,7 @@ GAP_BATCH = 200
 GAP_DAYS = 90
 GAP_QUERIES = 2000
 # Edits of data/ (entries, synonyms, shop policy) are picked up within this many seconds.
-DATA_CHECK_SECONDS = 2.0
+DATA_CHECK_SECONDS = 1.0
 # An answer longer than this (in characters, without markup) with at least this many
 # sections shows its matching sections and folds the others.
 LONG_ANSWER_CHARS = 200
@@ -128,6 +128,8 @@ class FaqService:
         # What failed to build last (files' stamp, version): not retried until it changes.
         self._failed: tuple[object, int] | None = None
         self._reload_lock = asyncio.Lock()
+        # The files as last read, by their stamp: an edit in the console reads none again.
+        self._files: tuple[tuple[tuple[str, int, int], ...], FileKb] | None = None
         # The knowledge base's analyses, from one build to the next.
         self._memo = memo or AnalysisMemo()
         self._reload_wakeup = asyncio.Event()
@@ -198,7 +200,11 @@ class FaqService:
                 self._state = KbState(state.engine, state.policy, 0, stamp)
                 return False
             try:
-                files = await asyncio.to_thread(load_files, self.data_dir)
+                if self._files is not None and self._files[0] == stamp:
+                    files = self._files[1]  # only the database changed
+                else:
+                    files = await asyncio.to_thread(load_files, self.data_dir)
+                    self._files = (stamp, files)
                 if self.store is not None:
                     kb = await self.store.load(files)
                 else:
