@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -199,6 +200,7 @@ class FaqService:
                 # No revision was ever saved: the index built from the files is current.
                 self._state = KbState(state.engine, state.policy, 0, stamp)
                 return False
+            started = time.perf_counter()
             try:
                 if self._files is not None and self._files[0] == stamp:
                     files = self._files[1]  # only the database changed
@@ -217,7 +219,12 @@ class FaqService:
             assert engine.policy is not None
             self._state = KbState(engine, engine.policy, kb.version, stamp, kb)
             self.rebuilds += 1
-        log.info("knowledge base loaded: %d entries (version %d)", len(engine.entries), kb.version)
+        log.info(
+            "knowledge base loaded: %d entries (version %d) in %.2f s",
+            len(engine.entries),
+            kb.version,
+            time.perf_counter() - started,
+        )
         return True
 
     def request_reload(self) -> None:
