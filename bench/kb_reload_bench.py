@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -54,6 +55,8 @@ if str(ROOT) not in sys.path:
 RESULTS = ROOT / "bench" / "results"
 SIZE = 1_000
 TARGET_S = 5.0
+# The line a worker logs after swapping in a rebuilt index (helpdesk.faq_service).
+REBUILD_LOGGED = re.compile(r"knowledge base loaded: \d+ entries \(version \d+\) in ([0-9.]+) s")
 # Polling is itself load on the workers (each poll renders a page): 10 per second.
 POLL_S = 0.1
 
@@ -93,15 +96,15 @@ class Worker(Server):
         return f"http://{HOST}:{self.port}"
 
 
-def make_data(folder: Path) -> Path:
-    """A data folder with the shop's policy and synonyms and 1,000 entries."""
+def make_data(folder: Path, size: int = SIZE) -> Path:
+    """A data folder with the shop's policy and synonyms and ``size`` entries."""
     from faq.kb import dump_entries
 
     data = folder / "data"
     shutil.copytree(ROOT / "data", data)
     for path in (data / "faq").glob("*.toml"):
         path.unlink()
-    entries = build_entries(SIZE)
+    entries = build_entries(size)
     by_category: dict[str | None, list[Any]] = {}
     for entry in entries:
         by_category.setdefault(entry.category, []).append(entry)
@@ -266,7 +269,7 @@ async def rebuild_cost(
     }
 
 
-def rebuild_seconds(data: Path, runs: int = 3) -> dict[str, Any]:
+def rebuild_seconds(data: Path, size: int, runs: int = 3) -> dict[str, Any]:
     """The index rebuild at this size, in-process, as the worker thread does it: cold
     (nothing analyzed yet, as at startup) and after an edit of one entry (the analyses of
     the previous build kept: ``AnalysisMemo``), alternately, in the same run."""
@@ -282,7 +285,7 @@ def rebuild_seconds(data: Path, runs: int = 3) -> dict[str, Any]:
         kb = merge(load_files(data), (), 0)
         engine = _build_engine(kb, data, memo)
         cold.append(time.perf_counter() - started)
-        assert len(engine.entries) == SIZE
+        assert len(engine.entries) == size
         extra = Entry(
             id=f"bench-warm-{run}",
             question="特注のキーホルダーは作れますか？",
@@ -293,7 +296,7 @@ def rebuild_seconds(data: Path, runs: int = 3) -> dict[str, Any]:
         started = time.perf_counter()
         engine = _build_engine(kb, data, memo)
         warm.append(time.perf_counter() - started)
-        assert len(engine.entries) == SIZE + 1
+        assert len(engine.entries) == size + 1
     return {
         "runs": runs,
         "cold_median_s": round(statistics.median(cold), 3),
@@ -304,7 +307,7 @@ def rebuild_seconds(data: Path, runs: int = 3) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kb-reload-") as tmp:
         folder = Path(tmp)
-        data = make_data(folder)
+        data = make_data(folder, args.size)
         await reset_database(args.database_url)
         env = {
             "HELPDESK_DATABASE_URL": args.database_url,
@@ -329,18 +332,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for worker in workers:
                 worker.stop()
             rebuilds = [
-                float(line.rsplit(" in ", 1)[1].split()[0])
+                float(seconds)
                 for worker in workers
-                for line in worker.log(tail=10_000).splitlines()
-                if "knowledge base loaded" in line and " in " in line
+                for seconds in REBUILD_LOGGED.findall(worker.log(tail=10_000))
             ]
         return {
             "machine": machine_info(),
-            "entries": SIZE,
+            "entries": args.size,
             "check_interval_s": 1.0,
             "propagation": spread,
             "search_during_rebuild": cost,
-            "rebuild_in_process": rebuild_seconds(data),
+            "rebuild_in_process": rebuild_seconds(data, args.size),
             "rebuild_in_workers_s": {
                 "n": len(rebuilds),
                 "median": round(statistics.median(rebuilds), 3) if rebuilds else None,
@@ -388,13 +390,15 @@ def main() -> int:
         ),
         help="a scratch PostgreSQL database (its schema is dropped)",
     )
+    parser.add_argument("--size", type=int, default=SIZE, help="entries (default 1,000)")
     parser.add_argument("--edits", type=int, default=10)
     parser.add_argument("--rebuilds", type=int, default=5)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     args = parser.parse_args()
     report = asyncio.run(run(args))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "kb_reload.json").write_text(
+    name = "kb_reload.json" if args.size == SIZE else f"kb_reload_{args.size}.json"
+    (RESULTS / name).write_text(
         json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )
     print(markdown(report))
