@@ -338,11 +338,13 @@ class KnowledgeBaseStore:
         async with self.sessions() as session, session.begin():
             # Bumping the version first takes its row lock (PostgreSQL) or the write lock
             # (SQLite): saves are one at a time, so the check below cannot race.
-            await session.execute(
+            bumped = await session.execute(
                 update(FaqKbVersion)
                 .where(col(FaqKbVersion.id) == 1)
                 .values(version=col(FaqKbVersion.version) + 1, updated_at=utcnow())
             )
+            if not bumped.rowcount:  # type: ignore[attr-defined]
+                session.add(FaqKbVersion(id=1, version=1))  # the row was lost: start again
             if check_base:
                 latest = await session.execute(
                     select(func.max(col(FaqRevision.id))).where(
