@@ -49,7 +49,7 @@ from helpdesk.security import (
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, auth, console, console_ticket, csat, pages
+from helpdesk.web import api_docs, auth, console, console_ticket, csat, kb_console, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import insights as insights_routes
 from helpdesk.web import tickets as ticket_routes
@@ -162,6 +162,8 @@ class Helpdesk:
         await db.migrate(self.db)
         self.sessions = db.session_factory(self.db)
         self._faq = FaqService.from_settings(self.settings, self.sessions)
+        # The console's edits over the files (issue 11), before the first request.
+        await self._faq.reload_if_changed()
         log.info("FAQ loaded: %d entries", len(self._faq.entries))
         faq = self._faq
         self._tickets = TicketService(
@@ -181,7 +183,9 @@ class Helpdesk:
         # Tickets made before the search index existed get their search document.
         await self._tickets.backfill_search()
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
-        self._background.append(asyncio.create_task(self._faq.watch_data()))
+        self._background.append(
+            asyncio.create_task(self._faq.watch_data(self.settings.faq_reload_seconds))
+        )
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
 
     def start_photo_sweep(self) -> None:
@@ -361,6 +365,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *console.routes,
         *insights_routes.routes,
         *console_ticket.routes,
+        *kb_console.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     https = settings.base_url.lower().startswith("https://")

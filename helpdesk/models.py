@@ -52,6 +52,45 @@ class FaqGap(SQLModel, table=True):
     created_at: datetime = _created_at()
 
 
+# -- the knowledge base as edited in the console (issue 11) ------------------------------------
+
+
+# One saved state of an FAQ entry, a category or the shop's synonyms, made in the console.
+# The latest revision of a key overrides ``data/faq`` (and ``data/synonyms.toml``); the
+# files stay the starting point of a fresh install. Rows are never changed or deleted.
+class FaqRevision(SQLModel, table=True):
+    __tablename__ = "faq_revision"
+    __table_args__ = (Index("ix_faq_revision_key", "kind", "key", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # "entry" (key: the entry's id), "category" (key: its name in the files, or the name it
+    # was created with) or "synonyms" (key: "synonyms").
+    kind: str = Field(max_length=20)
+    key: str = Field(max_length=100)
+    # "published", "draft" or "retired" (a category or the synonyms: published or retired).
+    status: str = Field(max_length=20)
+    # The whole state as JSON (an entry as in the TOML files; a category's name and
+    # position; the synonym groups).
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    # What changed since the previous state, for people: field names.
+    changes: str = Field(default="", max_length=500)
+    agent_id: int | None = Field(default=None, foreign_key="agent.id")
+    agent_name: str = Field(max_length=100)
+    # The gap group this change answers (``helpdesk.faq_gaps``), or the ticket it came from.
+    source: str | None = Field(default=None, max_length=200, index=True)
+    created_at: datetime = _created_at()
+
+
+# The knowledge base's version: bumped with every revision, read by every worker every
+# few seconds to know when to rebuild its index. One row (id 1).
+class FaqKbVersion(SQLModel, table=True):
+    __tablename__ = "faq_kb_version"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int = Field(default=0)
+    updated_at: datetime = _created_at()
+
+
 class StrEnumType(TypeDecorator[Any]):
     """A ``StrEnum`` kept as its value in a plain VARCHAR column, read back as the enum.
 

@@ -9,6 +9,7 @@ LOGIN = "/console/login"
 LOGOUT = "/console/logout"
 AGENTS = "/console/agents"
 INSIGHTS = "/console/insights"
+FAQ = "/console/faq"
 
 
 def safe_next(target: str | None) -> str:
@@ -71,3 +72,39 @@ class ConsoleUrls:
 
     def ticket_photo(self, reference: str, digest: str) -> str:
         return f"{self.ticket(reference)}/photos/{quote(digest, safe='')}"
+
+    # -- the knowledge base (admins) ------------------------------------------------------
+
+    def faq(self) -> str:
+        """The entries of the knowledge base, in every state."""
+        return FAQ
+
+    def faq_entry(self, entry_id: str) -> str:
+        return f"{FAQ}/e/{quote(entry_id, safe='')}"
+
+    def faq_entry_status(self, entry_id: str) -> str:
+        return f"{self.faq_entry(entry_id)}/status"
+
+    def faq_new(self, **prefill: str) -> str:
+        """The form of a new entry, ``prefill`` (question, alternatives, source...) filled in."""
+        query = urlencode({k: v for k, v in prefill.items() if v})
+        return f"{FAQ}/new?{query}" if query else f"{FAQ}/new"
+
+    def faq_categories(self) -> str:
+        return f"{FAQ}/categories"
+
+    def faq_preview(self, query: str | None = None) -> str:
+        """Why a question matches what it does."""
+        return f"{FAQ}/preview?{urlencode({'q': query})}" if query else f"{FAQ}/preview"
+
+    def faq_gaps(self) -> str:
+        return f"{FAQ}/gaps"
+
+    def faq_gap_phrasing(self) -> str:
+        return f"{FAQ}/gaps/phrasing"
+
+    def faq_gap_synonym(self) -> str:
+        return f"{FAQ}/gaps/synonym"
+
+    def faq_draft_from_ticket(self, reference: str) -> str:
+        return f"{self.ticket(reference)}/faq-draft"
