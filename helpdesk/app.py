@@ -32,6 +32,7 @@ from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
+from helpdesk.privacy.erasure import Erasure
 from helpdesk.security import (
     BodySizeLimitMiddleware,
     ClientAddressMiddleware,
@@ -110,6 +111,7 @@ class Helpdesk:
         self._tickets: TicketService | None = None
         self._accounts: AgentAccounts | None = None
         self._session_codec: SessionCodec | None = None
+        self._erasure: Erasure | None = None
         self.console_urls = ConsoleUrls(settings.base_url)
         self._background: list[asyncio.Task[None]] = []
         self._receiver: asyncio.Server | None = None
@@ -144,6 +146,13 @@ class Helpdesk:
         return self._accounts
 
     @property
+    def erasure(self) -> Erasure:
+        """Erasing customers' personal data (``helpdesk.privacy.erasure``)."""
+        if self._erasure is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._erasure
+
+    @property
     def session_codec(self) -> SessionCodec:
         """Signs and reads the agents' session cookies."""
         if self._session_codec is None:
@@ -174,6 +183,13 @@ class Helpdesk:
         )
         self._accounts = AgentAccounts(self.sessions)
         self._session_codec = SessionCodec(self.settings.ensure_secret_key())
+        self._erasure = Erasure(
+            self.sessions,
+            self.photos,
+            secret_key=self.settings.ensure_secret_key(),
+            mail_dir=self.settings.mail_dir,
+            exports_dir=self.settings.exports_dir,
+        )
         # Tickets made before the support calendar was set get their first-reply due time.
         await self._tickets.backfill_first_reply_due()
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
