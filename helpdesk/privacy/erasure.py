@@ -461,8 +461,8 @@ async def erase_tickets(
 ) -> tuple[dict[str, int], set[str]]:
     """Erase the personal data of tickets ``ids`` in the caller's transaction (also used by
     retention to anonymize old closed tickets): messages, photos, mails deleted; tickets,
-    events and survey comments anonymized. Returns counts and ``digests``: the photo files
-    whose rows went, as a second value (their files are deleted by the caller once nothing uses them)."""
+    events and survey comments anonymized. Returns counts, and the digests of the photo
+    files whose rows went (the caller deletes the files once nothing uses them)."""
     digests: set[str] = set()
     for digest, thumb in await session.execute(
         select(col(Attachment.digest), col(Attachment.thumb_digest)).where(

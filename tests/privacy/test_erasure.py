@@ -31,7 +31,7 @@ from helpdesk.models import (
 from helpdesk.privacy.erasure import ERASED, erased_address
 from helpdesk.privacy.inventory import Handling, place
 from tests import imaging
-from tests.helpers import api_defect, count, rows
+from tests.helpers import count, rows
 
 NAME = "山田 花子"
 EMAIL = "hanako@example.jp"
@@ -231,7 +231,7 @@ async def test_a_crash_in_the_middle_resumes_and_completes(
     app: Starlette, client: httpx.AsyncClient
 ) -> None:
     helpdesk = app.state.helpdesk
-    mine, other = await _build(client, app)
+    _mine, other = await _build(client, app)
     [customer] = await rows(app, Customer, Customer.email == EMAIL)
     helpdesk.erasure.batch = 1
     request = await helpdesk.erasure.create(customer.id, due_at=utcnow(), actor="system")
