@@ -33,6 +33,8 @@ from helpdesk.mail.receiver import start_receiver
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
 from helpdesk.privacy.erasure import Erasure
+from helpdesk.privacy.requests import PrivacyRequests
+from helpdesk.privacy.retention import Retention, load_retention
 from helpdesk.security import (
     BodySizeLimitMiddleware,
     ClientAddressMiddleware,
@@ -51,6 +53,7 @@ from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
 from helpdesk.web import api_docs, auth, console, csat, pages
 from helpdesk.web import faq as faq_routes
+from helpdesk.web import privacy as privacy_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
 
@@ -73,6 +76,8 @@ CSRF_EXEMPT = (("POST", "/api/tickets"),)
 
 # How often serve looks for inbound mail to process again (interrupted, or to retry).
 INBOUND_PASS_INTERVAL = 60.0
+# How often serve builds confirmed copies of customers' data and resumes erasures.
+PRIVACY_PASS_INTERVAL = 60.0
 
 SERVER_ERROR_MESSAGE = (
     "申し訳ございません。エラーが発生しました。時間をおいてもう一度お試しください。"
@@ -112,6 +117,7 @@ class Helpdesk:
         self._accounts: AgentAccounts | None = None
         self._session_codec: SessionCodec | None = None
         self._erasure: Erasure | None = None
+        self._privacy: PrivacyRequests | None = None
         self.console_urls = ConsoleUrls(settings.base_url)
         self._background: list[asyncio.Task[None]] = []
         self._receiver: asyncio.Server | None = None
@@ -153,6 +159,17 @@ class Helpdesk:
         return self._erasure
 
     @property
+    def privacy(self) -> PrivacyRequests:
+        """Customers' privacy requests: confirmation links, copies, erasures."""
+        if self._privacy is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._privacy
+
+    def retention(self) -> Retention:
+        """The retention periods of data/shop.toml, read at each use."""
+        return load_retention(self.settings.data_dir / "shop.toml")
+
+    @property
     def session_codec(self) -> SessionCodec:
         """Signs and reads the agents' session cookies."""
         if self._session_codec is None:
@@ -190,6 +207,16 @@ class Helpdesk:
             mail_dir=self.settings.mail_dir,
             exports_dir=self.settings.exports_dir,
         )
+        self._privacy = PrivacyRequests(
+            self.sessions,
+            self._tickets,
+            self._erasure,
+            self.photos,
+            secret_key=self.settings.ensure_secret_key(),
+            exports_dir=self.settings.exports_dir,
+            policy=lambda: faq.policy,
+            export_link_days=lambda: self.retention().export_link_days,
+        )
         # Tickets made before the support calendar was set get their first-reply due time.
         await self._tickets.backfill_first_reply_due()
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
@@ -211,6 +238,20 @@ class Helpdesk:
                 )
             )
         )
+
+    async def _privacy_pass(self) -> None:
+        """Every minute: build the copies customers confirmed, and finish any erasure a
+        crash interrupted (off the request path)."""
+        while True:
+            try:
+                await self.privacy.build_exports()
+                await self.erasure.resume()
+            except Exception:
+                log.exception("privacy pass failed; trying again later")
+            await asyncio.sleep(PRIVACY_PASS_INTERVAL)
+
+    def start_privacy_pass(self) -> None:
+        self._background.append(asyncio.create_task(self._privacy_pass()))
 
     def mail_sender(self) -> OutboxSender:
         """The outbox sender: SMTP when a host is set, else .eml files under ``var/mail``."""
@@ -312,6 +353,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         helpdesk.start_inbound_pass()
         await helpdesk.start_sender()
         helpdesk.start_photo_sweep()
+        helpdesk.start_privacy_pass()
         yield
         await helpdesk.shutdown()
 
@@ -355,6 +397,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # this table and fails for a route without one).
     routes = [
         *pages.routes,
+        *privacy_routes.routes,
         *faq_routes.routes,
         *ticket_routes.routes,
         *csat.routes,

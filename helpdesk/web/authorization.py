@@ -32,6 +32,12 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     # The site and the FAQ.
     ("/", "GET"): Access.public,
     ("/privacy", "GET"): Access.public,
+    # Privacy requests (issue 12): asking answers the same for any address; the links
+    # mailed to the address carry a signed, expiring token.
+    ("/privacy/request", "POST"): Access.public,
+    ("/privacy/confirm", "GET"): Access.signed,
+    ("/privacy/confirm", "POST"): Access.signed,
+    ("/privacy/export", "GET"): Access.signed,
     ("/faq", "GET"): Access.public,
     ("/faq/ask", "GET"): Access.public,
     ("/faq/ask/answer", "GET"): Access.public,

@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,7 +22,8 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
 from helpdesk.app import CSRF_EXEMPT
-from helpdesk.models import Attachment
+from helpdesk.db import utcnow
+from helpdesk.models import Attachment, Customer, PrivacyRequestKind
 from helpdesk.security import SAFE_METHODS
 from helpdesk.web.authorization import ROUTE_ACCESS, Access
 from tests.helpers import api_defect, csrf_token, logged_in_client, rows, the_ticket
@@ -79,6 +81,8 @@ class World:
     kept_sig: str
     password_token: str
     customer_name: str
+    #: Query parameters that open each signed route without a token in its path.
+    signed_params: dict[str, dict[str, str]]
 
     def path(self, template: str) -> str:
         return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: self.values[m[1]], template)
@@ -91,6 +95,14 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
     ticket = await the_ticket(app, created["reference"])
     [first, *_] = await rows(app, Attachment)
     _agent, password_token = await helpdesk.accounts.add("new@interiorltd.jp", "新人")
+    # A customer's confirmed request for a copy, built: its confirmation and download links.
+    [customer] = await rows(app, Customer, Customer.id == ticket.customer_id)
+    confirm = helpdesk.privacy.confirm_token(
+        PrivacyRequestKind.export, customer, utcnow() + timedelta(hours=1)
+    )
+    request_made = await helpdesk.privacy.confirm(confirm, client=None)
+    built = await helpdesk.privacy.build_export(request_made.id)
+    kept = {"sig": helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest)}
     return World(
         values={
             "reference": ticket.reference,
@@ -102,6 +114,11 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
         kept_sig=helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest),
         password_token=password_token,
         customer_name=ticket.customer_name,
+        signed_params={
+            "/photos/kept/{digest}": kept,
+            "/privacy/confirm": {"token": confirm},
+            "/privacy/export": {"token": helpdesk.privacy.download_token(built)},
+        },
     )
 
 
@@ -169,7 +186,7 @@ async def test_every_rule_holds(
                 wrong, right = path.replace(world.password_token, "forged"), path
                 params: dict[str, str] = {}
             else:
-                wrong, right, params = path, path, {"sig": world.kept_sig}
+                wrong, right, params = path, path, world.signed_params[template]
             assert (await request(client, method, wrong)).status_code == 404, where
             allowed = await request(client, method, right, params=params)
             assert allowed.status_code in (200, 422), where
