@@ -51,7 +51,7 @@ from helpdesk.security import (
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, auth, console, csat, pages
+from helpdesk.web import api_docs, auth, console, console_privacy, csat, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import privacy as privacy_routes
 from helpdesk.web import tickets as ticket_routes
@@ -404,6 +404,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api_docs.routes,
         *auth.routes,
         *console.routes,
+        *console_privacy.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     https = settings.base_url.lower().startswith("https://")

@@ -68,6 +68,10 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/console/t/{reference}", "GET"): Access.agent,
     ("/console/t/{reference}/photos/{digest}", "GET"): Access.agent,
     ("/console/agents", "GET"): Access.admin,
+    # Privacy requests: agents follow them; admins carry them out and correct customers.
+    ("/console/privacy", "GET"): Access.agent,
+    ("/console/privacy/{request_id:int}/run", "POST"): Access.admin,
+    ("/console/customers/{customer_id:int}/correct", "POST"): Access.admin,
     # Links of older agents' mails (issue 7, #19): to the console, behind its login.
     ("/agent/t/{reference}", "GET"): Access.redirect,
     ("/agent/t/{reference}/photos/{digest}", "GET"): Access.redirect,

@@ -26,7 +26,14 @@ from helpdesk.db import utcnow
 from helpdesk.models import Attachment, Customer, PrivacyRequestKind
 from helpdesk.security import SAFE_METHODS
 from helpdesk.web.authorization import ROUTE_ACCESS, Access
-from tests.helpers import api_defect, csrf_token, logged_in_client, rows, the_ticket
+from tests.helpers import (
+    api_defect,
+    csrf_token,
+    logged_in_client,
+    rows,
+    submit_inquiry,
+    the_ticket,
+)
 
 CROSS_SITE = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
 
@@ -103,12 +110,21 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
     request_made = await helpdesk.privacy.confirm(confirm, client=None)
     built = await helpdesk.privacy.build_export(request_made.id)
     kept = {"sig": helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest)}
+    # Another customer's erasure request, which an admin may carry out.
+    other = await submit_inquiry(app, email="other@example.jp", name="別の 客")
+    [other_customer] = await rows(app, Customer, Customer.id == other.customer_id)
+    erasure = await helpdesk.privacy.open_request(
+        PrivacyRequestKind.erasure, other_customer, actor="system"
+    )
     return World(
         values={
             "reference": ticket.reference,
             "digest": first.thumb_digest,
             "entry_id": "other-receipt",
             "token": password_token,
+            "request_id": str(erasure.id),
+            # Corrected with no field given: nothing changes (the other one is erased first).
+            "customer_id": str(ticket.customer_id),
         },
         token=helpdesk.tickets.access.access_token(ticket),
         kept_sig=helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest),
