@@ -120,6 +120,7 @@ async def correct_customer(request: Request) -> Response:
     agent = await require_agent(request, admin=True)
     if not csrf_ok:
         raise HTTPException(403, EXPIRED)
+    assert agent.id is not None
     helpdesk = _helpdesk(request)
     try:
         result = await correct(
@@ -127,7 +128,7 @@ async def correct_customer(request: Request) -> Response:
             int(request.path_params["customer_id"]),
             name=None if name is None else str(name),
             email=None if email is None else str(email),
-            agent_id=int(agent.id),
+            agent_id=agent.id,
             secret_key=helpdesk.settings.ensure_secret_key(),
         )
     except LookupError:
