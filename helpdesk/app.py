@@ -33,6 +33,7 @@ from helpdesk.mail.receiver import start_receiver
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
 from helpdesk.privacy.erasure import Erasure
+from helpdesk.privacy.purge import Progress, PurgeReport, purge
 from helpdesk.privacy.requests import PrivacyRequests
 from helpdesk.privacy.retention import Retention, load_retention
 from helpdesk.security import (
@@ -240,15 +241,37 @@ class Helpdesk:
         )
 
     async def _privacy_pass(self) -> None:
-        """Every minute: build the copies customers confirmed, and finish any erasure a
-        crash interrupted (off the request path)."""
+        """Every minute: build the copies customers confirmed, finish any erasure a crash
+        interrupted, carry out erasures due within a day (off the request path)."""
         while True:
             try:
                 await self.privacy.build_exports()
                 await self.erasure.resume()
+                # The policy's deadline holds even if nobody carries an erasure out.
+                await self.privacy.erase_due()
             except Exception:
                 log.exception("privacy pass failed; trying again later")
             await asyncio.sleep(PRIVACY_PASS_INTERVAL)
+
+    async def purge(
+        self, *, dry_run: bool = False, progress: Progress | None = None
+    ) -> PurgeReport:
+        """Apply the retention periods of data/shop.toml once (``helpdesk.privacy.purge``),
+        after carrying out the erasures due. The daily job: register this with a scheduler
+        (or run ``main.py purge`` from cron)."""
+        assert self.sessions is not None
+        if not dry_run:
+            await self.privacy.erase_due()
+            await self.erasure.resume()
+        return await purge(
+            self.sessions,
+            self.photos,
+            self.retention(),
+            dry_run=dry_run,
+            mail_dir=self.settings.mail_dir,
+            exports_dir=self.settings.exports_dir,
+            progress=progress,
+        )
 
     def start_privacy_pass(self) -> None:
         self._background.append(asyncio.create_task(self._privacy_pass()))
