@@ -29,6 +29,12 @@ def log_config() -> dict[str, Any]:
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stdout",
     }
+    # Personal data (addresses, phone, card and order numbers ...) is masked in every line.
+    config.setdefault("filters", {})["mask_personal_data"] = {
+        "()": "helpdesk.privacy.masking.MaskingFilter"
+    }
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("mask_personal_data")
     config["loggers"]["helpdesk"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config["loggers"]["helpdesk.access"] = {
         "handlers": ["plain_stdout"],
