@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -326,10 +327,8 @@ def _vm(field: str) -> int:
 
 
 def reset_peak() -> None:
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 async def purge_run(url: str, store: PhotoStore, *, dry_run: bool, traced: bool) -> dict[str, Any]:
