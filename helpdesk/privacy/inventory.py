@@ -218,7 +218,8 @@ PLACES: tuple[Place, ...] = (
         rows="ticket_id of the customer's tickets, and to_address = the address",
         export="not exported (copies of what the messages say)",
         erasure="deleted (mail still queued to the customer is not sent)",
-        retention="sent mail deleted after outbox_sent_days",
+        retention="address, subject and text of sent mail emptied after outbox_sent_days "
+        "(the Message-ID stays, for threading); the 'erased' mail is emptied once sent",
     ),
     Place(
         "inbound_mail",
@@ -240,7 +241,8 @@ PLACES: tuple[Place, ...] = (
         rows="ticket_id of the customer's tickets, and from_address = the address",
         export="not exported (the messages hold what the mails said)",
         erasure="deleted",
-        retention="raw mail emptied inbound_raw_days after it was processed",
+        retention="raw mail (and subject, envelope) emptied inbound_raw_days after it was "
+        "processed; at once when it held a card number",
     ),
     Place(
         "faq_feedback",
@@ -248,7 +250,7 @@ PLACES: tuple[Place, ...] = (
         rows="none: votes are anonymous (no address, no session)",
         export="not exported (tied to no one)",
         erasure="not needed: masked at write, tied to no one",
-        retention="queries emptied after faq_queries_days",
+        retention="the query emptied after faq_queries_days (the vote stays)",
     ),
     Place(
         "faq_gap",
@@ -335,7 +337,7 @@ FILES: tuple[FilePlace, ...] = (
         "var/mail/*.eml: outgoing mail written to files when no SMTP host is set",
         export="not exported",
         erasure="every file naming the customer's address is deleted",
-        retention="with the outbox (outbox_sent_days)",
+        retention=".eml files older than outbox_sent_days deleted",
     ),
     FilePlace(
         "exports",
