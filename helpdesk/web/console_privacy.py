@@ -7,6 +7,7 @@ there writes the privacy audit log.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -64,6 +65,13 @@ async def _rows(request: Request) -> list[dict[str, Any]]:
                 "kind_label": KIND_LABELS[privacy_request.kind],
                 "state_label": STATE_LABELS[privacy_request.state],
                 "days_left": left.days,
+                # What the erasure will remove (its preview), or what it removed.
+                "counts": json.loads(
+                    privacy_request.progress
+                    if privacy_request.state is PrivacyRequestState.done
+                    else privacy_request.preview
+                )
+                or {},
                 "overdue": open_ and left < timedelta(0),
                 "nearing": open_ and timedelta(0) <= left < timedelta(days=WARN_DAYS),
             }

@@ -43,6 +43,8 @@ async def test_requests_show_their_deadline_and_an_admin_carries_one_out(
         page = soup(await agent.get("/console/privacy"))
         [row] = page.select("tr.privacy-request")
         assert "nearing" in row["class"] and "残り3日" in row.get_text()
+        # The preview: what the erasure will remove.
+        assert "チケット2件" in row.select_one(".privacy-counts").get_text()
         assert row.select_one("form.privacy-run") is None  # agents see, admins act
     async with logged_in_client(app, admin=True) as admin:
         page = soup(await admin.get("/console/privacy"))
