@@ -238,8 +238,9 @@ class Message(SQLModel, table=True):
         sa_type=StrEnumType(Trust, 20),
         sa_column_kwargs={"server_default": Trust.verified.value},
     )
-    # The address a mailed message came from (who wrote an unverified one).
-    sender: str | None = Field(default=None, max_length=254)
+    # The address a mailed message came from (who wrote an unverified one). Indexed: an
+    # erasure finds what an address wrote on other customers' tickets.
+    sender: str | None = Field(default=None, max_length=254, index=True)
     # The Message-ID of the mail that carried it: customers' mails thread our answers.
     mail_id: str | None = Field(default=None, max_length=250, index=True)
     created_at: datetime = _created_at()
@@ -377,7 +378,8 @@ class InboundMail(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    envelope_from: str | None = Field(default=None, max_length=254)
+    # Indexed, as ``from_address``: for an erasure.
+    envelope_from: str | None = Field(default=None, max_length=254, index=True)
     envelope_to: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     message_id: str | None = Field(default=None, max_length=250, index=True)
     # Indexed: an erasure finds the mail an address sent that reached no ticket.

@@ -4,7 +4,8 @@ and the indexes an erasure needs to stay as fast in a large database as in a sma
 - ``privacy_request``: a customer's confirmed request (a copy or an erasure) and the
   persisted task carrying it out (state, preview, progress, cursor, photo files left).
 - ``privacy_audit``: privacy actions with ids, hashes and counts only.
-- indexes on ``attachment.message_id``, ``inbound_mail.from_address``, ``ticket_event.actor``.
+- indexes on ``attachment.message_id``, ``message.sender``, ``inbound_mail.from_address``
+  and ``envelope_from``, ``ticket_event.actor``: an erasure's queries use indexes only.
 
 Revision ID: 0008_privacy
 Revises: 0007
@@ -71,6 +72,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_attachment_message_id", ["message_id"], unique=False)
     with op.batch_alter_table("inbound_mail", schema=None) as batch_op:
         batch_op.create_index("ix_inbound_mail_from_address", ["from_address"], unique=False)
+        batch_op.create_index("ix_inbound_mail_envelope_from", ["envelope_from"], unique=False)
+    with op.batch_alter_table("message", schema=None) as batch_op:
+        batch_op.create_index("ix_message_sender", ["sender"], unique=False)
     with op.batch_alter_table("ticket_event", schema=None) as batch_op:
         batch_op.create_index("ix_ticket_event_actor", ["actor"], unique=False)
 
@@ -78,7 +82,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("ticket_event", schema=None) as batch_op:
         batch_op.drop_index("ix_ticket_event_actor")
+    with op.batch_alter_table("message", schema=None) as batch_op:
+        batch_op.drop_index("ix_message_sender")
     with op.batch_alter_table("inbound_mail", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbound_mail_envelope_from")
         batch_op.drop_index("ix_inbound_mail_from_address")
     with op.batch_alter_table("attachment", schema=None) as batch_op:
         batch_op.drop_index("ix_attachment_message_id")
