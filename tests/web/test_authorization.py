@@ -23,10 +23,12 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from helpdesk.app import CSRF_EXEMPT
 from helpdesk.db import utcnow
-from helpdesk.models import Attachment, Customer, PrivacyRequestKind
+from helpdesk.models import Attachment, Customer, Outbox, PrivacyRequestKind, TicketStatus
 from helpdesk.security import SAFE_METHODS
+from helpdesk.tickets import Actor, SetStatus
 from helpdesk.web.authorization import ROUTE_ACCESS, Access
 from tests.helpers import (
+    add_agent,
     api_defect,
     csrf_token,
     logged_in_client,
@@ -88,6 +90,8 @@ class World:
     kept_sig: str
     password_token: str
     customer_name: str
+    csat_path: str
+    csat_params: dict[str, str]
     #: Query parameters that open each signed route without a token in its path.
     signed_params: dict[str, dict[str, str]]
 
@@ -102,6 +106,17 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
     ticket = await the_ticket(app, created["reference"])
     [first, *_] = await rows(app, Attachment)
     _agent, password_token = await helpdesk.accounts.add("new@interiorltd.jp", "新人")
+    # Another ticket, resolved, whose customer mail carries the survey's signed links (the
+    # first one's customer writes again during the walk, which reopens it).
+    surveyed = await the_ticket(app, (await api_defect(client, app))["reference"])
+    resolver = await add_agent(app)
+    resolved = await helpdesk.tickets.apply(
+        surveyed, Actor.agent(resolver, channel="web"), [SetStatus(TicketStatus.resolved)]
+    )
+    assert resolved.ok, resolved.problems
+    mails = await rows(app, Outbox, Outbox.ticket_id == surveyed.id)
+    [link] = [found for m in mails if (found := re.search(r"/csat/1\?(\S+)", m.text))]
+    csat_params = dict(pair.split("=", 1) for pair in link[1].split("&"))
     # A customer's confirmed request for a copy, built: its confirmation and download links.
     [customer] = await rows(app, Customer, Customer.id == ticket.customer_id)
     confirm = helpdesk.privacy.confirm_token(
@@ -109,7 +124,6 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
     )
     request_made = await helpdesk.privacy.confirm(confirm, client=None)
     built = await helpdesk.privacy.build_export(request_made.id)
-    kept = {"sig": helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest)}
     # Another customer's erasure request, which an admin may carry out.
     other = await submit_inquiry(app, email="other@example.jp", name="別の 客")
     [other_customer] = await rows(app, Customer, Customer.id == other.customer_id)
@@ -122,6 +136,7 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
             "digest": first.thumb_digest,
             "entry_id": "other-receipt",
             "token": password_token,
+            "resolution": "1",
             "request_id": str(erasure.id),
             # Corrected with no field given: nothing changes (the other one is erased first).
             "customer_id": str(ticket.customer_id),
@@ -130,8 +145,12 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
         kept_sig=helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest),
         password_token=password_token,
         customer_name=ticket.customer_name,
+        csat_path=f"/t/{surveyed.reference}/csat/1",
+        csat_params=csat_params,
         signed_params={
-            "/photos/kept/{digest}": kept,
+            "/photos/kept/{digest}": {
+                "sig": helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest)
+            },
             "/privacy/confirm": {"token": confirm},
             "/privacy/export": {"token": helpdesk.privacy.download_token(built)},
         },
@@ -201,6 +220,9 @@ async def test_every_rule_holds(
             if "{token}" in template:
                 wrong, right = path.replace(world.password_token, "forged"), path
                 params: dict[str, str] = {}
+            elif "/csat/" in template:
+                wrong = right = world.csat_path
+                params = world.csat_params
             else:
                 wrong, right, params = path, path, world.signed_params[template]
             assert (await request(client, method, wrong)).status_code == 404, where
@@ -262,6 +284,8 @@ async def test_every_unsafe_route_refuses_cross_site_requests_and_missing_tokens
     for template, method in unsafe:
         path = world.path(template)
         params = {"token": world.token}
+        if "/csat/" in template:  # a valid survey link: only the CSRF token is missing
+            path, params = world.csat_path, world.csat_params
         # Multipart, the body a cross-site form can send without asking the browser.
         files = {"nothing": ("", b"")}
         cross = await admin_client.request(
