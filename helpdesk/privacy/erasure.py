@@ -9,7 +9,7 @@ steps, each one transaction that also records its progress on the request:
    column). The request's ``cursor`` is the last ticket id done; the photo digests whose
    rows went are added to ``pending_digests``.
 2. ``address``: what the address left outside its tickets: messages it sent on other
-   tickets (and their photos), mail to it or from it, events it made on no ticket.
+   tickets (and their photos), mail to it or from it, events it made (on other tickets, or on none).
 3. ``files``: the photo files of ``pending_digests`` that no attachment and no unsent mail
    still uses (another customer's ticket may share a file: it stays), the ``.eml`` files
    naming the address (``var/mail``, written when no SMTP host is set), the customer's

@@ -165,10 +165,10 @@ PLACES: tuple[Place, ...] = (
     Place(
         "ticket_event",
         {"id": N, "ticket_id": N, "kind": N, "actor": E, "data": E, "created_at": N},
-        rows="ticket_id of the customer's tickets; actor = the address (no ticket)",
+        rows="ticket_id of the customer's tickets; actor = the address (anywhere)",
         export="not exported (the agents' audit trail)",
         erasure="on the customer's tickets: data emptied, actors other than agents become "
-        "削除済み; events by the address on no ticket deleted",
+        "削除済み; events whose actor is the address (other tickets, or none) deleted",
     ),
     Place(
         "csat_response",
