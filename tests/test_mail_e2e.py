@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.utils
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -182,6 +182,14 @@ def test_every_mail_template_composes_text_and_html() -> None:
             },
             "last_day": "1月2日(土)",
         },
+        # Privacy requests (issue 12).
+        "request_kind": "export",
+        "confirm_url": "http://testserver/privacy/confirm?token=export.1.2.abc",
+        "hours": 24,
+        "reference": "HD-26-00001",
+        "due_at": datetime(2026, 12, 31, 3, tzinfo=UTC),
+        "download_url": "http://testserver/privacy/export?token=1.2.abc",
+        "expires_at": datetime(2026, 12, 8, 3, tzinfo=UTC),
     }
     # Partials (``_dead_mail``) are parts of the others, not mails.
     names = sorted(p.stem for p in (ROOT / "templates" / "mail").glob("[!_]*.txt"))
