@@ -136,34 +136,39 @@ class Purge:
 
     # -- photos of closed tickets --------------------------------------------------------------
 
-    def _closed_before(self, days: int) -> Any:
-        return select(col(Ticket.id)).where(
-            col(Ticket.status) == TicketStatus.closed.value,
-            col(Ticket.updated_at) < self._before(days),
-        )
-
     async def _photos(self, report: PurgeReport, dry_run: bool) -> None:
-        closed = self._closed_before(self.retention.photos_after_close_days)
+        before = self._before(self.retention.photos_after_close_days)
 
+        # Walks the closed tickets (not the attachments): each page is a range of the
+        # status index, so the whole walk reads each ticket once.
         def page(cursor: int) -> Any:
             return (
-                select(col(Attachment.id))
-                .where(col(Attachment.ticket_id).in_(closed), col(Attachment.id) > cursor)
-                .order_by(col(Attachment.id))
+                select(col(Ticket.id))
+                .where(
+                    col(Ticket.status) == TicketStatus.closed.value,
+                    col(Ticket.updated_at) < before,
+                    col(Ticket.id) > cursor,
+                )
+                .order_by(col(Ticket.id))
                 .limit(self.batch)
             )
 
         cursor = 0
-        while ids := await self._ids(page, cursor):
-            cursor = ids[-1]
+        while tickets := await self._ids(page, cursor):
+            cursor = tickets[-1]
             async with self.sessions() as session, session.begin():
+                ids: list[int] = []
                 digests: set[str] = set()
-                for digest, thumb in await session.execute(
-                    select(col(Attachment.digest), col(Attachment.thumb_digest)).where(
-                        col(Attachment.id).in_(ids)
-                    )
+                for attachment_id, digest, thumb in await session.execute(
+                    select(
+                        col(Attachment.id), col(Attachment.digest), col(Attachment.thumb_digest)
+                    ).where(col(Attachment.ticket_id).in_(tickets))
                 ):
-                    digests.update((digest, thumb))
+                    if attachment_id is not None:
+                        ids.append(attachment_id)
+                        digests.update((digest, thumb))
+                if not ids:
+                    continue
                 if dry_run:
                     # The batch's rows still hold them in a dry run: count the files no
                     # other attachment uses.

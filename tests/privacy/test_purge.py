@@ -112,7 +112,9 @@ async def test_a_dry_run_changes_nothing_and_counts_what_the_run_does(
         progress=lambda rule, n: progress.append((rule, n)),
     )
     assert await _snapshot(app) == before
-    assert all(n <= 2 for _rule, n in progress)  # in batches
+    # In batches of 2 rows (of 2 tickets with 2 photos each for the photos).
+    assert all(n <= (4 if rule == "photos" else 2) for rule, n in progress)
+    assert [rule for rule, _n in progress].count("outbox") == 4  # 8 mails
     # The photos of both tickets closed over 90 days ago (2 each); one ticket over 2 years.
     assert dry.counts["photos"] == 4 and dry.counts["tickets"] == 1
     assert dry.counts["inbound_raw"] == 1 and dry.counts["faq_queries"] == 2
