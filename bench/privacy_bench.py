@@ -395,8 +395,11 @@ async def main() -> None:
             url, store, targets = await build(folder, size, args.targets + 1)
             built = time.perf_counter() - started
             # The first erasure of a process warms caches and imports: not counted.
+            print(f"size {size}: built in {built:.1f} s", file=sys.stderr, flush=True)
             erasures = (await erase_all(url, store, targets))[1:]
+            print(f"size {size}: erased", file=sys.stderr, flush=True)
             dry = await purge_run(url, store, dry_run=True, traced=True)
+            print(f"size {size}: dry purge {dry['seconds']:.1f} s", file=sys.stderr, flush=True)
             real = await purge_run(url, store, dry_run=False, traced=False)
             results["sizes"][size] = {
                 "build_seconds": built,
