@@ -43,7 +43,8 @@ async def referenced_digests(session: AsyncSession, digests: set[str]) -> set[st
     found: set[str] = set()
     for chunk in _chunks(sorted(digests)):
         for column in (col(Attachment.digest), col(Attachment.thumb_digest)):
-            rows = await session.execute(select(column).where(col(column).in_(chunk)))
+            # Distinct: a photo many attachments share comes back once (index only).
+            rows = await session.execute(select(column).where(col(column).in_(chunk)).distinct())
             found.update(rows.scalars())
     # Mail not sent yet (or dead, which ``mail retry`` may send) carries photos by digest.
     unsent = await session.execute(

@@ -189,7 +189,9 @@ class Purge:
         used: set[str] = set()
         for column in (col(Attachment.digest), col(Attachment.thumb_digest)):
             rows = await session.execute(
-                select(column).where(column.in_(sorted(digests)), col(Attachment.id).not_in(ids))
+                select(column)
+                .where(column.in_(sorted(digests)), col(Attachment.id).not_in(ids))
+                .distinct()
             )
             used.update(rows.scalars())
         return used
