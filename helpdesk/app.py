@@ -263,6 +263,8 @@ class Helpdesk:
         if not dry_run:
             await self.privacy.erase_due()
             await self.erasure.resume()
+            # Once a day: the agents hear of requests nearing their deadline.
+            await self.privacy.warn_nearing()
         return await purge(
             self.sessions,
             self.photos,

@@ -190,6 +190,17 @@ def test_every_mail_template_composes_text_and_html() -> None:
         "due_at": datetime(2026, 12, 31, 3, tzinfo=UTC),
         "download_url": "http://testserver/privacy/export?token=1.2.abc",
         "expires_at": datetime(2026, 12, 8, 3, tzinfo=UTC),
+        "nearing": [
+            {
+                "id": 1,
+                "kind_label": "個人情報の削除のご依頼",
+                "reference": "HD-26-00001",
+                "due_at": datetime(2026, 12, 31, 3, tzinfo=UTC),
+            }
+        ],
+        "warn_days": 7,
+        "deletion_days": 30,
+        "privacy_url": "http://testserver/console/privacy",
     }
     # Partials (``_dead_mail``) are parts of the others, not mails.
     names = sorted(p.stem for p in (ROOT / "templates" / "mail").glob("[!_]*.txt"))

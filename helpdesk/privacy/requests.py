@@ -39,6 +39,7 @@ from helpdesk.models import (
     PrivacyRequest,
     PrivacyRequestKind,
     PrivacyRequestState,
+    Ticket,
     TicketKind,
 )
 from helpdesk.photos import PhotoStore
@@ -368,6 +369,45 @@ class PrivacyRequests:
                     session, "privacy_erased", address, automatic=False
                 )
         return done
+
+    async def warn_nearing(self, *, days: int = 7) -> int:
+        """Mail the agents the open requests due within ``days`` (the daily job calls it:
+        one reminder a day while a request nears its deadline); how many were listed."""
+        async with self.sessions() as session, session.begin():
+            found = (
+                await session.execute(
+                    select(PrivacyRequest, Ticket)
+                    .outerjoin(Ticket, col(Ticket.id) == col(PrivacyRequest.ticket_id))
+                    .where(
+                        col(PrivacyRequest.state).in_(
+                            [PrivacyRequestState.pending.value, PrivacyRequestState.running.value]
+                        ),
+                        col(PrivacyRequest.due_at) <= utcnow() + timedelta(days=days),
+                    )
+                    .order_by(col(PrivacyRequest.due_at))
+                )
+            ).all()
+            if not found:
+                return 0
+            nearing = [
+                {
+                    "id": request.id,
+                    "kind_label": SUBJECTS[request.kind],
+                    "reference": ticket.reference if ticket else "-",
+                    "due_at": request.due_at,
+                }
+                for request, ticket in found
+            ]
+            await self.tickets.notify.tell_agents(
+                session,
+                None,
+                "privacy_deadline",
+                nearing=nearing,
+                warn_days=days,
+                deletion_days=self._policy().deletion_days,
+                privacy_url=self.tickets.urls.absolute("/console/privacy"),
+            )
+        return len(nearing)
 
     async def erase_due(self, *, margin: timedelta = timedelta(days=1)) -> int:
         """Carry out every pending erasure due within ``margin`` (the policy's promise)."""

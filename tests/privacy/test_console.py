@@ -115,3 +115,18 @@ async def test_an_agent_may_not_carry_out_or_correct(app: Starlette) -> None:
         assert refused.status_code == 403
     [still] = await rows(app, PrivacyRequest, PrivacyRequest.id == made.id)
     assert still.state is PrivacyRequestState.pending
+
+
+async def test_agents_are_mailed_the_requests_nearing_their_deadline(app: Starlette) -> None:
+    from helpdesk.models import Outbox
+    from helpdesk.tickets.redact import AGENT_MAIL_MARKERS
+    from tests.helpers import SUPPORT
+
+    near = await _request(app, days_left=3)
+    far = await _request(app, days_left=20)
+    assert await app.state.helpdesk.privacy.warn_nearing() == 1
+    [warning] = await rows(app, Outbox, Outbox.kind == "privacy_deadline")
+    assert warning.to_address == SUPPORT
+    assert f"依頼 {near.id}(" in warning.text and f"依頼 {far.id}(" not in warning.text
+    assert "/console/privacy" in warning.text
+    assert any(marker in warning.text for marker in AGENT_MAIL_MARKERS)

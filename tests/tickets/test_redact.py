@@ -181,6 +181,17 @@ def _context() -> dict[str, Any]:
         "due_at": datetime(2026, 12, 31, 3, tzinfo=UTC),
         "download_url": "http://testserver/privacy/export?token=1.2.abc",
         "expires_at": datetime(2026, 12, 8, 3, tzinfo=UTC),
+        "nearing": [
+            {
+                "id": 1,
+                "kind_label": "個人情報の削除のご依頼",
+                "reference": "HD-26-00042",
+                "due_at": datetime(2026, 12, 31, 3, tzinfo=UTC),
+            }
+        ],
+        "warn_days": 7,
+        "deletion_days": 30,
+        "privacy_url": "http://testserver/console/privacy",
     }
 
 
