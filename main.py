@@ -29,6 +29,12 @@ def log_config() -> dict[str, Any]:
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stdout",
     }
+    # Personal data (addresses, phone, card and order numbers ...) is masked in every line.
+    config.setdefault("filters", {})["mask_personal_data"] = {
+        "()": "helpdesk.privacy.masking.MaskingFilter"
+    }
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("mask_personal_data")
     config["loggers"]["helpdesk"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config["loggers"]["helpdesk.access"] = {
         "handlers": ["plain_stdout"],
@@ -460,6 +466,45 @@ def cmd_mail_reprocess(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the retention periods of data/shop.toml [retention] (``--dry-run``: count only)."""
+    from tqdm import tqdm
+
+    from helpdesk.app import Helpdesk
+    from helpdesk.privacy.purge import RULES
+    from helpdesk.privacy.retention import RetentionError
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        bars = {
+            rule: tqdm(desc=rule, unit="行", position=i, leave=True, disable=args.quiet)
+            for i, rule in enumerate(RULES)
+        }
+        try:
+            report = await helpdesk.purge(
+                dry_run=args.dry_run, progress=lambda rule, n: bars[rule].update(n)
+            )
+        except RetentionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            for bar in bars.values():
+                bar.close()
+            await helpdesk.shutdown()
+        title = (
+            "would be removed or anonymized (dry run)" if args.dry_run else "removed or anonymized"
+        )
+        width = max(len(name) for name, _count in report.rows())
+        print(f"\n{'':{width}}  {title}")
+        for name, count in report.rows():
+            print(f"{name:{width}}  {count:>10,}")
+        print(f"{'seconds':{width}}  {report.seconds:>10.1f}")
+        return 0
+
+    return asyncio.run(run())
+
+
 async def _accounts_run(settings: Settings, action: Any) -> int:
     """Run ``action(helpdesk)`` on a started app; errors of the account rules become a
     message and exit code 1."""
@@ -712,6 +757,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--missing", action="store_true", help="only tickets without a search document"
     )
     reindex.set_defaults(func=cmd_ticket_reindex)
+
+    purge = sub.add_parser(
+        "purge", help="apply the retention periods of data/shop.toml [retention] (daily)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
+    purge.add_argument("--quiet", action="store_true", help="no progress bars")
+    purge.set_defaults(func=cmd_purge)
     return parser
 
 

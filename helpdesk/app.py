@@ -33,6 +33,10 @@ from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
+from helpdesk.privacy.erasure import Erasure
+from helpdesk.privacy.purge import Progress, PurgeReport, purge
+from helpdesk.privacy.requests import PrivacyRequests
+from helpdesk.privacy.retention import Retention, load_retention
 from helpdesk.security import (
     BodySizeLimitMiddleware,
     ClientAddressMiddleware,
@@ -49,9 +53,19 @@ from helpdesk.security import (
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, auth, console, console_ticket, csat, kb_console, pages
+from helpdesk.web import (
+    api_docs,
+    auth,
+    console,
+    console_privacy,
+    console_ticket,
+    csat,
+    kb_console,
+    pages,
+)
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import insights as insights_routes
+from helpdesk.web import privacy as privacy_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
 
@@ -74,6 +88,8 @@ CSRF_EXEMPT = (("POST", "/api/tickets"),)
 
 # How often serve looks for inbound mail to process again (interrupted, or to retry).
 INBOUND_PASS_INTERVAL = 60.0
+# How often serve builds confirmed copies of customers' data and resumes erasures.
+PRIVACY_PASS_INTERVAL = 60.0
 
 SERVER_ERROR_MESSAGE = (
     "申し訳ございません。エラーが発生しました。時間をおいてもう一度お試しください。"
@@ -112,6 +128,8 @@ class Helpdesk:
         self._tickets: TicketService | None = None
         self._accounts: AgentAccounts | None = None
         self._session_codec: SessionCodec | None = None
+        self._erasure: Erasure | None = None
+        self._privacy: PrivacyRequests | None = None
         self.console_urls = ConsoleUrls(settings.base_url)
         self._background: list[asyncio.Task[None]] = []
         self._receiver: asyncio.Server | None = None
@@ -146,6 +164,24 @@ class Helpdesk:
         return self._accounts
 
     @property
+    def erasure(self) -> Erasure:
+        """Erasing customers' personal data (``helpdesk.privacy.erasure``)."""
+        if self._erasure is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._erasure
+
+    @property
+    def privacy(self) -> PrivacyRequests:
+        """Customers' privacy requests: confirmation links, copies, erasures."""
+        if self._privacy is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._privacy
+
+    def retention(self) -> Retention:
+        """The retention periods of data/shop.toml, read at each use."""
+        return load_retention(self.settings.data_dir / "shop.toml")
+
+    @property
     def session_codec(self) -> SessionCodec:
         """Signs and reads the agents' session cookies."""
         if self._session_codec is None:
@@ -178,6 +214,23 @@ class Helpdesk:
         )
         self._accounts = AgentAccounts(self.sessions)
         self._session_codec = SessionCodec(self.settings.ensure_secret_key())
+        self._erasure = Erasure(
+            self.sessions,
+            self.photos,
+            secret_key=self.settings.ensure_secret_key(),
+            mail_dir=self.settings.mail_dir,
+            exports_dir=self.settings.exports_dir,
+        )
+        self._privacy = PrivacyRequests(
+            self.sessions,
+            self._tickets,
+            self._erasure,
+            self.photos,
+            secret_key=self.settings.ensure_secret_key(),
+            exports_dir=self.settings.exports_dir,
+            policy=lambda: faq.policy,
+            export_link_days=lambda: self.retention().export_link_days,
+        )
         # Tickets made before the support calendar was set get their first-reply due time.
         await self._tickets.backfill_first_reply_due()
         # Tickets made before the search index existed get their search document.
@@ -212,6 +265,44 @@ class Helpdesk:
         self._background.append(
             asyncio.create_task(roll_up_periodically(self.sessions, lambda: faq.policy))
         )
+
+    async def _privacy_pass(self) -> None:
+        """Every minute: build the copies customers confirmed, finish any erasure a crash
+        interrupted, carry out erasures due within a day (off the request path)."""
+        while True:
+            try:
+                await self.privacy.build_exports()
+                await self.erasure.resume()
+                # The policy's deadline holds even if nobody carries an erasure out.
+                await self.privacy.erase_due()
+            except Exception:
+                log.exception("privacy pass failed; trying again later")
+            await asyncio.sleep(PRIVACY_PASS_INTERVAL)
+
+    async def purge(
+        self, *, dry_run: bool = False, progress: Progress | None = None
+    ) -> PurgeReport:
+        """Apply the retention periods of data/shop.toml once (``helpdesk.privacy.purge``),
+        after carrying out the erasures due. The daily job: register this with a scheduler
+        (or run ``main.py purge`` from cron)."""
+        assert self.sessions is not None
+        if not dry_run:
+            await self.privacy.erase_due()
+            await self.erasure.resume()
+            # Once a day: the agents hear of requests nearing their deadline.
+            await self.privacy.warn_nearing()
+        return await purge(
+            self.sessions,
+            self.photos,
+            self.retention(),
+            dry_run=dry_run,
+            mail_dir=self.settings.mail_dir,
+            exports_dir=self.settings.exports_dir,
+            progress=progress,
+        )
+
+    def start_privacy_pass(self) -> None:
+        self._background.append(asyncio.create_task(self._privacy_pass()))
 
     def mail_sender(self) -> OutboxSender:
         """The outbox sender: SMTP when a host is set, else .eml files under ``var/mail``."""
@@ -314,6 +405,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await helpdesk.start_sender()
         helpdesk.start_photo_sweep()
         helpdesk.start_insights_rollup()
+        helpdesk.start_privacy_pass()
         yield
         await helpdesk.shutdown()
 
@@ -357,6 +449,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     # this table and fails for a route without one).
     routes = [
         *pages.routes,
+        *privacy_routes.routes,
         *faq_routes.routes,
         *ticket_routes.routes,
         *csat.routes,
@@ -366,6 +459,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *insights_routes.routes,
         *console_ticket.routes,
         *kb_console.routes,
+        *console_privacy.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     https = settings.base_url.lower().startswith("https://")

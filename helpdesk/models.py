@@ -348,8 +348,9 @@ class Message(SQLModel, table=True):
         sa_type=StrEnumType(Trust, 20),
         sa_column_kwargs={"server_default": Trust.verified.value},
     )
-    # The address a mailed message came from (who wrote an unverified one).
-    sender: str | None = Field(default=None, max_length=254)
+    # The address a mailed message came from (who wrote an unverified one). Indexed: an
+    # erasure finds what an address wrote on other customers' tickets.
+    sender: str | None = Field(default=None, max_length=254, index=True)
     # The Message-ID of the mail that carried it: customers' mails thread our answers.
     mail_id: str | None = Field(default=None, max_length=250, index=True)
     created_at: datetime = _created_at()
@@ -365,7 +366,8 @@ class Attachment(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
-    message_id: int | None = Field(default=None, foreign_key="message.id")
+    # Indexed: erasing a message finds its photos without reading the whole table.
+    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
     field: str = Field(max_length=40)
     # Indexed: the photo sweep asks which stored files are still referenced.
     digest: str = Field(max_length=64, index=True)
@@ -385,7 +387,8 @@ class TicketEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     kind: str = Field(max_length=40, index=True)
-    actor: str = Field(max_length=254)
+    # Indexed: an erasure finds the events a customer's address made on no ticket.
+    actor: str = Field(max_length=254, index=True)
     data: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     created_at: datetime = _created_at()
 
@@ -487,10 +490,12 @@ class InboundMail(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    envelope_from: str | None = Field(default=None, max_length=254)
+    # Indexed, as ``from_address``: for an erasure.
+    envelope_from: str | None = Field(default=None, max_length=254, index=True)
     envelope_to: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     message_id: str | None = Field(default=None, max_length=250, index=True)
-    from_address: str | None = Field(default=None, max_length=254)
+    # Indexed: an erasure finds the mail an address sent that reached no ticket.
+    from_address: str | None = Field(default=None, max_length=254, index=True)
     subject: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     status: str = Field(default=InboundStatus.received, max_length=20, index=True)
     outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -569,3 +574,70 @@ class InsightGap(SQLModel, table=True):
     count: int = 0
     # One of the questions as asked (masked), shown for the group.
     sample: str = Field(max_length=500)
+
+
+# -- privacy (issue 12) ----------------------------------------------------------------------
+
+
+class PrivacyRequestKind(StrEnum):
+    export = "export"  # a copy of the customer's data (a ZIP mailed as a link)
+    erasure = "erasure"  # the customer's data erased (helpdesk.privacy.erasure)
+
+
+class PrivacyRequestState(StrEnum):
+    pending = "pending"  # confirmed by the customer (or made by an agent), not carried out
+    running = "running"  # being carried out: a crash leaves it here, and it is resumed
+    done = "done"
+    failed = "failed"  # an export that could not be built (an erasure is resumed instead)
+
+
+# A customer's request about their data, confirmed through the link mailed to the address,
+# and the persisted task that carries it out: its preview, its progress (``cursor``: the
+# last ticket id done; ``pending_digests``: photo files still to delete) and its counts.
+# It holds no personal data itself: the customer's id, the request's own ticket, numbers.
+class PrivacyRequest(SQLModel, table=True):
+    __tablename__ = "privacy_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: PrivacyRequestKind = Field(sa_type=StrEnumType(PrivacyRequestKind, 20))
+    state: PrivacyRequestState = Field(
+        default=PrivacyRequestState.pending,
+        sa_type=StrEnumType(PrivacyRequestState, 20),
+        index=True,
+    )
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    # The ticket agents follow the request on (category "privacy").
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    # When it must be carried out by: the shop policy's deletion_days after it was made.
+    due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # JSON counts: what will go (the preview), what went (the progress, then the result).
+    preview: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    progress: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    cursor: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # JSON list of photo digests whose rows are gone and whose files may still be deleted.
+    pending_digests: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # An export's ZIP under var/exports (its name: random); deleted when the link expires.
+    export_file: str | None = Field(default=None, max_length=100)
+    expires_at: datetime | None = _moment()
+    started_at: datetime | None = _moment()
+    finished_at: datetime | None = _moment()
+    created_at: datetime = _created_at()
+
+
+# The privacy audit log: every privacy action, who made it and on what, with no personal
+# data: ids, an HMAC of the address (``helpdesk.privacy.audit.subject_hash``) and counts.
+class PrivacyAudit(SQLModel, table=True):
+    __tablename__ = "privacy_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    action: str = Field(max_length=40, index=True)
+    # "agent:<id>", "customer", "system"
+    actor: str = Field(max_length=40)
+    subject_hash: str | None = Field(default=None, max_length=64, index=True)
+    customer_id: int | None = None
+    ticket_id: int | None = None
+    request_id: int | None = None
+    # JSON: counts and field names only.
+    data: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    created_at: datetime = _created_at()

@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         return self.var_dir / "mail"
 
     @property
+    def exports_dir(self) -> Path:
+        """Customers' copies of their data (ZIPs) waiting to be downloaded."""
+        return self.var_dir / "exports"
+
+    @property
     def max_photo_bytes(self) -> int:
         return self.max_photo_mb * 1024 * 1024
 

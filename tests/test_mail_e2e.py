@@ -196,6 +196,25 @@ def test_every_mail_template_composes_text_and_html() -> None:
             },
             "last_day": "1月2日(土)",
         },
+        # Privacy requests (issue 12).
+        "request_kind": "export",
+        "confirm_url": "http://testserver/privacy/confirm?token=export.1.2.abc",
+        "hours": 24,
+        "reference": "HD-26-00001",
+        "due_at": datetime(2026, 12, 31, 3, tzinfo=UTC),
+        "download_url": "http://testserver/privacy/export?token=1.2.abc",
+        "expires_at": datetime(2026, 12, 8, 3, tzinfo=UTC),
+        "nearing": [
+            {
+                "id": 1,
+                "kind_label": "個人情報の削除のご依頼",
+                "reference": "HD-26-00001",
+                "due_at": datetime(2026, 12, 31, 3, tzinfo=UTC),
+            }
+        ],
+        "warn_days": 7,
+        "deletion_days": 30,
+        "privacy_url": "http://testserver/console/privacy",
     }
     # Partials (``_dead_mail``) are parts of the others, not mails.
     names = sorted(p.stem for p in (ROOT / "templates" / "mail").glob("[!_]*.txt"))

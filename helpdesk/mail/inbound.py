@@ -52,6 +52,7 @@ from helpdesk.models import (
     Trust,
 )
 from helpdesk.photos import PhotoError, PhotoStore, StoredPhoto
+from helpdesk.privacy.masking import mask_card_numbers
 from helpdesk.tickets import Actor, AddNote, Channel, Submission, TicketService, store
 from helpdesk.tickets.labels import trust_label
 from helpdesk.tickets.rules import clean_line, clean_text
@@ -176,6 +177,9 @@ class _Run:
     """What one processing run kept: the photos stored, by the digest of the bytes sent."""
 
     photos: dict[str, StoredPhoto] = field(default_factory=dict)
+    #: The mail's subject or text held a card number: its raw copy is not kept once it is
+    #: processed (the ticket keeps the text with the number removed).
+    card_number: bool = False
 
 
 class InboundProcessor:
@@ -368,15 +372,23 @@ class InboundProcessor:
             else:
                 retry_at = utcnow() + RETRY_DELAYS[max(row.attempts - 1, 0)]
         outcome = replace(outcome, text=outcome.text[:2000])
-        await self._record(row, outcome, retry_at)
+        await self._record(row, outcome, retry_at, forget_raw=run.card_number)
         if outcome.status in (InboundStatus.processed, InboundStatus.ignored):
             await self._forget_images(row.id, row.raw, run)  # type: ignore[arg-type]
         row.status, row.outcome, row.ticket_id = outcome.status, outcome.text, outcome.ticket_id
         row.next_attempt_at = retry_at
         return row
 
-    async def _record(self, row: InboundMail, outcome: Outcome, retry_at: datetime | None) -> None:
-        """Store the outcome (and tell the agents of a failure) in one transaction."""
+    async def _record(
+        self,
+        row: InboundMail,
+        outcome: Outcome,
+        retry_at: datetime | None,
+        *,
+        forget_raw: bool = False,
+    ) -> None:
+        """Store the outcome (and tell the agents of a failure) in one transaction; with
+        ``forget_raw`` (a card number in the mail), a processed mail's raw copy is emptied."""
         for delay in (*RECORD_RETRIES, None):
             try:
                 async with self.sessions() as session, session.begin():
@@ -389,6 +401,11 @@ class InboundProcessor:
                     stored.from_address = row.from_address
                     stored.subject = row.subject
                     stored.next_attempt_at = retry_at
+                    if forget_raw and outcome.status in (
+                        InboundStatus.processed,
+                        InboundStatus.ignored,
+                    ):
+                        stored.raw = b""
                     if outcome.status is InboundStatus.failed:
                         await self.tickets.notify.inbound_failed(
                             session, stored, outcome.text, _preview(stored.raw)
@@ -430,6 +447,9 @@ class InboundProcessor:
         if len(mail.from_address) > 254:
             return Outcome(InboundStatus.failed, "差出人のアドレスが長すぎます")
         row.subject = mail.subject
+        if mask_card_numbers(f"{mail.subject or ''}\n{mail.text}")[1]:
+            run.card_number = True
+            row.subject = mask_card_numbers(mail.subject or "")[0] or None
         if row.message_id and await self._already_processed(row):
             return Outcome(InboundStatus.ignored, "同じメールをすでに処理しています")
         if mail.from_address == self.tickets.support_address.lower():

@@ -82,6 +82,11 @@ _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 # -- errors ------------------------------------------------------------------------------------
 
 
+#: Mail kinds whose address and text are removed from the outbox as soon as they are sent.
+SCRUBBED_WHEN_SENT = frozenset({"privacy_erased"})
+SCRUBBED_ADDRESS = "erased@erased.invalid"
+
+
 class SendError(Exception):
     """A message was not sent; ``str(error)`` is recorded as the row's ``last_error``."""
 
@@ -784,15 +789,19 @@ class OutboxSender:
         return True
 
     async def _mark_sent(self, row: Outbox) -> None:
-        values = {
+        values: dict[str, Any] = {
             "status": _SENT,
             "sent_at": self.now(),
             "lease_until": None,
             "attempts": row.attempts + 1,
         }
+        if row.kind in SCRUBBED_WHEN_SENT:
+            # The mail telling a customer their data was erased names them: once sent, the
+            # row keeps that a mail went, not to whom nor what it said (issue 12).
+            values.update(to_address=SCRUBBED_ADDRESS, subject="", text="", html=None)
         for pause in (*SENT_COMMIT_RETRIES, None):
             try:
-                await self._update(row, **values)  # type: ignore[arg-type]
+                await self._update(row, **values)
                 return
             except DBAPIError:
                 if pause is None:

@@ -348,6 +348,22 @@ class Notifier:
             **context,
         )
 
+    async def to_address(
+        self,
+        session: AsyncSession,
+        kind: str,
+        to: str,
+        *,
+        automatic: bool = True,
+        origin: str | None = None,
+        **context: Any,
+    ) -> Outbox | None:
+        """Queue the mail ``kind`` to an address, on no ticket (privacy requests: the
+        confirmation link, the copy's link, "erased"). Automatic mail is capped as usual."""
+        return await self._queue(
+            session, ticket=None, kind=kind, to=to, automatic=automatic, origin=origin, **context
+        )
+
     async def tell_agents(
         self,
         session: AsyncSession,

@@ -38,6 +38,7 @@ from helpdesk.models import (
     Trust,
 )
 from helpdesk.photos import StoredPhoto
+from helpdesk.privacy.masking import mask_card_numbers
 from helpdesk.tickets import queue, redact, search, store
 from helpdesk.tickets.access import Signer, TicketAccess
 from helpdesk.tickets.addresses import AddressError, normalize_address
@@ -102,6 +103,18 @@ REPLY_LATE = (
     "ご返信が遅くなっており、申し訳ございません。順に対応しておりますので、"
     "いましばらくお待ちください。"
 )
+
+
+def without_card_numbers(submission: Submission) -> tuple[Submission, list[str]]:
+    """The submission with card numbers removed from every field typed, and those fields."""
+    changes: dict[str, Any] = {}
+    for name in ("name", "description", "desired_variant", "order_number"):
+        value = getattr(submission, name)
+        if value:
+            masked, found = mask_card_numbers(value)
+            if found:
+                changes[name] = masked
+    return (replace(submission, **changes) if changes else submission), sorted(changes)
 
 
 class SubmissionConflict(Exception):
@@ -571,6 +584,7 @@ class TicketService:
             email, unsendable = submission.email.strip().lower(), True
         name = name_from_mail(submission.name, email, max_length=MAX_NAME)
         submission = replace(submission, email=email, name=name)
+        submission, card_fields = without_card_numbers(submission)
         fingerprint = submission_fingerprint(submission, photos)
         if submission_key:
             scope = f"{channel}:{submission.email}:{submission_key}"
@@ -592,6 +606,13 @@ class TicketService:
                 mail_id=mail_id,
                 subject=subject,
             )
+            if card_fields:
+                await self.record_event(
+                    ticket.id,  # type: ignore[arg-type]
+                    "card_number_removed",
+                    "system",
+                    fields=card_fields,
+                )
             return ticket, True
         except IntegrityError:
             # Two submits raced on the same key: the other one won.
@@ -758,13 +779,15 @@ class TicketService:
         Raises:
             SubmissionConflict: the key was used on this ticket for another message.
         """
+        # A card number is never stored: the customer sees why in its place.
+        body, card_number = mask_card_numbers(body)
         fingerprint = message_fingerprint(body, photos, sender)
         if submission_key:
             submission_key = message_key(ticket.id, submission_key)  # type: ignore[arg-type]
             if message := await self._message_by_key(submission_key, fingerprint):
                 return message
         try:
-            return await self._add_customer_message(
+            message = await self._add_customer_message(
                 ticket,
                 body,
                 photos,
@@ -776,6 +799,14 @@ class TicketService:
                 trust,
                 mail_id,
             )
+            if card_number:
+                await self.record_event(
+                    ticket.id,  # type: ignore[arg-type]
+                    "card_number_removed",
+                    "system",
+                    message=message.id,
+                )
+            return message
         except IntegrityError:
             if not submission_key:
                 raise

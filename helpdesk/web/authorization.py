@@ -32,6 +32,12 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     # The site and the FAQ.
     ("/", "GET"): Access.public,
     ("/privacy", "GET"): Access.public,
+    # Privacy requests (issue 12): asking answers the same for any address; the links
+    # mailed to the address carry a signed, expiring token.
+    ("/privacy/request", "POST"): Access.public,
+    ("/privacy/confirm", "GET"): Access.signed,
+    ("/privacy/confirm", "POST"): Access.signed,
+    ("/privacy/export", "GET"): Access.signed,
     ("/faq", "GET"): Access.public,
     ("/faq/ask", "GET"): Access.public,
     ("/faq/ask/answer", "GET"): Access.public,
@@ -89,6 +95,10 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/console/faq/gaps/phrasing", "POST"): Access.admin,
     ("/console/faq/gaps/synonym", "POST"): Access.admin,
     ("/console/t/{reference}/faq-draft", "POST"): Access.admin,
+    # Privacy requests: agents follow them; admins carry them out and correct customers.
+    ("/console/privacy", "GET"): Access.agent,
+    ("/console/privacy/{request_id:int}/run", "POST"): Access.admin,
+    ("/console/customers/{customer_id:int}/correct", "POST"): Access.admin,
     # Links of older agents' mails (issue 7, #19): to the console, behind its login.
     ("/agent/t/{reference}", "GET"): Access.redirect,
     ("/agent/t/{reference}/photos/{digest}", "GET"): Access.redirect,

@@ -187,10 +187,38 @@ def _context() -> dict[str, Any]:
             },
             "last_day": "1月2日(土)",
         },
+        # Privacy requests (issue 12).
+        "request_kind": "erasure",
+        "confirm_url": "http://testserver/privacy/confirm?token=erasure.1.2.abc",
+        "hours": 24,
+        "reference": "HD-26-00042",
+        "due_at": datetime(2026, 12, 31, 3, tzinfo=UTC),
+        "download_url": "http://testserver/privacy/export?token=1.2.abc",
+        "expires_at": datetime(2026, 12, 8, 3, tzinfo=UTC),
+        "nearing": [
+            {
+                "id": 1,
+                "kind_label": "個人情報の削除のご依頼",
+                "reference": "HD-26-00042",
+                "due_at": datetime(2026, 12, 31, 3, tzinfo=UTC),
+            }
+        ],
+        "warn_days": 7,
+        "deletion_days": 30,
+        "privacy_url": "http://testserver/console/privacy",
     }
 
 
-CUSTOMER_TEMPLATES = ("ticket_confirmation", "agent_reply", "status_changed")
+CUSTOMER_TEMPLATES = (
+    "ticket_confirmation",
+    "agent_reply",
+    "status_changed",
+    "privacy_confirm",
+    "privacy_unknown",
+    "privacy_received",
+    "privacy_export",
+    "privacy_erased",
+)
 
 
 def _templates() -> list[str]:
