@@ -117,7 +117,9 @@ class SavedReplies:
 
     # -- admins' changes --------------------------------------------------------------------
 
-    async def save(self, data: SavedReplyIn, *, by: Agent, reply_id: int | None = None) -> SavedReply:
+    async def save(
+        self, data: SavedReplyIn, *, by: Agent, reply_id: int | None = None
+    ) -> SavedReply:
         """Create (``reply_id`` None) or update a saved reply.
 
         Raises:

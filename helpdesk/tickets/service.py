@@ -28,6 +28,8 @@ from helpdesk.models import (
     CsatResponse,
     Customer,
     Message,
+    PendingReply,
+    PendingState,
     Ticket,
     TicketEvent,
     TicketStatus,
@@ -43,6 +45,7 @@ from helpdesk.tickets.commands import (
     ActorRole,
     AddNote,
     Assign,
+    Channel,
     Command,
     Reply,
     SetPriority,
@@ -128,10 +131,31 @@ class ApplyResult:
     problems: tuple[str, ...] = ()
     duplicate: bool = False  # the same submission key was applied before: nothing done again
     conflict: bool = False  # the ticket changed since ``expected_version``
+    # The reply waits for an admin's approval (its ``PendingReply`` id): nothing was sent.
+    held: int | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+PENDING_NOT_FOUND = "この承認待ちの返信は見つかりません。"
+APPROVERS_ONLY = "返信を承認・差し戻しできるのは管理者だけです。"
+OWN_REPLY = "ご自身の返信は承認・差し戻しできません。ほかの管理者に依頼してください。"
+
+
+def already_decided(state: PendingState) -> str:
+    done = "承認して送信" if state is PendingState.approved else "差し戻し"
+    return f"この返信はすでに{done}されています。"
+
+
+@dataclass(frozen=True, slots=True)
+class _Approval:
+    """``apply`` sends a held reply: ``by`` (an admin) approved it, perhaps ``edited``."""
+
+    pending_id: int
+    by: Agent
+    edited: bool
 
 
 def version_of(ticket: Ticket) -> str:
@@ -667,6 +691,7 @@ class TicketService:
         *,
         submission_key: str | None = None,
         expected_version: str | None = None,
+        approval: _Approval | None = None,
     ) -> ApplyResult:
         """Apply an agent's commands in one transaction, with the ticket row locked.
 
@@ -679,6 +704,11 @@ class TicketService:
         ``submission_key`` makes a repeat (the same mail delivered twice) a no-op with
         ``duplicate`` set. ``expected_version`` (``version_of`` the ticket the agent saw)
         refuses the change with ``conflict`` set when the ticket changed since.
+
+        The reply of an agent who needs approval (``Agent.needs_approval``), from any
+        channel, does not leave: it is stored as a ``PendingReply`` (with the status set
+        along with it, which the reply mail would tell) and ``held`` is set; the other
+        commands apply. ``approve`` later applies it through here (``approval``), once.
 
         Raises ``ValueError`` for a customer as the actor (customers write through
         ``add_customer_message``).
@@ -697,10 +727,22 @@ class TicketService:
             problems += await self._lookups(session, current, commands, assignees, held)
             if problems:
                 return ApplyResult(tuple(problems))
-            if submission_key and await store.message_key_used(session, key=submission_key):
+            if submission_key and (
+                await store.message_key_used(session, key=submission_key)
+                or await store.pending_key_used(session, key=submission_key)
+            ):
                 return ApplyResult(duplicate=True)  # the same mail delivered twice
             if expected_version is not None and version_of(current) != expected_version:
                 return ApplyResult((CONFLICT,), conflict=True)
+            pending: PendingReply | None = None
+            if approval is not None:
+                if problem := await self._take_approval(session, current, actor, approval):
+                    return ApplyResult((problem,))
+            elif any(isinstance(c, Reply) for c in commands) and await self._needs_approval(
+                session, actor
+            ):
+                pending = await self._hold(session, current, actor, commands, submission_key)
+                commands = tuple(c for c in commands if not isinstance(c, Reply | SetStatus))
             unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
             for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
                 await _HANDLERS[type(command)](unit, command)
@@ -725,7 +767,162 @@ class TicketService:
         ticket.status, ticket.priority = current.status, current.priority
         ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
         ticket.first_replied_at = current.first_replied_at
+        return ApplyResult(held=pending.id if pending is not None else None)
+
+    # -- approval before sending -----------------------------------------------------------
+
+    @staticmethod
+    async def _needs_approval(session: AsyncSession, actor: Actor) -> bool:
+        if actor.role is not ActorRole.agent or actor.agent_id is None:
+            return False
+        agent = await store.agent_by_id(session, agent_id=actor.agent_id)
+        return agent is not None and agent.needs_approval
+
+    async def _hold(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        actor: Actor,
+        commands: Sequence[Command],
+        submission_key: str | None,
+    ) -> PendingReply:
+        """Keep the reply (and the status set with it) for an admin; tell a mailing agent."""
+        reply = next(c for c in commands if isinstance(c, Reply))
+        status = next((c.status for c in commands if isinstance(c, SetStatus)), None)
+        assert actor.agent_id is not None
+        pending = PendingReply(
+            ticket_id=ticket.id,  # type: ignore[arg-type]
+            agent_id=actor.agent_id,
+            body=reply.body,
+            status=status,
+            channel=actor.channel,
+            submission_key=submission_key,
+        )
+        session.add(pending)
+        await session.flush()
+        store.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="reply_held",
+            actor=actor.address,
+            data={"pending": pending.id, "channel": actor.channel},
+        )
+        if actor.channel is Channel.mail:
+            author = await store.agent_by_id(session, agent_id=actor.agent_id)
+            await self.notify.agent_notice(session, author, ticket, "reply_held", pending=pending)
+        return pending
+
+    async def _take_approval(
+        self, session: AsyncSession, ticket: Ticket, actor: Actor, approval: _Approval
+    ) -> str | None:
+        """Mark the held reply approved (the ticket is locked: one approval wins); the
+        problem instead when it is not waiting any more."""
+        pending = await session.get(PendingReply, approval.pending_id, with_for_update=True)
+        if pending is None or pending.ticket_id != ticket.id:
+            return PENDING_NOT_FOUND
+        if pending.state is not PendingState.pending:
+            return already_decided(pending.state)
+        pending.state, pending.edited = PendingState.approved, approval.edited
+        pending.decided_by, pending.decided_at = approval.by.email, utcnow()
+        store.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="reply_approved",
+            actor=approval.by.email,
+            data={"pending": pending.id, "author": actor.address, "edited": approval.edited},
+        )
+        author = await store.agent_by_id(session, agent_id=pending.agent_id)
+        await self.notify.agent_notice(
+            session, author, ticket, "reply_approved", pending=pending, by=approval.by
+        )
+        return None
+
+    async def _decidable(
+        self, pending_id: int, admin: Agent
+    ) -> tuple[PendingReply, Ticket, Agent] | str:
+        """The held reply, its ticket and author, or why ``admin`` may not decide on it."""
+        if not admin.is_admin:
+            return APPROVERS_ONLY
+        async with self.sessions() as session:
+            pending = await session.get(PendingReply, pending_id)
+            if pending is None:
+                return PENDING_NOT_FOUND
+            ticket = await session.get(Ticket, pending.ticket_id)
+            author = await store.agent_by_id(session, agent_id=pending.agent_id)
+        if ticket is None or author is None:
+            return PENDING_NOT_FOUND
+        if author.id == admin.id:
+            return OWN_REPLY
+        if pending.state is not PendingState.pending:
+            return already_decided(pending.state)
+        return pending, ticket, author
+
+    async def approve(
+        self,
+        pending_id: int,
+        admin: Agent,
+        *,
+        body: str | None = None,
+        channel: Channel = Channel.web,
+    ) -> ApplyResult:
+        """Send a held reply, as written or with ``body`` (the admin's edit), through
+        ``apply``: threaded, audited (``agent_reply`` by its author, ``reply_approved`` by
+        the admin) and mailed like any reply, and the author told. Sent once: a second
+        approval (a double click, two admins) gets a problem and sends nothing."""
+        found = await self._decidable(pending_id, admin)
+        if isinstance(found, str):
+            return ApplyResult((found,))
+        pending, ticket, author = found
+        text = pending.body if body is None else body
+        commands: list[Command] = [Reply(text)]
+        if pending.status is not None:
+            commands.append(SetStatus(pending.status))
+        return await self.apply(
+            ticket,
+            Actor(ActorRole.agent, author.email, channel, author.name, author.id),
+            commands,
+            submission_key=f"approval:{pending_id}",
+            approval=_Approval(pending_id, admin, edited=text != pending.body),
+        )
+
+    async def reject(self, pending_id: int, admin: Agent, *, reason: str = "") -> ApplyResult:
+        """Reject a held reply: nothing is sent; the author is told (with ``reason``)."""
+        found = await self._decidable(pending_id, admin)
+        if isinstance(found, str):
+            return ApplyResult((found,))
+        _pending, ticket, author = found
+        async with self.sessions() as session, session.begin():
+            current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
+            pending = await session.get(PendingReply, pending_id, with_for_update=True)
+            assert pending is not None
+            if pending.state is not PendingState.pending:
+                return ApplyResult((already_decided(pending.state),))
+            pending.state, pending.reason = PendingState.rejected, reason.strip() or None
+            pending.decided_by, pending.decided_at = admin.email, utcnow()
+            store.add_event(
+                session,
+                ticket_id=current.id,
+                kind="reply_rejected",
+                actor=admin.email,
+                data={"pending": pending.id, "author": author.email},
+            )
+            await self.notify.agent_notice(
+                session, author, current, "reply_rejected", pending=pending, by=admin
+            )
         return ApplyResult()
+
+    async def pending_replies(
+        self, *, ticket: Ticket | None = None, waiting: bool = True, limit: int = 200
+    ) -> list[tuple[PendingReply, Ticket, Agent]]:
+        """Held replies with their tickets and authors: the waiting ones, oldest first (the
+        admins' list), or every one of ``ticket`` newest first (its page)."""
+        async with self.sessions() as session:
+            return await store.pending_replies(
+                session,
+                ticket_id=ticket.id if ticket is not None else None,
+                waiting=waiting,
+                limit=limit,
+            )
 
     async def problems(self, ticket: Ticket, commands: Sequence[Command]) -> list[str]:
         """Everything ``apply`` would refuse in ``commands``, changing nothing: a mail's

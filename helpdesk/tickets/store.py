@@ -29,6 +29,8 @@ from helpdesk.models import (
     Customer,
     Message,
     Outbox,
+    PendingReply,
+    PendingState,
     Ticket,
     TicketEvent,
     TicketKind,
@@ -72,6 +74,33 @@ async def message_by_submission_key(session: AsyncSession, *, key: str) -> Messa
     """The message a submission key (a form's id, a mail's Message-ID) already made, if any."""
     found = await session.execute(select(Message).where(col(Message.submission_key) == key))
     return found.scalar_one_or_none()
+
+
+async def pending_key_used(session: AsyncSession, *, key: str) -> bool:
+    """Whether a held reply came with this submission key (the same mail twice)."""
+    found = await session.execute(
+        select(col(PendingReply.id)).where(col(PendingReply.submission_key) == key)
+    )
+    return found.first() is not None
+
+
+async def pending_replies(
+    session: AsyncSession, *, ticket_id: int | None, waiting: bool, limit: int
+) -> list[tuple[PendingReply, Ticket, Agent]]:
+    """Held replies (only those waiting when ``waiting``; of one ticket when ``ticket_id``)
+    with their tickets and authors: oldest first when waiting, else newest first."""
+    query = (
+        select(PendingReply, Ticket, Agent)
+        .join(Ticket, col(Ticket.id) == col(PendingReply.ticket_id))
+        .join(Agent, col(Agent.id) == col(PendingReply.agent_id))
+    )
+    if ticket_id is not None:
+        query = query.where(col(PendingReply.ticket_id) == ticket_id)
+    if waiting:
+        query = query.where(col(PendingReply.state) == PendingState.pending)
+    order = col(PendingReply.id) if waiting else col(PendingReply.id).desc()
+    found = await session.execute(query.order_by(order).limit(limit))
+    return [(pending, ticket, agent) for pending, ticket, agent in found.all()]
 
 
 async def message_key_used(session: AsyncSession, *, key: str) -> bool:
