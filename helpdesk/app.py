@@ -32,6 +32,7 @@ from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
+from helpdesk.replies.saved import SavedReplies
 from helpdesk.security import (
     BodySizeLimitMiddleware,
     ClientAddressMiddleware,
@@ -49,6 +50,7 @@ from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
 from helpdesk.web import api_docs, auth, console, csat, pages
+from helpdesk.web import replies as reply_routes
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
@@ -109,6 +111,7 @@ class Helpdesk:
         self._faq: FaqService | None = None
         self._tickets: TicketService | None = None
         self._accounts: AgentAccounts | None = None
+        self._saved_replies: SavedReplies | None = None
         self._session_codec: SessionCodec | None = None
         self.console_urls = ConsoleUrls(settings.base_url)
         self._background: list[asyncio.Task[None]] = []
@@ -144,6 +147,13 @@ class Helpdesk:
         return self._accounts
 
     @property
+    def saved_replies(self) -> SavedReplies:
+        """Saved replies (テンプレート): admins' changes, rendering for a ticket."""
+        if self._saved_replies is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._saved_replies
+
+    @property
     def session_codec(self) -> SessionCodec:
         """Signs and reads the agents' session cookies."""
         if self._session_codec is None:
@@ -173,6 +183,7 @@ class Helpdesk:
             automatic_mail_address_limit=self.settings.automatic_mail_address_limit,
         )
         self._accounts = AgentAccounts(self.sessions)
+        self._saved_replies = SavedReplies(self.sessions, policy=lambda: faq.policy)
         self._session_codec = SessionCodec(self.settings.ensure_secret_key())
         # Tickets made before the support calendar was set get their first-reply due time.
         await self._tickets.backfill_first_reply_due()
@@ -345,6 +356,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api_docs.routes,
         *auth.routes,
         *console.routes,
+        *reply_routes.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     https = settings.base_url.lower().startswith("https://")

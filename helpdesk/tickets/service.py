@@ -132,7 +132,7 @@ class ApplyResult:
     duplicate: bool = False  # the same submission key was applied before: nothing done again
     conflict: bool = False  # the ticket changed since ``expected_version``
     # The reply waits for an admin's approval (its ``PendingReply`` id): nothing was sent.
-    held: int | None = None
+    awaiting_approval: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -741,7 +741,9 @@ class TicketService:
             elif any(isinstance(c, Reply) for c in commands) and await self._needs_approval(
                 session, actor
             ):
-                pending = await self._hold(session, current, actor, commands, submission_key)
+                pending = await self._hold_for_approval(
+                    session, current, actor, commands, submission_key
+                )
                 commands = tuple(c for c in commands if not isinstance(c, Reply | SetStatus))
             unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
             for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
@@ -767,7 +769,7 @@ class TicketService:
         ticket.status, ticket.priority = current.status, current.priority
         ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
         ticket.first_replied_at = current.first_replied_at
-        return ApplyResult(held=pending.id if pending is not None else None)
+        return ApplyResult(awaiting_approval=pending.id if pending is not None else None)
 
     # -- approval before sending -----------------------------------------------------------
 
@@ -778,7 +780,7 @@ class TicketService:
         agent = await store.agent_by_id(session, agent_id=actor.agent_id)
         return agent is not None and agent.needs_approval
 
-    async def _hold(
+    async def _hold_for_approval(
         self,
         session: AsyncSession,
         ticket: Ticket,
@@ -803,13 +805,15 @@ class TicketService:
         store.add_event(
             session,
             ticket_id=ticket.id,
-            kind="reply_held",
+            kind="reply_awaiting_approval",
             actor=actor.address,
             data={"pending": pending.id, "channel": actor.channel},
         )
         if actor.channel is Channel.mail:
             author = await store.agent_by_id(session, agent_id=actor.agent_id)
-            await self.notify.agent_notice(session, author, ticket, "reply_held", pending=pending)
+            await self.notify.agent_notice(
+                session, author, ticket, "approval_waiting", pending=pending
+            )
         return pending
 
     async def _take_approval(
@@ -833,7 +837,7 @@ class TicketService:
         )
         author = await store.agent_by_id(session, agent_id=pending.agent_id)
         await self.notify.agent_notice(
-            session, author, ticket, "reply_approved", pending=pending, by=approval.by
+            session, author, ticket, "approval_approved", pending=pending, by=approval.by
         )
         return None
 
@@ -857,7 +861,7 @@ class TicketService:
             return already_decided(pending.state)
         return pending, ticket, author
 
-    async def approve(
+    async def approve_reply(
         self,
         pending_id: int,
         admin: Agent,
@@ -885,7 +889,7 @@ class TicketService:
             approval=_Approval(pending_id, admin, edited=text != pending.body),
         )
 
-    async def reject(self, pending_id: int, admin: Agent, *, reason: str = "") -> ApplyResult:
+    async def reject_reply(self, pending_id: int, admin: Agent, *, reason: str = "") -> ApplyResult:
         """Reject a held reply: nothing is sent; the author is told (with ``reason``)."""
         found = await self._decidable(pending_id, admin)
         if isinstance(found, str):
@@ -907,11 +911,11 @@ class TicketService:
                 data={"pending": pending.id, "author": author.email},
             )
             await self.notify.agent_notice(
-                session, author, current, "reply_rejected", pending=pending, by=admin
+                session, author, current, "approval_rejected", pending=pending, by=admin
             )
         return ApplyResult()
 
-    async def pending_replies(
+    async def replies_awaiting_approval(
         self, *, ticket: Ticket | None = None, waiting: bool = True, limit: int = 200
     ) -> list[tuple[PendingReply, Ticket, Agent]]:
         """Held replies with their tickets and authors: the waiting ones, oldest first (the
