@@ -50,8 +50,8 @@ from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
 from helpdesk.web import api_docs, auth, console, csat, pages
-from helpdesk.web import replies as reply_routes
 from helpdesk.web import faq as faq_routes
+from helpdesk.web import replies as reply_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
 

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from helpdesk.agents.urls import AGENTS, CONSOLE
 from helpdesk.models import Agent, Ticket
 from helpdesk.tickets.labels import kind_label, status_label
+from helpdesk.web import replies
 from helpdesk.web.auth import require_agent
 
 #: How many tickets the queue lists.
@@ -80,6 +81,7 @@ async def ticket_page(request: Request) -> Response:
         "status_label": status_label(ticket.status),
         "policy": helpdesk.faq.policy,
     }
+    context |= await replies.ticket_context(request, ticket)  # saved replies, approvals
     return render(request, agent, "console/ticket.html", context, section="queue")
 
 
@@ -104,7 +106,11 @@ async def agents_page(request: Request) -> Response:
     made with ``main.py agent ...``)."""
     agent = await require_agent(request, admin=True)
     accounts = _helpdesk(request).accounts
-    context = {"agents": await accounts.agents(), "events": await accounts.events(limit=50)}
+    context = {
+        "agents": await accounts.agents(),
+        "events": await accounts.events(limit=50),
+        "notice": replies.NOTICES.get(request.query_params.get("done", ""), ""),
+    }
     return render(request, agent, "console/agents.html", context, section="agents")
 
 
