@@ -62,6 +62,18 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/console/t/{reference}", "GET"): Access.agent,
     ("/console/t/{reference}/photos/{digest}", "GET"): Access.agent,
     ("/console/agents", "GET"): Access.admin,
+    ("/console/agents/{agent_id:int}/approval", "POST"): Access.admin,
+    # Saved replies: every agent reads them, admins change them.
+    ("/console/replies", "GET"): Access.agent,
+    ("/console/replies/new", "GET"): Access.admin,
+    ("/console/replies/new", "POST"): Access.admin,
+    ("/console/replies/{reply_id:int}", "GET"): Access.admin,
+    ("/console/replies/{reply_id:int}", "POST"): Access.admin,
+    ("/console/replies/{reply_id:int}/delete", "POST"): Access.admin,
+    # Replies of agents who need approval: admins decide.
+    ("/console/approvals", "GET"): Access.admin,
+    ("/console/approvals/{pending_id:int}/approve", "POST"): Access.admin,
+    ("/console/approvals/{pending_id:int}/reject", "POST"): Access.admin,
     # Links of older agents' mails (issue 7, #19): to the console, behind its login.
     ("/agent/t/{reference}", "GET"): Access.redirect,
     ("/agent/t/{reference}/photos/{digest}", "GET"): Access.redirect,

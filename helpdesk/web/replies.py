@@ -23,11 +23,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from helpdesk.agents import AccountError
-from helpdesk.models import Agent, SavedReply, Ticket
+from helpdesk.models import Agent, PendingState, SavedReply, Ticket
 from helpdesk.replies.placeholders import PLACEHOLDERS
 from helpdesk.replies.saved import MAX_BODY, SavedReplyIn, SavedReplyRefused
 from helpdesk.security import UNVERIFIED_MESSAGE, verify_csrf
 from helpdesk.tickets.labels import status_label
+from helpdesk.tickets.service import ApplyResult, already_decided
 from helpdesk.tickets.text import clean_text
 from helpdesk.web.auth import require_agent
 
@@ -44,6 +45,9 @@ NOTICES = {
     "rejected": "返信を差し戻しました。お客様には送信していません。",
     "required": "この担当者の返信は、今後は管理者の承認を待ってから送信されます。",
     "lifted": "この担当者の返信は、今後は承認なしで送信されます。",
+    # A second click, or another admin first: nothing was done again.
+    "already_approved": already_decided(PendingState.approved),
+    "already_rejected": already_decided(PendingState.rejected),
 }
 REPLY_NOT_FOUND = "このテンプレートは見つかりません。"
 
@@ -79,7 +83,8 @@ def _id(request: Request, name: str) -> int:
 
 
 async def _checked_form(request: Request) -> Any:
-    """The form of an unsafe request, its CSRF token verified (403 otherwise)."""
+    """The form of an unsafe request, its CSRF token verified (403 otherwise). Read before
+    ``require_agent``: the login redirect of an anonymous request is a checked answer too."""
     async with request.form(max_files=0, max_fields=MAX_FIELDS) as form:
         if not await verify_csrf(request, form):
             raise HTTPException(403, UNVERIFIED_MESSAGE)
@@ -163,9 +168,9 @@ async def edit_reply_page(request: Request) -> Response:
 
 async def save_reply(request: Request) -> Response:
     """Create (``/console/replies/new``) or update (``/console/replies/{id}``)."""
+    form = await _checked_form(request)
     agent = await require_agent(request, admin=True)
     reply_id: int | None = request.path_params.get("reply_id")
-    form = await _checked_form(request)
     data = SavedReplyIn.from_form(form.get("title"), form.get("body"), form.get("category"))
     try:
         await _helpdesk(request).saved_replies.save(data, by=agent, reply_id=reply_id)
@@ -182,8 +187,8 @@ async def save_reply(request: Request) -> Response:
 
 
 async def delete_reply(request: Request) -> Response:
-    agent = await require_agent(request, admin=True)
     await _checked_form(request)
+    agent = await require_agent(request, admin=True)
     await _helpdesk(request).saved_replies.delete(_id(request, "reply_id"), by=agent)
     return RedirectResponse(f"{REPLIES}?done=deleted", status_code=303)
 
@@ -222,6 +227,14 @@ def _approvals_page(
     )
 
 
+def _decided_before(result: ApplyResult) -> Response | None:
+    """Back to the list with a notice when the reply was decided already (double click)."""
+    for state in (PendingState.approved, PendingState.rejected):
+        if already_decided(state) in result.problems:
+            return RedirectResponse(f"{APPROVALS}?done=already_{state}", status_code=303)
+    return None
+
+
 async def approvals_page(request: Request) -> Response:
     agent = await require_agent(request, admin=True)
     waiting = await _helpdesk(request).tickets.replies_awaiting_approval()
@@ -231,15 +244,17 @@ async def approvals_page(request: Request) -> Response:
 async def approve(request: Request) -> Response:
     """「承認して送信」 (``action=approve``: as written) or 「修正して承認・送信」
     (``action=edit``: the text of the form)."""
+    form = await _checked_form(request)
     agent = await require_agent(request, admin=True)
     pending_id = _id(request, "pending_id")
-    form = await _checked_form(request)
     edited = form.get("action") == "edit"
     body = clean_text(form.get("body", "")).strip("\n") if edited else None
     tickets = _helpdesk(request).tickets
     result = await tickets.approve_reply(pending_id, agent, body=body)
-    if result.ok or result.duplicate:
+    if result.ok:
         return RedirectResponse(f"{APPROVALS}?done=approved", status_code=303)
+    if decided := _decided_before(result):
+        return decided
     waiting = await tickets.replies_awaiting_approval()
     typed = {pending_id: form.get("body", "")} if edited else {}
     errors = {pending_id: list(result.problems)}
@@ -250,22 +265,24 @@ async def approve(request: Request) -> Response:
 
 
 async def reject(request: Request) -> Response:
-    agent = await require_agent(request, admin=True)
     form = await _checked_form(request)
+    agent = await require_agent(request, admin=True)
     tickets = _helpdesk(request).tickets
     result = await tickets.reject_reply(
         _id(request, "pending_id"), agent, reason=clean_text(form.get("reason", ""))
     )
     if result.ok:
         return RedirectResponse(f"{APPROVALS}?done=rejected", status_code=303)
+    if decided := _decided_before(result):
+        return decided
     waiting = await tickets.replies_awaiting_approval()
     return _approvals_page(request, agent, waiting, general=list(result.problems), status=409)
 
 
 async def set_approval(request: Request) -> Response:
     """An admin marks an agent as needing approval (``needs_approval=1``) or not."""
-    admin = await require_agent(request, admin=True)
     form = await _checked_form(request)
+    admin = await require_agent(request, admin=True)
     required = form.get("needs_approval") == "1"
     try:
         await _helpdesk(request).accounts.set_needs_approval(
