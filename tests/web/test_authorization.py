@@ -24,8 +24,8 @@ from helpdesk.app import CSRF_EXEMPT
 from helpdesk.models import AgentRole, Attachment
 from helpdesk.replies.saved import SavedReplyIn
 from helpdesk.security import SAFE_METHODS
-from helpdesk.web.authorization import ROUTE_ACCESS, Access
 from helpdesk.tickets import Actor, Channel, Reply
+from helpdesk.web.authorization import ROUTE_ACCESS, Access
 from tests.helpers import api_defect, csrf_token, logged_in_client, rows, the_ticket
 
 CROSS_SITE = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
