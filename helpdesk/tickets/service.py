@@ -881,13 +881,16 @@ class TicketService:
         commands: list[Command] = [Reply(text)]
         if pending.status is not None:
             commands.append(SetStatus(pending.status))
-        return await self.apply(
+        result = await self.apply(
             ticket,
             Actor(ActorRole.agent, author.email, channel, author.name, author.id),
             commands,
             submission_key=f"approval:{pending_id}",
             approval=_Approval(pending_id, admin, edited=text != pending.body),
         )
+        if result.duplicate:  # approved by a parallel request meanwhile: sent by that one
+            return ApplyResult((already_decided(PendingState.approved),), duplicate=True)
+        return result
 
     async def reject_reply(self, pending_id: int, admin: Agent, *, reason: str = "") -> ApplyResult:
         """Reject a held reply: nothing is sent; the author is told (with ``reason``)."""
