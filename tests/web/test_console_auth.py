@@ -335,13 +335,18 @@ async def test_admins_see_the_agents_and_agents_do_not(
     await console_agent(app, "boss@interiorltd.jp", "店長", admin=True)
     await log_in(client)
     page = soup(await client.get("/console"))
-    assert [a.get_text() for a in page.select(".console-nav ul a")] == ["キュー"]
+    assert [a.get_text() for a in page.select(".console-nav ul a")] == ["キュー", "テンプレート"]
     refused = await client.get("/console/agents")
     assert refused.status_code == 403 and "管理者" in refused.text
     await log_out(client)
     await log_in(client, "boss@interiorltd.jp")
     page = soup(await client.get("/console"))
-    assert "設定" in [a.get_text() for a in page.select(".console-nav ul a")]
+    assert [a.get_text() for a in page.select(".console-nav ul a")] == [
+        "キュー",
+        "テンプレート",
+        "承認待ち",
+        "設定",
+    ]
     agents = soup(await client.get("/console/agents"))
     listed = [td.get_text() for td in agents.select("table.agents td:nth-of-type(2)")]
     assert listed == [SATO, "boss@interiorltd.jp"]
