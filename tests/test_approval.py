@@ -100,8 +100,11 @@ async def test_a_console_reply_waits_and_the_customer_sees_nothing(
     assert ANSWER not in await status_page(app, client, ticket.reference)
     [event] = await rows(app, TicketEvent, TicketEvent.kind == "reply_awaiting_approval")
     assert event.actor == agent.email and json.loads(event.data)["pending"] == pending.id
-    # From the console the agent sees it on the page: no mail to them.
+    # From the console the agent sees it on the page: no mail to them. The admins are told.
     assert await rows(app, Outbox, Outbox.to_address == agent.email) == []
+    [told] = await rows(app, Outbox, Outbox.kind == "approval_requested")
+    assert told.to_address == "owner@interiorltd.jp" and ANSWER in told.text
+    assert "http://testserver/console/approvals" in told.text and "バイト" in told.subject
 
 
 async def test_an_agent_who_needs_no_approval_replies_at_once(app: Starlette) -> None:

@@ -290,6 +290,7 @@ class Notifier:
             reply_to=self.access.reply_address(ticket, agents=True),
             agent=agent,
             console_url=self.urls.agent_url(ticket),
+            approvals_url=self.urls.console.approvals_url(),
             **context,
         )
 

@@ -809,11 +809,16 @@ class TicketService:
             actor=actor.address,
             data={"pending": pending.id, "channel": actor.channel},
         )
-        if actor.channel is Channel.mail:
-            author = await store.agent_by_id(session, agent_id=actor.agent_id)
+        author = await store.agent_by_id(session, agent_id=actor.agent_id)
+        if actor.channel is Channel.mail:  # the console shows it on the ticket page
             await self.notify.agent_notice(
                 session, author, ticket, "approval_waiting", pending=pending
             )
+        for admin in await store.active_admins(session):
+            if admin.id != actor.agent_id:
+                await self.notify.agent_notice(
+                    session, admin, ticket, "approval_requested", pending=pending, by=author
+                )
         return pending
 
     async def _take_approval(

@@ -22,6 +22,7 @@ from sqlmodel import col
 from helpdesk.db import as_utc
 from helpdesk.models import (
     Agent,
+    AgentRole,
     Attachment,
     Author,
     CsatRating,
@@ -74,6 +75,20 @@ async def message_by_submission_key(session: AsyncSession, *, key: str) -> Messa
     """The message a submission key (a form's id, a mail's Message-ID) already made, if any."""
     found = await session.execute(select(Message).where(col(Message.submission_key) == key))
     return found.scalar_one_or_none()
+
+
+async def active_admins(session: AsyncSession) -> list[Agent]:
+    """The admins who may act (neither disabled nor removed), in the order they were added."""
+    found = await session.execute(
+        select(Agent)
+        .where(
+            col(Agent.role) == AgentRole.admin,
+            col(Agent.disabled_at).is_(None),
+            col(Agent.removed_at).is_(None),
+        )
+        .order_by(col(Agent.id))
+    )
+    return list(found.scalars().all())
 
 
 async def pending_key_used(session: AsyncSession, *, key: str) -> bool:

@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from helpdesk.agents import AccountError
+from helpdesk.agents.urls import AGENTS, APPROVALS, REPLIES
 from helpdesk.models import Agent, PendingState, SavedReply, Ticket
 from helpdesk.replies.placeholders import PLACEHOLDERS
 from helpdesk.replies.saved import MAX_BODY, SavedReplyIn, SavedReplyRefused
@@ -32,8 +33,6 @@ from helpdesk.tickets.service import ApplyResult, already_decided
 from helpdesk.tickets.text import clean_text
 from helpdesk.web.auth import require_agent
 
-REPLIES = "/console/replies"
-APPROVALS = "/console/approvals"
 # Small forms: a title, a category, a body, the CSRF token, a button.
 MAX_FIELDS = 10
 # Notices after a redirect (``?done=``): only these texts are ever shown.
@@ -145,7 +144,11 @@ def _reply_form(
         "errors": errors or [],
         "placeholders": PLACEHOLDERS,
         "max_body": MAX_BODY,
-        "action": f"{REPLIES}/{reply_id}" if reply_id else f"{REPLIES}/new",
+        "action": (
+            _helpdesk(request).console_urls.reply(reply_id)
+            if reply_id
+            else _helpdesk(request).console_urls.new_reply()
+        ),
     }
     return _render(
         request, agent, "console/reply_form.html", context, section="templates", status=status
@@ -304,7 +307,7 @@ routes = [
     Route(APPROVALS, approvals_page, methods=["GET"]),
     Route(APPROVALS + "/{pending_id:int}/approve", approve, methods=["POST"]),
     Route(APPROVALS + "/{pending_id:int}/reject", reject, methods=["POST"]),
-    Route("/console/agents/{agent_id:int}/approval", set_approval, methods=["POST"]),
+    Route(AGENTS + "/{agent_id:int}/approval", set_approval, methods=["POST"]),
 ]
 
 __all__ = ["NOTICES", "routes", "ticket_context"]

@@ -5,10 +5,12 @@ and set who needs approval."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import httpx
 from starlette.applications import Starlette
 
+from faq.calendar import format_date
 from helpdesk.models import Outbox, PendingReply, PendingState, SavedReply, TicketEvent
 from helpdesk.replies.saved import SavedReplyIn
 from helpdesk.tickets import Actor, Channel, Reply
@@ -20,9 +22,13 @@ from tests.helpers import (
     soup,
     submit_inquiry,
     the_ticket,
+    today,
 )
 
-BODY = "{お客様名} 様\n\nご注文 {注文番号}(受付番号 {受付番号})の返品は {返品期限} までにご連絡ください。"
+BODY = (
+    "{お客様名} 様\n\nご注文 {注文番号}(受付番号 {受付番号})の返品は {返品期限} までに"
+    "ご連絡ください。"
+)
 
 
 def csrf(page: httpx.Response, selector: str = "form") -> str:
@@ -118,7 +124,8 @@ async def test_a_saved_reply_is_inserted_rendered_for_the_ticket_without_script(
 ) -> None:
     boss = await console_agent(app, "boss@interiorltd.jp", "店長", admin=True)
     saved = await app.state.helpdesk.saved_replies.save(SavedReplyIn("返品", BODY), by=boss)
-    created = await api_defect(client, app, arrived_on="2026-11-28")
+    arrived = today(app) - timedelta(days=2)
+    created = await api_defect(client, app, arrived_on=arrived.isoformat())
     reference = created["reference"]
     ticket = await the_ticket(app, reference)
     async with logged_in_client(app) as console:
@@ -126,7 +133,11 @@ async def test_a_saved_reply_is_inserted_rendered_for_the_ticket_without_script(
         picker = page.select_one("form.saved-reply-picker")
         assert picker["method"] == "get" and picker["action"] == f"/console/t/{reference}"
         option = picker.select_one(f"select[name=reply] option[value='{saved.id}']")
-        expected = f"山田 花子 様\n\nご注文 #1234(受付番号 {reference})の返品は 12月1日(火) までにご連絡ください。"
+        deadline = format_date(arrived + timedelta(days=3))  # 商品到着後、3日以内
+        expected = (
+            f"山田 花子 様\n\nご注文 #1234(受付番号 {reference})の返品は {deadline} までに"
+            "ご連絡ください。"
+        )
         assert option["data-text"] == expected  # for the script: inserted in place
         assert page.select_one("script[src='/static/saved-replies.js']") is not None
 
