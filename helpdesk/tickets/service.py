@@ -707,8 +707,9 @@ class TicketService:
 
         The reply of an agent who needs approval (``Agent.needs_approval``), from any
         channel, does not leave: it is stored as a ``PendingReply`` (with the status set
-        along with it, which the reply mail would tell) and ``held`` is set; the other
-        commands apply. ``approve`` later applies it through here (``approval``), once.
+        along with it, which the reply mail would tell) and ``awaiting_approval`` is set;
+        the other commands apply, and the admins are mailed. ``approve_reply`` later applies
+        it through here (``approval``, the ticket locked), once.
 
         Raises ``ValueError`` for a customer as the actor (customers write through
         ``add_customer_message``).
@@ -788,7 +789,8 @@ class TicketService:
         commands: Sequence[Command],
         submission_key: str | None,
     ) -> PendingReply:
-        """Keep the reply (and the status set with it) for an admin; tell a mailing agent."""
+        """Keep the reply (and the status set with it) for an admin; tell the admins, and
+        the author when they wrote by mail (in the console the ticket page shows it)."""
         reply = next(c for c in commands if isinstance(c, Reply))
         status = next((c.status for c in commands if isinstance(c, SetStatus)), None)
         assert actor.agent_id is not None

@@ -102,8 +102,9 @@ async def ticket_photo(request: Request) -> Response:
 
 
 async def agents_page(request: Request) -> Response:
-    """The admins' list of agents and the latest account events (read only: changes are
-    made with ``main.py agent ...``)."""
+    """The admins' list of agents and the latest account events. Accounts are changed with
+    ``main.py agent ...``; whether replies need approval is set here
+    (``helpdesk.web.replies.set_approval``)."""
     agent = await require_agent(request, admin=True)
     accounts = _helpdesk(request).accounts
     context = {
