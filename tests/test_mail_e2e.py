@@ -182,6 +182,11 @@ def test_every_mail_template_composes_text_and_html() -> None:
             },
             "last_day": "1月2日(土)",
         },
+        # A reply waiting for approval, and the admin who decided (approval_*).
+        "pending": SimpleNamespace(body="明日発送します <script>", edited=True, reason="敬語に"),
+        "by": SimpleNamespace(name="店長", email="boss@interiorltd.jp"),
+        "console_url": "http://testserver/console/t/HD-26-00001",
+        "approvals_url": "http://testserver/console/approvals",
     }
     # Partials (``_dead_mail``) are parts of the others, not mails.
     names = sorted(p.stem for p in (ROOT / "templates" / "mail").glob("[!_]*.txt"))
