@@ -102,7 +102,7 @@ async def ticket_context(request: Request, ticket: Ticket) -> dict[str, Any]:
     rendered = {s.id: helpdesk.saved_replies.render_for(s, ticket) for s in saved}
     chosen: SavedReply | None = None
     raw = request.query_params.get("reply", "")
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit() and len(raw) <= 12:  # never int() of "²" or 5000 digits
         chosen = next((s for s in saved if s.id == int(raw)), None)
     return {
         "saved_replies": saved,

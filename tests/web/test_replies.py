@@ -148,8 +148,11 @@ async def test_a_saved_reply_is_inserted_rendered_for_the_ticket_without_script(
         )
         selected = chosen.select_one("select[name=reply] option[selected]")
         assert selected["value"] == str(saved.id)
-        missing = soup(await console.get(f"/console/t/{reference}", params={"reply": 999}))
-        assert "見つかりません" in missing.select_one(".saved-replies .error-summary").get_text()
+        for wrong in ("999", "²", "1" * 5000, "x"):
+            missing = await console.get(f"/console/t/{reference}", params={"reply": wrong})
+            assert missing.status_code == 200, wrong
+            error = soup(missing).select_one(".saved-replies .error-summary")
+            assert "見つかりません" in error.get_text(), wrong
     assert app.state.helpdesk.saved_replies.render_for(saved, ticket) == expected
 
 
