@@ -76,8 +76,16 @@ def _notice(request: Request) -> str:
     return NOTICES.get(request.query_params.get("done", ""), "")
 
 
+# Row ids fit a 32-bit integer column: a larger number names nothing (and would overflow
+# the database's parameter instead of finding nothing).
+MAX_ID = 2**31 - 1
+
+
 def _id(request: Request, name: str) -> int:
+    """The id in the path; 404 for one no row can have."""
     value: int = request.path_params[name]
+    if not 0 < value <= MAX_ID:
+        raise HTTPException(404, "見つかりません。")
     return value
 
 
@@ -173,7 +181,7 @@ async def save_reply(request: Request) -> Response:
     """Create (``/console/replies/new``) or update (``/console/replies/{id}``)."""
     form = await _checked_form(request)
     agent = await require_agent(request, admin=True)
-    reply_id: int | None = request.path_params.get("reply_id")
+    reply_id = _id(request, "reply_id") if "reply_id" in request.path_params else None
     data = SavedReplyIn.from_form(form.get("title"), form.get("body"), form.get("category"))
     try:
         await _helpdesk(request).saved_replies.save(data, by=agent, reply_id=reply_id)

@@ -96,6 +96,10 @@ async def test_admins_create_edit_and_delete_saved_replies(app: Starlette) -> No
         )
         assert deleted.status_code == 303 and await rows(app, SavedReply) == []
         assert (await console.get(f"/console/replies/{saved.id}")).status_code == 404
+        huge = "9" * 30  # no row has it; never an overflow in the database
+        assert (await console.get(f"/console/replies/{huge}")).status_code == 404
+        gone = await console.post(f"/console/replies/{huge}/delete", data={"csrf_token": token})
+        assert gone.status_code == 404
     kinds = [
         e.kind for e in await rows(app, TicketEvent, TicketEvent.kind.startswith("saved_reply"))
     ]
