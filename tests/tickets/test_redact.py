@@ -173,6 +173,11 @@ def _context() -> dict[str, Any]:
             },
             "last_day": "1月2日(土)",
         },
+        # A reply waiting for approval and the admin who decided (the approval_* mails).
+        "pending": SimpleNamespace(body="明日発送いたします。", edited=False, reason=None),
+        "by": SimpleNamespace(name="店長", email="boss@interiorltd.jp"),
+        "console_url": AGENT_URL,
+        "approvals_url": "http://testserver/console/approvals",
     }
 
 
