@@ -202,6 +202,34 @@ def cmd_faq_gaps(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_insights_rollup(args: argparse.Namespace, settings: Settings) -> int:
+    """Roll up the closed days of the insights page ahead of its first view."""
+    from helpdesk.app import Helpdesk
+    from helpdesk.db import utcnow
+    from helpdesk.insights.rollup import roll_up_closed_days
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            policy = helpdesk.faq.policy
+            assert helpdesk.sessions is not None
+            rolled = await roll_up_closed_days(
+                helpdesk.sessions,
+                days=args.days,
+                now=utcnow(),
+                timezone=policy.timezone,
+                calendar=policy.support,
+                rebuild=args.rebuild,
+            )
+        finally:
+            await helpdesk.shutdown()
+        print(f"{rolled} days rolled up")
+        return 0
+
+    return asyncio.run(run())
+
+
 # sysexits.h: what an MTA pipe understands.
 EX_OK, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 0, 65, 75, 78
 
@@ -547,6 +575,16 @@ def build_parser() -> argparse.ArgumentParser:
     gaps = faq.add_parser("gaps", help="questions the FAQ could not answer with confidence")
     gaps.add_argument("--limit", type=int, default=50)
     gaps.set_defaults(func=cmd_faq_gaps)
+
+    insights = sub.add_parser("insights", help="the admins' insights page").add_subparsers(
+        dest="insights_command", required=True
+    )
+    rollup = insights.add_parser(
+        "rollup", help="roll up the closed days of the last N days (the page does it on demand)"
+    )
+    rollup.add_argument("--days", type=int, default=366)
+    rollup.add_argument("--rebuild", action="store_true", help="drop and compute those days again")
+    rollup.set_defaults(func=cmd_insights_rollup)
 
     mail = sub.add_parser("mail", help="e-mail").add_subparsers(dest="mail_command", required=True)
     ingest = mail.add_parser("ingest", help="read one message from standard input (MTA pipe)")

@@ -27,6 +27,7 @@ from helpdesk.agents import AgentAccounts, ConsoleUrls
 from helpdesk.agents.sessions import SessionCodec
 from helpdesk.clock import jst
 from helpdesk.faq_service import FaqService
+from helpdesk.insights.rollup import roll_up_periodically
 from helpdesk.mail.inbound import InboundProcessor
 from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
@@ -49,8 +50,9 @@ from helpdesk.security import (
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, auth, console, csat, pages
+from helpdesk.web import api_docs, auth, console, console_ticket, csat, pages
 from helpdesk.web import faq as faq_routes
+from helpdesk.web import insights as insights_routes
 from helpdesk.web import replies as reply_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
@@ -207,6 +209,15 @@ class Helpdesk:
             )
         )
 
+    def start_insights_rollup(self) -> None:
+        """Roll up the insights' closed days in the background (``serve``)."""
+        if self.sessions is None or self._faq is None:
+            return
+        faq = self._faq
+        self._background.append(
+            asyncio.create_task(roll_up_periodically(self.sessions, lambda: faq.policy))
+        )
+
     def mail_sender(self) -> OutboxSender:
         """The outbox sender: SMTP when a host is set, else .eml files under ``var/mail``."""
         settings = self.settings
@@ -307,6 +318,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         helpdesk.start_inbound_pass()
         await helpdesk.start_sender()
         helpdesk.start_photo_sweep()
+        helpdesk.start_insights_rollup()
         yield
         await helpdesk.shutdown()
 
@@ -357,6 +369,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *auth.routes,
         *console.routes,
         *reply_routes.routes,
+        *insights_routes.routes,
+        *console_ticket.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     https = settings.base_url.lower().startswith("https://")

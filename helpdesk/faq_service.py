@@ -15,7 +15,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -30,6 +30,7 @@ from faq.analysis import Analyzer
 from faq.markup import Paragraph, plain, render, render_answer, sections
 from faq.synonyms import SynonymError
 from helpdesk.db import as_utc, utcnow
+from helpdesk.insights.counters import DayCounts, add_counts
 from helpdesk.models import FaqFeedback, FaqGap
 from helpdesk.privacy import mask_personal_data
 from helpdesk.settings import Settings
@@ -97,6 +98,9 @@ class FaqService:
         # (query, confidence, best entry, when): masked and written by the gap writer.
         self._pending_gaps: list[tuple[str, float, str | None, datetime]] = []
         self._gap_wakeup = asyncio.Event()
+        # Questions asked and answered, forms with suggestions, per day in Japan: added to
+        # ``faq_daily`` with the gaps (insights).
+        self._counts: dict[date, DayCounts] = {}
 
     @classmethod
     def from_settings(
@@ -182,6 +186,9 @@ class FaqService:
         writer, and a customer should not wait for it.
         """
         answer = self.ask(query, now=now)
+        tally = self._today()
+        tally.asked += 1
+        tally.answered += answer.answered
         if not answer.answered or answer.confidence < GAP_CONFIDENCE:
             best = answer.hits[0].entry.id if answer.hits else None
             self._pending_gaps.append((query, answer.confidence, best, utcnow()))
@@ -189,14 +196,38 @@ class FaqService:
                 self._gap_wakeup.set()
         return answer
 
+    def _today(self) -> DayCounts:
+        day = self.policy.local(utcnow()).date()
+        tally = self._counts.get(day)
+        if tally is None:
+            tally = self._counts[day] = DayCounts()
+        return tally
+
+    def note_suggested(self) -> None:
+        """Count a ticket form on which FAQ answers were suggested (insights' deflection)."""
+        self._today().suggested += 1
+
     async def flush_gaps(self) -> int:
-        """Write the gaps noted so far, personal data masked; returns how many."""
+        """Write the gaps noted so far, personal data masked, and add the day's counts of
+        questions to ``faq_daily``; returns how many gaps. Counts that could not be
+        written are kept for the next flush."""
         pending, self._pending_gaps = self._pending_gaps, []
-        if pending:
-            rows = await asyncio.to_thread(_gap_rows, pending)  # masking is regex work
-            async with self.sessions() as session:
-                await session.execute(insert(FaqGap), rows)
-                await session.commit()
+        counts, self._counts = self._counts, {}
+        if pending or counts:
+            rows = await asyncio.to_thread(_gap_rows, pending) if pending else []
+            try:
+                async with self.sessions() as session:
+                    if rows:
+                        await session.execute(insert(FaqGap), rows)
+                    await add_counts(session, counts)
+                    await session.commit()
+            except Exception:
+                for day, tally in counts.items():
+                    kept = self._counts.setdefault(day, DayCounts())
+                    kept.asked += tally.asked
+                    kept.answered += tally.answered
+                    kept.suggested += tally.suggested
+                raise
         return len(pending)
 
     async def run_gap_writer(self, interval: float = GAP_FLUSH_SECONDS) -> None:

@@ -41,6 +41,8 @@ class FaqFeedback(SQLModel, table=True):
 # A query the bot could not answer with confidence, with personal data masked.
 class FaqGap(SQLModel, table=True):
     __tablename__ = "faq_gap"
+    # Insights read the gaps of a day (``helpdesk.insights.rollup``).
+    __table_args__ = (Index("ix_faq_gap_created_at", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     query: str = Field(max_length=500)
@@ -184,7 +186,14 @@ def _moment() -> Any:
 class Ticket(SQLModel, table=True):
     __tablename__ = "ticket"
     # The queue's "overdue" and "due today": tickets not answered yet, by due time.
-    __table_args__ = (Index("ix_ticket_first_reply", "first_replied_at", "first_reply_due_at"),)
+    __table_args__ = (
+        Index("ix_ticket_first_reply", "first_replied_at", "first_reply_due_at"),
+        # Insights: the tickets created in a day (and their kind), read from the index alone.
+        Index("ix_ticket_created_kind", "created_at", "kind"),
+        # Insights: how many are overdue now, read from the index alone, without visiting
+        # the tickets closed without a reply (spam, duplicates), which only grow.
+        Index("ix_ticket_awaiting", "status", "first_replied_at", "first_reply_due_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(max_length=32, unique=True, index=True)
@@ -215,8 +224,44 @@ class Ticket(SQLModel, table=True):
     first_reply_due_at: datetime | None = _moment()
     # When an agent's first reply to the customer was made (notes do not count).
     first_replied_at: datetime | None = _moment()
+    # Set when the ticket was merged into another (a duplicate): its messages, photos and
+    # history moved there; its customer's links and mail lead there.
+    merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
+
+
+class PresenceKind(StrEnum):
+    viewing = "viewing"  # has the ticket page open
+    typing = "typing"  # is writing a reply or a note on it
+
+
+# Who has a ticket open in the console (二重対応防止): one row per ticket and agent,
+# refreshed by the page while it stays open; rows older than a minute mean nothing.
+class TicketPresence(SQLModel, table=True):
+    __tablename__ = "ticket_presence"
+    __table_args__ = (UniqueConstraint("ticket_id", "agent_id", name="uq_ticket_presence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    agent_id: int = Field(foreign_key="agent.id")
+    kind: PresenceKind = Field(sa_type=StrEnumType(PresenceKind, 20))
+    last_seen: datetime = _created_at()
+
+
+# An agent's mailed reply held because another agent answered the customer meanwhile
+# (二重対応防止): the agent was mailed the other answer and confirms with ``#confirm``.
+# ``commands`` is the JSON of the held commands (``commands.to_data``).
+class HeldReply(SQLModel, table=True):
+    __tablename__ = "held_reply"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    agent_id: int = Field(foreign_key="agent.id")
+    commands: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _created_at()
+    # When it was sent after a confirmation, or set aside by a newer held reply.
+    released_at: datetime | None = _moment()
 
 
 # What was said on a ticket, by whom; notes stay internal.
@@ -292,6 +337,8 @@ class CsatResponse(SQLModel, table=True):
     __tablename__ = "csat_response"
     __table_args__ = (
         UniqueConstraint("ticket_id", "resolution", name="uq_csat_response_ticket_resolution"),
+        # Insights: CSAT per kind and agent over a range, read from the index alone.
+        Index("ix_csat_response_tally", "created_at", "kind", "agent_id", "rating"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -441,3 +488,69 @@ class PendingReply(SQLModel, table=True):
     # Why an admin rejected it, told to the agent.
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _created_at()
+
+
+# -- insights (helpdesk/insights) --------------------------------------------------------------
+
+
+# The FAQ's questions of one day in Japan, counted as they are asked (the questions
+# themselves are not kept, only the gaps are): cheap counters, added to in batches.
+class FaqDaily(SQLModel, table=True):
+    __tablename__ = "faq_daily"
+
+    day: date = Field(primary_key=True)
+    # Questions asked (FAQ pages, the chat, the search API; not the forms' suggestions).
+    asked: int = 0
+    # ... of which the bot answered with confidence.
+    answered: int = 0
+    # Ticket forms on which FAQ answers were suggested (counted once per form).
+    suggested: int = 0
+
+
+# A day (in Japan) whose rollups below are complete: closed days are computed once, by
+# ``helpdesk.insights.rollup`` (tickets are never deleted and never change kind, and the
+# facts counted, a creation and a first reply, belong to the day they happened).
+class InsightDay(SQLModel, table=True):
+    __tablename__ = "insight_day"
+
+    day: date = Field(primary_key=True)
+    rolled_at: datetime = _created_at()
+
+
+# Tickets of one day and kind: created that day, first replied that day.
+class InsightTickets(SQLModel, table=True):
+    __tablename__ = "insight_tickets"
+
+    day: date = Field(primary_key=True)
+    kind: str = Field(primary_key=True, max_length=20)
+    created: int = 0
+    # Created that day with FAQ answers suggested on the form, and sent all the same.
+    sent_after_suggestions: int = 0
+    # First replies made that day ...
+    replied: int = 0
+    # ... of which after their due time.
+    replied_late: int = 0
+
+
+# First replies of one day and kind by their time in business minutes (a histogram, see
+# ``helpdesk.insights.queries.minutes_bucket``): percentiles over any range of days.
+class InsightReplyTime(SQLModel, table=True):
+    __tablename__ = "insight_reply_time"
+
+    day: date = Field(primary_key=True)
+    kind: str = Field(primary_key=True, max_length=20)
+    minutes: int = Field(primary_key=True)
+    count: int = 0
+
+
+# Unanswered FAQ questions of one day, grouped by their normalized text.
+class InsightGap(SQLModel, table=True):
+    __tablename__ = "insight_gap"
+    # The range's counts of a few groups (today's), without reading every group's rows.
+    __table_args__ = (Index("ix_insight_gap_key_day", "key", "day", "count"),)
+
+    day: date = Field(primary_key=True)
+    key: str = Field(primary_key=True, max_length=200)
+    count: int = 0
+    # One of the questions as asked (masked), shown for the group.
+    sample: str = Field(max_length=500)

@@ -10,6 +10,7 @@ LOGOUT = "/console/logout"
 AGENTS = "/console/agents"
 REPLIES = "/console/replies"
 APPROVALS = "/console/approvals"
+INSIGHTS = "/console/insights"
 
 
 def safe_next(target: str | None) -> str:
@@ -50,6 +51,15 @@ class ConsoleUrls:
     def agents(self) -> str:
         """The admins' list of agents."""
         return AGENTS
+
+    def insights(self, params: dict[str, str] | None = None) -> str:
+        """The admins' insights page (``params``: its date range)."""
+        return f"{INSIGHTS}?{urlencode(params)}" if params else INSIGHTS
+
+    def insights_csv(self, table: str, params: dict[str, str] | None = None) -> str:
+        """One table of the insights page as CSV."""
+        path = f"{INSIGHTS}/{quote(table, safe='')}.csv"
+        return f"{path}?{urlencode(params)}" if params else path
 
     def password(self, token: str) -> str:
         """The one-time page where an agent sets a password."""

@@ -491,8 +491,16 @@ class InboundProcessor:
             ticket = await self.tickets.find(reference)
             if ticket is not None:
                 via = Via.agents_address if for_agents else Via.customer_address
-                return await self._with_customer(ticket, via)
-        return await self._thread_by_ids(mail) or await self._thread_by_subject(mail)
+                return await self._following_merges(await self._with_customer(ticket, via))
+        thread = await self._thread_by_ids(mail) or await self._thread_by_subject(mail)
+        return await self._following_merges(thread)
+
+    async def _following_merges(self, thread: Thread | None) -> Thread | None:
+        """A merged duplicate's mail goes on in the ticket it was merged into (the same
+        customer: only their duplicates are merged)."""
+        if thread is None or thread.ticket.merged_into_id is None:
+            return thread
+        return replace(thread, ticket=await self.tickets.following_merges(thread.ticket))
 
     async def _with_customer(self, ticket: Ticket, via: Via) -> Thread:
         async with self.sessions() as session:
@@ -581,13 +589,22 @@ class InboundProcessor:
             # Everything wrong is told at once, the lines' and the commands' alike.
             problems += await self.tickets.problems(ticket, parsed.commands)
         else:
+            # What the agent had seen: the mail of ours their reply answers (二重対応防止).
+            ids = [i for i in (mail.in_reply_to, *mail.references) if i]
             result = await self.tickets.apply(
                 ticket,
                 Actor.agent(agent, channel=Channel.mail),
                 parsed.commands,
                 submission_key=_mail_key(mail),
+                seen_at=await self.tickets.mail_seen_at(ticket, ids),
             )
             problems += result.problems
+            if result.held:
+                return Outcome(
+                    InboundStatus.processed,
+                    "ほかの対応と重なるため返信を保留し、担当者に確認を依頼しました",
+                    ticket.id,
+                )
         if problems:
             await self.tickets.queue_agent_error(agent, ticket, format_errors(problems))
             return Outcome(

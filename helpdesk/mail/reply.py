@@ -23,6 +23,8 @@ from helpdesk.tickets.commands import (
     AddNote,
     Assign,
     Command,
+    Confirm,
+    Merge,
     Reply,
     SetPriority,
     SetStatus,
@@ -74,6 +76,9 @@ _ASSIGN_NAMES = frozenset({"assign", "担当", "担当者"})
 _PRIORITY_NAMES = frozenset({"priority", "優先度"})
 _NOTE_NAMES = frozenset({"note", "メモ", "ノート", "内部メモ"})
 _ACCEPT_NAMES = frozenset({"accept", "承認", "受け入れ", "受入"})
+# The answer to a held reply's notice (二重対応防止): send it after all.
+_CONFIRM_NAMES = frozenset({"confirm", "送信確認", "確認済み", "送信"})
+_MERGE_NAMES = frozenset({"merge", "統合", "マージ"})
 
 # The words agents type (issue 8: 「#ステータス 完了済み」 was refused), the labels customers
 # read (「お客様のご返信待ち」) among them. Looked up after NFKC, case folding and without
@@ -233,6 +238,13 @@ def parse_reply(text: str) -> ParsedReply:
                 )
                 continue
             command = AcceptMessage(int(number[1]))
+        elif key in _CONFIRM_NAMES:
+            command = Confirm()
+        elif key in _MERGE_NAMES:
+            if not value:
+                fail(f"「{written}」には統合先のチケットの受付番号を指定してください。")
+                continue
+            command = Merge(value)
         elif key in _NOTE_NAMES:
             command = AddNote()  # its body is known once the whole reply is read
         else:

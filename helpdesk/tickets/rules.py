@@ -19,7 +19,7 @@ from helpdesk.models import TicketKind, TicketStatus
 from helpdesk.photos import StoredPhoto
 from helpdesk.replies.placeholders import unfilled
 from helpdesk.tickets.addresses import MAX_EMAIL, AddressError, is_email_address, normalize_address
-from helpdesk.tickets.commands import AddNote, Command, Reply
+from helpdesk.tickets.commands import AddNote, Command, Merge, Reply
 from helpdesk.tickets.labels import COMMAND_LABELS, INQUIRY_CATEGORIES, KIND_LABELS, PHOTO_FIELDS
 from helpdesk.tickets.text import clean_line, clean_text, looks_like_link
 
@@ -256,6 +256,10 @@ def command_problems(commands: Sequence[Command]) -> list[str]:
                 f"返信に未入力の箇所 {'、'.join(marks)} が残っています。"
                 "実際の内容に書き換えてから送信してください。"
             )
+    if Merge in kinds and len(commands) > 1:
+        problems.append("チケットの統合は、ほかの操作とは別に行ってください。")
+    if any(isinstance(c, Merge) and not c.into.strip() for c in commands):
+        problems.append("統合先のチケットの受付番号を入力してください。")
     return problems
 
 

@@ -8,10 +8,11 @@ queues its mail (``notify``) in that same transaction; commands arrive as data
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -27,9 +28,11 @@ from helpdesk.models import (
     Author,
     CsatResponse,
     Customer,
+    HeldReply,
     Message,
     PendingReply,
     PendingState,
+    PresenceKind,
     Ticket,
     TicketEvent,
     TicketStatus,
@@ -47,11 +50,16 @@ from helpdesk.tickets.commands import (
     Assign,
     Channel,
     Command,
+    Confirm,
+    Merge,
     Reply,
     SetPriority,
     SetStatus,
+    from_data,
+    to_data,
 )
 from helpdesk.tickets.csat import CsatService
+from helpdesk.tickets.labels import event_sentence
 from helpdesk.tickets.notify import AgentChange, Notifier
 from helpdesk.tickets.rules import (
     MAX_NAME,
@@ -71,6 +79,16 @@ CONFLICT = (
     "ページを開いたあとに、このお問い合わせは更新されています。"
     "最新の内容を確認してから、もう一度操作してください。"
 )
+# A reply refused because the ticket was answered meanwhile (二重対応防止).
+ANSWERED_MEANWHILE = (
+    "このページを開いたあとに、ほかの担当者の返信・対応またはお客様からのメッセージがありました。"
+    "二重の回答を防ぐため、返信はまだ送信していません。"
+)
+NOTHING_HELD = (
+    "確認を待っている返信はありません(すでに送信したか、新しい返信に置き換えられました)。"
+)
+# How long a page's presence (viewing or typing) counts after its last refresh.
+PRESENCE_SECONDS = 60
 # The body stored for a message that has none (a bare "#note").
 NO_BODY = "(本文なし)"
 # Origins of automatic mail (``Outbox.origin``) other than a client's address.
@@ -130,7 +148,11 @@ class ApplyResult:
 
     problems: tuple[str, ...] = ()
     duplicate: bool = False  # the same submission key was applied before: nothing done again
-    conflict: bool = False  # the ticket changed since ``expected_version``
+    conflict: bool = False  # the ticket changed since ``expected_version`` or ``seen_at``
+    # A reply refused (web) or held (mail) as a possible double answer: what came meanwhile.
+    meanwhile: tuple[Message, ...] = ()
+    changes: tuple[TicketEvent, ...] = ()  # and other agents' changes that matter
+    held: bool = False  # a mailed reply was held and its agent asked to confirm it
     # The reply waits for an admin's approval (its ``PendingReply`` id): nothing was sent.
     awaiting_approval: int | None = None
 
@@ -163,6 +185,14 @@ def version_of(ticket: Ticket) -> str:
     return as_utc(ticket.updated_at).isoformat()
 
 
+def seen_at_of(version: str) -> datetime | None:
+    """The moment a ``version_of`` names (when the agent saw the ticket); None if garbled."""
+    try:
+        return as_utc(datetime.fromisoformat(version))
+    except ValueError:
+        return None
+
+
 @dataclass(slots=True)
 class _Unit:
     """One ``apply``: the locked ticket and what the commands did so far."""
@@ -174,6 +204,7 @@ class _Unit:
     assignees: dict[str, Agent]
     held: dict[int, Message]
     old_status: str
+    merge_target: Ticket | None = None
     status_commanded: bool = False
     reply: str | None = None
     internal: bool = False
@@ -181,8 +212,14 @@ class _Unit:
     now: datetime = field(default_factory=utcnow)
 
     def event(self, kind: str, **data: Any) -> None:
+        # At the change's own time, as its messages and the ticket's version (``version_of``).
         store.add_event(
-            self.session, ticket_id=self.ticket.id, kind=kind, actor=self.actor.address, data=data
+            self.session,
+            ticket_id=self.ticket.id,
+            kind=kind,
+            actor=self.actor.address,
+            data=data,
+            created_at=self.now,
         )
 
     def message(self, author: Author, body: str) -> None:
@@ -191,6 +228,8 @@ class _Unit:
                 ticket_id=self.ticket.id,  # type: ignore[arg-type]
                 author=author,
                 author_name=self.actor.name,
+                # Who wrote it: another agent's reply is told apart from one's own.
+                sender=self.actor.address[:254],
                 body=body or NO_BODY,
                 submission_key=self.submission_key,
                 created_at=self.now,
@@ -247,6 +286,37 @@ async def _reply(unit: _Unit, command: Reply) -> None:
         unit.ticket.first_replied_at = unit.now
 
 
+async def _merge(unit: _Unit, command: Merge) -> None:
+    """Everything of this ticket moves to the target; this one is closed, pointing there
+    (its customer's link and mail replies lead there). The customer is not mailed."""
+    target = unit.merge_target
+    assert target is not None and target.id is not None and unit.ticket.id is not None
+    await store.move_ticket_contents(unit.session, source_id=unit.ticket.id, target_id=target.id)
+    store.add_event(
+        unit.session,
+        ticket_id=target.id,
+        kind="merged",
+        actor=unit.actor.address,
+        data={"from": unit.ticket.reference},
+        created_at=unit.now,
+    )
+    unit.event("merged_into", into=target.reference)
+    if unit.ticket.status != TicketStatus.closed:
+        unit.event("status_changed", old=unit.ticket.status, new=TicketStatus.closed)
+        unit.ticket.status = TicketStatus.closed
+    unit.ticket.merged_into_id = target.id
+    unit.internal = True  # nothing is mailed for a merge
+    target.updated_at = unit.now
+
+
+def _with_held(held: HeldReply, commands: Sequence[Command]) -> tuple[Command, ...]:
+    """The held reply's commands, each replaced by one of the same kind given with the
+    confirmation (a new text replaces the held one), and the confirmation's others."""
+    given = {type(command): command for command in commands if not isinstance(command, Confirm)}
+    kept = [c for c in from_data(json.loads(held.commands)) if type(c) not in given]
+    return (*kept, *given.values())
+
+
 # One handler per command, in the order they apply whatever order they came in: accepting
 # a held message (which may reopen), the assignment, the priority, the status, then the
 # message (which may depend on the status).
@@ -257,6 +327,7 @@ _HANDLERS: dict[type, Callable[[_Unit, Any], Awaitable[None]]] = {
     SetStatus: _set_status,
     AddNote: _add_note,
     Reply: _reply,
+    Merge: _merge,
 }
 _ORDER = {kind: index for index, kind in enumerate(_HANDLERS)}
 
@@ -370,6 +441,78 @@ class TicketService:
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 digest=digest,
                 internal=internal,
+            )
+
+    async def customer_tickets(self, ticket: Ticket) -> list[Ticket]:
+        """The same customer's other tickets, newest first."""
+        async with self.sessions() as session:
+            return await store.customer_tickets(
+                session,
+                customer_id=ticket.customer_id,
+                exclude=ticket.id,  # type: ignore[arg-type]
+            )
+
+    async def latest_survey(self, ticket: Ticket) -> CsatResponse | None:
+        async with self.sessions() as session:
+            return await store.latest_survey(session, ticket_id=ticket.id)  # type: ignore[arg-type]
+
+    async def following_merges(self, ticket: Ticket) -> Ticket:
+        """The ticket a merged duplicate now lives in; the ticket itself when not merged."""
+        if ticket.merged_into_id is None:
+            return ticket
+        async with self.sessions() as session:
+            return await store.merged_target(session, ticket=ticket)
+
+    async def messages_since(self, ticket: Ticket, seen_at: datetime | None) -> list[Message]:
+        """What a reply made after ``seen_at`` would answer over (see ``apply``)."""
+        async with self.sessions() as session:
+            return await store.answered_meanwhile(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                actor="",
+                since=seen_at,
+                unsent=False,
+            )
+
+    async def mail_seen_at(self, ticket: Ticket, ids: Sequence[str]) -> datetime | None:
+        """When our mail on this ticket that a reply answers (In-Reply-To, References) was
+        made: what the agent had seen of the ticket (``apply``'s ``seen_at``)."""
+        async with self.sessions() as session:
+            return await store.mail_sent_at(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                ids=ids,
+            )
+
+    # -- who has the ticket open (二重対応防止) -----------------------------------------------
+
+    async def see(
+        self, ticket: Ticket, agent: Agent, kind: PresenceKind = PresenceKind.viewing
+    ) -> list[tuple[Agent, PresenceKind, datetime]]:
+        """Record that ``agent`` has the ticket open (``kind``); the other agents seen on it
+        within ``PRESENCE_SECONDS``, with what they do and when they were last seen."""
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            await store.see_ticket(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                agent_id=agent.id,  # type: ignore[arg-type]
+                kind=kind,
+                now=now,
+            )
+            return await store.present(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                since=now - timedelta(seconds=PRESENCE_SECONDS),
+                exclude=agent.id,
+            )
+
+    async def leave(self, ticket: Ticket, agent: Agent) -> None:
+        async with self.sessions() as session, session.begin():
+            await store.leave_ticket(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                agent_id=agent.id,  # type: ignore[arg-type]
             )
 
     # -- a new ticket ----------------------------------------------------------------------
@@ -691,15 +834,16 @@ class TicketService:
         *,
         submission_key: str | None = None,
         expected_version: str | None = None,
+        seen_at: datetime | None = None,
         approval: _Approval | None = None,
     ) -> ApplyResult:
         """Apply an agent's commands in one transaction, with the ticket row locked.
 
         Everything is checked first: with any problem (Japanese, for the agent: every one
         found) nothing changes. Commands apply in a fixed order (accepting a held message,
-        assignment, priority, status, message), each leaving its event; then ``notify``
-        queues what the customer is told: a reply (mentioning a new status), or a short
-        status mail, or nothing for an internal note.
+        assignment, priority, status, message, merge), each leaving its event; then
+        ``notify`` queues what the customer is told: a reply (mentioning a new status), or a
+        short status mail, or nothing for an internal note or a merge.
 
         ``submission_key`` makes a repeat (the same mail delivered twice) a no-op with
         ``duplicate`` set. ``expected_version`` (``version_of`` the ticket the agent saw)
@@ -710,6 +854,15 @@ class TicketService:
         along with it, which the reply mail would tell) and ``awaiting_approval`` is set;
         the other commands apply, and the admins are mailed. ``approve_reply`` later applies
         it through here (``approval``, the ticket locked), once.
+
+        No double answer (二重対応防止): a ``Reply`` is not sent when, since ``seen_at``
+        (when the agent saw the ticket: the page's version, the notification a mail
+        answers), another agent replied or the customer wrote, nor (by mail, where the agent
+        cannot see it) while another agent's reply still waits in the outbox. In the
+        console the result has ``conflict`` and ``meanwhile`` (the page asks to confirm,
+        with a newer ``seen_at``); by mail the reply is held (``HeldReply``) and the agent
+        mailed what came meanwhile, to answer with ``#confirm`` (``Confirm``), which sends
+        the held reply (its text replaced by a reply given with it) unless yet more came.
 
         Raises ``ValueError`` for a customer as the actor (customers write through
         ``add_customer_message``).
@@ -724,8 +877,19 @@ class TicketService:
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
             assignees: dict[str, Agent] = {}
             held: dict[int, Message] = {}
+            unsent = actor.channel is Channel.mail
+            confirmed: HeldReply | None = None
+            if any(isinstance(command, Confirm) for command in commands):
+                confirmed = await self._held_for(session, current, actor)
+                if confirmed is None:
+                    return ApplyResult((NOTHING_HELD,))
+                commands = _with_held(confirmed, commands)
+                # Only what came after the agent was told of the other answer counts now.
+                seen_at, unsent = as_utc(confirmed.created_at), False
             problems = command_problems(commands)
             problems += await self._lookups(session, current, commands, assignees, held)
+            targets = await self._merge_targets(session, current, customer, commands)
+            problems += [problem for problem in targets if isinstance(problem, str)]
             if problems:
                 return ApplyResult(tuple(problems))
             if submission_key and (
@@ -735,6 +899,35 @@ class TicketService:
                 return ApplyResult(duplicate=True)  # the same mail delivered twice
             if expected_version is not None and version_of(current) != expected_version:
                 return ApplyResult((CONFLICT,), conflict=True)
+            if any(isinstance(command, Reply) for command in commands):
+                meanwhile = await store.answered_meanwhile(
+                    session,
+                    ticket_id=current.id,  # type: ignore[arg-type]
+                    actor=actor.address,
+                    since=seen_at,
+                    unsent=unsent,
+                )
+                changes = await store.changed_meanwhile(
+                    session,
+                    ticket_id=current.id,  # type: ignore[arg-type]
+                    actor=actor.address,
+                    since=seen_at,
+                )
+                if meanwhile or changes:
+                    if actor.channel is Channel.mail and actor.agent_id is not None:
+                        await self._hold(session, current, actor, commands, meanwhile, changes)
+                        return ApplyResult(
+                            conflict=True,
+                            held=True,
+                            meanwhile=tuple(meanwhile),
+                            changes=tuple(changes),
+                        )
+                    return ApplyResult(
+                        (ANSWERED_MEANWHILE,),
+                        conflict=True,
+                        meanwhile=tuple(meanwhile),
+                        changes=tuple(changes),
+                    )
             pending: PendingReply | None = None
             if approval is not None:
                 if problem := await self._take_approval(session, current, actor, approval):
@@ -747,6 +940,9 @@ class TicketService:
                 )
                 commands = tuple(c for c in commands if not isinstance(c, Reply | SetStatus))
             unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
+            unit.merge_target = next((t for t in targets if isinstance(t, Ticket)), None)
+            if confirmed is not None:
+                confirmed.released_at = unit.now
             for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
                 await _HANDLERS[type(command)](unit, command)
             survey: CsatResponse | None = None
@@ -770,7 +966,82 @@ class TicketService:
         ticket.status, ticket.priority = current.status, current.priority
         ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
         ticket.first_replied_at = current.first_replied_at
+        ticket.merged_into_id = current.merged_into_id
         return ApplyResult(awaiting_approval=pending.id if pending is not None else None)
+
+    @staticmethod
+    async def _held_for(session: AsyncSession, ticket: Ticket, actor: Actor) -> HeldReply | None:
+        if actor.agent_id is None:
+            return None
+        return await store.pending_held_reply(
+            session,
+            ticket_id=ticket.id,  # type: ignore[arg-type]
+            agent_id=actor.agent_id,
+        )
+
+    async def _hold(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        actor: Actor,
+        commands: Sequence[Command],
+        meanwhile: Sequence[Message],
+        changes: Sequence[TicketEvent],
+    ) -> None:
+        """Keep a mailed reply instead of sending it, and mail its agent what came
+        meanwhile; an earlier reply of theirs still held is replaced by this one."""
+        assert actor.agent_id is not None
+        now = utcnow()
+        earlier = await self._held_for(session, ticket, actor)
+        if earlier is not None:
+            earlier.released_at = now
+        session.add(
+            HeldReply(
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                agent_id=actor.agent_id,
+                commands=json.dumps(to_data(commands), ensure_ascii=False),
+                created_at=now,
+            )
+        )
+        store.add_event(session, ticket_id=ticket.id, kind="reply_held", actor=actor.address)
+        agent = await store.agent_by_id(session, agent_id=actor.agent_id)
+        assert agent is not None
+        reply = next((c.body for c in commands if isinstance(c, Reply)), "")
+        said = []
+        for event in changes:
+            by = await store.agent_by_email(session, email=event.actor)
+            said.append(event_sentence(event, who=by.name if by else event.actor))
+        await self.notify.reply_held(session, agent, ticket, meanwhile, reply, changes=said)
+
+    @staticmethod
+    async def _merge_targets(
+        session: AsyncSession, ticket: Ticket, customer: Customer, commands: Sequence[Command]
+    ) -> list[Ticket | str]:
+        """The locked target of a ``Merge``, or the problem with it (Japanese)."""
+        found: list[Ticket | str] = []
+        for command in commands:
+            if not isinstance(command, Merge) or not command.into.strip():
+                continue
+            reference = command.into.strip().upper()
+            target = await store.find_ticket(session, reference=reference)
+            if ticket.merged_into_id is not None:
+                found.append("このチケットは、すでに別のチケットに統合されています。")
+            elif target is None:
+                found.append(f"統合先のチケット「{command.into.strip()}」が見つかりません。")
+            elif target.id == ticket.id:
+                found.append("同じチケットには統合できません。統合先の受付番号を確かめてください。")
+            elif target.merged_into_id is not None:
+                found.append(
+                    f"統合先の {target.reference} は、すでに別のチケットに統合されています。"
+                )
+            elif target.customer_id != customer.id:
+                found.append(
+                    "お客様(メールアドレス)が異なるチケットには統合できません。"
+                    "統合できるのは、同じお客様の重複したお問い合わせだけです。"
+                )
+            else:
+                found.append(await store.lock_ticket(session, ticket_id=target.id))  # type: ignore[arg-type]
+        return found
 
     # -- approval before sending -----------------------------------------------------------
 

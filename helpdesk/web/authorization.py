@@ -50,6 +50,9 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/t/{reference}/submitted", "GET"): Access.customer,
     ("/t/{reference}/messages", "POST"): Access.customer,
     ("/t/{reference}/photos/{digest}", "GET"): Access.customer,
+    # The satisfaction survey: the signed link of the resolution mail (?e=&s=&v=).
+    ("/t/{reference}/csat/{resolution:int}", "GET"): Access.signed,
+    ("/t/{reference}/csat/{resolution:int}", "POST"): Access.signed,
     ("/api/tickets", "POST"): Access.api,
     # Agents: sign-in.
     ("/console/login", "GET"): Access.public,
@@ -60,6 +63,13 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     # Agents: the console.
     ("/console", "GET"): Access.agent,
     ("/console/t/{reference}", "GET"): Access.agent,
+    ("/console/t/{reference}/reply", "POST"): Access.agent,
+    ("/console/t/{reference}/note", "POST"): Access.agent,
+    ("/console/t/{reference}/status", "POST"): Access.agent,
+    ("/console/t/{reference}/priority", "POST"): Access.agent,
+    ("/console/t/{reference}/assign", "POST"): Access.agent,
+    ("/console/t/{reference}/merge", "POST"): Access.agent,
+    ("/console/t/{reference}/presence", "POST"): Access.agent,
     ("/console/t/{reference}/photos/{digest}", "GET"): Access.agent,
     ("/console/agents", "GET"): Access.admin,
     ("/console/agents/{agent_id:int}/approval", "POST"): Access.admin,
@@ -74,6 +84,8 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/console/approvals", "GET"): Access.admin,
     ("/console/approvals/{pending_id:int}/approve", "POST"): Access.admin,
     ("/console/approvals/{pending_id:int}/reject", "POST"): Access.admin,
+    ("/console/insights", "GET"): Access.admin,
+    ("/console/insights/{table}.csv", "GET"): Access.admin,
     # Links of older agents' mails (issue 7, #19): to the console, behind its login.
     ("/agent/t/{reference}", "GET"): Access.redirect,
     ("/agent/t/{reference}/photos/{digest}", "GET"): Access.redirect,

@@ -1,8 +1,9 @@
 """The agents' console: the queue, a ticket, its photos and (for admins) the agents.
 
 Every handler starts with ``require_agent`` (``helpdesk.web.auth``). The queue is a plain
-list of the newest tickets for now; the console's queue and search, and the actions on the
-ticket page, are built on these pages and the layout ``templates/console/base.html``.
+list of the newest tickets for now; the console's queue and search are built on these pages
+and the layout ``templates/console/base.html``. The ticket page and its actions are
+``helpdesk.web.console_ticket``.
 
 The capability links of older notification mails (``/agent/t/{reference}?key=...``) lead
 here: they redirect to the ticket in the console (the key dropped, never checked), which
@@ -34,12 +35,21 @@ def _helpdesk(request: Request) -> Any:
 
 
 def render(
-    request: Request, agent: Agent, template: str, context: dict[str, Any], *, section: str = ""
+    request: Request,
+    agent: Agent,
+    template: str,
+    context: dict[str, Any],
+    *,
+    section: str = "",
+    status_code: int = 200,
 ) -> Response:
     """A console page: ``agent`` and the nav ``section`` ("queue", "agents" ...) go to the
     layout with the page's own context."""
     return _helpdesk(request).templates.TemplateResponse(
-        request, template, {"agent": agent, "section": section, **context}
+        request,
+        template,
+        {"agent": agent, "section": section, **context},
+        status_code=status_code,
     )
 
 
@@ -63,26 +73,6 @@ async def _ticket(request: Request) -> Ticket:
     if ticket is None:
         raise HTTPException(404, TICKET_NOT_FOUND)
     return ticket
-
-
-async def ticket_page(request: Request) -> Response:
-    """The agents' view of a ticket: every message (notes and held ones too) and history."""
-    agent = await require_agent(request)
-    helpdesk = _helpdesk(request)
-    ticket = await _ticket(request)
-    customer, assignee, events = await helpdesk.tickets.details(ticket)
-    context = {
-        "ticket": ticket,
-        "customer": customer,
-        "assignee": assignee,
-        "events": events,
-        "urls": helpdesk.tickets.urls,
-        "conversation": await helpdesk.tickets.conversation(ticket, internal=True),
-        "status_label": status_label(ticket.status),
-        "policy": helpdesk.faq.policy,
-    }
-    context |= await replies.ticket_context(request, ticket)  # saved replies, approvals
-    return render(request, agent, "console/ticket.html", context, section="queue")
 
 
 async def ticket_photo(request: Request) -> Response:
@@ -129,7 +119,6 @@ async def legacy_photo(request: Request) -> Response:
 
 routes = [
     Route(CONSOLE, queue, methods=["GET"]),
-    Route("/console/t/{reference}", ticket_page, methods=["GET"]),
     Route("/console/t/{reference}/photos/{digest}", ticket_photo, methods=["GET"]),
     Route(AGENTS, agents_page, methods=["GET"]),
     Route("/agent/t/{reference}", legacy_ticket, methods=["GET"]),

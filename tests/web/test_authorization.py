@@ -21,12 +21,12 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
 from helpdesk.app import CSRF_EXEMPT
-from helpdesk.models import AgentRole, Attachment
+from helpdesk.models import AgentRole, Attachment, Outbox, TicketStatus
 from helpdesk.replies.saved import SavedReplyIn
 from helpdesk.security import SAFE_METHODS
-from helpdesk.tickets import Actor, Channel, Reply
+from helpdesk.tickets import Actor, Channel, Reply, SetStatus
 from helpdesk.web.authorization import ROUTE_ACCESS, Access
-from tests.helpers import api_defect, csrf_token, logged_in_client, rows, the_ticket
+from tests.helpers import add_agent, api_defect, csrf_token, logged_in_client, rows, the_ticket
 
 CROSS_SITE = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
 
@@ -81,6 +81,8 @@ class World:
     kept_sig: str
     password_token: str
     customer_name: str
+    csat_path: str
+    csat_params: dict[str, str]
 
     def path(self, template: str) -> str:
         return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: self.values[m[1]], template)
@@ -101,6 +103,17 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
         ticket, Actor.agent(agent, channel=Channel.web), [Reply("確認いたします。")]
     )
     assert held.awaiting_approval is not None
+    # Another ticket, resolved, whose customer mail carries the survey's signed links (the
+    # first one's customer writes again during the walk, which reopens it).
+    surveyed = await the_ticket(app, (await api_defect(client, app))["reference"])
+    resolver = await add_agent(app)
+    resolved = await helpdesk.tickets.apply(
+        surveyed, Actor.agent(resolver, channel="web"), [SetStatus(TicketStatus.resolved)]
+    )
+    assert resolved.ok, resolved.problems
+    mails = await rows(app, Outbox, Outbox.ticket_id == surveyed.id)
+    [link] = [found for m in mails if (found := re.search(r"/csat/1\?(\S+)", m.text))]
+    csat_params = dict(pair.split("=", 1) for pair in link[1].split("&"))
     return World(
         values={
             "reference": ticket.reference,
@@ -111,11 +124,14 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
             "pending_id": str(held.awaiting_approval),
             "agent_id": str(agent.id),
             "resolution": "1",
+            "table": "daily",
         },
         token=helpdesk.tickets.access.access_token(ticket),
         kept_sig=helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest),
         password_token=password_token,
         customer_name=ticket.customer_name,
+        csat_path=f"/t/{surveyed.reference}/csat/1",
+        csat_params=csat_params,
     )
 
 
@@ -186,6 +202,9 @@ async def test_every_rule_holds(
             if "{token}" in template:
                 wrong, right = path.replace(world.password_token, "forged"), path
                 params: dict[str, str] = {}
+            elif "/csat/" in template:
+                wrong = right = world.csat_path
+                params = world.csat_params
             else:
                 wrong, right, params = path, path, {"sig": world.kept_sig}
             assert (await request(client, method, wrong)).status_code == 404, where
@@ -205,10 +224,13 @@ async def test_every_rule_holds(
                 assert allowed.status_code == (200 if method == "GET" else 303), where
             elif method == "GET":
                 assert agent.status_code == 200, where
-            else:  # logout
+            elif template == "/console/logout":
                 assert agent.status_code == 303 and not sent_to_login(
                     await agent_client.get("/console/login")
                 ), where
+            else:  # the ticket page's actions: let in, then done (303) or told what is wrong
+                assert agent.status_code in (200, 303, 409, 422), where
+                assert not sent_to_login(agent), where
         elif rule is Access.redirect:
             response = await client.get(path, params={"key": "anything"})
             assert response.status_code == 303, where
@@ -249,6 +271,8 @@ async def test_every_unsafe_route_refuses_cross_site_requests_and_missing_tokens
     for template, method in unsafe:
         path = world.path(template)
         params = {"token": world.token}
+        if "/csat/" in template:  # a valid survey link: only the CSRF token is missing
+            path, params = world.csat_path, world.csat_params
         # Multipart, the body a cross-site form can send without asking the browser.
         files = {"nothing": ("", b"")}
         cross = await admin_client.request(
