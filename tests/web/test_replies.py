@@ -291,3 +291,41 @@ async def test_admins_set_who_needs_approval_on_the_agents_page(app: Starlette) 
             data={"csrf_token": csrf(page, "form.logout"), "needs_approval": "0"},
         )
         assert refused.status_code == 403
+
+
+async def test_inserting_without_script_fills_the_reply_box_and_the_reply_waits(
+    app: Starlette,
+) -> None:
+    """The whole way in the console: ?reply=ID puts the rendered text in the reply box; an
+    agent who needs approval sends it, and it waits (nothing to the customer), saying so."""
+    owner = await console_agent(app, "owner@interiorltd.jp", "オーナー", admin=True)
+    saved = await app.state.helpdesk.saved_replies.save(SavedReplyIn("お詫び", BODY), by=owner)
+    ticket = await submit_inquiry(app)
+    async with logged_in_client(app) as console:  # 田中
+        [tanaka] = [a for a in await app.state.helpdesk.accounts.agents() if a.name == "田中"]
+        await app.state.helpdesk.accounts.set_needs_approval(tanaka.id, True, by=owner)
+        page = soup(await console.get(f"/console/t/{ticket.reference}", params={"reply": saved.id}))
+        box = page.select_one("form.reply-form textarea[name=body]")
+        text = box.get_text()
+        assert text.startswith("山田 花子 様") and "【要入力: 注文番号】" in text
+        # Sent with the marker left: refused, the text kept for the agent to finish.
+        fields = {
+            str(f["name"]): str(f.get("value", ""))
+            for f in page.select("form.reply-form input[type=hidden]")
+        }
+        url = f"/console/t/{ticket.reference}/reply"
+        refused = await console.post(url, data={**fields, "body": text})
+        assert refused.status_code == 422
+        assert "【要入力: 注文番号】" in soup(refused).select_one(".error-summary").get_text()
+        finished = text.replace("【要入力: 注文番号】", "#1234").replace(
+            "【要入力: 返品期限】", "12月4日(金)"
+        )
+        sent = await console.post(url, data={**fields, "body": finished})
+        assert sent.status_code == 303, sent.text
+        after = soup(await console.get(sent.headers["location"]))
+        assert "承認待ち" in after.select_one(".notice").get_text()
+        state = after.select_one(".approval-reply .approval-state").get_text()
+        assert "承認待ち(お客様にはまだ送信していません)" in state
+    assert await customer_replies(app) == []
+    [pending] = await rows(app, PendingReply)
+    assert pending.body == finished and pending.channel == "web"
