@@ -345,6 +345,7 @@ async def test_admins_see_the_agents_and_agents_do_not(
         "キュー",
         "テンプレート",
         "承認待ち",
+        "分析",
         "設定",
     ]
     agents = soup(await client.get("/console/agents"))
