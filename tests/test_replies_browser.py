@@ -128,6 +128,9 @@ def test_saved_replies_and_approval_in_a_browser(server) -> None:  # type: ignor
             ".notice[role=status]", has_text="「発送のご案内」を返信欄に挿入しました"
         )
         notice.wait_for()
+        box = page.input_value("form.reply-form textarea[name=body]")
+        assert box.startswith("山田 花子 様") and f"{reference} の商品は" in box
+        assert "{" not in box  # every placeholder filled in
         assert "承認待ち" in page.inner_text(".approval-replies")
         page.screenshot(path=str(SCREENSHOTS / "saved-reply-inserted.png"), full_page=True)
 
