@@ -304,3 +304,22 @@ async def test_setting_who_needs_approval_is_for_admins_and_audited(app: Starlet
     await accounts.set_needs_approval(agent.id, False, by=boss)  # unchanged: no event
     kinds = [e.kind for e in await accounts.events() if e.kind.startswith("agent_approval")]
     assert kinds == ["agent_approval_lifted", "agent_approval_required"]
+
+
+async def test_a_merged_ticket_takes_its_waiting_replies_along(app: Starlette) -> None:
+    from helpdesk.tickets.commands import Merge
+
+    tickets = app.state.helpdesk.tickets
+    agent, boss = await part_timer(app), await admin(app)
+    kept = await submit_inquiry(app)
+    duplicate = await submit_inquiry(app, description="まだ届きません(2回目)")
+    held = await tickets.apply(duplicate, Actor.agent(agent, channel=Channel.web), [Reply(ANSWER)])
+    merged = await tickets.apply(
+        duplicate, Actor.agent(boss, channel=Channel.web), [Merge(kept.reference)]
+    )
+    assert merged.ok, merged.problems
+    [pending] = await rows(app, PendingReply)
+    assert pending.ticket_id == kept.id
+    assert (await tickets.approve_reply(held.awaiting_approval, boss)).ok
+    [mail] = await to_customer(app)
+    assert mail.ticket_id == kept.id and f"[{kept.reference}]" in mail.subject

@@ -596,8 +596,9 @@ async def merged_target(session: AsyncSession, *, ticket: Ticket, limit: int = 1
 
 
 async def move_ticket_contents(session: AsyncSession, *, source_id: int, target_id: int) -> None:
-    """Move a ticket's messages, photos and history onto another ticket."""
-    for model in (Message, Attachment, TicketEvent):
+    """Move a ticket's messages, photos, history and replies awaiting approval (or decided)
+    onto another ticket: an approval sends on the ticket that holds the conversation."""
+    for model in (Message, Attachment, TicketEvent, PendingReply):
         await session.execute(
             update(model).where(col(model.ticket_id) == source_id).values(ticket_id=target_id)
         )
