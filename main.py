@@ -549,6 +549,17 @@ def cmd_ticket_revoke_link(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_accounts_run(settings, action))
 
 
+def cmd_ticket_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild the tickets' search index (every document, or only missing ones)."""
+
+    async def action(helpdesk: Any) -> int:
+        done = await helpdesk.tickets.backfill_search(everything=not args.missing)
+        print(f"{done} tickets indexed for search")
+        return 0
+
+    return asyncio.run(_accounts_run(settings, action))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="madoguchi helpdesk")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -655,6 +666,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("reference", help="HD-26-00042")
     revoke.set_defaults(func=cmd_ticket_revoke_link)
+    reindex = ticket.add_parser("reindex", help="rebuild the tickets' full-text search index")
+    reindex.add_argument(
+        "--missing", action="store_true", help="only tickets without a search document"
+    )
+    reindex.set_defaults(func=cmd_ticket_reindex)
     return parser
 
 

@@ -189,6 +189,8 @@ class Helpdesk:
         self._session_codec = SessionCodec(self.settings.ensure_secret_key())
         # Tickets made before the support calendar was set get their first-reply due time.
         await self._tickets.backfill_first_reply_due()
+        # Tickets made before the search index existed get their search document.
+        await self._tickets.backfill_search()
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
         self._background.append(asyncio.create_task(self._faq.watch_data()))
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)

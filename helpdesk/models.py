@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -182,6 +183,11 @@ def _moment() -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
+# The statuses of unfinished tickets, as SQL: the queue's condition and its partial index
+# must be written alike (a database uses a partial index only for the very same condition).
+ACTIVE_STATUS_SQL = "status IN ('new', 'open', 'pending')"
+
+
 # One case: a return, a defect, an exchange or an inquiry.
 class Ticket(SQLModel, table=True):
     __tablename__ = "ticket"
@@ -193,6 +199,19 @@ class Ticket(SQLModel, table=True):
         # Insights: how many are overdue now, read from the index alone, without visiting
         # the tickets closed without a reply (spam, duplicates), which only grow.
         Index("ix_ticket_awaiting", "status", "first_replied_at", "first_reply_due_at"),
+        # The console's queue: by status, oldest first (keyset pagination on created_at, id).
+        Index("ix_ticket_queue", "status", "created_at", "id"),
+        Index("ix_ticket_created", "created_at", "id"),
+        # The default queue (new, open, pending): a partial index, so that the oldest
+        # unfinished tickets are found without stepping over the finished ones before them.
+        Index(
+            "ix_ticket_active",
+            "created_at",
+            "id",
+            sqlite_where=text(ACTIVE_STATUS_SQL),
+            postgresql_where=text(ACTIVE_STATUS_SQL),
+        ),
+        Index("ix_ticket_assignee_queue", "assignee_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -227,6 +246,13 @@ class Ticket(SQLModel, table=True):
     # Set when the ticket was merged into another (a duplicate): its messages, photos and
     # history moved there; its customer's links and mail lead there.
     merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
+    # The customer's latest verified message and the agents' latest reply: the queue's
+    # "waiting on the customer" and "customer replied" compare them.
+    last_customer_at: datetime | None = _moment()
+    last_replied_at: datetime | None = _moment()
+    # Marked as spam by an agent: hidden from the queue; its sender's later mail is kept
+    # but opens no ticket and sends no mail (``TicketService``, ``helpdesk.mail.inbound``).
+    spam: bool = Field(default=False, index=True, sa_column_kwargs={"server_default": false()})
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
 

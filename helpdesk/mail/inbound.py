@@ -83,6 +83,7 @@ RETRY_DELAYS = (
 RECORD_RETRIES = (0.2, 1.0, 3.0)
 # The forms' limit on a description, applied to mail too.
 MAX_MAIL_TEXT = 5000
+SPAM_SENDER = "迷惑メールに指定された差出人のため、チケットにしません(メールは保存しています)"
 PARKED = (
     "処理中に停止したため自動では処理しません({attempts}回目の処理が途中で止まりました)。"
     "内容を確認し、処理してよければ main.py mail reprocess {id} を実行してください。"
@@ -441,6 +442,9 @@ class InboundProcessor:
         if thread is None:
             if automatic:
                 return Outcome(InboundStatus.ignored, "自動送信のメールのため、チケットにしません")
+            if await self.tickets.is_spam_sender(mail.from_address):
+                # Kept here (raw, with its outcome) for agents; no ticket, no mail.
+                return Outcome(InboundStatus.ignored, SPAM_SENDER)
             if len(mail.text) > MAX_MAIL_TEXT:
                 mail = replace(mail, text=mail.text[:MAX_MAIL_TEXT] + "\n(以下省略)")
             return await self._new_inquiry(mail, run)

@@ -53,6 +53,14 @@ class AcceptMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkSpam:
+    """Mark the ticket as spam (``spam`` True) or not: a spam ticket leaves the queue, and
+    its sender's later mail is kept but opens no ticket and sends no mail."""
+
+    spam: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Merge:
     """Merge this ticket (a duplicate) into the ticket ``into`` (its reference): its
     messages, photos and history move there, and its customer's links lead there."""
@@ -66,11 +74,23 @@ class Confirm:
     other answer. A ``Reply`` given with it replaces the held reply's text."""
 
 
-Command = AcceptMessage | SetStatus | Assign | SetPriority | AddNote | Reply | Merge | Confirm
+Command = (
+    AcceptMessage | SetStatus | Assign | SetPriority | MarkSpam | AddNote | Reply | Merge | Confirm
+)
 
 _COMMAND_TYPES: dict[str, type] = {
     kind.__name__: kind
-    for kind in (AcceptMessage, SetStatus, Assign, SetPriority, AddNote, Reply, Merge, Confirm)
+    for kind in (
+        AcceptMessage,
+        SetStatus,
+        Assign,
+        SetPriority,
+        MarkSpam,
+        AddNote,
+        Reply,
+        Merge,
+        Confirm,
+    )
 }
 
 

@@ -25,6 +25,7 @@ from helpdesk.tickets.commands import (
     AddNote,
     Assign,
     Confirm,
+    MarkSpam,
     Merge,
     Reply,
     SetPriority,
@@ -81,6 +82,23 @@ STATUS_LABELS: dict[str, str] = {
     TicketStatus.resolved: "解決済み",
     TicketStatus.closed: "完了",
 }
+# The console's queue: its choices and filters (``helpdesk.tickets.queue``).
+QUEUE_ACTIVE_LABEL = "未完了(受付済み・対応中・ご返信待ち)"
+QUEUE_ALL_LABEL = "すべて"
+QUEUE_ASSIGNEE_LABELS: dict[str, str] = {"mine": "自分", "unassigned": "未割り当て"}
+QUEUE_FLAG_LABELS: dict[str, str] = {
+    "late": "返品期限を過ぎた申請",
+    "waiting": "お客様の返信待ち",
+    "replied": "お客様から返信あり",
+    "overdue": "初回返信の期限超過",
+    "due_today": "本日が初回返信の期限",
+    "spam": "迷惑メールのみ",
+}
+QUEUE_FLAG_HINTS: dict[str, str] = {
+    "waiting": "担当者の返信のあと、お客様からまだ返信がないもの",
+    "replied": "担当者の返信のあとに、お客様から返信が届いたもの",
+    "spam": "迷惑メールに指定したチケットは、これを選んだときだけ表示されます",
+}
 # The two answers of the satisfaction survey, as the mail's links and the page say them.
 CSAT_LABELS: dict[str, str] = {
     CsatRating.good: "良かった",
@@ -133,6 +151,7 @@ COMMAND_LABELS: dict[type, str] = {
     SetStatus: "ステータスの変更",
     Assign: "担当者の割り当て",
     SetPriority: "優先度の変更",
+    MarkSpam: "迷惑メールの指定",
     AddNote: "社内メモ",
     Reply: "お客様への返信",
     Merge: "チケットの統合",
@@ -230,7 +249,11 @@ _EVENT_SENTENCES: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
         f"{mail_label(d.get('mail'))}を送りませんでした("
         f"{SUPPRESSED_REASONS.get(d.get('reason') or '', '自動送信メールの上限に達したため')})。"
     ),
-    "customer_message": lambda who, d: "お客様からメッセージが届きました。",
+    "customer_message": lambda who, d: (
+        "迷惑メールに指定した送信者からメッセージが届きました(通知なし)。"
+        if d.get("spam")
+        else "お客様からメッセージが届きました。"
+    ),
     "message_held": lambda who, d: (
         f"{who}からのメッセージ(番号 {d.get('message')})を未確認として保留しました"
         f"({trust_label(d.get('trust') or '')})。"
@@ -304,6 +327,12 @@ _EVENT_SENTENCES: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
     ),
     "agent_approval_lifted": lambda who, d: (
         f"{who}が {d.get('agent')} の返信を、承認なしで送信できる設定にしました。"
+    ),
+    "marked_spam": lambda who, d: f"{who}がこのチケットを迷惑メールに指定しました。",
+    "unmarked_spam": lambda who, d: f"{who}が迷惑メールの指定を解除しました。",
+    "spam_sender": lambda who, d: (
+        "迷惑メールに指定された送信者からのお問い合わせのため、迷惑メールとして受け付け、"
+        "通知は送りませんでした。"
     ),
 }
 EVENT_KINDS = frozenset(_EVENT_SENTENCES)

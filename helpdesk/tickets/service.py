@@ -7,6 +7,7 @@ queues its mail (``notify``) in that same transaction; commands arrive as data
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -39,7 +40,7 @@ from helpdesk.models import (
     Trust,
 )
 from helpdesk.photos import StoredPhoto
-from helpdesk.tickets import redact, store
+from helpdesk.tickets import queue, redact, search, store
 from helpdesk.tickets.access import Signer, TicketAccess
 from helpdesk.tickets.addresses import AddressError, normalize_address
 from helpdesk.tickets.commands import (
@@ -51,6 +52,7 @@ from helpdesk.tickets.commands import (
     Channel,
     Command,
     Confirm,
+    MarkSpam,
     Merge,
     Reply,
     SetPriority,
@@ -262,6 +264,12 @@ async def _set_priority(unit: _Unit, command: SetPriority) -> None:
         unit.ticket.priority = command.priority
 
 
+async def _mark_spam(unit: _Unit, command: MarkSpam) -> None:
+    if command.spam != unit.ticket.spam:
+        unit.event("marked_spam" if command.spam else "unmarked_spam")
+        unit.ticket.spam = command.spam
+
+
 async def _set_status(unit: _Unit, command: SetStatus) -> None:
     unit.status_commanded = True
     if command.status != unit.ticket.status:
@@ -282,6 +290,7 @@ async def _reply(unit: _Unit, command: Reply) -> None:
     unit.reply = command.body
     unit.message(Author.agent, command.body)
     unit.event("agent_reply")
+    unit.ticket.last_replied_at = unit.now
     if unit.ticket.first_replied_at is None:
         unit.ticket.first_replied_at = unit.now
 
@@ -307,6 +316,11 @@ async def _merge(unit: _Unit, command: Merge) -> None:
     unit.ticket.merged_into_id = target.id
     unit.internal = True  # nothing is mailed for a merge
     target.updated_at = unit.now
+    # The queue's "waiting on the customer" and "customer replied" see the moved messages.
+    for name in ("last_customer_at", "last_replied_at"):
+        moved, kept = getattr(unit.ticket, name), getattr(target, name)
+        if moved is not None and (kept is None or as_utc(moved) > as_utc(kept)):
+            setattr(target, name, moved)
 
 
 def _with_held(held: HeldReply, commands: Sequence[Command]) -> tuple[Command, ...]:
@@ -324,6 +338,7 @@ _HANDLERS: dict[type, Callable[[_Unit, Any], Awaitable[None]]] = {
     AcceptMessage: _accept,
     Assign: _assign,
     SetPriority: _set_priority,
+    MarkSpam: _mark_spam,
     SetStatus: _set_status,
     AddNote: _add_note,
     Reply: _reply,
@@ -388,6 +403,27 @@ class TicketService:
                 .limit(limit)
             )
             return [(ticket, agent) for ticket, agent in found.all()]
+
+    async def queue(
+        self, filters: queue.QueueFilter, *, agent: Agent, now: datetime | None = None
+    ) -> queue.QueuePage:
+        """One page of the console's queue (``helpdesk.tickets.queue``), searched by
+        ``filters.q`` when given."""
+        terms = await search.query_terms_async(filters.q) if filters.q else []
+        async with self.sessions() as session:
+            return await queue.queue_page(
+                session, filters=filters, agent_id=agent.id, now=now or utcnow(), terms=terms
+            )
+
+    async def agents(self) -> list[Agent]:
+        """Agents who may be assigned (neither disabled nor removed), by name."""
+        async with self.sessions() as session:
+            found = await session.execute(
+                select(Agent)
+                .where(col(Agent.disabled_at).is_(None), col(Agent.removed_at).is_(None))
+                .order_by(col(Agent.name), col(Agent.id))
+            )
+            return list(found.scalars().all())
 
     async def details(self, ticket: Ticket) -> tuple[Customer, Agent | None, list[TicketEvent]]:
         async with self.sessions() as session:
@@ -627,10 +663,15 @@ class TicketService:
     ) -> Ticket:
         now = utcnow()
         system = Actor.system().address
+        body = first_message(submission)
+        terms = await search.text_terms_async(submission.name, subject, body)
         async with self.sessions() as session, session.begin():
             customer = await store.customer_for(
                 session, email=submission.email, name=submission.name
             )
+            # A sender an agent marked as spam: the ticket is kept, hidden as spam, and
+            # nobody is mailed (mail from them opens none: ``helpdesk.mail.inbound``).
+            spam = await store.sender_is_spam(session, email=customer.email)
             ticket = Ticket(
                 reference=f"pending-{secrets.token_hex(8)}",
                 token_nonce=secrets.token_urlsafe(16),
@@ -646,6 +687,8 @@ class TicketService:
                 category=submission.category,
                 subject=(subject or subject_for(submission))[:200],
                 first_reply_due_at=self.policy.first_reply_due(now),
+                last_customer_at=now,
+                spam=spam,
                 created_at=now,
                 updated_at=now,
             )
@@ -657,7 +700,7 @@ class TicketService:
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 author=Author.customer,
                 author_name=submission.name,
-                body=first_message(submission),
+                body=body,
                 sender=submission.email if mail_id else None,
                 mail_id=mail_id,
                 created_at=now,
@@ -670,6 +713,14 @@ class TicketService:
                 message_id=message.id,
                 photos=photos,
             )
+            terms |= search.identifier_terms(
+                reference=ticket.reference,
+                order_number=ticket.order_number,
+                email=customer.email,
+                name=ticket.customer_name,
+            )
+            index = await search.session_index(session)
+            await index.replace(session, ticket_id=ticket.id, terms=terms)  # type: ignore[arg-type]
 
             def event(kind: str, actor: str, **data: Any) -> None:
                 store.add_event(session, ticket_id=ticket.id, kind=kind, actor=actor, data=data)
@@ -682,6 +733,9 @@ class TicketService:
             for kind, ids in (deflection or {}).items():
                 if ids:
                     event(f"deflection_{kind}", system, ids=ids)
+            if spam:
+                event("spam_sender", system)
+                return ticket
             if confirm and unsendable:
                 # Kept for the agents, but nothing is mailed to an address we do not accept.
                 event("mail_suppressed", system, to=submission.email, reason="invalid_address")
@@ -773,10 +827,13 @@ class TicketService:
         mail_id: str | None,
     ) -> Message:
         now = utcnow()
+        terms = await search.text_terms_async(body)
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
             verified = trust is Trust.verified
+            index = await search.session_index(session)
+            await index.add(session, ticket_id=current.id, terms=terms)  # type: ignore[arg-type]
             message = Message(
                 ticket_id=current.id,  # type: ignore[arg-type]
                 author=Author.customer,
@@ -807,10 +864,16 @@ class TicketService:
                 data=(
                     ({} if verified else {"message": message.id, "trust": trust})
                     | ({"client": client} if client else {})
+                    | ({"spam": True} if current.spam else {})
                 ),
             )
-            await self.notify.customer_wrote(session, current, customer, message, attachments)
-            if current.status in REOPENED_BY_CUSTOMER and verified:
+            if verified:
+                current.last_customer_at = now
+            if not current.spam:
+                # On a spam ticket the message is kept, but nobody is told and nothing
+                # reopens (an agent may unmark the ticket).
+                await self.notify.customer_wrote(session, current, customer, message, attachments)
+            if current.status in REOPENED_BY_CUSTOMER and verified and not current.spam:
                 store.add_event(
                     session,
                     ticket_id=current.id,
@@ -872,6 +935,9 @@ class TicketService:
         if submission_key:
             submission_key = message_key(ticket.id, submission_key)  # type: ignore[arg-type]
         commands = tuple(commands)
+        terms = await search.text_terms_async(
+            *(c.body for c in commands if isinstance(c, Reply | AddNote))
+        )
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
@@ -945,6 +1011,9 @@ class TicketService:
                 confirmed.released_at = unit.now
             for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
                 await _HANDLERS[type(command)](unit, command)
+            if terms:
+                index = await search.session_index(session)
+                await index.add(session, ticket_id=current.id, terms=terms)  # type: ignore[arg-type]
             survey: CsatResponse | None = None
             if unit.resolved:
                 # Credited to the assignee, else to the agent who resolved it.
@@ -963,10 +1032,14 @@ class TicketService:
             if survey is not None:
                 survey.mailed = mail is not None
             current.updated_at = unit.now
+        if unit.merge_target is not None:
+            # The moved messages become searchable under the ticket they joined.
+            await self.reindex(unit.merge_target.id)  # type: ignore[arg-type]
         ticket.status, ticket.priority = current.status, current.priority
         ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
         ticket.first_replied_at = current.first_replied_at
         ticket.merged_into_id = current.merged_into_id
+        ticket.last_replied_at, ticket.spam = current.last_replied_at, current.spam
         return ApplyResult(awaiting_approval=pending.id if pending is not None else None)
 
     @staticmethod
@@ -1287,6 +1360,43 @@ class TicketService:
                 return done
             after_id = found[-1][0]
 
+    # -- the search index --------------------------------------------------------------------
+
+    async def reindex(self, ticket_id: int) -> None:
+        """Rebuild the ticket's search document from what it holds now (after a merge
+        moved messages, or to repair it)."""
+        async with self.sessions() as session:
+            document = await search.ticket_document(session, ticket_id=ticket_id)
+        terms = await asyncio.to_thread(search.document_terms, document)
+        async with self.sessions() as session, session.begin():
+            await store.lock_ticket(session, ticket_id=ticket_id)
+            index = await search.session_index(session)
+            await index.replace(session, ticket_id=ticket_id, terms=terms)
+
+    async def backfill_search(self, *, everything: bool = False) -> int:
+        """Give every ticket without a search document one (tickets made before the index
+        existed), or rebuild every document (``everything``); how many were written."""
+        done, after_id = 0, 0
+        while True:
+            async with self.sessions() as session:
+                if everything:
+                    found = await session.execute(
+                        select(col(Ticket.id))
+                        .where(col(Ticket.id) > after_id)
+                        .order_by(col(Ticket.id))
+                        .limit(BACKFILL_BATCH)
+                    )
+                    ids = [i for i in found.scalars().all() if i is not None]
+                else:
+                    index = await search.session_index(session)
+                    ids = await index.unindexed(session, after_id=after_id, limit=BACKFILL_BATCH)
+            for ticket_id in ids:
+                await self.reindex(ticket_id)
+            done += len(ids)
+            if len(ids) < BACKFILL_BATCH:
+                return done
+            after_id = ids[-1]
+
     # -- agents ----------------------------------------------------------------------------
 
     async def add_agent(self, email: str, name: str) -> Agent:
@@ -1304,6 +1414,11 @@ class TicketService:
             else:
                 agent.name = name.strip() or agent.name
         return agent
+
+    async def is_spam_sender(self, email: str) -> bool:
+        """Whether an agent marked a ticket of this address as spam (and did not unmark it)."""
+        async with self.sessions() as session:
+            return await store.sender_is_spam(session, email=email)
 
     async def agent_by_email(self, email: str) -> Agent | None:
         """The active agent with this address: a disabled or removed agent acts no more

@@ -205,6 +205,20 @@ async def set_first_reply_due(session: AsyncSession, *, dues: Mapping[int, datet
         )
 
 
+# -- spam ----------------------------------------------------------------------------------------
+
+
+async def sender_is_spam(session: AsyncSession, *, email: str) -> bool:
+    """Whether a ticket of this address is marked as spam (unmarking it clears this)."""
+    found = await session.execute(
+        select(col(Ticket.id))
+        .join(Customer, col(Customer.id) == col(Ticket.customer_id))
+        .where(col(Customer.email) == email.strip().lower(), col(Ticket.spam))
+        .limit(1)
+    )
+    return found.first() is not None
+
+
 # -- people ------------------------------------------------------------------------------------
 
 

@@ -71,6 +71,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/console/t/{reference}/merge", "POST"): Access.agent,
     ("/console/t/{reference}/presence", "POST"): Access.agent,
     ("/console/t/{reference}/photos/{digest}", "GET"): Access.agent,
+    ("/console/t/{reference}/spam", "POST"): Access.agent,
     ("/console/agents", "GET"): Access.admin,
     ("/console/agents/{agent_id:int}/approval", "POST"): Access.admin,
     # Saved replies: every agent reads them, admins change them.

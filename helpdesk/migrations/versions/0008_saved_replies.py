@@ -5,7 +5,7 @@
   0006), kept until an admin approves or rejects them; never in the outbox before.
 
 Revision ID: 0008_replies
-Revises: 0008_ticketpage (re-chained after merging main; was 0007)
+Revises: 0008_queue (re-chained after merging main; was 0007)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0008_replies"
-down_revision = "0008_ticketpage"
+down_revision = "0008_queue"
 branch_labels = None
 depends_on = None
 
