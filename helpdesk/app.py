@@ -37,6 +37,7 @@ from helpdesk.privacy.erasure import Erasure
 from helpdesk.privacy.purge import Progress, PurgeReport, purge
 from helpdesk.privacy.requests import PrivacyRequests
 from helpdesk.privacy.retention import Retention, load_retention
+from helpdesk.replies.saved import SavedReplies
 from helpdesk.security import (
     BodySizeLimitMiddleware,
     ClientAddressMiddleware,
@@ -66,6 +67,7 @@ from helpdesk.web import (
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import insights as insights_routes
 from helpdesk.web import privacy as privacy_routes
+from helpdesk.web import replies as reply_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
 
@@ -127,6 +129,7 @@ class Helpdesk:
         self._faq: FaqService | None = None
         self._tickets: TicketService | None = None
         self._accounts: AgentAccounts | None = None
+        self._saved_replies: SavedReplies | None = None
         self._session_codec: SessionCodec | None = None
         self._erasure: Erasure | None = None
         self._privacy: PrivacyRequests | None = None
@@ -182,6 +185,13 @@ class Helpdesk:
         return load_retention(self.settings.data_dir / "shop.toml")
 
     @property
+    def saved_replies(self) -> SavedReplies:
+        """Saved replies (テンプレート): admins' changes, rendering for a ticket."""
+        if self._saved_replies is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._saved_replies
+
+    @property
     def session_codec(self) -> SessionCodec:
         """Signs and reads the agents' session cookies."""
         if self._session_codec is None:
@@ -213,6 +223,7 @@ class Helpdesk:
             automatic_mail_address_limit=self.settings.automatic_mail_address_limit,
         )
         self._accounts = AgentAccounts(self.sessions)
+        self._saved_replies = SavedReplies(self.sessions, policy=lambda: faq.policy)
         self._session_codec = SessionCodec(self.settings.ensure_secret_key())
         self._erasure = Erasure(
             self.sessions,
@@ -456,6 +467,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api_docs.routes,
         *auth.routes,
         *console.routes,
+        *reply_routes.routes,
         *insights_routes.routes,
         *console_ticket.routes,
         *kb_console.routes,

@@ -510,6 +510,56 @@ class InboundMail(SQLModel, table=True):
     received_at: datetime = _created_at()
 
 
+# -- replies: saved replies and approval ----------------------------------------------------
+
+
+# A saved reply (テンプレート): text agents insert in the reply box, with placeholders such as
+# {お客様名} filled in from the ticket (``helpdesk.replies.placeholders``). Admins edit them.
+class SavedReply(SQLModel, table=True):
+    __tablename__ = "saved_reply"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=100, unique=True)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    category: str | None = Field(default=None, max_length=40)
+    # The address of the agent who saved it last.
+    updated_by: str = Field(max_length=254)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+
+
+class PendingState(StrEnum):
+    pending = "pending"  # waiting for an admin
+    approved = "approved"  # sent (through ``TicketService.apply``)
+    rejected = "rejected"  # never sent
+
+
+# A reply of an agent who needs approval (``Agent.needs_approval``): kept here, not sent and
+# not shown to the customer, until an admin approves (perhaps edited) or rejects it.
+class PendingReply(SQLModel, table=True):
+    __tablename__ = "pending_reply"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    agent_id: int = Field(foreign_key="agent.id", index=True)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    # The status the agent set with the reply: it waits with it (the reply mail says it).
+    status: TicketStatus | None = Field(default=None, sa_type=StrEnumType(TicketStatus, 20))
+    channel: str = Field(max_length=20)
+    state: PendingState = Field(
+        default=PendingState.pending, sa_type=StrEnumType(PendingState, 20), index=True
+    )
+    # The mail's submission key (``service.message_key``): the same mail twice waits once.
+    submission_key: str | None = Field(default=None, max_length=250, unique=True)
+    decided_by: str | None = Field(default=None, max_length=254)
+    decided_at: datetime | None = _moment()
+    # Approved with the admin's edits (the message sent holds the text as sent).
+    edited: bool = False
+    # Why an admin rejected it, told to the agent.
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _created_at()
+
+
 # -- insights (helpdesk/insights) --------------------------------------------------------------
 
 

@@ -215,6 +215,11 @@ def test_every_mail_template_composes_text_and_html() -> None:
         "warn_days": 7,
         "deletion_days": 30,
         "privacy_url": "http://testserver/console/privacy",
+        # A reply waiting for approval, and the admin who decided (approval_*).
+        "pending": SimpleNamespace(body="明日発送します <script>", edited=True, reason="敬語に"),
+        "by": SimpleNamespace(name="店長", email="boss@interiorltd.jp"),
+        "console_url": "http://testserver/console/t/HD-26-00001",
+        "approvals_url": "http://testserver/console/approvals",
     }
     # Partials (``_dead_mail``) are parts of the others, not mails.
     names = sorted(p.stem for p in (ROOT / "templates" / "mail").glob("[!_]*.txt"))

@@ -3,7 +3,8 @@
 Every change is one transaction and leaves an event in the audit trail (``TicketEvent``
 with no ticket): ``agent_added``, ``agent_role_changed``, ``agent_password_link``,
 ``agent_password_set``, ``agent_login``, ``agent_login_failed``, ``agent_logout``,
-``agent_disabled``, ``agent_enabled``, ``agent_removed`` (and ``unassigned`` on each ticket
+``agent_disabled``, ``agent_enabled``, ``agent_removed``, ``agent_approval_required``,
+``agent_approval_lifted`` (and ``unassigned`` on each ticket
 a removed agent held). The actor is who acted (an agent's address, or ``main.py`` for the
 command line); the data names the agent concerned and, for logins, the client address.
 No password, hash or token is ever recorded.
@@ -243,6 +244,26 @@ class AgentAccounts:
             agent.password_token_expires_at = None
             agent.session_version += 1
         return agent, [ticket.reference for ticket in tickets]
+
+    async def set_needs_approval(self, agent_id: int, required: bool, *, by: Agent) -> Agent:
+        """Whether the agent's replies wait for an admin's approval before they leave
+        (``TicketService.apply`` holds them). Audited (``agent_approval_required`` or
+        ``agent_approval_lifted``) when it changes.
+
+        Raises:
+            AccountError: ``by`` is not an admin, or no agent has this id.
+        """
+        if not by.is_admin:
+            raise AccountError("承認の設定を変更できるのは管理者だけです。")
+        async with self.sessions() as session, session.begin():
+            agent = await session.get(Agent, agent_id, with_for_update=True)
+            if agent is None:
+                raise AccountError("この担当者は見つかりません。")
+            if agent.needs_approval != required:
+                agent.needs_approval = required
+                kind = "agent_approval_required" if required else "agent_approval_lifted"
+                self._event(session, kind, by.email, agent=agent.email)
+        return agent
 
     # -- the one-time link ------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ CONSOLE = "/console"
 LOGIN = "/console/login"
 LOGOUT = "/console/logout"
 AGENTS = "/console/agents"
+REPLIES = "/console/replies"
+APPROVALS = "/console/approvals"
 INSIGHTS = "/console/insights"
 FAQ = "/console/faq"
 
@@ -108,3 +110,36 @@ class ConsoleUrls:
 
     def faq_draft_from_ticket(self, reference: str) -> str:
         return f"{self.ticket(reference)}/faq-draft"
+
+    # -- saved replies and approvals (helpdesk.web.replies) ----------------------------------
+
+    def replies(self) -> str:
+        """The saved replies (テンプレート)."""
+        return REPLIES
+
+    def new_reply(self) -> str:
+        return f"{REPLIES}/new"
+
+    def reply(self, reply_id: int) -> str:
+        """A saved reply's edit page (and its form's target)."""
+        return f"{REPLIES}/{int(reply_id)}"
+
+    def delete_reply(self, reply_id: int) -> str:
+        return f"{self.reply(reply_id)}/delete"
+
+    def approvals(self) -> str:
+        """The admins' list of replies waiting for approval."""
+        return APPROVALS
+
+    def approvals_url(self) -> str:
+        return self.absolute(APPROVALS)
+
+    def approve(self, pending_id: int) -> str:
+        return f"{APPROVALS}/{int(pending_id)}/approve"
+
+    def reject(self, pending_id: int) -> str:
+        return f"{APPROVALS}/{int(pending_id)}/reject"
+
+    def agent_approval(self, agent_id: int) -> str:
+        """Where an admin sets whether the agent's replies need approval."""
+        return f"{AGENTS}/{int(agent_id)}/approval"

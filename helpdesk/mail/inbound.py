@@ -636,6 +636,8 @@ class InboundProcessor:
             )
         note = any(isinstance(command, AddNote) for command in parsed.commands)
         done = "社内メモを追加しました" if note else "担当者の返信を処理しました"
+        if not parsed.errors and result.awaiting_approval is not None:
+            done = "担当者の返信を承認待ちにしました(お客様には未送信)"
         return Outcome(InboundStatus.processed, done, ticket.id)
 
     async def _new_inquiry(self, mail: ParsedMail, run: _Run) -> Outcome:

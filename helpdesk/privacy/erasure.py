@@ -51,6 +51,7 @@ from helpdesk.models import (
     InboundMail,
     Message,
     Outbox,
+    PendingReply,
     PrivacyRequest,
     PrivacyRequestKind,
     PrivacyRequestState,
@@ -484,6 +485,8 @@ async def erase_tickets(
     messages = await session.execute(delete(Message).where(col(Message.ticket_id).in_(ids)))
     # Agents' mailed replies held (二重対応防止): their text was written to this customer.
     await session.execute(delete(HeldReply).where(col(HeldReply.ticket_id).in_(ids)))
+    # Replies waiting for an admin's approval (sent or not): written to this customer.
+    await session.execute(delete(PendingReply).where(col(PendingReply.ticket_id).in_(ids)))
     outbox = await session.execute(delete(Outbox).where(col(Outbox.ticket_id).in_(ids)))
     inbound = await session.execute(delete(InboundMail).where(col(InboundMail.ticket_id).in_(ids)))
     await session.execute(

@@ -301,6 +301,33 @@ _EVENT_SENTENCES: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
     ),
     "merged": lambda who, d: f"{who}がチケット {d.get('from')} をこのチケットに統合しました。",
     "merged_into": lambda who, d: f"{who}がこのチケットを {d.get('into')} に統合しました。",
+    # Approval before sending (helpdesk.tickets.service: approve_reply, reject_reply).
+    "reply_awaiting_approval": lambda who, d: (
+        f"{who}の返信を、管理者の承認待ちにしました(お客様にはまだ送信していません)。"
+    ),
+    "reply_approved": lambda who, d: (
+        f"{who}が {d.get('author')} の返信を{'修正して' if d.get('edited') else ''}"
+        "承認し、お客様に送信しました。"
+    ),
+    "reply_rejected": lambda who, d: (
+        f"{who}が {d.get('author')} の返信を差し戻しました(お客様には送信していません)。"
+    ),
+    # Saved replies and who needs approval (no ticket: the account events' list).
+    "saved_reply_created": lambda who, d: (
+        f"{who}がテンプレート「{d.get('title')}」を作成しました。"
+    ),
+    "saved_reply_updated": lambda who, d: (
+        f"{who}がテンプレート「{d.get('title')}」を変更しました。"
+    ),
+    "saved_reply_deleted": lambda who, d: (
+        f"{who}がテンプレート「{d.get('title')}」を削除しました。"
+    ),
+    "agent_approval_required": lambda who, d: (
+        f"{who}が {d.get('agent')} の返信を、管理者の承認が必要な設定にしました。"
+    ),
+    "agent_approval_lifted": lambda who, d: (
+        f"{who}が {d.get('agent')} の返信を、承認なしで送信できる設定にしました。"
+    ),
     "marked_spam": lambda who, d: f"{who}がこのチケットを迷惑メールに指定しました。",
     "unmarked_spam": lambda who, d: f"{who}が迷惑メールの指定を解除しました。",
     "spam_sender": lambda who, d: (

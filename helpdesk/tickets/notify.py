@@ -275,6 +275,25 @@ class Notifier:
             problems=problems,
         )
 
+    async def agent_notice(
+        self, session: AsyncSession, agent: Agent | None, ticket: Ticket, kind: str, **context: Any
+    ) -> None:
+        """Tell an agent about their own work on ``ticket`` (``templates/mail/{kind}.txt``):
+        a reply held for approval, then approved or rejected. Only to an active agent."""
+        if agent is None or not agent.active:
+            return
+        await self._queue(
+            session,
+            ticket=ticket,
+            kind=kind,
+            to=agent.email,
+            reply_to=self.access.reply_address(ticket, agents=True),
+            agent=agent,
+            console_url=self.urls.agent_url(ticket),
+            approvals_url=self.urls.console.approvals_url(),
+            **context,
+        )
+
     async def reply_held(
         self,
         session: AsyncSession,

@@ -17,6 +17,7 @@ from typing import Any
 from faq import ShopPolicy
 from helpdesk.models import TicketKind, TicketStatus
 from helpdesk.photos import StoredPhoto
+from helpdesk.replies.placeholders import unfilled
 from helpdesk.tickets.addresses import MAX_EMAIL, AddressError, is_email_address, normalize_address
 from helpdesk.tickets.commands import AddNote, Command, Merge, Reply
 from helpdesk.tickets.labels import COMMAND_LABELS, INQUIRY_CATEGORIES, KIND_LABELS, PHOTO_FIELDS
@@ -249,6 +250,12 @@ def command_problems(commands: Sequence[Command]) -> list[str]:
         problems.append("お客様への返信と社内メモは、別々に送ってください。")
     if any(isinstance(c, Reply) and not c.body.strip() for c in commands):
         problems.append("お客様への返信の本文を入力してください。")
+    for command in commands:
+        if isinstance(command, Reply) and (marks := unfilled(command.body)):
+            problems.append(
+                f"返信に未入力の箇所 {'、'.join(marks)} が残っています。"
+                "実際の内容に書き換えてから送信してください。"
+            )
     if Merge in kinds and len(commands) > 1:
         problems.append("チケットの統合は、ほかの操作とは別に行ってください。")
     if any(isinstance(c, Merge) and not c.into.strip() for c in commands):

@@ -31,6 +31,8 @@ from helpdesk.models import (
     Customer,
     HeldReply,
     Message,
+    PendingReply,
+    PendingState,
     PresenceKind,
     Ticket,
     TicketEvent,
@@ -166,10 +168,31 @@ class ApplyResult:
     meanwhile: tuple[Message, ...] = ()
     changes: tuple[TicketEvent, ...] = ()  # and other agents' changes that matter
     held: bool = False  # a mailed reply was held and its agent asked to confirm it
+    # The reply waits for an admin's approval (its ``PendingReply`` id): nothing was sent.
+    awaiting_approval: int | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+PENDING_NOT_FOUND = "この承認待ちの返信は見つかりません。"
+APPROVERS_ONLY = "返信を承認・差し戻しできるのは管理者だけです。"
+OWN_REPLY = "ご自身の返信は承認・差し戻しできません。ほかの管理者に依頼してください。"
+
+
+def already_decided(state: PendingState) -> str:
+    done = "承認して送信" if state is PendingState.approved else "差し戻し"
+    return f"この返信はすでに{done}されています。"
+
+
+@dataclass(frozen=True, slots=True)
+class _Approval:
+    """``apply`` sends a held reply: ``by`` (an admin) approved it, perhaps ``edited``."""
+
+    pending_id: int
+    by: Agent
+    edited: bool
 
 
 def version_of(ticket: Ticket) -> str:
@@ -906,6 +929,7 @@ class TicketService:
         submission_key: str | None = None,
         expected_version: str | None = None,
         seen_at: datetime | None = None,
+        approval: _Approval | None = None,
     ) -> ApplyResult:
         """Apply an agent's commands in one transaction, with the ticket row locked.
 
@@ -918,6 +942,12 @@ class TicketService:
         ``submission_key`` makes a repeat (the same mail delivered twice) a no-op with
         ``duplicate`` set. ``expected_version`` (``version_of`` the ticket the agent saw)
         refuses the change with ``conflict`` set when the ticket changed since.
+
+        The reply of an agent who needs approval (``Agent.needs_approval``), from any
+        channel, does not leave: it is stored as a ``PendingReply`` (with the status set
+        along with it, which the reply mail would tell) and ``awaiting_approval`` is set;
+        the other commands apply, and the admins are mailed. ``approve_reply`` later applies
+        it through here (``approval``, the ticket locked), once.
 
         No double answer (二重対応防止): a ``Reply`` is not sent when, since ``seen_at``
         (when the agent saw the ticket: the page's version, the notification a mail
@@ -959,7 +989,10 @@ class TicketService:
             problems += [problem for problem in targets if isinstance(problem, str)]
             if problems:
                 return ApplyResult(tuple(problems))
-            if submission_key and await store.message_key_used(session, key=submission_key):
+            if submission_key and (
+                await store.message_key_used(session, key=submission_key)
+                or await store.pending_key_used(session, key=submission_key)
+            ):
                 return ApplyResult(duplicate=True)  # the same mail delivered twice
             if expected_version is not None and version_of(current) != expected_version:
                 return ApplyResult((CONFLICT,), conflict=True)
@@ -992,6 +1025,17 @@ class TicketService:
                         meanwhile=tuple(meanwhile),
                         changes=tuple(changes),
                     )
+            pending: PendingReply | None = None
+            if approval is not None:
+                if problem := await self._take_approval(session, current, actor, approval):
+                    return ApplyResult((problem,))
+            elif any(isinstance(c, Reply) for c in commands) and await self._needs_approval(
+                session, actor
+            ):
+                pending = await self._hold_for_approval(
+                    session, current, actor, commands, submission_key
+                )
+                commands = tuple(c for c in commands if not isinstance(c, Reply | SetStatus))
             unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
             unit.merge_target = next((t for t in targets if isinstance(t, Ticket)), None)
             if confirmed is not None:
@@ -1027,7 +1071,7 @@ class TicketService:
         ticket.first_replied_at = current.first_replied_at
         ticket.merged_into_id = current.merged_into_id
         ticket.last_replied_at, ticket.spam = current.last_replied_at, current.spam
-        return ApplyResult()
+        return ApplyResult(awaiting_approval=pending.id if pending is not None else None)
 
     @staticmethod
     async def _held_for(session: AsyncSession, ticket: Ticket, actor: Actor) -> HeldReply | None:
@@ -1102,6 +1146,172 @@ class TicketService:
             else:
                 found.append(await store.lock_ticket(session, ticket_id=target.id))  # type: ignore[arg-type]
         return found
+
+    # -- approval before sending -----------------------------------------------------------
+
+    @staticmethod
+    async def _needs_approval(session: AsyncSession, actor: Actor) -> bool:
+        if actor.role is not ActorRole.agent or actor.agent_id is None:
+            return False
+        agent = await store.agent_by_id(session, agent_id=actor.agent_id)
+        return agent is not None and agent.needs_approval
+
+    async def _hold_for_approval(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        actor: Actor,
+        commands: Sequence[Command],
+        submission_key: str | None,
+    ) -> PendingReply:
+        """Keep the reply (and the status set with it) for an admin; tell the admins, and
+        the author when they wrote by mail (in the console the ticket page shows it)."""
+        reply = next(c for c in commands if isinstance(c, Reply))
+        status = next((c.status for c in commands if isinstance(c, SetStatus)), None)
+        assert actor.agent_id is not None
+        pending = PendingReply(
+            ticket_id=ticket.id,  # type: ignore[arg-type]
+            agent_id=actor.agent_id,
+            body=reply.body,
+            status=status,
+            channel=actor.channel,
+            submission_key=submission_key,
+        )
+        session.add(pending)
+        await session.flush()
+        store.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="reply_awaiting_approval",
+            actor=actor.address,
+            data={"pending": pending.id, "channel": actor.channel},
+        )
+        author = await store.agent_by_id(session, agent_id=actor.agent_id)
+        if actor.channel is Channel.mail:  # the console shows it on the ticket page
+            await self.notify.agent_notice(
+                session, author, ticket, "approval_waiting", pending=pending
+            )
+        for admin in await store.active_admins(session):
+            if admin.id != actor.agent_id:
+                await self.notify.agent_notice(
+                    session, admin, ticket, "approval_requested", pending=pending, by=author
+                )
+        return pending
+
+    async def _take_approval(
+        self, session: AsyncSession, ticket: Ticket, actor: Actor, approval: _Approval
+    ) -> str | None:
+        """Mark the held reply approved (the ticket is locked: one approval wins); the
+        problem instead when it is not waiting any more."""
+        pending = await session.get(PendingReply, approval.pending_id, with_for_update=True)
+        if pending is None or pending.ticket_id != ticket.id:
+            return PENDING_NOT_FOUND
+        if pending.state is not PendingState.pending:
+            return already_decided(pending.state)
+        pending.state, pending.edited = PendingState.approved, approval.edited
+        pending.decided_by, pending.decided_at = approval.by.email, utcnow()
+        store.add_event(
+            session,
+            ticket_id=ticket.id,
+            kind="reply_approved",
+            actor=approval.by.email,
+            data={"pending": pending.id, "author": actor.address, "edited": approval.edited},
+        )
+        author = await store.agent_by_id(session, agent_id=pending.agent_id)
+        await self.notify.agent_notice(
+            session, author, ticket, "approval_approved", pending=pending, by=approval.by
+        )
+        return None
+
+    async def _decidable(
+        self, pending_id: int, admin: Agent
+    ) -> tuple[PendingReply, Ticket, Agent] | str:
+        """The held reply, its ticket and author, or why ``admin`` may not decide on it."""
+        if not admin.is_admin:
+            return APPROVERS_ONLY
+        async with self.sessions() as session:
+            pending = await session.get(PendingReply, pending_id)
+            if pending is None:
+                return PENDING_NOT_FOUND
+            ticket = await session.get(Ticket, pending.ticket_id)
+            author = await store.agent_by_id(session, agent_id=pending.agent_id)
+        if ticket is None or author is None:
+            return PENDING_NOT_FOUND
+        if author.id == admin.id:
+            return OWN_REPLY
+        if pending.state is not PendingState.pending:
+            return already_decided(pending.state)
+        return pending, ticket, author
+
+    async def approve_reply(
+        self,
+        pending_id: int,
+        admin: Agent,
+        *,
+        body: str | None = None,
+        channel: Channel = Channel.web,
+    ) -> ApplyResult:
+        """Send a held reply, as written or with ``body`` (the admin's edit), through
+        ``apply``: threaded, audited (``agent_reply`` by its author, ``reply_approved`` by
+        the admin) and mailed like any reply, and the author told. Sent once: a second
+        approval (a double click, two admins) gets a problem and sends nothing."""
+        found = await self._decidable(pending_id, admin)
+        if isinstance(found, str):
+            return ApplyResult((found,))
+        pending, ticket, author = found
+        text = pending.body if body is None else body
+        commands: list[Command] = [Reply(text)]
+        if pending.status is not None:
+            commands.append(SetStatus(pending.status))
+        result = await self.apply(
+            ticket,
+            Actor(ActorRole.agent, author.email, channel, author.name, author.id),
+            commands,
+            submission_key=f"approval:{pending_id}",
+            approval=_Approval(pending_id, admin, edited=text != pending.body),
+        )
+        if result.duplicate:  # approved by a parallel request meanwhile: sent by that one
+            return ApplyResult((already_decided(PendingState.approved),), duplicate=True)
+        return result
+
+    async def reject_reply(self, pending_id: int, admin: Agent, *, reason: str = "") -> ApplyResult:
+        """Reject a held reply: nothing is sent; the author is told (with ``reason``)."""
+        found = await self._decidable(pending_id, admin)
+        if isinstance(found, str):
+            return ApplyResult((found,))
+        _pending, ticket, author = found
+        async with self.sessions() as session, session.begin():
+            current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
+            pending = await session.get(PendingReply, pending_id, with_for_update=True)
+            assert pending is not None
+            if pending.state is not PendingState.pending:
+                return ApplyResult((already_decided(pending.state),))
+            pending.state, pending.reason = PendingState.rejected, reason.strip() or None
+            pending.decided_by, pending.decided_at = admin.email, utcnow()
+            store.add_event(
+                session,
+                ticket_id=current.id,
+                kind="reply_rejected",
+                actor=admin.email,
+                data={"pending": pending.id, "author": author.email},
+            )
+            await self.notify.agent_notice(
+                session, author, current, "approval_rejected", pending=pending, by=admin
+            )
+        return ApplyResult()
+
+    async def replies_awaiting_approval(
+        self, *, ticket: Ticket | None = None, waiting: bool = True, limit: int = 200
+    ) -> list[tuple[PendingReply, Ticket, Agent]]:
+        """Held replies with their tickets and authors: the waiting ones, oldest first (the
+        admins' list), or every one of ``ticket`` newest first (its page)."""
+        async with self.sessions() as session:
+            return await store.pending_replies(
+                session,
+                ticket_id=ticket.id if ticket is not None else None,
+                waiting=waiting,
+                limit=limit,
+            )
 
     async def problems(self, ticket: Ticket, commands: Sequence[Command]) -> list[str]:
         """Everything ``apply`` would refuse in ``commands``, changing nothing: a mail's

@@ -22,6 +22,7 @@ from sqlmodel import col
 from helpdesk.db import as_utc
 from helpdesk.models import (
     Agent,
+    AgentRole,
     Attachment,
     Author,
     CsatRating,
@@ -31,6 +32,8 @@ from helpdesk.models import (
     Message,
     Outbox,
     OutboxStatus,
+    PendingReply,
+    PendingState,
     PresenceKind,
     Ticket,
     TicketEvent,
@@ -76,6 +79,47 @@ async def message_by_submission_key(session: AsyncSession, *, key: str) -> Messa
     """The message a submission key (a form's id, a mail's Message-ID) already made, if any."""
     found = await session.execute(select(Message).where(col(Message.submission_key) == key))
     return found.scalar_one_or_none()
+
+
+async def active_admins(session: AsyncSession) -> list[Agent]:
+    """The admins who may act (neither disabled nor removed), in the order they were added."""
+    found = await session.execute(
+        select(Agent)
+        .where(
+            col(Agent.role) == AgentRole.admin,
+            col(Agent.disabled_at).is_(None),
+            col(Agent.removed_at).is_(None),
+        )
+        .order_by(col(Agent.id))
+    )
+    return list(found.scalars().all())
+
+
+async def pending_key_used(session: AsyncSession, *, key: str) -> bool:
+    """Whether a held reply came with this submission key (the same mail twice)."""
+    found = await session.execute(
+        select(col(PendingReply.id)).where(col(PendingReply.submission_key) == key)
+    )
+    return found.first() is not None
+
+
+async def pending_replies(
+    session: AsyncSession, *, ticket_id: int | None, waiting: bool, limit: int
+) -> list[tuple[PendingReply, Ticket, Agent]]:
+    """Held replies (only those waiting when ``waiting``; of one ticket when ``ticket_id``)
+    with their tickets and authors: oldest first when waiting, else newest first."""
+    query = (
+        select(PendingReply, Ticket, Agent)
+        .join(Ticket, col(Ticket.id) == col(PendingReply.ticket_id))
+        .join(Agent, col(Agent.id) == col(PendingReply.agent_id))
+    )
+    if ticket_id is not None:
+        query = query.where(col(PendingReply.ticket_id) == ticket_id)
+    if waiting:
+        query = query.where(col(PendingReply.state) == PendingState.pending)
+    order = col(PendingReply.id) if waiting else col(PendingReply.id).desc()
+    found = await session.execute(query.order_by(order).limit(limit))
+    return [(pending, ticket, agent) for pending, ticket, agent in found.all()]
 
 
 async def message_key_used(session: AsyncSession, *, key: str) -> bool:
@@ -566,8 +610,9 @@ async def merged_target(session: AsyncSession, *, ticket: Ticket, limit: int = 1
 
 
 async def move_ticket_contents(session: AsyncSession, *, source_id: int, target_id: int) -> None:
-    """Move a ticket's messages, photos and history onto another ticket."""
-    for model in (Message, Attachment, TicketEvent):
+    """Move a ticket's messages, photos, history and replies awaiting approval (or decided)
+    onto another ticket: an approval sends on the ticket that holds the conversation."""
+    for model in (Message, Attachment, TicketEvent, PendingReply):
         await session.execute(
             update(model).where(col(model.ticket_id) == source_id).values(ticket_id=target_id)
         )

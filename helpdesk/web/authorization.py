@@ -79,6 +79,18 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/console/t/{reference}/photos/{digest}", "GET"): Access.agent,
     ("/console/t/{reference}/spam", "POST"): Access.agent,
     ("/console/agents", "GET"): Access.admin,
+    ("/console/agents/{agent_id:int}/approval", "POST"): Access.admin,
+    # Saved replies: every agent reads them, admins change them.
+    ("/console/replies", "GET"): Access.agent,
+    ("/console/replies/new", "GET"): Access.admin,
+    ("/console/replies/new", "POST"): Access.admin,
+    ("/console/replies/{reply_id:int}", "GET"): Access.admin,
+    ("/console/replies/{reply_id:int}", "POST"): Access.admin,
+    ("/console/replies/{reply_id:int}/delete", "POST"): Access.admin,
+    # Replies of agents who need approval: admins decide.
+    ("/console/approvals", "GET"): Access.admin,
+    ("/console/approvals/{pending_id:int}/approve", "POST"): Access.admin,
+    ("/console/approvals/{pending_id:int}/reject", "POST"): Access.admin,
     ("/console/insights", "GET"): Access.admin,
     ("/console/insights/{table}.csv", "GET"): Access.admin,
     # Admins: the knowledge base (issue 11).

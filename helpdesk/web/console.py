@@ -29,6 +29,7 @@ from helpdesk.tickets import queue as queues
 from helpdesk.tickets.commands import Actor, Channel, MarkSpam
 from helpdesk.tickets.labels import KIND_LABELS, kind_label, status_label
 from helpdesk.tickets.store import TOKYO
+from helpdesk.web import replies
 from helpdesk.web.auth import require_agent
 
 TICKET_NOT_FOUND = "チケットが見つかりません。"
@@ -160,11 +161,16 @@ async def ticket_photo(request: Request) -> Response:
 
 
 async def agents_page(request: Request) -> Response:
-    """The admins' list of agents and the latest account events (read only: changes are
-    made with ``main.py agent ...``)."""
+    """The admins' list of agents and the latest account events. Accounts are changed with
+    ``main.py agent ...``; whether replies need approval is set here
+    (``helpdesk.web.replies.set_approval``)."""
     agent = await require_agent(request, admin=True)
     accounts = _helpdesk(request).accounts
-    context = {"agents": await accounts.agents(), "events": await accounts.events(limit=50)}
+    context = {
+        "agents": await accounts.agents(),
+        "events": await accounts.events(limit=50),
+        "notice": replies.NOTICES.get(request.query_params.get("done", ""), ""),
+    }
     return render(request, agent, "console/agents.html", context, section="agents")
 
 

@@ -55,6 +55,7 @@ from helpdesk.tickets.labels import (
     status_label,
 )
 from helpdesk.tickets.service import seen_at_of, version_of
+from helpdesk.web import replies
 from helpdesk.web.auth import require_agent
 from helpdesk.web.console import TICKET_NOT_FOUND, render
 
@@ -64,6 +65,10 @@ MAX_FIELDS = 10
 # What a redirect after an action says on the page (``?done=``).
 DONE: dict[str, str] = {
     "reply": "返信を送信しました(送信待ちのメールとして登録しました)。",
+    "awaiting_approval": (
+        "返信は管理者の承認待ちです。承認されるまでお客様には送信されません"
+        "(結果はメールでお知らせします)。"
+    ),
     "note": "社内メモを追加しました。",
     "status": "ステータスを変更しました。",
     "priority": "優先度を変更しました。",
@@ -172,6 +177,10 @@ async def _page(
         "notice": DONE.get(done, ""),
         "merged_from": request.query_params.get("merged_from", ""),
     }
+    context |= await replies.ticket_context(request, ticket)  # saved replies, approvals
+    if context["reply_draft"] and not context["values"].get("body"):
+        # A saved reply inserted without script (?reply=ID) fills the empty reply box.
+        context["values"] = {**context["values"], "body": context["reply_draft"]}
     return render(
         request, agent, "console/ticket.html", context, section="queue", status_code=status_code
     )
@@ -226,6 +235,8 @@ async def _apply(
     result = await tickets.apply(
         ticket, Actor.agent(agent, channel=Channel.web), commands, **options
     )
+    if result.ok and result.awaiting_approval is not None:
+        return _done(request, ticket, "awaiting_approval")
     if result.ok or result.duplicate:
         if isinstance(commands[0], Merge):
             target = await tickets.following_merges(ticket)

@@ -206,6 +206,11 @@ def _context() -> dict[str, Any]:
         "warn_days": 7,
         "deletion_days": 30,
         "privacy_url": "http://testserver/console/privacy",
+        # A reply waiting for approval and the admin who decided (the approval_* mails).
+        "pending": SimpleNamespace(body="明日発送いたします。", edited=False, reason=None),
+        "by": SimpleNamespace(name="店長", email="boss@interiorltd.jp"),
+        "console_url": AGENT_URL,
+        "approvals_url": "http://testserver/console/approvals",
     }
 
 

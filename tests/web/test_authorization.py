@@ -23,9 +23,17 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from helpdesk.app import CSRF_EXEMPT
 from helpdesk.db import utcnow
-from helpdesk.models import Attachment, Customer, Outbox, PrivacyRequestKind, TicketStatus
+from helpdesk.models import (
+    AgentRole,
+    Attachment,
+    Customer,
+    Outbox,
+    PrivacyRequestKind,
+    TicketStatus,
+)
+from helpdesk.replies.saved import SavedReplyIn
 from helpdesk.security import SAFE_METHODS
-from helpdesk.tickets import Actor, SetStatus
+from helpdesk.tickets import Actor, Channel, Reply, SetStatus
 from helpdesk.web.authorization import ROUTE_ACCESS, Access
 from tests.helpers import (
     add_agent,
@@ -105,7 +113,15 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
     created = await api_defect(client, app)
     ticket = await the_ticket(app, created["reference"])
     [first, *_] = await rows(app, Attachment)
-    _agent, password_token = await helpdesk.accounts.add("new@interiorltd.jp", "新人")
+    agent, password_token = await helpdesk.accounts.add("new@interiorltd.jp", "新人")
+    # A saved reply, and a reply of the new agent waiting for approval, for their pages.
+    owner, _ = await helpdesk.accounts.add("owner@interiorltd.jp", "店長", role=AgentRole.admin)
+    saved = await helpdesk.saved_replies.save(SavedReplyIn("お詫び", "{お客様名} 様"), by=owner)
+    agent = await helpdesk.accounts.set_needs_approval(agent.id, True, by=owner)
+    held = await helpdesk.tickets.apply(
+        ticket, Actor.agent(agent, channel=Channel.web), [Reply("確認いたします。")]
+    )
+    assert held.awaiting_approval is not None
     # Another ticket, resolved, whose customer mail carries the survey's signed links (the
     # first one's customer writes again during the walk, which reopens it).
     surveyed = await the_ticket(app, (await api_defect(client, app))["reference"])
@@ -136,6 +152,9 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
             "digest": first.thumb_digest,
             "entry_id": "other-receipt",
             "token": password_token,
+            "reply_id": str(saved.id),
+            "pending_id": str(held.awaiting_approval),
+            "agent_id": str(agent.id),
             "resolution": "1",
             "table": "daily",
             "request_id": str(erasure.id),
@@ -176,7 +195,11 @@ async def request(
     """GET, or POST with the client's CSRF token (the rule, not the token, is tested)."""
     if method == "GET":
         return await http.get(path, **kwargs)
-    data = {"body": "届いた商品について確認です。", **kwargs.pop("data", {})}
+    data = {
+        "body": "届いた商品について確認です。",
+        "title": f"確認 {method} {path}",  # saved replies' titles are unique
+        **kwargs.pop("data", {}),
+    }
     if csrf:
         data["csrf_token"] = await csrf_token(http)
     return await http.request(method, path, data=data, **kwargs)

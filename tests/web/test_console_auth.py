@@ -337,6 +337,7 @@ async def test_admins_see_the_agents_and_agents_do_not(
     page = soup(await client.get("/console"))
     assert [a.get_text() for a in page.select(".console-nav ul a")] == [
         "キュー",
+        "テンプレート",
         "個人情報のご依頼",  # agents follow privacy requests; admins carry them out
     ]
     refused = await client.get("/console/agents")
@@ -344,7 +345,15 @@ async def test_admins_see_the_agents_and_agents_do_not(
     await log_out(client)
     await log_in(client, "boss@interiorltd.jp")
     page = soup(await client.get("/console"))
-    assert "設定" in [a.get_text() for a in page.select(".console-nav ul a")]
+    assert [a.get_text() for a in page.select(".console-nav ul a")] == [
+        "キュー",
+        "テンプレート",
+        "承認待ち",
+        "よくある質問",
+        "分析",
+        "個人情報のご依頼",
+        "設定",
+    ]
     agents = soup(await client.get("/console/agents"))
     listed = [td.get_text() for td in agents.select("table.agents td:nth-of-type(2)")]
     assert listed == [SATO, "boss@interiorltd.jp"]
