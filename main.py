@@ -15,19 +15,26 @@ from typing import Any
 from helpdesk.settings import Settings
 
 
-def log_config() -> dict[str, Any]:
-    """uvicorn's logging, plus the app's own loggers (``helpdesk``, ``helpdesk.access``)."""
+def log_config(*, json_lines: bool = False) -> dict[str, Any]:
+    """uvicorn's logging, plus the app's own loggers (``helpdesk``, ``helpdesk.access``).
+
+    With ``json_lines`` (``HELPDESK_LOG_FORMAT=json``) every line, uvicorn's included, is
+    one JSON object with the request id (``helpdesk.observability.JsonFormatter``).
+    """
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"request_id": {"()": "helpdesk.observability.RequestIdFilter"}}
+    config["formatters"]["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
     config["formatters"]["plain"] = {
         "()": "uvicorn.logging.DefaultFormatter",
-        "fmt": "%(levelprefix)s %(message)s",
+        "fmt": "%(levelprefix)s [%(request_id)s] %(message)s",
     }
     config["handlers"]["plain_stdout"] = {
         "formatter": "plain",
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stdout",
+        "filters": ["request_id"],
     }
     config["loggers"]["helpdesk"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config["loggers"]["helpdesk.access"] = {
@@ -35,6 +42,12 @@ def log_config() -> dict[str, Any]:
         "level": "INFO",
         "propagate": False,
     }
+    for handler in config["handlers"].values():
+        handler["filters"] = ["request_id"]
+    if json_lines:
+        config["formatters"]["json"] = {"()": "helpdesk.observability.JsonFormatter"}
+        for handler in config["handlers"].values():
+            handler["formatter"] = "json"
     return config
 
 
@@ -48,7 +61,12 @@ def server_config(app: Any, *, host: str, port: int, **overrides: Any) -> Any:
     """
     import uvicorn
 
-    options: dict[str, Any] = {
+    return uvicorn.Config(app, **server_options(host=host, port=port, **overrides))
+
+
+def server_options(*, host: str, port: int, **overrides: Any) -> dict[str, Any]:
+    """uvicorn's options for ``serve`` (see ``server_config``)."""
+    return {
         "host": host,
         "port": port,
         "loop": "uvloop",
@@ -61,16 +79,27 @@ def server_config(app: Any, *, host: str, port: int, **overrides: Any) -> Any:
         "server_header": False,
         **overrides,
     }
-    return uvicorn.Config(app, **options)
+
+
+#: What uvicorn imports in each worker (an app factory, called once per worker).
+APP_FACTORY = "helpdesk.app:create_app_from_environment"
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import logging.config
+    import os
 
     import uvicorn
 
-    from helpdesk.app import create_app
+    from helpdesk.observability import prepare_metrics_dir
 
+    if problems := settings.production_problems():
+        print("madoguchi: refusing to start:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EX_CONFIG
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     if "base_url" not in settings.model_fields_set:
         # Links in mails must reach this server: without HELPDESK_BASE_URL, they name the
         # host and port it listens on (a wildcard address is no use in a link).
@@ -83,7 +112,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    print(f"madoguchi: http://{args.host}:{args.port}/", flush=True)
+        # Each worker builds its settings from the environment (APP_FACTORY).
+        os.environ["HELPDESK_BASE_URL"] = settings.base_url
+    # Made once here, not raced by the workers.
+    settings.ensure_var_dir()
+    settings.ensure_secret_key()
+    # Every worker writes its metrics there; /metrics adds them up (prometheus-client).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(settings))
+    print(f"madoguchi: http://{args.host}:{args.port}/ ({args.workers} worker(s))", flush=True)
     print(f"  links in mails: {settings.base_url}", flush=True)
     print(f"  database: {settings.resolved_database_url}", flush=True)
     if settings.smtp_host:
@@ -94,8 +130,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  receiving mail on 127.0.0.1:{settings.inbound_smtp_port}", flush=True)
     if settings.trusted_proxy_list:
         print(f"  trusted proxies: {', '.join(settings.trusted_proxy_list)}", flush=True)
-    logging.config.dictConfig(log_config())
-    uvicorn.Server(server_config(create_app(settings), host=args.host, port=args.port)).run()
+    options = server_options(
+        host=args.host,
+        port=args.port,
+        factory=True,
+        workers=args.workers,
+        # Applied in each worker process as well.
+        log_config=log_config(json_lines=settings.log_format == "json"),
+    )
+    uvicorn.run(APP_FACTORY, **options)
     return 0
 
 
@@ -528,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the web app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="web worker processes (background work: one)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     ask = sub.add_parser("ask", help="ask the FAQ bot (one query, or one a line on stdin)")

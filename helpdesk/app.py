@@ -27,11 +27,15 @@ from helpdesk.agents import AgentAccounts, ConsoleUrls
 from helpdesk.agents.sessions import SessionCodec
 from helpdesk.clock import jst
 from helpdesk.faq_service import FaqService
+from helpdesk.leader import Leadership
 from helpdesk.mail.inbound import InboundProcessor
 from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
+from helpdesk.metrics import MetricsMiddleware
+from helpdesk.observability import RequestIdMiddleware, request_id_of
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
+from helpdesk.scheduler import Scheduler, register_jobs
 from helpdesk.security import (
     BodySizeLimitMiddleware,
     ClientAddressMiddleware,
@@ -48,7 +52,7 @@ from helpdesk.security import (
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, auth, console, csat, pages
+from helpdesk.web import api_docs, auth, console, csat, ops, pages
 from helpdesk.web import faq as faq_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
@@ -112,6 +116,11 @@ class Helpdesk:
         self._session_codec: SessionCodec | None = None
         self.console_urls = ConsoleUrls(settings.base_url)
         self._background: list[asyncio.Task[None]] = []
+        # The background work only the leader runs (``helpdesk.leader``), stopped apart.
+        self._leader_tasks: list[asyncio.Task[None]] = []
+        self.leadership: Leadership | None = None
+        self.scheduler = Scheduler()
+        register_jobs(self.scheduler)
         self._receiver: asyncio.Server | None = None
         self._inbound_pass_started = False
         self._sender_stop: asyncio.Event | None = None
@@ -185,7 +194,7 @@ class Helpdesk:
         minutes = self.settings.photo_sweep_interval_minutes
         if minutes <= 0 or self.sessions is None:
             return
-        self._background.append(
+        self._leader_tasks.append(
             asyncio.create_task(
                 sweep_periodically(
                     self.photos,
@@ -223,7 +232,7 @@ class Helpdesk:
             return
         self._sender_stop = asyncio.Event()
         sender = self.mail_sender()
-        self._background.append(
+        self._leader_tasks.append(
             asyncio.create_task(sender.run_forever(idle_interval=1.0, stop=self._sender_stop))
         )
         if self.settings.smtp_host:
@@ -249,7 +258,7 @@ class Helpdesk:
         """Start the periodic inbound pass (idempotent)."""
         if not self._inbound_pass_started:
             self._inbound_pass_started = True
-            self._background.append(asyncio.create_task(self._inbound_pass()))
+            self._leader_tasks.append(asyncio.create_task(self._inbound_pass()))
 
     async def start_receiver(self) -> None:
         """Receive mail by SMTP on 127.0.0.1 when ``inbound_smtp_port`` is set."""
@@ -263,24 +272,90 @@ class Helpdesk:
         self.start_inbound_pass()
         log.info("receiving mail by SMTP on 127.0.0.1:%d", port)
 
-    async def shutdown(self) -> None:
+    async def _receive_when_free(self) -> None:
+        """Start the receiver, retrying while its port is still taken (a leader that has
+        just died may hold it for a moment)."""
+        while True:
+            try:
+                await self.start_receiver()
+                return
+            except OSError as exc:
+                log.warning("cannot receive mail yet (%s); trying again", exc)
+                await asyncio.sleep(1.0)
+
+    async def start_background_work(self) -> None:
+        """Everything only one process of the deployment runs: the leader's work."""
+        if self.settings.inbound_smtp_port is not None:
+            self._leader_tasks.append(asyncio.create_task(self._receive_when_free()))
+        # Mail piped in by the MTA (``mail ingest``) is retried by serve too.
+        self.start_inbound_pass()
+        await self.start_sender()
+        self.start_photo_sweep()
+        holder = self.leadership.holder if self.leadership else "this process"
+        self._leader_tasks.append(
+            asyncio.create_task(self.scheduler.run_forever(self, holder=holder))
+        )
+
+    async def stop_background_work(self) -> None:
+        """Stop the leader's work (leadership lost, or shutting down)."""
         if self._sender_stop is not None:
             self._sender_stop.set()
             self._sender_stop = None
+        for task in self._leader_tasks:
+            task.cancel()
+        await asyncio.gather(*self._leader_tasks, return_exceptions=True)
+        self._leader_tasks.clear()
         if self._receiver is not None:
             self._receiver.close()
             await self._receiver.wait_closed()
             self._receiver = None
+        self._inbound_pass_started = False
+
+    def start_leadership(self) -> None:
+        """Campaign for the background work (``serve``); see ``helpdesk.leader``."""
+        if self.leadership is not None or self.sessions is None:
+            return
+        if not self.settings.background_work:
+            log.info("HELPDESK_BACKGROUND_WORK is off: this process serves requests only")
+            return
+        self.leadership = Leadership(
+            self.settings.resolved_database_url,
+            lock_path=self.settings.var_dir / "leader.lock",
+            sessions=self.sessions,
+            on_elected=self.start_background_work,
+            on_deposed=self.stop_background_work,
+        )
+        self._background.append(asyncio.create_task(self.leadership.run()))
+
+    async def shutdown(self) -> None:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
-        self._inbound_pass_started = False
+        self.leadership = None
+        await self.stop_background_work()
         if self._faq is not None:
             await self._faq.flush_gaps()
         if self.db is not None:
             await self.db.dispose()
             self.db = None
+
+
+class SettingsRefused(SystemExit):
+    """Settings ``serve`` must not start with (``Settings.production_problems``)."""
+
+
+def create_app_from_environment() -> Starlette:
+    """The app each ``serve`` worker runs: uvicorn imports this factory by name
+    (``helpdesk.app:create_app_from_environment``), so that it can start several workers.
+
+    Raises:
+        SettingsRefused: on PostgreSQL without an explicit secret key and base URL.
+    """
+    settings = Settings()
+    if problems := settings.production_problems():
+        raise SettingsRefused("madoguchi: refusing to start:\n  " + "\n  ".join(problems))
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -291,11 +366,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await helpdesk.startup()
-        await helpdesk.start_receiver()
-        # Mail piped in by the MTA (``mail ingest``) is retried by serve too.
-        helpdesk.start_inbound_pass()
-        await helpdesk.start_sender()
-        helpdesk.start_photo_sweep()
+        # The outbox sender, the receiver, the inbound pass, the sweep and the daily jobs
+        # run in one process of the deployment, the leader (``helpdesk.leader``).
+        helpdesk.start_leadership()
         yield
         await helpdesk.shutdown()
 
@@ -316,7 +389,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if wants_json:
             return JSONResponse({"error": message or "見つかりません。"}, exc.status_code)
         template = "404.html" if exc.status_code == 404 else "error.html"
-        context = {"message": message, "status_code": exc.status_code}
+        context = {
+            "message": message,
+            "status_code": exc.status_code,
+            "request_id": request_id_of(request),
+        }
         return helpdesk.templates.TemplateResponse(
             request, template, context, status_code=exc.status_code
         )
@@ -330,9 +407,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             client_ip(request),
             exc_info=exc,
         )
-        context = {"message": SERVER_ERROR_MESSAGE}
+        context = {"message": SERVER_ERROR_MESSAGE, "request_id": request_id_of(request)}
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": context["message"]}, 500)
+            return JSONResponse(
+                {"error": SERVER_ERROR_MESSAGE, "request_id": context["request_id"]}, 500
+            )
         return helpdesk.templates.TemplateResponse(request, "error.html", context, status_code=500)
 
     # Every route needs a rule in helpdesk.web.authorization.ROUTE_ACCESS (a test walks
@@ -345,11 +424,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api_docs.routes,
         *auth.routes,
         *console.routes,
+        *ops.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     https = settings.base_url.lower().startswith("https://")
     middleware = [
-        # Outermost: every later step (rate limits, audit, the access log) sees one address.
+        # Outermost: every log line of the request, the access log's too, carries its id.
+        Middleware(RequestIdMiddleware),
+        # Request latency by route template (``helpdesk.metrics``).
+        Middleware(MetricsMiddleware),
+        # Every later step (rate limits, audit, the access log) sees one address.
         Middleware(ClientAddressMiddleware, trusted_proxies=settings.trusted_proxy_list),
         # Around everything else, so that refusals (413, the CSRF 403) carry them too.
         Middleware(SecurityHeadersMiddleware),

@@ -30,6 +30,7 @@ from faq.analysis import Analyzer
 from faq.markup import Paragraph, plain, render, render_answer, sections
 from faq.synonyms import SynonymError
 from helpdesk.db import as_utc, utcnow
+from helpdesk.metrics import FAQ_QUESTIONS
 from helpdesk.models import FaqFeedback, FaqGap
 from helpdesk.privacy import mask_personal_data
 from helpdesk.settings import Settings
@@ -182,6 +183,7 @@ class FaqService:
         writer, and a customer should not wait for it.
         """
         answer = self.ask(query, now=now)
+        FAQ_QUESTIONS.labels("yes" if answer.answered else "no").inc()
         if not answer.answered or answer.confidence < GAP_CONFIDENCE:
             best = answer.hits[0].entry.id if answer.hits else None
             self._pending_gaps.append((query, answer.confidence, best, utcnow()))
