@@ -35,12 +35,12 @@ from helpdesk.metrics import MetricsMiddleware
 from helpdesk.observability import RequestIdMiddleware, request_id_of
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
+from helpdesk.rate_limits import SharedRateLimiter, prune
 from helpdesk.scheduler import Scheduler, register_jobs
 from helpdesk.security import (
     BodySizeLimitMiddleware,
     ClientAddressMiddleware,
     CSRFMiddleware,
-    RateLimiter,
     SecurityHeadersMiddleware,
     client_ip,
     csrf_input,
@@ -73,6 +73,9 @@ def _is_japanese(text: str) -> bool:
 #: handlers: the ticket API takes API keys, and its handler requires the CSRF token from
 #: keyless browser callers (``helpdesk.web.tickets.api_create_ticket``).
 CSRF_EXEMPT = (("POST", "/api/tickets"),)
+
+# How often the leader deletes expired rate-limit counters.
+PRUNE_INTERVAL = 600.0
 
 # How often serve looks for inbound mail to process again (interrupted, or to retry).
 INBOUND_PASS_INTERVAL = 60.0
@@ -129,15 +132,41 @@ class Helpdesk:
             max_bytes=settings.max_photo_bytes,
             memory_budget=settings.photo_memory_bytes,
         )
-        self.submission_limiter = RateLimiter(*parse_rate(settings.submission_rate))
-        # FAQ votes per client IP: enough for a person, not for stuffing the counts.
-        self.feedback_limiter = RateLimiter(30, 600)
+        self._submission_limiter: SharedRateLimiter | None = None
+        self._feedback_limiter: SharedRateLimiter | None = None
 
     @property
     def faq(self) -> FaqService:
         if self._faq is None:
             raise RuntimeError("the app has not started: await helpdesk.startup() first")
         return self._faq
+
+    @property
+    def submission_limiter(self) -> SharedRateLimiter:
+        """Submissions (forms, API, messages) per client IP, shared by all workers."""
+        if self._submission_limiter is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._submission_limiter
+
+    @submission_limiter.setter
+    def submission_limiter(self, limiter: SharedRateLimiter) -> None:
+        self._submission_limiter = limiter
+
+    @property
+    def feedback_limiter(self) -> SharedRateLimiter:
+        """FAQ votes and surveys per client IP: enough for a person, not for stuffing."""
+        if self._feedback_limiter is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._feedback_limiter
+
+    @feedback_limiter.setter
+    def feedback_limiter(self, limiter: SharedRateLimiter) -> None:
+        self._feedback_limiter = limiter
+
+    def rate_limiter(self, limit: int, window_seconds: float, *, scope: str) -> SharedRateLimiter:
+        """A limiter counted in this app's database (``helpdesk.rate_limits``)."""
+        assert self.sessions is not None
+        return SharedRateLimiter(self.sessions, limit, window_seconds, scope=scope)
 
     @property
     def tickets(self) -> TicketService:
@@ -168,6 +197,9 @@ class Helpdesk:
         self.db = db.create_engine(self.settings.resolved_database_url)
         await db.migrate(self.db)
         self.sessions = db.session_factory(self.db)
+        limit, window = parse_rate(self.settings.submission_rate)
+        self._submission_limiter = self.rate_limiter(limit, window, scope="submission")
+        self._feedback_limiter = self.rate_limiter(30, 600, scope="feedback")
         self._faq = FaqService.from_settings(self.settings, self.sessions)
         log.info("FAQ loaded: %d entries", len(self._faq.entries))
         faq = self._faq
@@ -291,10 +323,21 @@ class Helpdesk:
         self.start_inbound_pass()
         await self.start_sender()
         self.start_photo_sweep()
+        self._leader_tasks.append(asyncio.create_task(self._prune_periodically()))
         holder = self.leadership.holder if self.leadership else "this process"
         self._leader_tasks.append(
             asyncio.create_task(self.scheduler.run_forever(self, holder=holder))
         )
+
+    async def _prune_periodically(self) -> None:
+        """Delete rate-limit counters and login failures past their windows."""
+        assert self.sessions is not None
+        while True:
+            try:
+                await prune(self.sessions)
+            except Exception:
+                log.exception("could not prune rate-limit counters")
+            await asyncio.sleep(PRUNE_INTERVAL)
 
     async def stop_background_work(self) -> None:
         """Stop the leader's work (leadership lost, or shutting down)."""
