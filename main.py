@@ -564,6 +564,49 @@ def cmd_ticket_revoke_link(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_accounts_run(settings, action))
 
 
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    """The database and the media folder into one archive (``helpdesk.backup``)."""
+    from datetime import UTC, datetime
+
+    from helpdesk.backup import BackupError, backup
+
+    if args.output:
+        target = Path(args.output)
+    else:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        target = settings.var_dir / "backups" / f"madoguchi-{stamp}.tar.gz"
+    try:
+        manifest = backup(settings, target)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    size = sum(item["size"] for item in manifest["files"])
+    print(
+        f"backed up the {manifest['database']} database and"
+        f" {sum(1 for i in manifest['files'] if i['path'].startswith('media/'))} media file(s)"
+        f" ({size / 1_048_576:.1f} MB) to {target}"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    """Verify an archive's checksums and put its database and media back."""
+    from helpdesk.backup import BackupError, restore, verify
+
+    archive = Path(args.archive)
+    try:
+        if args.verify_only:
+            manifest = verify(archive)
+            print(f"ok: {len(manifest['files'])} file(s) match their checksums")
+            return 0
+        restored = asyncio.run(restore(settings, archive, force=args.force))
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored the {restored.database} database and {restored.files} media file(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="madoguchi helpdesk")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -654,6 +697,19 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_parser("list", help="every agent with role and state").set_defaults(
         func=cmd_agent_list
     )
+
+    backup = sub.add_parser(
+        "backup", help="database and media folder into one archive with checksums"
+    )
+    backup.add_argument("--output", "-o", help="default var/backups/madoguchi-DATE.tar.gz")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser("restore", help="verify an archive and restore it (server stopped)")
+    restore.add_argument("archive")
+    restore.add_argument("--force", action="store_true", help="replace existing data")
+    restore.add_argument(
+        "--verify-only", action="store_true", help="check the checksums, change nothing"
+    )
+    restore.set_defaults(func=cmd_restore)
 
     ticket = sub.add_parser("ticket", help="tickets").add_subparsers(
         dest="ticket_command", required=True
