@@ -32,7 +32,7 @@ from helpdesk.mail.inbound import InboundProcessor
 from helpdesk.mail.outbox import OutboxSender, transport_from_settings
 from helpdesk.mail.receiver import start_receiver
 from helpdesk.metrics import MetricsMiddleware
-from helpdesk.observability import RequestIdMiddleware, request_id_of
+from helpdesk.observability import REQUEST_ID_HEADER, RequestIdMiddleware, request_id_of
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
 from helpdesk.rate_limits import SharedRateLimiter, prune
@@ -445,17 +445,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # Always this Japanese page, whatever HELPDESK_DEBUG says: a traceback may hold
         # personal data, tokens or settings, and never reaches a user; it is in the log.
         log.exception(
-            "unhandled error on %s from %s",
+            "unhandled error on %s from %s (request %s)",
             loggable_path(request.url.path),
             client_ip(request),
+            request_id_of(request),
             exc_info=exc,
         )
-        context = {"message": SERVER_ERROR_MESSAGE, "request_id": request_id_of(request)}
+        request_id = request_id_of(request)
+        # Starlette answers a 500 outside the middleware: the id header is added here.
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         if request.url.path.startswith("/api/"):
-            return JSONResponse(
-                {"error": SERVER_ERROR_MESSAGE, "request_id": context["request_id"]}, 500
-            )
-        return helpdesk.templates.TemplateResponse(request, "error.html", context, status_code=500)
+            body = {"error": SERVER_ERROR_MESSAGE, "request_id": request_id}
+            return JSONResponse(body, 500, headers=headers)
+        context = {"message": SERVER_ERROR_MESSAGE, "request_id": request_id}
+        return helpdesk.templates.TemplateResponse(
+            request, "error.html", context, status_code=500, headers=headers
+        )
 
     # Every route needs a rule in helpdesk.web.authorization.ROUTE_ACCESS (a test walks
     # this table and fails for a route without one).
