@@ -127,6 +127,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name}: {item!r} is not an IP address or network") from None
         return value
 
+    @field_validator("submission_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from helpdesk.security import parse_rate
+
+        parse_rate(value)  # raises ValueError with the accepted forms
+        return value
+
     @field_validator("smtp_port", "inbound_smtp_port")
     @classmethod
     def _port(cls, value: int | None) -> int | None:
