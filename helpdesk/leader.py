@@ -40,6 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
+    AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
@@ -115,10 +116,7 @@ class Leadership:
             await self._depose()
             await engine.dispose()
 
-    async def _campaign_on(self, engine: object) -> None:
-        from sqlalchemy.ext.asyncio import AsyncEngine
-
-        assert isinstance(engine, AsyncEngine)
+    async def _campaign_on(self, engine: AsyncEngine) -> None:
         connection = await asyncio.wait_for(engine.connect(), self.check_interval * 2)
         try:
             while not await self._try_lock(connection):
@@ -155,7 +153,7 @@ class Leadership:
             )
             held = bool(result.scalar())
             await connection.commit()
-        except (Exception, TimeoutError) as exc:
+        except Exception as exc:  # TimeoutError included
             log.error("leadership: could not check the lock (%s)", exc)
             return False
         return held

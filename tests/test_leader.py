@@ -190,7 +190,7 @@ async def test_on_sqlite_one_process_leads_and_the_next_takes_over(tmp_path: Pat
 
     first_task.cancel()
     await asyncio.gather(first_task, return_exceptions=True)
-    for _ in range(40):
+    for _ in range(200):  # 10 s at most: a loaded machine
         if second.is_leader:
             break
         await asyncio.sleep(0.05)

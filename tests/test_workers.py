@@ -126,3 +126,27 @@ def test_two_workers_share_metrics_and_one_runs_the_background_work(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_processes_starting_at_once_migrate_a_new_sqlite_file_once(tmp_path: Path) -> None:
+    """Two workers on a fresh database both created the tables ("table faq_feedback already
+    exists"): the migration now takes a lock file beside the database."""
+    url = f"sqlite:///{tmp_path / 'helpdesk.db'}"
+    code = (
+        "import asyncio, sys\n"
+        "from helpdesk import db\n"
+        "async def main():\n"
+        "    engine = db.create_engine(sys.argv[1])\n"
+        "    await db.migrate(engine)\n"
+        "    await engine.dispose()\n"
+        "asyncio.run(main())\n"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url], cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    for process in processes:
+        _, errors = process.communicate(timeout=120)
+        assert process.returncode == 0, errors
