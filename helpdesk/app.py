@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -26,10 +27,16 @@ from helpdesk import db
 from helpdesk.agents import AgentAccounts, ConsoleUrls
 from helpdesk.agents.sessions import SessionCodec
 from helpdesk.clock import jst
+from helpdesk.db import utcnow
 from helpdesk.faq_service import FaqService
 from helpdesk.leader import Leadership
 from helpdesk.mail.inbound import InboundProcessor
-from helpdesk.mail.outbox import OutboxSender, transport_from_settings
+from helpdesk.mail.outbox import (
+    LEASE_SECONDS,
+    OutboxSender,
+    release_leases,
+    transport_from_settings,
+)
 from helpdesk.mail.receiver import start_receiver
 from helpdesk.metrics import MetricsMiddleware
 from helpdesk.observability import REQUEST_ID_HEADER, RequestIdMiddleware, request_id_of
@@ -73,6 +80,10 @@ def _is_japanese(text: str) -> bool:
 #: handlers: the ticket API takes API keys, and its handler requires the CSRF token from
 #: keyless browser callers (``helpdesk.web.tickets.api_create_ticket``).
 CSRF_EXEMPT = (("POST", "/api/tickets"),)
+
+# Seconds a new leader waits before taking over the outbox rows its predecessor claimed:
+# three of the leader's checks, so that a predecessor cut off from the database has stopped.
+HANDOVER_GRACE = 15.0
 
 # How often the leader deletes expired rate-limit counters.
 PRUNE_INTERVAL = 600.0
@@ -322,12 +333,30 @@ class Helpdesk:
         # Mail piped in by the MTA (``mail ingest``) is retried by serve too.
         self.start_inbound_pass()
         await self.start_sender()
+        if self._sender_stop is not None:
+            self._leader_tasks.append(asyncio.create_task(self._release_leases(utcnow())))
         self.start_photo_sweep()
         self._leader_tasks.append(asyncio.create_task(self._prune_periodically()))
         holder = self.leadership.holder if self.leadership else "this process"
         self._leader_tasks.append(
             asyncio.create_task(self.scheduler.run_forever(self, holder=holder))
         )
+
+    async def _release_leases(self, elected_at: datetime, grace: float = HANDOVER_GRACE) -> None:
+        """After a handover: mails the previous leader was sending are sent now, not when
+        their 5-minute leases run out. Waits ``grace`` first, so that a previous leader
+        that is alive but cut off has noticed (``Leadership.check_interval``) and stopped."""
+        await asyncio.sleep(grace)
+        assert self.sessions is not None
+        try:
+            count = await release_leases(
+                self.sessions, claimed_before=elected_at, lease_seconds=LEASE_SECONDS
+            )
+        except Exception:
+            log.exception("could not release the previous leader's outbox leases")
+            return
+        if count:
+            log.warning("sending %d mail(s) the previous leader had claimed", count)
 
     async def _prune_periodically(self) -> None:
         """Delete rate-limit counters and login failures past their windows."""

@@ -344,3 +344,36 @@ def test_typed_settings_refuse_unknown_choices(tmp_path: Path) -> None:
         Settings(_env_file=None, log_format="xml")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="HELPDESK_METRICS_ALLOW"):
         Settings(_env_file=None, metrics_allow="prometheus.local")
+
+
+async def test_a_new_leader_sends_what_its_predecessor_had_claimed(app) -> None:  # type: ignore[no-untyped-def]
+    """Not after the 5-minute lease: a handover left the outbox waiting that long."""
+    from datetime import timedelta
+
+    from helpdesk.db import utcnow
+    from helpdesk.models import Outbox
+
+    helpdesk = app.state.helpdesk
+    now = utcnow()
+
+    def row(number: int, lease_until: datetime) -> Outbox:
+        return Outbox(
+            kind="test",
+            to_address=f"c{number}@example.jp",
+            subject="件名",
+            text="本文",
+            message_id=f"m{number}@example.jp",
+            status="sending",
+            lease_until=lease_until,
+        )
+
+    async with helpdesk.sessions() as session:
+        # Claimed by the dead leader 10 s before the election; claimed by us just after.
+        session.add(row(1, now + timedelta(seconds=290)))
+        session.add(row(2, now + timedelta(seconds=301)))
+        await session.commit()
+    await helpdesk._release_leases(now, grace=0)
+    async with helpdesk.sessions() as session:
+        rows = (await session.execute(select(Outbox).order_by(Outbox.id))).scalars().all()
+    assert db.as_utc(rows[0].lease_until) <= utcnow()  # due: sent at once
+    assert db.as_utc(rows[1].lease_until) > now + timedelta(seconds=300)  # ours: untouched
