@@ -992,25 +992,27 @@ async def breakdown_phase(
             store._decode(image, store._check(image, data, "写真"), "写真")
             return image
 
-        def encode(image: Any) -> bytes:
+        def encode(image: Any, turn: Any) -> bytes:
             buffer = io.BytesIO()
-            photo_module._encode(image, "image/jpeg", buffer)
+            photo_module._encode(image, "image/jpeg", buffer, turn)
             return buffer.getvalue()
 
         for attempt in range(repeat):
             image = timed("decode", decode, data)
-            cleaned = timed(
-                "clean (orient, sRGB)",
+            cleaned, turn = timed(
+                "clean (sRGB, metadata)",
                 lambda i=image: photo_module._clean(i, transparent_png=False),
             )
-            encoded = timed("encode JPEG q85", encode, cleaned)
-            thumb = timed("thumbnail 320 px", photo_module._thumbnail, cleaned, store.thumb_size)
+            encoded = timed("encode JPEG q85 (turned upright)", encode, cleaned, turn)
+            thumb = timed(
+                "thumbnail 320 px", photo_module._thumbnail, cleaned, store.thumb_size, turn
+            )
             # A fresh store per attempt, else the content-addressed store skips the write.
             attempt_store = photo_module.PhotoStore(folder / f"media-{name}-{attempt}")
             timed(
                 "encode, hash, write, fsync x2",
-                lambda s=attempt_store, c=cleaned, t=thumb: (
-                    s._store_image(c, "image/jpeg"),
+                lambda s=attempt_store, c=cleaned, t=thumb, r=turn: (
+                    s._store_image(c, "image/jpeg", r),
                     s._store_image(t, "image/jpeg"),
                 ),
             )

@@ -418,14 +418,19 @@ def _origin_of(url: str) -> str:
 def cross_site_reason(headers: Headers, *, allowed_origins: Iterable[str] = ()) -> str | None:
     """Why a request comes from another site (for the log), or None when it may be ours.
 
-    Fetch Metadata first (``Sec-Fetch-Site`` other than ``same-origin`` or ``none``), then
-    ``Origin``: ours when its host is the request's ``Host`` or it is one of
-    ``allowed_origins`` (the public base URL's). A request with neither header (an old
+    Fetch Metadata first (``Sec-Fetch-Site`` other than ``same-origin`` or ``none``; a
+    browser's ``same-origin`` is ours whatever its ``Origin``), then ``Origin``: ours when
+    its host is the request's ``Host`` or it is one of ``allowed_origins`` (the public base
+    URL's). A request with neither header (an old
     browser, a script) is left to the token.
     """
     site = headers.get("sec-fetch-site", "").strip().lower()
     if site in ("cross-site", "same-site"):
         return f"Sec-Fetch-Site: {site}"
+    if site == "same-origin":
+        # The browser says so itself; its Origin may be "null" (a page served with
+        # Referrer-Policy: no-referrer, as the pages whose URL holds a secret are).
+        return None
     origin = headers.get("origin")
     if origin is None:
         return None

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pillow_heif
 import pytest
-from PIL import ExifTags, Image, PngImagePlugin
+from PIL import ExifTags, Image, ImageChops, ImageFilter, ImageStat, PngImagePlugin
 
+from helpdesk import photos as photo_module
 from helpdesk.photos import PhotoError, PhotoStore, StoredPhoto, sanitize_filename
 from helpdesk.settings import ROOT
 
@@ -221,6 +222,100 @@ def test_jpeg_loses_exif_gps_xmp_and_comment_and_is_turned_upright(store: PhotoS
     # Only JFIF (APP0), tables and the frame: no APP1 (EXIF/XMP), APP2 (ICC), APP13, COM.
     markers = jpeg_segments(stored)
     assert not [m for m in markers if 0xE1 <= m <= 0xEF or m == 0xFE], [hex(m) for m in markers]
+
+
+# What the four quadrants of the picture as seen (upright) show, for each EXIF orientation of
+# a sensor image whose quadrants are red (top left), green, blue (bottom left) and yellow.
+# From the EXIF specification's table, written out by hand (not from the code under test).
+_QUADRANTS_SEEN = {
+    1: ("red", "green", "blue", "yellow"),
+    2: ("green", "red", "yellow", "blue"),  # mirrored left-right
+    3: ("yellow", "blue", "green", "red"),  # turned half-way
+    4: ("blue", "yellow", "red", "green"),  # mirrored top-bottom
+    5: ("red", "blue", "green", "yellow"),  # mirrored along the main diagonal
+    6: ("blue", "red", "yellow", "green"),  # to be turned 90° clockwise (phone held upright)
+    7: ("yellow", "green", "blue", "red"),  # mirrored along the other diagonal
+    8: ("green", "yellow", "red", "blue"),  # to be turned 90° anticlockwise
+}
+_RGB = {
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+}
+
+
+def _quadrants(image: Image.Image) -> tuple[str, ...]:
+    """The colour names nearest to the centres of the top-left, top-right, bottom-left and
+    bottom-right quadrants of ``image``."""
+    width, height = image.size
+    names = []
+    for x, y in ((1, 1), (3, 1), (1, 3), (3, 3)):
+        pixel = image.convert("RGB").getpixel((x * width // 4, y * height // 4))
+        assert isinstance(pixel, tuple)
+        names.append(
+            min(
+                _RGB,
+                key=lambda name: sum(abs(a - b) for a, b in zip(_RGB[name], pixel, strict=True)),
+            )
+        )
+    return tuple(names)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_comes_out_upright_without_metadata(
+    store: PhotoStore, orientation: int
+) -> None:
+    sensor = Image.new("RGB", (640, 480), "red")
+    sensor.paste("green", (320, 0, 640, 240))
+    sensor.paste("blue", (0, 240, 320, 480))
+    sensor.paste("yellow", (320, 240, 640, 480))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "Apple"
+    exif[ExifTags.Base.Orientation] = orientation
+    exif.get_ifd(ExifTags.IFD.GPSInfo).update(GPS)
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><secret>SECRET-XMP</secret></x:xmpmeta>'
+    data = _save(sensor, "JPEG", quality=95, exif=exif, xmp=xmp, comment=b"SECRET-COM")
+    assert Image.open(io.BytesIO(data)).getexif()[ExifTags.Base.Orientation] == orientation
+
+    photo = store.process(data, filename="IMG_0001.JPG", field_label=LABEL)
+
+    turned = orientation >= 5  # 5 to 8 swap width and height
+    expected_size = (480, 640) if turned else (640, 480)
+    assert (photo.width, photo.height) == expected_size
+    for digest, size in ((photo.digest, expected_size), (photo.thumb_digest, None)):
+        stored = store.open(digest)
+        image = stored_image(store, digest)
+        assert image.format == "JPEG"
+        if size is not None:
+            assert image.size == size
+        else:  # the thumbnail: the same shape as the photo
+            assert (image.width < image.height) == turned
+        assert _quadrants(image) == _QUADRANTS_SEEN[orientation]
+        assert len(image.getexif()) == 0
+        assert b"Exif" not in stored and b"SECRET" not in stored
+        markers = jpeg_segments(stored)
+        assert not [m for m in markers if 0xE1 <= m <= 0xEF or m == 0xFE], [hex(m) for m in markers]
+
+
+def test_transparent_png_with_an_orientation_is_stored_upright(store: PhotoStore) -> None:
+    sensor = Image.new("RGBA", (640, 480), (255, 0, 0, 128))
+    sensor.paste((0, 255, 0, 128), (320, 0, 640, 240))
+    sensor.paste((0, 0, 255, 128), (0, 240, 320, 480))
+    sensor.paste((255, 255, 0, 128), (320, 240, 640, 480))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    data = _save(sensor, "PNG", exif=exif)
+
+    photo = store.process(data, filename="a.png", field_label=LABEL)
+
+    assert photo.content_type == "image/png"
+    image = stored_image(store, photo.digest)
+    assert image.format == "PNG" and image.mode == "RGBA" and image.size == (480, 640)
+    assert b"eXIf" not in store.open(photo.digest)
+    assert _quadrants(image) == _QUADRANTS_SEEN[6]
+    thumb = stored_image(store, photo.thumb_digest)
+    assert thumb.format == "JPEG" and thumb.width < thumb.height
 
 
 def test_colour_profile_is_converted_to_srgb_then_dropped(store: PhotoStore) -> None:
@@ -947,3 +1042,78 @@ def test_retain_refreshes_a_kept_photo_and_tells_when_it_was_swept(store: PhotoS
     _age(store, photo, 2 * DAY)
     assert len(store.sweep(lambda digests: set(), grace_seconds=DAY).deleted) == 2
     assert store.retain(photo) is False
+
+
+# -- turning JPEGs upright in bands -------------------------------------------------------------
+
+
+def _noisy(mode: str, size: tuple[int, int]) -> Image.Image:
+    """Content that differs everywhere (a band joined at the wrong place would show)."""
+    width, height = size
+    image = Image.effect_noise(size, 60).convert("L")
+    image.paste(Image.linear_gradient("L").resize((width // 2, height)), (0, 0))
+    if mode == "L":
+        return image
+    return Image.merge("RGB", (image, image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), image))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+@pytest.mark.parametrize("turn", list(photo_module._ORIENTATIONS.values()))
+def test_a_jpeg_turned_in_bands_is_the_one_libjpeg_writes_whole(
+    monkeypatch: pytest.MonkeyPatch, mode: str, turn: Image.Transpose
+) -> None:
+    # Sides that are not whole MCUs, and bands of 32 rows: a short band at the end.
+    image = _noisy(mode, (203, 150))
+    out_width, _out_height = photo_module._turned_size(image.size, turn)
+    monkeypatch.setattr(photo_module, "_TURN_BAND_BYTES", 32 * 4 * out_width)
+    written = io.BytesIO()
+
+    photo_module._encode(image, "image/jpeg", written, turn)
+
+    turned = image.transpose(turn)
+    mcu_height = 8 if mode == "L" else 16  # one block, or 4:2:0's 16 rows
+    whole = _save(
+        turned, "JPEG", quality=photo_module.JPEG_QUALITY, restart_marker_rows=32 // mcu_height
+    )
+    assert written.getvalue() == whole
+    markers = jpeg_segments(whole)
+    assert 0xDD in markers and b"\xff\xd0" in whole  # restart markers were really used
+    decoded = Image.open(io.BytesIO(written.getvalue()))
+    assert decoded.size == turned.size and decoded.mode == mode
+
+
+def test_a_jpeg_that_cannot_be_joined_is_turned_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = _noisy("RGB", (203, 150))
+    monkeypatch.setattr(photo_module, "_TURN_BAND_BYTES", 32 * 4 * 150)
+
+    def refuse(data: bytes) -> None:
+        raise photo_module._Splice("test")
+
+    monkeypatch.setattr(photo_module, "_jpeg_layout", refuse)
+    written = io.BytesIO()
+
+    photo_module._encode(image, "image/jpeg", written, Image.Transpose.ROTATE_270)
+
+    whole = _save(image.transpose(Image.Transpose.ROTATE_270), "JPEG", quality=85)
+    assert written.getvalue() == whole
+
+
+def test_a_turned_phone_photo_has_the_pixels_of_the_turned_image(store: PhotoStore) -> None:
+    """Through ``process``: a portrait photo large enough for many bands decodes to what
+    turning the decoded upload gives (up to JPEG's loss)."""
+    sensor = _noisy("RGB", (1600, 1200)).filter(ImageFilter.GaussianBlur(3))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 8
+    data = _save(sensor, "JPEG", quality=95, exif=exif)
+    expected = Image.open(io.BytesIO(data)).transpose(Image.Transpose.ROTATE_90)
+
+    photo = store.process(data, filename="a.jpg", field_label=LABEL)
+
+    stored = store.open(photo.digest)
+    assert 0xDD in jpeg_segments(stored)  # it went through the bands
+    image = stored_image(store, photo.digest)
+    assert image.size == expected.size == (1200, 1600)
+    difference = ImageChops.difference(image, expected.convert("RGB"))
+    assert max(high for _low, high in difference.getextrema()) < 40  # type: ignore[misc]
+    mean = sum(ImageStat.Stat(difference).mean) / 3
+    assert mean < 2

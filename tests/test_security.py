@@ -630,6 +630,9 @@ async def test_a_handler_that_forgets_the_check_is_refused_not_open(
         ({"Sec-Fetch-Site": "cross-site"}, True),
         ({"Sec-Fetch-Site": "same-site"}, True),
         ({"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}, False),
+        # Chromium on a page served with Referrer-Policy: no-referrer (a survey link).
+        ({"Origin": "null", "Sec-Fetch-Site": "same-origin"}, False),
+        ({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, True),
         ({"Origin": "https://help.example.jp"}, False),  # the public base URL, via a proxy
         ({"Sec-Fetch-Site": "none"}, False),
         ({}, False),

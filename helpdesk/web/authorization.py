@@ -51,6 +51,9 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/t/{reference}/submitted", "GET"): Access.customer,
     ("/t/{reference}/messages", "POST"): Access.customer,
     ("/t/{reference}/photos/{digest}", "GET"): Access.customer,
+    # The satisfaction survey: the signed link of the resolution mail (?e=&s=&v=).
+    ("/t/{reference}/csat/{resolution:int}", "GET"): Access.signed,
+    ("/t/{reference}/csat/{resolution:int}", "POST"): Access.signed,
     ("/api/tickets", "POST"): Access.api,
     # Agents: sign-in.
     ("/console/login", "GET"): Access.public,

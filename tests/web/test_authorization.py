@@ -21,10 +21,11 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
 from helpdesk.app import CSRF_EXEMPT
-from helpdesk.models import Attachment
+from helpdesk.models import Attachment, Outbox, TicketStatus
 from helpdesk.security import SAFE_METHODS
 from helpdesk.web.authorization import ROUTE_ACCESS, Access
-from tests.helpers import api_defect, csrf_token, logged_in_client, rows, the_ticket
+from helpdesk.tickets import Actor, SetStatus
+from tests.helpers import add_agent, api_defect, csrf_token, logged_in_client, rows, the_ticket
 
 CROSS_SITE = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
 
@@ -79,6 +80,8 @@ class World:
     kept_sig: str
     password_token: str
     customer_name: str
+    csat_path: str
+    csat_params: dict[str, str]
 
     def path(self, template: str) -> str:
         return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: self.values[m[1]], template)
@@ -91,17 +94,31 @@ async def world(client: httpx.AsyncClient, app: Starlette) -> World:
     ticket = await the_ticket(app, created["reference"])
     [first, *_] = await rows(app, Attachment)
     _agent, password_token = await helpdesk.accounts.add("new@interiorltd.jp", "新人")
+    # Another ticket, resolved, whose customer mail carries the survey's signed links (the
+    # first one's customer writes again during the walk, which reopens it).
+    surveyed = await the_ticket(app, (await api_defect(client, app))["reference"])
+    resolver = await add_agent(app)
+    resolved = await helpdesk.tickets.apply(
+        surveyed, Actor.agent(resolver, channel="web"), [SetStatus(TicketStatus.resolved)]
+    )
+    assert resolved.ok, resolved.problems
+    mails = await rows(app, Outbox, Outbox.ticket_id == surveyed.id)
+    [link] = [found for m in mails if (found := re.search(r"/csat/1\?(\S+)", m.text))]
+    csat_params = dict(pair.split("=", 1) for pair in link[1].split("&"))
     return World(
         values={
             "reference": ticket.reference,
             "digest": first.thumb_digest,
             "entry_id": "other-receipt",
             "token": password_token,
+            "resolution": "1",
         },
         token=helpdesk.tickets.access.access_token(ticket),
         kept_sig=helpdesk.tickets.access.kept_thumb_signature(first.thumb_digest),
         password_token=password_token,
         customer_name=ticket.customer_name,
+        csat_path=f"/t/{surveyed.reference}/csat/1",
+        csat_params=csat_params,
     )
 
 
@@ -168,6 +185,9 @@ async def test_every_rule_holds(
             if "{token}" in template:
                 wrong, right = path.replace(world.password_token, "forged"), path
                 params: dict[str, str] = {}
+            elif "/csat/" in template:
+                wrong = right = world.csat_path
+                params = world.csat_params
             else:
                 wrong, right, params = path, path, {"sig": world.kept_sig}
             assert (await request(client, method, wrong)).status_code == 404, where
@@ -240,6 +260,8 @@ async def test_every_unsafe_route_refuses_cross_site_requests_and_missing_tokens
     for template, method in unsafe:
         path = world.path(template)
         params = {"token": world.token}
+        if "/csat/" in template:  # a valid survey link: only the CSRF token is missing
+            path, params = world.csat_path, world.csat_params
         # Multipart, the body a cross-site form can send without asking the browser.
         files = {"nothing": ("", b"")}
         cross = await admin_client.request(
