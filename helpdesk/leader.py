@@ -195,7 +195,9 @@ class Leadership:
 
     async def _heartbeat(self, *, since: bool = False) -> None:
         try:
-            await write_heartbeat(self.sessions, self.holder, since=since)
+            # Shielded: a leadership cancelled mid-write (shutdown) must not leave the
+            # session's connection checked out, holding SQLite's write lock.
+            await asyncio.shield(write_heartbeat(self.sessions, self.holder, since=since))
         except Exception as exc:
             log.warning("leadership: could not write the heartbeat (%s)", exc)
 
