@@ -245,6 +245,67 @@ def cmd_faq_gaps(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def cmd_insights_rollup(args: argparse.Namespace, settings: Settings) -> int:
+    """Roll up the closed days of the insights page ahead of its first view."""
+    from helpdesk.app import Helpdesk
+    from helpdesk.db import utcnow
+    from helpdesk.insights.rollup import roll_up_closed_days
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            policy = helpdesk.faq.policy
+            assert helpdesk.sessions is not None
+            rolled = await roll_up_closed_days(
+                helpdesk.sessions,
+                days=args.days,
+                now=utcnow(),
+                timezone=policy.timezone,
+                calendar=policy.support,
+                rebuild=args.rebuild,
+            )
+        finally:
+            await helpdesk.shutdown()
+        print(f"{rolled} days rolled up")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_faq_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the knowledge base as it is now (files and the console's edits) as files."""
+    from faq import KnowledgeBaseError, SearchEngine
+    from faq.synonyms import SynonymError
+    from helpdesk.app import Helpdesk
+    from helpdesk.kb_store import PUBLISHED, export
+
+    target = Path(args.dir) if args.dir else settings.data_dir
+
+    async def run() -> int:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            assert helpdesk.faq.store is not None
+            kb = await helpdesk.faq.store.load()
+        finally:
+            await helpdesk.shutdown()
+        written = export(kb, target, data_dir=settings.data_dir)
+        try:
+            engine = SearchEngine.from_directory(target)
+        except (KnowledgeBaseError, SynonymError) as exc:  # a bug if so: said, not hidden
+            print(f"error: the exported files do not load: {exc}", file=sys.stderr)
+            return 1
+        published = sum(item.status == PUBLISHED for item in kb.entries.values())
+        print(f"exported {published} entries (version {kb.version}) into {target}")
+        for path in written:
+            print(f"  {path}")
+        print(f"ok: {len(engine.entries)} entries load from {target / 'faq'}")
+        return 0
+
+    return asyncio.run(run())
+
+
 # sysexits.h: what an MTA pipe understands.
 EX_OK, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 0, 65, 75, 78
 
@@ -564,6 +625,17 @@ def cmd_ticket_revoke_link(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_accounts_run(settings, action))
 
 
+def cmd_ticket_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild the tickets' search index (every document, or only missing ones)."""
+
+    async def action(helpdesk: Any) -> int:
+        done = await helpdesk.tickets.backfill_search(everything=not args.missing)
+        print(f"{done} tickets indexed for search")
+        return 0
+
+    return asyncio.run(_accounts_run(settings, action))
+
+
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     """The database and the media folder into one archive (``helpdesk.backup``)."""
     from datetime import UTC, datetime
@@ -636,6 +708,24 @@ def build_parser() -> argparse.ArgumentParser:
     gaps = faq.add_parser("gaps", help="questions the FAQ could not answer with confidence")
     gaps.add_argument("--limit", type=int, default=50)
     gaps.set_defaults(func=cmd_faq_gaps)
+    export = faq.add_parser(
+        "export",
+        help="write the knowledge base with the console's edits as faq/*.toml and synonyms.toml",
+    )
+    export.add_argument(
+        "dir", nargs="?", help="data folder to write into (default: the data folder itself)"
+    )
+    export.set_defaults(func=cmd_faq_export)
+
+    insights = sub.add_parser("insights", help="the admins' insights page").add_subparsers(
+        dest="insights_command", required=True
+    )
+    rollup = insights.add_parser(
+        "rollup", help="roll up the closed days of the last N days (the page does it on demand)"
+    )
+    rollup.add_argument("--days", type=int, default=366)
+    rollup.add_argument("--rebuild", action="store_true", help="drop and compute those days again")
+    rollup.set_defaults(func=cmd_insights_rollup)
 
     mail = sub.add_parser("mail", help="e-mail").add_subparsers(dest="mail_command", required=True)
     ingest = mail.add_parser("ingest", help="read one message from standard input (MTA pipe)")
@@ -719,6 +809,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("reference", help="HD-26-00042")
     revoke.set_defaults(func=cmd_ticket_revoke_link)
+    reindex = ticket.add_parser("reindex", help="rebuild the tickets' full-text search index")
+    reindex.add_argument(
+        "--missing", action="store_true", help="only tickets without a search document"
+    )
+    reindex.set_defaults(func=cmd_ticket_reindex)
     return parser
 
 

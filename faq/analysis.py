@@ -94,13 +94,49 @@ def synonym_term(group_id: int) -> str:
     return f"#syn{group_id}"
 
 
-class Analyzer:
-    """Wraps one SudachiPy tokenizer (mode C); loading the dictionary takes ~0.1 s."""
+class AnalysisMemo:
+    """Analyses of a knowledge base's texts, kept from one index build to the next, so that
+    rebuilding after an edit analyzes only the texts that changed (analysis is most of a
+    build). It holds what the last finished build used: ``rotate`` after each one.
+
+    One build at a time uses it (``helpdesk.faq_service`` rebuilds under a lock).
+    """
 
     def __init__(self) -> None:
+        self._previous: dict[tuple[str, bool], Analysis] = {}
+        self._current: dict[tuple[str, bool], Analysis] = {}
+
+    def get(self, key: tuple[str, bool]) -> Analysis | None:
+        found = self._current.get(key)
+        if found is None:
+            found = self._previous.get(key)
+            if found is not None:
+                self._current[key] = found
+        return found
+
+    def put(self, key: tuple[str, bool], analysis: Analysis) -> None:
+        self._current[key] = analysis
+
+    def rotate(self) -> None:
+        """A build finished: keep only what it used."""
+        self._previous, self._current = self._current, {}
+
+    def __len__(self) -> int:
+        return len(self._previous)
+
+
+class Analyzer:
+    """Wraps one SudachiPy tokenizer (mode C); loading the dictionary takes ~0.1 s.
+
+    ``memo``: while set, analyses are looked up there first and kept there (an index build
+    sets it, and unsets it before the analyzer answers queries).
+    """
+
+    def __init__(self, memo: AnalysisMemo | None = None) -> None:
         self._dictionary = Dictionary(dict="core")
         self._tokenizer = self._dictionary.tokenizer(mode=SplitMode.C)
         self._pos_cache: dict[int, tuple[str, ...]] = {}
+        self.memo = memo
 
     def _pos(self, morpheme: Morpheme) -> tuple[str, ...]:
         pos_id = morpheme.part_of_speech_id()
@@ -115,6 +151,17 @@ class Analyzer:
 
     def analyze(self, text: str, *, normalized: bool = False) -> Analysis:
         """Content tokens of ``text`` and where its grammatical morphemes are."""
+        memo = self.memo
+        if memo is None:
+            return self._analyze(text, normalized=normalized)
+        found = memo.get((text, normalized))
+        if found is None:
+            found = self._analyze(text, normalized=normalized)
+            memo.put((text, normalized), found)
+        # A list of its own: callers may keep or extend it, the memo's stays as it was.
+        return Analysis(list(found.tokens), found.grammatical)
+
+    def _analyze(self, text: str, *, normalized: bool = False) -> Analysis:
         if not normalized:
             text = normalize(text)
         text = text[:MAX_ANALYZED_CHARS]

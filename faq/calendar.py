@@ -13,6 +13,7 @@ counts real hours (Asia/Tokyo has none).
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,16 +99,7 @@ class BusinessCalendar:
 
     def closed_reason(self, day: date) -> str | None:
         """Why ``day`` is closed (「土曜日」「元日」「年末年始」「休業日」), or None when open."""
-        if day.weekday() not in self.weekdays:
-            return f"{WEEKDAY_JA[day.weekday()]}曜日"
-        if self.public_holidays and (holiday := jpholiday.is_holiday_name(day)):
-            return str(holiday)
-        if day.isoformat() in self.closed_days or day.strftime("%m-%d") in self.closed_days:
-            return "休業日"
-        for period in self.closed_periods:
-            if period.covers(day):
-                return period.name
-        return None
+        return _closed_reason(self, day)
 
     def is_open_day(self, day: date) -> bool:
         return self.closed_reason(day) is None
@@ -131,10 +123,7 @@ class BusinessCalendar:
 
     def hours_on(self, day: date) -> tuple[datetime, datetime] | None:
         """(opening, closing) of ``day`` in UTC, or None when the day is closed."""
-        if not self.is_open_day(day):
-            return None
-        midnight = datetime.combine(day, time(0), tzinfo=self.timezone)
-        return self._at(midnight, self.open_minute), self._at(midnight, self.close_minute)
+        return _hours_on(self, day)
 
     def _at(self, midnight: datetime, minute: int) -> datetime:
         if minute >= MINUTES_PER_DAY:
@@ -230,6 +219,32 @@ class BusinessCalendar:
         if closed:
             text += f"{'、'.join(closed)}はお休みをいただいております。"
         return text
+
+
+# Remembered per (calendar, day): business time over many tickets (the insights' first-reply
+# times) asks about the same few days again and again, and jpholiday is slow to answer.
+@functools.lru_cache(maxsize=4096)
+def _hours_on(calendar: BusinessCalendar, day: date) -> tuple[datetime, datetime] | None:
+    if not calendar.is_open_day(day):
+        return None
+    midnight = datetime.combine(day, time(0), tzinfo=calendar.timezone)
+    return calendar._at(midnight, calendar.open_minute), calendar._at(
+        midnight, calendar.close_minute
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _closed_reason(calendar: BusinessCalendar, day: date) -> str | None:
+    if day.weekday() not in calendar.weekdays:
+        return f"{WEEKDAY_JA[day.weekday()]}曜日"
+    if calendar.public_holidays and (holiday := jpholiday.is_holiday_name(day)):
+        return str(holiday)
+    if day.isoformat() in calendar.closed_days or day.strftime("%m-%d") in calendar.closed_days:
+        return "休業日"
+    for period in calendar.closed_periods:
+        if period.covers(day):
+            return period.name
+    return None
 
 
 # -- reading shop.toml ------------------------------------------------------------------------

@@ -154,6 +154,8 @@ class _Group:
     corrections: dict[str, str] = field(default_factory=dict)
     #: The word tells the customer's situation, not what is asked (``faq.clauses``).
     context: bool = False
+    #: How each alternative came from the word (``MATCH_KINDS``), for ``explain_hits``.
+    kinds: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +232,54 @@ class _TopMatch:
 
     term: str
     said: bool
+
+
+#: How a query word matched an entry (``explain_hits``), in the console's words.
+MATCH_KINDS = {
+    "direct": "そのまま",
+    "synonym": "同義語",
+    "part": "複合語の一部",
+    "reading": "読み",
+    "typo": "入力ミス",
+    "homophone": "同音の語",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WordMatch:
+    """How one entry matched one word of the query."""
+
+    #: The word as typed.
+    word: str
+    #: A key of ``MATCH_KINDS``, or "" when the entry does not match the word.
+    how: str
+    #: The entry's word it matched (the synonym group's words for a synonym).
+    matched: str
+    #: How well the entry covers the word (0..1; less in the answer only or in a compound).
+    coverage: float
+    #: The word's information (idf times topicality; halved for the situation's words).
+    importance: float
+    #: The word tells the customer's situation rather than what is asked.
+    context: bool
+    #: The entry's answer text itself says the word.
+    in_answer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HitExplanation:
+    entry: Entry
+    score: float
+    words: tuple[WordMatch, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """``explain_hits``: the answer, the features of the confidence, and every hit's words."""
+
+    answer: Answer
+    evidence: Evidence
+    hits: tuple[HitExplanation, ...]
+    threshold: float
 
 
 @dataclass(slots=True)
@@ -484,29 +534,37 @@ class SearchEngine:
     def _token_group(self, tokens: list[Token], group: int | None) -> _Group:
         alternatives: dict[str, float] = {}
         corrections: dict[str, str] = {}
+        kinds: dict[str, str] = {}
         for token in tokens:
             alternatives[token.term] = 1.0
+            kinds[token.term] = "direct"
         if group is not None:
             alternatives.setdefault(user_synonym_term(group), SYNONYM_WEIGHT)
+            kinds.setdefault(user_synonym_term(group), "synonym")
         for token in tokens:
             for synonym in token.synonyms:
                 alternatives.setdefault(synonym_term(synonym), SYNONYM_WEIGHT)
+                kinds.setdefault(synonym_term(synonym), "synonym")
             for sub in token.subunits:
                 alternatives.setdefault(sub, SUBUNIT_WEIGHT)
+                kinds.setdefault(sub, "part")
             if group is not None or token.term in self._postings:
                 continue
             # A word the index has never seen may be a typo (ラッピンク), or a homophone
             # picked by the input method (発想 for 発送).
-            guesses: list[tuple[str, float]] = []
+            guesses: list[tuple[str, float, str]] = []
             if len(token.term) >= FUZZY_MIN_LENGTH:
                 guesses += [
-                    (t, FUZZY_WEIGHT * sim / 100.0) for t, sim in self._neighbours(token.term)
+                    (t, FUZZY_WEIGHT * sim / 100.0, "typo")
+                    for t, sim in self._neighbours(token.term)
                 ]
             if len(token.reading) >= MIN_READING:
                 homophones = self._readings.get(token.reading, ())
-                guesses += [(t, HOMOPHONE_WEIGHT) for t in homophones if t != token.term]
-            for term, weight in guesses:
-                self._add_guess(alternatives, corrections, term, weight)
+                guesses += [
+                    (t, HOMOPHONE_WEIGHT, "homophone") for t in homophones if t != token.term
+                ]
+            for term, weight, kind in guesses:
+                self._add_guess(alternatives, corrections, term, weight, kinds, kind)
         return _Group(
             alternatives,
             topicality=self._topicality(tokens),
@@ -514,19 +572,28 @@ class SearchEngine:
             end=tokens[-1].end,
             corrections=corrections,
             context=all(t.context for t in tokens),
+            kinds=kinds,
         )
 
     def _add_guess(
-        self, alternatives: dict[str, float], corrections: dict[str, str], term: str, weight: float
+        self,
+        alternatives: dict[str, float],
+        corrections: dict[str, str],
+        term: str,
+        weight: float,
+        kinds: dict[str, str],
+        kind: str,
     ) -> None:
         """Add an indexed word the customer probably meant, with its synonyms."""
         if weight > alternatives.get(term, 0.0):
             alternatives[term] = weight
             corrections[term] = term
+            kinds[term] = kind
         for synonym in self._synonyms_of.get(term, ()):
             if weight * SYNONYM_WEIGHT > alternatives.get(synonym, 0.0):
                 alternatives[synonym] = weight * SYNONYM_WEIGHT
                 corrections[synonym] = term
+                kinds[synonym] = kind
 
     def _neighbours(self, word: str) -> list[tuple[str, float]]:
         """Index terms within typo distance of ``word`` (ラッピンク → ラッピング)."""
@@ -590,8 +657,9 @@ class SearchEngine:
             context = bool(inside) and all(g.context for g in inside)
             alternatives: dict[str, float] = {}
             corrections: dict[str, str] = {}
+            kinds: dict[str, str] = {}
             for term in sorted(terms):
-                self._add_guess(alternatives, corrections, term, READING_WEIGHT)
+                self._add_guess(alternatives, corrections, term, READING_WEIGHT, kinds, "reading")
             groups.append(
                 _Group(
                     alternatives,
@@ -600,6 +668,7 @@ class SearchEngine:
                     end=end,
                     corrections=corrections,
                     context=context,
+                    kinds=kinds,
                 )
             )
         result: list[_Group] = []
@@ -722,7 +791,10 @@ class SearchEngine:
     def _top_matches(self, ranking: _Ranking) -> list[_TopMatch]:
         """For each query word, how the best entry matches it: the alternative that scored
         best there, and whether the answer text itself says the word."""
-        top = ranking.ranked[0][0]
+        return self._matches(ranking, ranking.ranked[0][0])
+
+    def _matches(self, ranking: _Ranking, top: int) -> list[_TopMatch]:
+        """For each query word, how entry ``top`` matches it (see ``_top_matches``)."""
         matches = []
         for group in ranking.groups:
             best_term, best_value, said = "", 0.0, False
@@ -747,6 +819,74 @@ class SearchEngine:
         doc, score = ranking.ranked[0]
         evidence = self._evidence(ranking, self._top_matches(ranking))
         return Hit(self.entries[doc], round(score, 4)), evidence
+
+    def explain_hits(self, query: str, *, limit: int = 5) -> Explanation:
+        """Why the bot answers ``query`` as it does: its answer, the evidence behind the
+        confidence, and for each ranked entry how it matched each word of the query
+        (directly, by synonym, as part of a compound, by reading, typo or homophone).
+        The same ranking as ``ask``; for people tuning the knowledge base."""
+        answer = self.ask(query, limit=limit)
+        ranking = self._rank(query, limit)
+        if not ranking.ranked:
+            return Explanation(answer, Evidence(), (), ANSWER_THRESHOLD)
+        assert ranking.coverage is not None
+        evidence = self._evidence(ranking, self._top_matches(ranking))
+        hits = []
+        for doc, score in ranking.ranked[:limit]:
+            words = []
+            for index, (group, match) in enumerate(
+                zip(ranking.groups, self._matches(ranking, doc), strict=True)
+            ):
+                words.append(
+                    WordMatch(
+                        word=group.surface,
+                        how=group.kinds.get(match.term, "direct") if match.term else "",
+                        matched=self._term_label(match.term) if match.term else "",
+                        coverage=round(min(float(ranking.coverage[index, doc]), 1.0), 3),
+                        importance=round(group.importance, 3),
+                        context=group.context,
+                        in_answer=match.said,
+                    )
+                )
+            hits.append(HitExplanation(self.entries[doc], round(score, 4), tuple(words)))
+        return Explanation(answer, evidence, tuple(hits), ANSWER_THRESHOLD)
+
+    def canonical_words(self, query: str, *, analyzer: Analyzer | None = None) -> tuple[str, ...]:
+        """The query's content words as the index reads them, sorted and distinct: each
+        word's normalized form (SudachiPy's: 出来る, 幾ら), and for kana that spells the
+        reading of an indexed word (へんぴん), that word (返品), as ``ask`` reads it.
+
+        ``analyzer``: the caller's own, to call this from another thread than the one
+        answering queries (the index itself is only read).
+        """
+        text = normalize(query)
+        analysis = (analyzer or self.analyzer).analyze(text, normalized=True)
+        spans: list[tuple[int, int, str]] = [(t.start, t.end, t.term) for t in analysis.tokens]
+        grammatical: set[int] = set()
+        for start, end in analysis.grammatical:
+            grammatical.update(range(start, end))
+        for start, end, terms in self._reading_matches(text):
+            if grammatical.issuperset(range(start, end)):
+                continue
+            inside = [span for span in spans if span[0] < end and span[1] > start]
+            if inside and all(s >= start and e <= end and w in terms for s, e, w in inside):
+                continue
+            spans = [span for span in spans if not (span[0] < end and span[1] > start)]
+            spans.append((start, end, "/".join(sorted(terms))))
+        return tuple(sorted({word for _, _, word in spans}))
+
+    def _term_label(self, term: str) -> str:
+        """An index term as a person reads it: the word, or the words of its synonym group."""
+        if term.startswith("#usr"):
+            return "・".join(self.synonyms.groups[int(term[4:])])
+        if term.startswith("#syn"):
+            words = sorted(
+                self._surfaces.get(word, word)
+                for word, groups in self._synonyms_of.items()
+                if term in groups
+            )
+            return "・".join(words[:4]) or "同義語"
+        return self._surfaces.get(term, term)
 
     def ask(self, query: str, *, now: datetime | None = None, limit: int = 5) -> Answer:
         """Answer ``query`` when confident; otherwise offer suggestions (at most ``limit``)."""

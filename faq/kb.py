@@ -18,10 +18,13 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faq.markup import link_problems
+import tomli_w
+
+from faq.markup import allowed_link, link_problem, links
 from faq.model import Entry
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -37,45 +40,134 @@ class KnowledgeBaseError(ValueError):
         self.problems = problems
 
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason an entry is invalid: the field it is about, in English (files, logs) and
+    in Japanese (the console's forms)."""
+
+    field: str
+    english: str
+    japanese: str
+
+
+def entry_problems(raw: Mapping[str, Any], *, default_category: str | None = None) -> list[Problem]:
+    """Every reason ``raw`` is not a valid entry (empty when it is one).
+
+    The files (``load_entries``) and the console's form check entries with this one
+    function, so both refuse the same things.
+    """
+    problems: list[Problem] = []
+    unknown = set(raw) - _KNOWN_KEYS
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        problems.append(Problem("", f"unknown key(s) {names}", f"不明な項目があります: {names}"))
+    entry_id = raw.get("id")
+    if not isinstance(entry_id, str) or not SLUG.match(entry_id):
+        problems.append(
+            Problem(
+                "id",
+                "id must be a slug of a-z, 0-9 and '-'",
+                "IDは半角の英小文字・数字とハイフン(-)で入力してください(例: shipping-fee)。",
+            )
+        )
+    labels = {"question": "質問", "answer": "回答"}
+    for key in ("question", "answer"):
+        value = raw.get(key)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(
+                Problem(
+                    key, f"{key} must be a non-empty string", f"{labels[key]}を入力してください。"
+                )
+            )
+    if isinstance(raw.get("answer"), str):
+        for link in links(raw["answer"]):
+            if not allowed_link(link.href):
+                problems.append(
+                    Problem(
+                        "answer",
+                        f"answer: {link_problem(link)}",
+                        f"回答のリンク「{link.text}」({link.href})は、このサイトのパス(/で始まる)"
+                        "か https:// で始まるアドレスにしてください。",
+                    )
+                )
+    list_labels = {"alternatives": "言い換え", "tags": "タグ"}
+    for key in ("alternatives", "tags"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            problems.append(
+                Problem(
+                    key,
+                    f"{key} must be a list of non-empty strings",
+                    f"{list_labels[key]}に空の項目があります。",
+                )
+            )
+    category = raw.get("category", default_category)
+    if category is not None and not isinstance(category, str):
+        problems.append(
+            Problem("category", "category must be a string", "カテゴリーは文字列にしてください。")
+        )
+    dynamic = raw.get("dynamic")
+    if dynamic is not None and dynamic not in DYNAMIC_KINDS:
+        kinds = ", ".join(sorted(DYNAMIC_KINDS))
+        problems.append(
+            Problem(
+                "dynamic",
+                f"dynamic must be one of {kinds}",
+                f"自動で添える情報は {kinds} のいずれかにしてください。",
+            )
+        )
+    return problems
+
+
 def entry_from_mapping(
     raw: Mapping[str, Any], *, default_category: str | None = None, where: str = ""
 ) -> Entry:
     """Build an :class:`Entry` from a mapping, raising ``KnowledgeBaseError`` when invalid."""
-    problems: list[str] = []
     label = f"{where}entry {raw.get('id', '?')!r}"
-    unknown = set(raw) - _KNOWN_KEYS
-    if unknown:
-        problems.append(f"{label}: unknown key(s) {', '.join(sorted(unknown))}")
-    entry_id = raw.get("id")
-    if not isinstance(entry_id, str) or not SLUG.match(entry_id):
-        problems.append(f"{label}: id must be a slug of a-z, 0-9 and '-'")
-    for key in ("question", "answer"):
-        value = raw.get(key)
-        if not isinstance(value, str) or not value.strip():
-            problems.append(f"{label}: {key} must be a non-empty string")
-    if isinstance(raw.get("answer"), str):
-        problems.extend(f"{label}: answer: {problem}" for problem in link_problems(raw["answer"]))
-    for key in ("alternatives", "tags"):
-        value = raw.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            problems.append(f"{label}: {key} must be a list of non-empty strings")
+    found = entry_problems(raw, default_category=default_category)
+    if found:
+        raise KnowledgeBaseError([f"{label}: {problem.english}" for problem in found])
     category = raw.get("category", default_category)
-    if category is not None and not isinstance(category, str):
-        problems.append(f"{label}: category must be a string")
-    dynamic = raw.get("dynamic")
-    if dynamic is not None and dynamic not in DYNAMIC_KINDS:
-        problems.append(f"{label}: dynamic must be one of {', '.join(sorted(DYNAMIC_KINDS))}")
-    if problems:
-        raise KnowledgeBaseError(problems)
     return Entry(
-        id=entry_id,  # type: ignore[arg-type]
+        id=raw["id"],
         question=raw["question"].strip(),
         answer=raw["answer"].strip(),
         alternatives=tuple(a.strip() for a in raw.get("alternatives", [])),
         category=category,
         tags=tuple(t.strip() for t in raw.get("tags", [])),
-        dynamic=dynamic,
+        dynamic=raw.get("dynamic"),
     )
+
+
+def entry_mapping(entry: Entry) -> dict[str, Any]:
+    """``entry`` as a TOML table of the files (the inverse of ``entry_from_mapping``)."""
+    table: dict[str, Any] = {"id": entry.id, "question": entry.question}
+    if entry.alternatives:
+        table["alternatives"] = list(entry.alternatives)
+    if entry.category is not None:
+        table["category"] = entry.category
+    if entry.tags:
+        table["tags"] = list(entry.tags)
+    if entry.dynamic is not None:
+        table["dynamic"] = entry.dynamic
+    table["answer"] = entry.answer
+    return table
+
+
+def dump_entries(entries: Iterable[Entry], *, category: str | None = None) -> str:
+    """One knowledge-base file holding ``entries`` (``category``: the file's default, left
+    out of the entries that have it); ``load_entries`` reads back the same entries."""
+    document: dict[str, Any] = {}
+    if category is not None:
+        document["category"] = category
+    tables = []
+    for entry in entries:
+        table = entry_mapping(entry)
+        if category is not None and table.get("category") == category:
+            del table["category"]
+        tables.append(table)
+    document["entry"] = tables
+    return tomli_w.dumps(document, multiline_strings=True)
 
 
 def load_entries(source: str | Path | Iterable[str | Path]) -> list[Entry]:

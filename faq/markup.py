@@ -89,13 +89,14 @@ def links(text: str) -> list[Link]:
     return found
 
 
+def link_problem(link: Link) -> str:
+    """Why ``link`` is refused (it is not a path of this site nor https://)."""
+    return f"link {link.href!r} ({link.text}) must be a path of this site (/...) or https://"
+
+
 def link_problems(text: str) -> list[str]:
     """Why each link of ``text`` that would not be rendered as a link is refused."""
-    return [
-        f"link {link.href!r} ({link.text}) must be a path of this site (/...) or https://"
-        for link in links(text)
-        if not allowed_link(link.href)
-    ]
+    return [link_problem(link) for link in links(text) if not allowed_link(link.href)]
 
 
 # A paragraph made of one short line without a full stop is a heading or a list item

@@ -29,6 +29,7 @@ from helpdesk.agents.sessions import SessionCodec
 from helpdesk.clock import jst
 from helpdesk.db import utcnow
 from helpdesk.faq_service import FaqService
+from helpdesk.insights.rollup import roll_up_periodically
 from helpdesk.leader import Leadership
 from helpdesk.mail.inbound import InboundProcessor
 from helpdesk.mail.outbox import (
@@ -59,8 +60,9 @@ from helpdesk.security import (
 from helpdesk.settings import ROOT, Settings
 from helpdesk.tickets import TicketService
 from helpdesk.tickets import labels as ticket_labels
-from helpdesk.web import api_docs, auth, console, csat, ops, pages
+from helpdesk.web import api_docs, auth, console, console_ticket, csat, kb_console, ops, pages
 from helpdesk.web import faq as faq_routes
+from helpdesk.web import insights as insights_routes
 from helpdesk.web import tickets as ticket_routes
 from helpdesk.web.auth import AgentSessionMiddleware, LoginRequired
 
@@ -212,6 +214,8 @@ class Helpdesk:
         self._submission_limiter = self.rate_limiter(limit, window, scope="submission")
         self._feedback_limiter = self.rate_limiter(30, 600, scope="feedback")
         self._faq = FaqService.from_settings(self.settings, self.sessions)
+        # The console's edits over the files (issue 11), before the first request.
+        await self._faq.reload_if_changed()
         log.info("FAQ loaded: %d entries", len(self._faq.entries))
         faq = self._faq
         self._tickets = TicketService(
@@ -228,8 +232,12 @@ class Helpdesk:
         self._session_codec = SessionCodec(self.settings.ensure_secret_key())
         # Tickets made before the support calendar was set get their first-reply due time.
         await self._tickets.backfill_first_reply_due()
+        # Tickets made before the search index existed get their search document.
+        await self._tickets.backfill_search()
         self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
-        self._background.append(asyncio.create_task(self._faq.watch_data()))
+        self._background.append(
+            asyncio.create_task(self._faq.watch_data(self.settings.faq_reload_seconds))
+        )
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
 
     def start_photo_sweep(self) -> None:
@@ -246,6 +254,16 @@ class Helpdesk:
                     interval_seconds=minutes * 60,
                 )
             )
+        )
+
+    def start_insights_rollup(self) -> None:
+        """Roll up the insights' closed days in the background (``serve``)."""
+        if self.sessions is None or self._faq is None:
+            return
+        faq = self._faq
+        # The leader's work (``start_background_work``): one process rolls up.
+        self._leader_tasks.append(
+            asyncio.create_task(roll_up_periodically(self.sessions, lambda: faq.policy))
         )
 
     def mail_sender(self) -> OutboxSender:
@@ -336,6 +354,7 @@ class Helpdesk:
         if self._sender_stop is not None:
             self._leader_tasks.append(asyncio.create_task(self._release_leases(utcnow())))
         self.start_photo_sweep()
+        self.start_insights_rollup()
         self._leader_tasks.append(asyncio.create_task(self._prune_periodically()))
         holder = self.leadership.holder if self.leadership else "this process"
         self._leader_tasks.append(
@@ -502,6 +521,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *auth.routes,
         *console.routes,
         *ops.routes,
+        *insights_routes.routes,
+        *console_ticket.routes,
+        *kb_console.routes,
         Mount("/static", app=StaticFiles(directory=str(Path(ROOT / "static"))), name="static"),
     ]
     https = settings.base_url.lower().startswith("https://")

@@ -14,8 +14,9 @@ import contextlib
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -25,11 +26,22 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from faq import Answer, Entry, KnowledgeBaseError, PolicyError, SearchEngine, ShopPolicy
-from faq.analysis import Analyzer
+from faq import (
+    Answer,
+    Entry,
+    KnowledgeBaseError,
+    PolicyError,
+    SearchEngine,
+    ShopPolicy,
+    load_policy,
+)
+from faq.analysis import AnalysisMemo, Analyzer, shared_analyzer
 from faq.markup import Paragraph, plain, render, render_answer, sections
 from faq.synonyms import SynonymError
 from helpdesk.db import as_utc, utcnow
+from helpdesk.faq_gaps import GapGroup, GapQuery, group_gaps
+from helpdesk.insights.counters import DayCounts, add_counts
+from helpdesk.kb_store import FileKb, KnowledgeBase, KnowledgeBaseStore, load_files, merge
 from helpdesk.metrics import FAQ_QUESTIONS
 from helpdesk.models import FaqFeedback, FaqGap
 from helpdesk.privacy import mask_personal_data
@@ -46,8 +58,11 @@ MAX_RESULTS = 5
 # Gaps are written in batches, at least this often.
 GAP_FLUSH_SECONDS = 1.0
 GAP_BATCH = 200
+# The gap list covers this many days, and at most this many distinct queries.
+GAP_DAYS = 90
+GAP_QUERIES = 2000
 # Edits of data/ (entries, synonyms, shop policy) are picked up within this many seconds.
-DATA_CHECK_SECONDS = 2.0
+DATA_CHECK_SECONDS = 1.0
 # An answer longer than this (in characters, without markup) with at least this many
 # sections shows its matching sections and folds the others.
 LONG_ANSWER_CHARS = 200
@@ -78,6 +93,19 @@ class GapSummary:
     best_entry_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class KbState:
+    """What one process answers with: swapped whole, by one assignment, when rebuilt."""
+
+    engine: SearchEngine
+    policy: ShopPolicy
+    #: The database's knowledge-base version it was built at (-1: not read yet).
+    version: int = -1
+    #: Names, sizes and times of the files it was built from.
+    stamp: tuple[tuple[str, int, int], ...] = ()
+    kb: KnowledgeBase | None = None
+
+
 class FaqService:
     def __init__(
         self,
@@ -87,24 +115,50 @@ class FaqService:
         *,
         max_query_length: int = 200,
         data_dir: Path | None = None,
+        memo: AnalysisMemo | None = None,
     ) -> None:
-        self.engine = engine
-        self.policy = policy
         self.sessions = sessions
         self.max_query_length = max_query_length
         #: Where the knowledge base comes from; ``reload_if_changed`` watches it.
         self.data_dir = data_dir
-        self._data_stamp = _stamp(data_dir) if data_dir else ()
+        #: The console's revisions over the files (None without a database or data folder).
+        self.store = (
+            KnowledgeBaseStore(sessions, data_dir)
+            if sessions is not None and data_dir is not None
+            else None
+        )
+        self._state = KbState(engine, policy, -1, _stamp(data_dir) if data_dir else ())
+        # What failed to build last (files' stamp, version): not retried until it changes.
+        self._failed: tuple[object, int] | None = None
+        self._reload_lock = asyncio.Lock()
+        # The files as last read, by their stamp: an edit in the console reads none again.
+        self._files: tuple[tuple[tuple[str, int, int], ...], FileKb] | None = None
+        # The knowledge base's analyses, from one build to the next.
+        self._memo = memo or AnalysisMemo()
+        self._reload_wakeup = asyncio.Event()
+        #: How many times the index was rebuilt and swapped in (for tests and benchmarks).
+        self.rebuilds = 0
         # (query, confidence, best entry, when): masked and written by the gap writer.
         self._pending_gaps: list[tuple[str, float, str | None, datetime]] = []
         self._gap_wakeup = asyncio.Event()
+        # Questions asked and answered, forms with suggestions, per day in Japan: added to
+        # ``faq_daily`` with the gaps (insights).
+        self._counts: dict[date, DayCounts] = {}
 
     @classmethod
     def from_settings(
         cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]
     ) -> FaqService:
-        """Load the knowledge base and the shop policy named by ``settings``."""
-        engine = SearchEngine.from_directory(settings.data_dir)
+        """Load the knowledge base and the shop policy named by ``settings`` (the files;
+        ``reload_if_changed`` then applies the database's revisions)."""
+        memo = AnalysisMemo()
+        analyzer = shared_analyzer()
+        analyzer.memo = memo  # the first build fills it; queries do not
+        try:
+            engine = SearchEngine.from_directory(settings.data_dir, analyzer=analyzer)
+        finally:
+            analyzer.memo = None
+        memo.rotate()
         assert engine.policy is not None
         return cls(
             engine,
@@ -112,35 +166,83 @@ class FaqService:
             sessions,
             max_query_length=settings.faq_max_query_length,
             data_dir=settings.data_dir,
+            memo=memo,
         )
 
+    @property
+    def engine(self) -> SearchEngine:
+        """The index in use; read it once per request (a rebuild may swap it meanwhile)."""
+        return self._state.engine
+
+    @property
+    def policy(self) -> ShopPolicy:
+        return self._state.policy
+
+    @property
+    def version(self) -> int:
+        """The knowledge-base version this process answers with."""
+        return self._state.version
+
     async def reload_if_changed(self) -> bool:
-        """Rebuild the engine when a file of the knowledge base changed (entries, synonyms,
-        shop policy); True when it did. The new engine is built in a thread, with its own
-        analyzer, and replaces the old one at once; a knowledge base that does not load
-        (``faq check`` says why) is logged and the old one kept."""
+        """Rebuild the index when the knowledge base changed: a file (entries, synonyms,
+        shop policy) or the database's version (an edit in the console, by any worker).
+        True when it did.
+
+        Off the request path: the files and revisions are read, then the new engine is
+        built in a thread with its own analyzer, and replaces the old one by one
+        assignment; a request never sees a half-built index. A knowledge base that does
+        not load (``faq check`` says why) is logged and the old one kept.
+        """
         if self.data_dir is None:
             return False
-        stamp = await asyncio.to_thread(_stamp, self.data_dir)
-        if stamp == self._data_stamp:
-            return False
-        self._data_stamp = stamp
-        try:
-            engine = await asyncio.to_thread(
-                SearchEngine.from_directory, self.data_dir, analyzer=Analyzer()
-            )
-        except (KnowledgeBaseError, PolicyError, SynonymError, OSError) as exc:
-            log.error("knowledge base not reloaded, the previous one stays: %s", exc)
-            return False
-        assert engine.policy is not None
-        self.engine, self.policy = engine, engine.policy
-        log.info("knowledge base reloaded: %d entries", len(engine.entries))
+        async with self._reload_lock:
+            stamp = await asyncio.to_thread(_stamp, self.data_dir)
+            version = await self.store.version() if self.store is not None else 0
+            state = self._state
+            if (stamp, version) == (state.stamp, state.version) or (stamp, version) == self._failed:
+                return False
+            if state.version == -1 and version == 0 and stamp == state.stamp:
+                # No revision was ever saved: the index built from the files is current.
+                self._state = KbState(state.engine, state.policy, 0, stamp)
+                return False
+            started = time.perf_counter()
+            try:
+                if self._files is not None and self._files[0] == stamp:
+                    files = self._files[1]  # only the database changed
+                else:
+                    files = await asyncio.to_thread(load_files, self.data_dir)
+                    self._files = (stamp, files)
+                if self.store is not None:
+                    kb = await self.store.load(files)
+                else:
+                    kb = merge(files, (), version)
+                engine = await asyncio.to_thread(_build_engine, kb, self.data_dir, self._memo)
+            except (KnowledgeBaseError, PolicyError, SynonymError, OSError) as exc:
+                self._failed = (stamp, version)
+                log.error("knowledge base not reloaded, the previous one stays: %s", exc)
+                return False
+            assert engine.policy is not None
+            self._state = KbState(engine, engine.policy, kb.version, stamp, kb)
+            self.rebuilds += 1
+        log.info(
+            "knowledge base loaded: %d entries (version %d) in %.2f s",
+            len(engine.entries),
+            kb.version,
+            time.perf_counter() - started,
+        )
         return True
 
+    def request_reload(self) -> None:
+        """Have ``watch_data`` look for changes now (after an edit in this process)."""
+        self._reload_wakeup.set()
+
     async def watch_data(self, interval: float = DATA_CHECK_SECONDS) -> None:
-        """Pick up edits of the knowledge base every ``interval`` seconds, until cancelled."""
+        """Pick up changes of the knowledge base every ``interval`` seconds (or when
+        ``request_reload`` asks), until cancelled."""
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload_wakeup.wait(), interval)
+            self._reload_wakeup.clear()
             try:
                 await self.reload_if_changed()
             except Exception:  # keep watching after an unexpected error
@@ -184,6 +286,9 @@ class FaqService:
         """
         answer = self.ask(query, now=now)
         FAQ_QUESTIONS.labels("yes" if answer.answered else "no").inc()
+        tally = self._today()
+        tally.asked += 1
+        tally.answered += answer.answered
         if not answer.answered or answer.confidence < GAP_CONFIDENCE:
             best = answer.hits[0].entry.id if answer.hits else None
             self._pending_gaps.append((query, answer.confidence, best, utcnow()))
@@ -191,14 +296,38 @@ class FaqService:
                 self._gap_wakeup.set()
         return answer
 
+    def _today(self) -> DayCounts:
+        day = self.policy.local(utcnow()).date()
+        tally = self._counts.get(day)
+        if tally is None:
+            tally = self._counts[day] = DayCounts()
+        return tally
+
+    def note_suggested(self) -> None:
+        """Count a ticket form on which FAQ answers were suggested (insights' deflection)."""
+        self._today().suggested += 1
+
     async def flush_gaps(self) -> int:
-        """Write the gaps noted so far, personal data masked; returns how many."""
+        """Write the gaps noted so far, personal data masked, and add the day's counts of
+        questions to ``faq_daily``; returns how many gaps. Counts that could not be
+        written are kept for the next flush."""
         pending, self._pending_gaps = self._pending_gaps, []
-        if pending:
-            rows = await asyncio.to_thread(_gap_rows, pending)  # masking is regex work
-            async with self.sessions() as session:
-                await session.execute(insert(FaqGap), rows)
-                await session.commit()
+        counts, self._counts = self._counts, {}
+        if pending or counts:
+            rows = await asyncio.to_thread(_gap_rows, pending) if pending else []
+            try:
+                async with self.sessions() as session:
+                    if rows:
+                        await session.execute(insert(FaqGap), rows)
+                    await add_counts(session, counts)
+                    await session.commit()
+            except Exception:
+                for day, tally in counts.items():
+                    kept = self._counts.setdefault(day, DayCounts())
+                    kept.asked += tally.asked
+                    kept.answered += tally.answered
+                    kept.suggested += tally.suggested
+                raise
         return len(pending)
 
     async def run_gap_writer(self, interval: float = GAP_FLUSH_SECONDS) -> None:
@@ -242,6 +371,43 @@ class FaqService:
             )
             return [GapSummary(q, n, as_utc(last), best) for q, n, last, best in rows.all()]
 
+    async def gap_queries(
+        self, *, days: int = GAP_DAYS, limit: int = GAP_QUERIES
+    ) -> list[GapQuery]:
+        """The distinct queries of the gap log of the last ``days`` days (the most recently
+        asked ``limit``), with their counts and first and last dates."""
+        await self.flush_gaps()
+        since = utcnow() - timedelta(days=days)
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(
+                    col(FaqGap.query),
+                    func.count(),
+                    func.min(col(FaqGap.created_at)),
+                    func.max(col(FaqGap.created_at)),
+                    func.max(col(FaqGap.best_entry_id)),
+                    func.max(col(FaqGap.confidence)),
+                )
+                .where(col(FaqGap.created_at) >= since)
+                .group_by(col(FaqGap.query))
+                .order_by(func.max(col(FaqGap.created_at)).desc())
+                .limit(limit)
+            )
+            return [
+                GapQuery(query, n, as_utc(first), as_utc(last), best, float(sure))
+                for query, n, first, last, best, sure in rows.all()
+            ]
+
+    async def gap_groups(self, *, days: int = GAP_DAYS) -> list[GapGroup]:
+        """The gap log's queries grouped by meaning (``helpdesk.faq_gaps``), open first."""
+        queries = await self.gap_queries(days=days)
+        handled = await self.store.sources() if self.store is not None else {}
+        engine = self.engine
+        # Analysis is CPU work: in a thread, with an analyzer of its own.
+        return await asyncio.to_thread(
+            lambda: group_gaps(queries, Analyzer(), engine=engine, handled=handled)
+        )
+
     async def feedback_totals(self) -> dict[str, tuple[int, int]]:
         """entry id -> (helpful votes, not helpful votes)."""
         async with self.sessions() as session:
@@ -266,6 +432,27 @@ def _gap_rows(pending: list[tuple[str, float, str | None, datetime]]) -> list[di
         }
         for query, confidence, best, created_at in pending
     ]
+
+
+def _build_engine(
+    kb: KnowledgeBase, data_dir: Path, memo: AnalysisMemo | None = None
+) -> SearchEngine:
+    """The index over ``kb``'s published entries (run in a worker thread, with an analyzer
+    of its own: the one answering queries is not thread-safe). ``memo``: the analyses of
+    the previous build, so that only the texts that changed are analyzed again."""
+    analyzer = Analyzer(memo=memo)
+    try:
+        engine = SearchEngine(
+            kb.published(),
+            policy=load_policy(data_dir / "shop.toml"),
+            synonyms=kb.synonyms,
+            analyzer=analyzer,
+        )
+    finally:
+        analyzer.memo = None  # queries are not kept
+    if memo is not None:
+        memo.rotate()
+    return engine
 
 
 def _stamp(data_dir: Path) -> tuple[tuple[str, int, int], ...]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -41,12 +42,53 @@ class FaqFeedback(SQLModel, table=True):
 # A query the bot could not answer with confidence, with personal data masked.
 class FaqGap(SQLModel, table=True):
     __tablename__ = "faq_gap"
+    # Insights read the gaps of a day (``helpdesk.insights.rollup``).
+    __table_args__ = (Index("ix_faq_gap_created_at", "created_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     query: str = Field(max_length=500)
     confidence: float
     best_entry_id: str | None = Field(default=None, max_length=100)
     created_at: datetime = _created_at()
+
+
+# -- the knowledge base as edited in the console (issue 11) ------------------------------------
+
+
+# One saved state of an FAQ entry, a category or the shop's synonyms, made in the console.
+# The latest revision of a key overrides ``data/faq`` (and ``data/synonyms.toml``); the
+# files stay the starting point of a fresh install. Rows are never changed or deleted.
+class FaqRevision(SQLModel, table=True):
+    __tablename__ = "faq_revision"
+    __table_args__ = (Index("ix_faq_revision_key", "kind", "key", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # "entry" (key: the entry's id), "category" (key: its name in the files, or the name it
+    # was created with) or "synonyms" (key: "synonyms").
+    kind: str = Field(max_length=20)
+    key: str = Field(max_length=100)
+    # "published", "draft" or "retired" (a category or the synonyms: published or retired).
+    status: str = Field(max_length=20)
+    # The whole state as JSON (an entry as in the TOML files; a category's name and
+    # position; the synonym groups).
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    # What changed since the previous state, for people: field names.
+    changes: str = Field(default="", max_length=500)
+    agent_id: int | None = Field(default=None, foreign_key="agent.id")
+    agent_name: str = Field(max_length=100)
+    # The gap group this change answers (``helpdesk.faq_gaps``), or the ticket it came from.
+    source: str | None = Field(default=None, max_length=200, index=True)
+    created_at: datetime = _created_at()
+
+
+# The knowledge base's version: bumped with every revision, read by every worker every
+# few seconds to know when to rebuild its index. One row (id 1).
+class FaqKbVersion(SQLModel, table=True):
+    __tablename__ = "faq_kb_version"
+
+    id: int = Field(default=1, primary_key=True)
+    version: int = Field(default=0)
+    updated_at: datetime = _created_at()
 
 
 class StrEnumType(TypeDecorator[Any]):
@@ -180,11 +222,36 @@ def _moment() -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
+# The statuses of unfinished tickets, as SQL: the queue's condition and its partial index
+# must be written alike (a database uses a partial index only for the very same condition).
+ACTIVE_STATUS_SQL = "status IN ('new', 'open', 'pending')"
+
+
 # One case: a return, a defect, an exchange or an inquiry.
 class Ticket(SQLModel, table=True):
     __tablename__ = "ticket"
     # The queue's "overdue" and "due today": tickets not answered yet, by due time.
-    __table_args__ = (Index("ix_ticket_first_reply", "first_replied_at", "first_reply_due_at"),)
+    __table_args__ = (
+        Index("ix_ticket_first_reply", "first_replied_at", "first_reply_due_at"),
+        # Insights: the tickets created in a day (and their kind), read from the index alone.
+        Index("ix_ticket_created_kind", "created_at", "kind"),
+        # Insights: how many are overdue now, read from the index alone, without visiting
+        # the tickets closed without a reply (spam, duplicates), which only grow.
+        Index("ix_ticket_awaiting", "status", "first_replied_at", "first_reply_due_at"),
+        # The console's queue: by status, oldest first (keyset pagination on created_at, id).
+        Index("ix_ticket_queue", "status", "created_at", "id"),
+        Index("ix_ticket_created", "created_at", "id"),
+        # The default queue (new, open, pending): a partial index, so that the oldest
+        # unfinished tickets are found without stepping over the finished ones before them.
+        Index(
+            "ix_ticket_active",
+            "created_at",
+            "id",
+            sqlite_where=text(ACTIVE_STATUS_SQL),
+            postgresql_where=text(ACTIVE_STATUS_SQL),
+        ),
+        Index("ix_ticket_assignee_queue", "assignee_id", "created_at", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(max_length=32, unique=True, index=True)
@@ -215,8 +282,51 @@ class Ticket(SQLModel, table=True):
     first_reply_due_at: datetime | None = _moment()
     # When an agent's first reply to the customer was made (notes do not count).
     first_replied_at: datetime | None = _moment()
+    # Set when the ticket was merged into another (a duplicate): its messages, photos and
+    # history moved there; its customer's links and mail lead there.
+    merged_into_id: int | None = Field(default=None, foreign_key="ticket.id")
+    # The customer's latest verified message and the agents' latest reply: the queue's
+    # "waiting on the customer" and "customer replied" compare them.
+    last_customer_at: datetime | None = _moment()
+    last_replied_at: datetime | None = _moment()
+    # Marked as spam by an agent: hidden from the queue; its sender's later mail is kept
+    # but opens no ticket and sends no mail (``TicketService``, ``helpdesk.mail.inbound``).
+    spam: bool = Field(default=False, index=True, sa_column_kwargs={"server_default": false()})
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
+
+
+class PresenceKind(StrEnum):
+    viewing = "viewing"  # has the ticket page open
+    typing = "typing"  # is writing a reply or a note on it
+
+
+# Who has a ticket open in the console (二重対応防止): one row per ticket and agent,
+# refreshed by the page while it stays open; rows older than a minute mean nothing.
+class TicketPresence(SQLModel, table=True):
+    __tablename__ = "ticket_presence"
+    __table_args__ = (UniqueConstraint("ticket_id", "agent_id", name="uq_ticket_presence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    agent_id: int = Field(foreign_key="agent.id")
+    kind: PresenceKind = Field(sa_type=StrEnumType(PresenceKind, 20))
+    last_seen: datetime = _created_at()
+
+
+# An agent's mailed reply held because another agent answered the customer meanwhile
+# (二重対応防止): the agent was mailed the other answer and confirms with ``#confirm``.
+# ``commands`` is the JSON of the held commands (``commands.to_data``).
+class HeldReply(SQLModel, table=True):
+    __tablename__ = "held_reply"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    agent_id: int = Field(foreign_key="agent.id")
+    commands: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _created_at()
+    # When it was sent after a confirmation, or set aside by a newer held reply.
+    released_at: datetime | None = _moment()
 
 
 # What was said on a ticket, by whom; notes stay internal.
@@ -292,6 +402,8 @@ class CsatResponse(SQLModel, table=True):
     __tablename__ = "csat_response"
     __table_args__ = (
         UniqueConstraint("ticket_id", "resolution", name="uq_csat_response_ticket_resolution"),
+        # Insights: CSAT per kind and agent over a range, read from the index alone.
+        Index("ix_csat_response_tally", "created_at", "kind", "agent_id", "rating"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -391,6 +503,72 @@ class InboundMail(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     received_at: datetime = _created_at()
+
+
+# -- insights (helpdesk/insights) --------------------------------------------------------------
+
+
+# The FAQ's questions of one day in Japan, counted as they are asked (the questions
+# themselves are not kept, only the gaps are): cheap counters, added to in batches.
+class FaqDaily(SQLModel, table=True):
+    __tablename__ = "faq_daily"
+
+    day: date = Field(primary_key=True)
+    # Questions asked (FAQ pages, the chat, the search API; not the forms' suggestions).
+    asked: int = 0
+    # ... of which the bot answered with confidence.
+    answered: int = 0
+    # Ticket forms on which FAQ answers were suggested (counted once per form).
+    suggested: int = 0
+
+
+# A day (in Japan) whose rollups below are complete: closed days are computed once, by
+# ``helpdesk.insights.rollup`` (tickets are never deleted and never change kind, and the
+# facts counted, a creation and a first reply, belong to the day they happened).
+class InsightDay(SQLModel, table=True):
+    __tablename__ = "insight_day"
+
+    day: date = Field(primary_key=True)
+    rolled_at: datetime = _created_at()
+
+
+# Tickets of one day and kind: created that day, first replied that day.
+class InsightTickets(SQLModel, table=True):
+    __tablename__ = "insight_tickets"
+
+    day: date = Field(primary_key=True)
+    kind: str = Field(primary_key=True, max_length=20)
+    created: int = 0
+    # Created that day with FAQ answers suggested on the form, and sent all the same.
+    sent_after_suggestions: int = 0
+    # First replies made that day ...
+    replied: int = 0
+    # ... of which after their due time.
+    replied_late: int = 0
+
+
+# First replies of one day and kind by their time in business minutes (a histogram, see
+# ``helpdesk.insights.queries.minutes_bucket``): percentiles over any range of days.
+class InsightReplyTime(SQLModel, table=True):
+    __tablename__ = "insight_reply_time"
+
+    day: date = Field(primary_key=True)
+    kind: str = Field(primary_key=True, max_length=20)
+    minutes: int = Field(primary_key=True)
+    count: int = 0
+
+
+# Unanswered FAQ questions of one day, grouped by their normalized text.
+class InsightGap(SQLModel, table=True):
+    __tablename__ = "insight_gap"
+    # The range's counts of a few groups (today's), without reading every group's rows.
+    __table_args__ = (Index("ix_insight_gap_key_day", "key", "day", "count"),)
+
+    day: date = Field(primary_key=True)
+    key: str = Field(primary_key=True, max_length=200)
+    count: int = 0
+    # One of the questions as asked (masked), shown for the group.
+    sample: str = Field(max_length=500)
 
 
 # Production runtime (issue 13): the leader's heartbeat, daily job runs, shared rate limits.

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     #: Longest FAQ query accepted by the HTTP API, in characters.
     faq_max_query_length: int = 200
+    #: How often each worker checks whether the knowledge base changed (files, or an edit
+    #: in the console by any worker), in seconds: a stat of the files and a one-row query.
+    faq_reload_seconds: float = 1.0
     #: Customers' photos, stored outside the web root (default ``var/media``).
     media_dir: Path | None = None
     #: Largest photo accepted, in megabytes.

@@ -158,7 +158,9 @@
         var text = description.value.trim().slice(0, 200);
         if (text.length < 4 || text === lastQuery) return;
         lastQuery = text;
-        fetch("/api/faq/suggest?q=" + encodeURIComponent(text), { headers: { Accept: "application/json" } })
+        // "first": this form has shown no suggestion yet (counted once per form, insights).
+        var first = shown && !shown.value ? "&first=1" : "";
+        fetch("/api/faq/suggest?q=" + encodeURIComponent(text) + first, { headers: { Accept: "application/json" } })
           .then(function (r) { return r.ok ? r.json() : { results: [] }; })
           .then(function (data) {
             box.textContent = "";

@@ -140,3 +140,20 @@ async def test_the_customer_is_greeted_once(
     [reply] = [o for o in await rows(app, Outbox) if o.kind == "agent_reply"]
     assert reply.text.count("山田 花子 様") == greetings
     assert reply.text.lstrip().startswith("山田 花子 様")
+
+
+@pytest.mark.parametrize("line", ["#confirm", "＃送信", "#送信確認", "#Confirm"])
+def test_the_confirmation_of_a_held_reply(line: str) -> None:
+    from helpdesk.tickets.commands import Confirm
+
+    assert parse_reply(line).commands == (Confirm(),)
+    with_text = parse_reply(f"{line}\n\n書き直した本文です。")
+    assert with_text.commands == (Confirm(), Reply("書き直した本文です。"))
+
+
+def test_merging_by_mail_names_the_target() -> None:
+    from helpdesk.tickets.commands import Merge
+
+    assert parse_reply("#統合 HD-26-00012").commands == (Merge("HD-26-00012"),)
+    [error] = parse_reply("#merge").errors
+    assert "受付番号を指定してください" in error.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.utils
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -159,6 +159,20 @@ def test_every_mail_template_composes_text_and_html() -> None:
         "status_label": "解決済み",
         "agent": SimpleNamespace(name="佐藤", email="sato@interiorltd.jp"),
         "problems": "・1行目「#statu」: 不明なコマンドです。",
+        # A reply held as a possible double answer (reply_held): what came meanwhile.
+        "meanwhile": [
+            SimpleNamespace(
+                author="agent",
+                author_name="田中",
+                sender="tanaka@interiorltd.jp",
+                created_at=datetime(2026, 12, 1, 3, 0, tzinfo=UTC),
+                body="本日発送しました。",
+            )
+        ],
+        "reply": "佐藤です。確認します。",
+        "changes": [
+            "tanaka@interiorltd.jp がステータスを「対応中」から「解決済み」に変更しました。"
+        ],
         "row": SimpleNamespace(id=7, envelope_from=None),
         "problem": "解析できません",
         "preview": "garbage",

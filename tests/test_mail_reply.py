@@ -540,7 +540,7 @@ def test_commands_after_the_first_body_line_are_body_text() -> None:
 # -- parse_reply: errors -----------------------------------------------------------------------
 
 STATUS_VALUES = "open（対応中）, pending（保留）, resolved（解決済み）, closed（完了）"
-KNOWN = "使えるコマンド: #status, #assign, #priority, #note"
+KNOWN = "使えるコマンド: #status, #assign, #priority, #note, #spam"
 PRIORITY_VALUES = "low（低）, normal（通常）, high（高）, urgent（緊急）"
 
 

@@ -11,9 +11,25 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from starlette.applications import Starlette
 
+# The tickets' search index (migration 0008, ``helpdesk.tickets.search``) is no model:
+# SQLModel cannot describe an FTS5 virtual table (with its shadow tables
+# ticket_search_data, _idx, _content, _docsize, _config) nor a tsvector column. It is
+# left out here and checked by tests/tickets/test_search.py on both databases.
+SEARCH_TABLES = frozenset(
+    {"ticket_search"}
+    | {f"ticket_search_{s}" for s in ("data", "idx", "content", "docsize", "config")}
+)
+
+
+def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return table not in SEARCH_TABLES
+
 
 def _differences(connection: Connection) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "include_object": _include}
+    )
     return list(compare_metadata(context, SQLModel.metadata))
 
 

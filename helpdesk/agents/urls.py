@@ -8,6 +8,8 @@ CONSOLE = "/console"
 LOGIN = "/console/login"
 LOGOUT = "/console/logout"
 AGENTS = "/console/agents"
+INSIGHTS = "/console/insights"
+FAQ = "/console/faq"
 
 
 def safe_next(target: str | None) -> str:
@@ -49,6 +51,15 @@ class ConsoleUrls:
         """The admins' list of agents."""
         return AGENTS
 
+    def insights(self, params: dict[str, str] | None = None) -> str:
+        """The admins' insights page (``params``: its date range)."""
+        return f"{INSIGHTS}?{urlencode(params)}" if params else INSIGHTS
+
+    def insights_csv(self, table: str, params: dict[str, str] | None = None) -> str:
+        """One table of the insights page as CSV."""
+        path = f"{INSIGHTS}/{quote(table, safe='')}.csv"
+        return f"{path}?{urlencode(params)}" if params else path
+
     def password(self, token: str) -> str:
         """The one-time page where an agent sets a password."""
         return f"/console/password/{quote(token, safe='')}"
@@ -61,3 +72,39 @@ class ConsoleUrls:
 
     def ticket_photo(self, reference: str, digest: str) -> str:
         return f"{self.ticket(reference)}/photos/{quote(digest, safe='')}"
+
+    # -- the knowledge base (admins) ------------------------------------------------------
+
+    def faq(self) -> str:
+        """The entries of the knowledge base, in every state."""
+        return FAQ
+
+    def faq_entry(self, entry_id: str) -> str:
+        return f"{FAQ}/e/{quote(entry_id, safe='')}"
+
+    def faq_entry_status(self, entry_id: str) -> str:
+        return f"{self.faq_entry(entry_id)}/status"
+
+    def faq_new(self, **prefill: str) -> str:
+        """The form of a new entry, ``prefill`` (question, alternatives, source...) filled in."""
+        query = urlencode({k: v for k, v in prefill.items() if v})
+        return f"{FAQ}/new?{query}" if query else f"{FAQ}/new"
+
+    def faq_categories(self) -> str:
+        return f"{FAQ}/categories"
+
+    def faq_preview(self, query: str | None = None) -> str:
+        """Why a question matches what it does."""
+        return f"{FAQ}/preview?{urlencode({'q': query})}" if query else f"{FAQ}/preview"
+
+    def faq_gaps(self) -> str:
+        return f"{FAQ}/gaps"
+
+    def faq_gap_phrasing(self) -> str:
+        return f"{FAQ}/gaps/phrasing"
+
+    def faq_gap_synonym(self) -> str:
+        return f"{FAQ}/gaps/synonym"
+
+    def faq_draft_from_ticket(self, reference: str) -> str:
+        return f"{self.ticket(reference)}/faq-draft"

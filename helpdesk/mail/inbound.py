@@ -83,6 +83,7 @@ RETRY_DELAYS = (
 RECORD_RETRIES = (0.2, 1.0, 3.0)
 # The forms' limit on a description, applied to mail too.
 MAX_MAIL_TEXT = 5000
+SPAM_SENDER = "迷惑メールに指定された差出人のため、チケットにしません(メールは保存しています)"
 PARKED = (
     "処理中に停止したため自動では処理しません({attempts}回目の処理が途中で止まりました)。"
     "内容を確認し、処理してよければ main.py mail reprocess {id} を実行してください。"
@@ -441,6 +442,9 @@ class InboundProcessor:
         if thread is None:
             if automatic:
                 return Outcome(InboundStatus.ignored, "自動送信のメールのため、チケットにしません")
+            if await self.tickets.is_spam_sender(mail.from_address):
+                # Kept here (raw, with its outcome) for agents; no ticket, no mail.
+                return Outcome(InboundStatus.ignored, SPAM_SENDER)
             if len(mail.text) > MAX_MAIL_TEXT:
                 mail = replace(mail, text=mail.text[:MAX_MAIL_TEXT] + "\n(以下省略)")
             return await self._new_inquiry(mail, run)
@@ -491,8 +495,16 @@ class InboundProcessor:
             ticket = await self.tickets.find(reference)
             if ticket is not None:
                 via = Via.agents_address if for_agents else Via.customer_address
-                return await self._with_customer(ticket, via)
-        return await self._thread_by_ids(mail) or await self._thread_by_subject(mail)
+                return await self._following_merges(await self._with_customer(ticket, via))
+        thread = await self._thread_by_ids(mail) or await self._thread_by_subject(mail)
+        return await self._following_merges(thread)
+
+    async def _following_merges(self, thread: Thread | None) -> Thread | None:
+        """A merged duplicate's mail goes on in the ticket it was merged into (the same
+        customer: only their duplicates are merged)."""
+        if thread is None or thread.ticket.merged_into_id is None:
+            return thread
+        return replace(thread, ticket=await self.tickets.following_merges(thread.ticket))
 
     async def _with_customer(self, ticket: Ticket, via: Via) -> Thread:
         async with self.sessions() as session:
@@ -581,13 +593,22 @@ class InboundProcessor:
             # Everything wrong is told at once, the lines' and the commands' alike.
             problems += await self.tickets.problems(ticket, parsed.commands)
         else:
+            # What the agent had seen: the mail of ours their reply answers (二重対応防止).
+            ids = [i for i in (mail.in_reply_to, *mail.references) if i]
             result = await self.tickets.apply(
                 ticket,
                 Actor.agent(agent, channel=Channel.mail),
                 parsed.commands,
                 submission_key=_mail_key(mail),
+                seen_at=await self.tickets.mail_seen_at(ticket, ids),
             )
             problems += result.problems
+            if result.held:
+                return Outcome(
+                    InboundStatus.processed,
+                    "ほかの対応と重なるため返信を保留し、担当者に確認を依頼しました",
+                    ticket.id,
+                )
         if problems:
             await self.tickets.queue_agent_error(agent, ticket, format_errors(problems))
             return Outcome(

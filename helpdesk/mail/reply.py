@@ -23,6 +23,9 @@ from helpdesk.tickets.commands import (
     AddNote,
     Assign,
     Command,
+    Confirm,
+    MarkSpam,
+    Merge,
     Reply,
     SetPriority,
     SetStatus,
@@ -34,6 +37,7 @@ __all__ = [
     "Assign",
     "Command",
     "CommandError",
+    "MarkSpam",
     "ParsedReply",
     "Priority",
     "Reply",
@@ -74,6 +78,12 @@ _ASSIGN_NAMES = frozenset({"assign", "担当", "担当者"})
 _PRIORITY_NAMES = frozenset({"priority", "優先度"})
 _NOTE_NAMES = frozenset({"note", "メモ", "ノート", "内部メモ"})
 _ACCEPT_NAMES = frozenset({"accept", "承認", "受け入れ", "受入"})
+# The answer to a held reply's notice (二重対応防止): send it after all.
+_CONFIRM_NAMES = frozenset({"confirm", "送信確認", "確認済み", "送信"})
+_MERGE_NAMES = frozenset({"merge", "統合", "マージ"})
+_SPAM_NAMES = frozenset({"spam", "迷惑メール", "迷惑"})
+# "#spam" marks the ticket as spam; "#spam off" (解除) takes the mark away.
+_SPAM_VALUES = {"": True, "on": True, "off": False, "解除": False, "取り消し": False}
 
 # The words agents type (issue 8: 「#ステータス 完了済み」 was refused), the labels customers
 # read (「お客様のご返信待ち」) among them. Looked up after NFKC, case folding and without
@@ -125,7 +135,7 @@ _PRIORITY_VALUES: dict[str, Priority] = {
 }
 
 # #accept (#承認) is listed in the error mail's own command table (templates/mail).
-_KNOWN_COMMANDS = "#status, #assign, #priority, #note"
+_KNOWN_COMMANDS = "#status, #assign, #priority, #note, #spam"
 _STATUS_ALLOWED = "open（対応中）, pending（保留）, resolved（解決済み）, closed（完了）"
 _PRIORITY_ALLOWED = "low（低）, normal（通常）, high（高）, urgent（緊急）"
 
@@ -233,6 +243,19 @@ def parse_reply(text: str) -> ParsedReply:
                 )
                 continue
             command = AcceptMessage(int(number[1]))
+        elif key in _CONFIRM_NAMES:
+            command = Confirm()
+        elif key in _MERGE_NAMES:
+            if not value:
+                fail(f"「{written}」には統合先のチケットの受付番号を指定してください。")
+                continue
+            command = Merge(value)
+        elif key in _SPAM_NAMES:
+            spam = _SPAM_VALUES.get(_value_key(value))
+            if spam is None:
+                fail(f"「{value}」は「{written}」に指定できない値です。使える値: (なし), off(解除)")
+                continue
+            command = MarkSpam(spam)
         elif key in _NOTE_NAMES:
             command = AddNote()  # its body is known once the whole reply is read
         else:

@@ -7,8 +7,10 @@ whatever the channel.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from helpdesk.models import Agent, Priority, TicketStatus
 
@@ -50,7 +52,69 @@ class AcceptMessage:
     message_id: int
 
 
-Command = AcceptMessage | SetStatus | Assign | SetPriority | AddNote | Reply
+@dataclass(frozen=True, slots=True)
+class MarkSpam:
+    """Mark the ticket as spam (``spam`` True) or not: a spam ticket leaves the queue, and
+    its sender's later mail is kept but opens no ticket and sends no mail."""
+
+    spam: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """Merge this ticket (a duplicate) into the ticket ``into`` (its reference): its
+    messages, photos and history move there, and its customer's links lead there."""
+
+    into: str
+
+
+@dataclass(frozen=True, slots=True)
+class Confirm:
+    """Send the reply held for this agent (二重対応防止) after all: the agent has read the
+    other answer. A ``Reply`` given with it replaces the held reply's text."""
+
+
+Command = (
+    AcceptMessage | SetStatus | Assign | SetPriority | MarkSpam | AddNote | Reply | Merge | Confirm
+)
+
+_COMMAND_TYPES: dict[str, type] = {
+    kind.__name__: kind
+    for kind in (
+        AcceptMessage,
+        SetStatus,
+        Assign,
+        SetPriority,
+        MarkSpam,
+        AddNote,
+        Reply,
+        Merge,
+        Confirm,
+    )
+}
+
+
+def to_data(commands: Sequence[Command]) -> list[dict[str, Any]]:
+    """The commands as JSON-ready data (a held reply keeps its commands so)."""
+    return [
+        {"type": type(command).__name__}
+        | {name: getattr(command, name) for name in getattr(command, "__slots__", ())}
+        for command in commands
+    ]
+
+
+def from_data(data: Sequence[Mapping[str, Any]]) -> tuple[Command, ...]:
+    """The commands ``to_data`` gave (enum values come back as their enums)."""
+    found: list[Command] = []
+    for item in data:
+        fields = {key: value for key, value in item.items() if key != "type"}
+        kind = _COMMAND_TYPES[item["type"]]
+        if kind is SetStatus:
+            fields["status"] = TicketStatus(fields["status"])
+        elif kind is SetPriority:
+            fields["priority"] = Priority(fields["priority"])
+        found.append(kind(**fields))
+    return tuple(found)
 
 
 class Channel(StrEnum):

@@ -6,11 +6,27 @@ enums of ``helpdesk.models``.
 
 from __future__ import annotations
 
-from helpdesk.models import Author, CsatRating, TicketKind, TicketStatus, Trust
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from helpdesk.models import (
+    Author,
+    CsatRating,
+    PresenceKind,
+    Priority,
+    TicketEvent,
+    TicketKind,
+    TicketStatus,
+    Trust,
+)
 from helpdesk.tickets.commands import (
     AcceptMessage,
     AddNote,
     Assign,
+    Confirm,
+    MarkSpam,
+    Merge,
     Reply,
     SetPriority,
     SetStatus,
@@ -66,6 +82,23 @@ STATUS_LABELS: dict[str, str] = {
     TicketStatus.resolved: "解決済み",
     TicketStatus.closed: "完了",
 }
+# The console's queue: its choices and filters (``helpdesk.tickets.queue``).
+QUEUE_ACTIVE_LABEL = "未完了(受付済み・対応中・ご返信待ち)"
+QUEUE_ALL_LABEL = "すべて"
+QUEUE_ASSIGNEE_LABELS: dict[str, str] = {"mine": "自分", "unassigned": "未割り当て"}
+QUEUE_FLAG_LABELS: dict[str, str] = {
+    "late": "返品期限を過ぎた申請",
+    "waiting": "お客様の返信待ち",
+    "replied": "お客様から返信あり",
+    "overdue": "初回返信の期限超過",
+    "due_today": "本日が初回返信の期限",
+    "spam": "迷惑メールのみ",
+}
+QUEUE_FLAG_HINTS: dict[str, str] = {
+    "waiting": "担当者の返信のあと、お客様からまだ返信がないもの",
+    "replied": "担当者の返信のあとに、お客様から返信が届いたもの",
+    "spam": "迷惑メールに指定したチケットは、これを選んだときだけ表示されます",
+}
 # The two answers of the satisfaction survey, as the mail's links and the page say them.
 CSAT_LABELS: dict[str, str] = {
     CsatRating.good: "良かった",
@@ -118,8 +151,43 @@ COMMAND_LABELS: dict[type, str] = {
     SetStatus: "ステータスの変更",
     Assign: "担当者の割り当て",
     SetPriority: "優先度の変更",
+    MarkSpam: "迷惑メールの指定",
     AddNote: "社内メモ",
     Reply: "お客様への返信",
+    Merge: "チケットの統合",
+    Confirm: "保留中の返信の送信",
+}
+PRIORITY_LABELS: dict[str, str] = {
+    Priority.low: "低",
+    Priority.normal: "通常",
+    Priority.high: "高",
+    Priority.urgent: "緊急",
+}
+PRESENCE_LABELS: dict[str, str] = {
+    PresenceKind.viewing: "閲覧中",
+    PresenceKind.typing: "返信を入力中",
+}
+# The mails of the outbox (``Outbox.kind``), as the history names them.
+MAIL_LABELS: dict[str, str] = {
+    "ticket_confirmation": "受付確認のメール",
+    "ticket_notification": "担当者への通知",
+    "customer_reply": "担当者への通知(お客様の返信)",
+    "agent_reply": "お客様への返信メール",
+    "status_changed": "ステータス変更のお知らせ",
+    "customer_link": "お客様用リンクのご案内",
+    "agent_error": "担当者へのエラーのお知らせ",
+    "reply_held": "担当者への返信保留のお知らせ",
+    "inbound_failed": "受信エラーのお知らせ",
+    "unregistered_sender": "未登録アドレスのお知らせ",
+}
+CHANNEL_LABELS: dict[str, str] = {
+    "web": "フォーム",
+    "mail": "メール",
+    "api": "API",
+    "system": "システム",
+}
+SUPPRESSED_REASONS: dict[str, str] = {
+    "invalid_address": "宛先のアドレスが無効なため",
 }
 
 
@@ -145,3 +213,117 @@ def author_label(author: str, *, for_customer: bool = False, trust: str = Trust.
 
 def trust_label(trust: str) -> str:
     return TRUST_LABELS.get(trust, trust)
+
+
+def priority_label(priority: str) -> str:
+    return PRIORITY_LABELS.get(priority, priority)
+
+
+def mail_label(kind: str | None) -> str:
+    return MAIL_LABELS.get(kind or "", "メール")
+
+
+def _count(ids: Any) -> int:
+    return len(ids) if isinstance(ids, list) else 0
+
+
+# The history of a ticket as agents read it: one Japanese sentence per kind of event,
+# given who acted (``who``: a name, 「お客様」 or 「システム」) and the event's data.
+_EVENT_SENTENCES: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
+    "created": lambda who, d: (
+        f"{who}から{CHANNEL_LABELS.get(d.get('channel') or 'web', 'フォーム')}で"
+        "お問い合わせを受け付けました。"
+    ),
+    "flagged_late": lambda who, d: (
+        f"商品の到着から{d['days']}日が経過しており、返品の期限を過ぎています。"
+        if d.get("days") is not None
+        else "返品の期限を過ぎたお問い合わせです。"
+    ),
+    "deflection_shown": lambda who, d: (
+        f"送信の前に、よくある質問を{_count(d.get('ids'))}件ご案内しました。"
+    ),
+    "deflection_followed": lambda who, d: (
+        f"ご案内したよくある質問のうち、{_count(d.get('ids'))}件をお客様が開きました。"
+    ),
+    "mail_suppressed": lambda who, d: (
+        f"{mail_label(d.get('mail'))}を送りませんでした("
+        f"{SUPPRESSED_REASONS.get(d.get('reason') or '', '自動送信メールの上限に達したため')})。"
+    ),
+    "customer_message": lambda who, d: (
+        "迷惑メールに指定した送信者からメッセージが届きました(通知なし)。"
+        if d.get("spam")
+        else "お客様からメッセージが届きました。"
+    ),
+    "message_held": lambda who, d: (
+        f"{who}からのメッセージ(番号 {d.get('message')})を未確認として保留しました"
+        f"({trust_label(d.get('trust') or '')})。"
+    ),
+    "message_accepted": lambda who, d: (
+        f"{who}が未確認のメッセージ(番号 {d.get('message')})をお客様のものとして承認しました。"
+    ),
+    "status_changed": lambda who, d: (
+        f"{who}がステータスを「{status_label(d['old'])}」から"
+        f"「{status_label(d['new'])}」に変更しました。"
+    ),
+    "assigned": lambda who, d: f"{who}が担当者を {d.get('to')} にしました。",
+    "unassigned": lambda who, d: (
+        f"担当者 {d.get('from')} の登録が削除されたため、担当から外しました。"
+    ),
+    "priority_changed": lambda who, d: (
+        f"{who}が優先度を「{priority_label(d['old'])}」から"
+        f"「{priority_label(d['new'])}」に変更しました。"
+    ),
+    "note": lambda who, d: f"{who}が社内メモを追加しました。",
+    "agent_reply": lambda who, d: f"{who}がお客様に返信しました。",
+    "reply_held": lambda who, d: (
+        f"{who}のメールでの返信を、ほかの担当者の対応と重なるため保留し、確認をお願いしました。"
+    ),
+    "customer_link_revoked": lambda who, d: (
+        f"{who}がお客様用のリンクを無効にし、新しいリンクをお送りしました。"
+    ),
+    "csat_answered": lambda who, d: (
+        f"お客様が満足度アンケートに「{CSAT_LABELS.get(d.get('rating') or '', '')}」と"
+        "回答しました。"
+    ),
+    "mail_requeued": lambda who, d: (
+        f"送れなかった{mail_label(d.get('mail'))}(宛先 {d.get('to')})を、もう一度送る"
+        "ようにしました。"
+    ),
+    "mail_dead": lambda who, d: (
+        f"{mail_label(d.get('mail'))}(宛先 {d.get('to')})を{d.get('attempts')}回試しても"
+        "送れませんでした。"
+    ),
+    "delivery_failed": lambda who, d: (
+        f"{mail_label(d.get('mail'))}(宛先 {d.get('to')})が届かなかったと通知がありました。"
+    ),
+    "auto_reply_received": lambda who, d: (
+        f"{who}から自動返信(件名「{d.get('subject') or ''}」)が届きました。"
+    ),
+    "merged": lambda who, d: f"{who}がチケット {d.get('from')} をこのチケットに統合しました。",
+    "merged_into": lambda who, d: f"{who}がこのチケットを {d.get('into')} に統合しました。",
+    "marked_spam": lambda who, d: f"{who}がこのチケットを迷惑メールに指定しました。",
+    "unmarked_spam": lambda who, d: f"{who}が迷惑メールの指定を解除しました。",
+    "spam_sender": lambda who, d: (
+        "迷惑メールに指定された送信者からのお問い合わせのため、迷惑メールとして受け付け、"
+        "通知は送りませんでした。"
+    ),
+}
+EVENT_KINDS = frozenset(_EVENT_SENTENCES)
+
+
+def event_sentence(event: TicketEvent, *, who: str) -> str:
+    """The event as one Japanese sentence: 「佐藤がステータスを「対応中」から「解決済み」に
+    変更しました。」. An event of a kind this table does not know yet says so in Japanese."""
+    try:
+        data = json.loads(event.data or "{}")
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    sentence = _EVENT_SENTENCES.get(event.kind)
+    if sentence is None:
+        return f"{who}による記録があります(種類: {event.kind})。"
+    try:
+        return sentence(who, data)
+    except (KeyError, TypeError):
+        return f"{who}による記録があります(内容を読み取れませんでした)。"

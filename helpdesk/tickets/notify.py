@@ -275,6 +275,31 @@ class Notifier:
             problems=problems,
         )
 
+    async def reply_held(
+        self,
+        session: AsyncSession,
+        agent: Agent,
+        ticket: Ticket,
+        meanwhile: Sequence[Message],
+        reply: str,
+        *,
+        changes: Sequence[str] = (),
+    ) -> None:
+        """Tell the agent their mailed reply was held (二重対応防止): what came meanwhile,
+        their text, and how to send it after all (``#confirm``)."""
+        await self._queue(
+            session,
+            ticket=ticket,
+            kind="reply_held",
+            to=agent.email,
+            reply_to=self.access.reply_address(ticket, agents=True),
+            agent=agent,
+            meanwhile=meanwhile,
+            changes=changes,
+            reply=reply,
+            agent_url=self.urls.agent_url(ticket),
+        )
+
     async def inbound_failed(
         self, session: AsyncSession, row: InboundMail, problem: str, preview: str
     ) -> None:

@@ -18,7 +18,7 @@ from faq import ShopPolicy
 from helpdesk.models import TicketKind, TicketStatus
 from helpdesk.photos import StoredPhoto
 from helpdesk.tickets.addresses import MAX_EMAIL, AddressError, is_email_address, normalize_address
-from helpdesk.tickets.commands import AddNote, Command, Reply
+from helpdesk.tickets.commands import AddNote, Command, Merge, Reply
 from helpdesk.tickets.labels import COMMAND_LABELS, INQUIRY_CATEGORIES, KIND_LABELS, PHOTO_FIELDS
 from helpdesk.tickets.text import clean_line, clean_text, looks_like_link
 
@@ -249,6 +249,10 @@ def command_problems(commands: Sequence[Command]) -> list[str]:
         problems.append("お客様への返信と社内メモは、別々に送ってください。")
     if any(isinstance(c, Reply) and not c.body.strip() for c in commands):
         problems.append("お客様への返信の本文を入力してください。")
+    if Merge in kinds and len(commands) > 1:
+        problems.append("チケットの統合は、ほかの操作とは別に行ってください。")
+    if any(isinstance(c, Merge) and not c.into.strip() for c in commands):
+        problems.append("統合先のチケットの受付番号を入力してください。")
     return problems
 
 

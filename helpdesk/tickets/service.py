@@ -7,11 +7,13 @@ queues its mail (``notify``) in that same transaction; commands arrive as data
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -28,14 +30,16 @@ from helpdesk.models import (
     Author,
     CsatResponse,
     Customer,
+    HeldReply,
     Message,
+    PresenceKind,
     Ticket,
     TicketEvent,
     TicketStatus,
     Trust,
 )
 from helpdesk.photos import StoredPhoto
-from helpdesk.tickets import redact, store
+from helpdesk.tickets import queue, redact, search, store
 from helpdesk.tickets.access import Signer, TicketAccess
 from helpdesk.tickets.addresses import AddressError, normalize_address
 from helpdesk.tickets.commands import (
@@ -44,12 +48,19 @@ from helpdesk.tickets.commands import (
     ActorRole,
     AddNote,
     Assign,
+    Channel,
     Command,
+    Confirm,
+    MarkSpam,
+    Merge,
     Reply,
     SetPriority,
     SetStatus,
+    from_data,
+    to_data,
 )
 from helpdesk.tickets.csat import CsatService
+from helpdesk.tickets.labels import event_sentence
 from helpdesk.tickets.notify import AgentChange, Notifier
 from helpdesk.tickets.rules import (
     MAX_NAME,
@@ -69,6 +80,16 @@ CONFLICT = (
     "ページを開いたあとに、このお問い合わせは更新されています。"
     "最新の内容を確認してから、もう一度操作してください。"
 )
+# A reply refused because the ticket was answered meanwhile (二重対応防止).
+ANSWERED_MEANWHILE = (
+    "このページを開いたあとに、ほかの担当者の返信・対応またはお客様からのメッセージがありました。"
+    "二重の回答を防ぐため、返信はまだ送信していません。"
+)
+NOTHING_HELD = (
+    "確認を待っている返信はありません(すでに送信したか、新しい返信に置き換えられました)。"
+)
+# How long a page's presence (viewing or typing) counts after its last refresh.
+PRESENCE_SECONDS = 60
 # The body stored for a message that has none (a bare "#note").
 NO_BODY = "(本文なし)"
 # Origins of automatic mail (``Outbox.origin``) other than a client's address.
@@ -128,7 +149,11 @@ class ApplyResult:
 
     problems: tuple[str, ...] = ()
     duplicate: bool = False  # the same submission key was applied before: nothing done again
-    conflict: bool = False  # the ticket changed since ``expected_version``
+    conflict: bool = False  # the ticket changed since ``expected_version`` or ``seen_at``
+    # A reply refused (web) or held (mail) as a possible double answer: what came meanwhile.
+    meanwhile: tuple[Message, ...] = ()
+    changes: tuple[TicketEvent, ...] = ()  # and other agents' changes that matter
+    held: bool = False  # a mailed reply was held and its agent asked to confirm it
 
     @property
     def ok(self) -> bool:
@@ -138,6 +163,14 @@ class ApplyResult:
 def version_of(ticket: Ticket) -> str:
     """The ticket's version for optimistic concurrency: changes with every update."""
     return as_utc(ticket.updated_at).isoformat()
+
+
+def seen_at_of(version: str) -> datetime | None:
+    """The moment a ``version_of`` names (when the agent saw the ticket); None if garbled."""
+    try:
+        return as_utc(datetime.fromisoformat(version))
+    except ValueError:
+        return None
 
 
 @dataclass(slots=True)
@@ -151,6 +184,7 @@ class _Unit:
     assignees: dict[str, Agent]
     held: dict[int, Message]
     old_status: str
+    merge_target: Ticket | None = None
     status_commanded: bool = False
     reply: str | None = None
     internal: bool = False
@@ -158,8 +192,14 @@ class _Unit:
     now: datetime = field(default_factory=utcnow)
 
     def event(self, kind: str, **data: Any) -> None:
+        # At the change's own time, as its messages and the ticket's version (``version_of``).
         store.add_event(
-            self.session, ticket_id=self.ticket.id, kind=kind, actor=self.actor.address, data=data
+            self.session,
+            ticket_id=self.ticket.id,
+            kind=kind,
+            actor=self.actor.address,
+            data=data,
+            created_at=self.now,
         )
 
     def message(self, author: Author, body: str) -> None:
@@ -168,6 +208,8 @@ class _Unit:
                 ticket_id=self.ticket.id,  # type: ignore[arg-type]
                 author=author,
                 author_name=self.actor.name,
+                # Who wrote it: another agent's reply is told apart from one's own.
+                sender=self.actor.address[:254],
                 body=body or NO_BODY,
                 submission_key=self.submission_key,
                 created_at=self.now,
@@ -200,6 +242,12 @@ async def _set_priority(unit: _Unit, command: SetPriority) -> None:
         unit.ticket.priority = command.priority
 
 
+async def _mark_spam(unit: _Unit, command: MarkSpam) -> None:
+    if command.spam != unit.ticket.spam:
+        unit.event("marked_spam" if command.spam else "unmarked_spam")
+        unit.ticket.spam = command.spam
+
+
 async def _set_status(unit: _Unit, command: SetStatus) -> None:
     unit.status_commanded = True
     if command.status != unit.ticket.status:
@@ -220,8 +268,45 @@ async def _reply(unit: _Unit, command: Reply) -> None:
     unit.reply = command.body
     unit.message(Author.agent, command.body)
     unit.event("agent_reply")
+    unit.ticket.last_replied_at = unit.now
     if unit.ticket.first_replied_at is None:
         unit.ticket.first_replied_at = unit.now
+
+
+async def _merge(unit: _Unit, command: Merge) -> None:
+    """Everything of this ticket moves to the target; this one is closed, pointing there
+    (its customer's link and mail replies lead there). The customer is not mailed."""
+    target = unit.merge_target
+    assert target is not None and target.id is not None and unit.ticket.id is not None
+    await store.move_ticket_contents(unit.session, source_id=unit.ticket.id, target_id=target.id)
+    store.add_event(
+        unit.session,
+        ticket_id=target.id,
+        kind="merged",
+        actor=unit.actor.address,
+        data={"from": unit.ticket.reference},
+        created_at=unit.now,
+    )
+    unit.event("merged_into", into=target.reference)
+    if unit.ticket.status != TicketStatus.closed:
+        unit.event("status_changed", old=unit.ticket.status, new=TicketStatus.closed)
+        unit.ticket.status = TicketStatus.closed
+    unit.ticket.merged_into_id = target.id
+    unit.internal = True  # nothing is mailed for a merge
+    target.updated_at = unit.now
+    # The queue's "waiting on the customer" and "customer replied" see the moved messages.
+    for name in ("last_customer_at", "last_replied_at"):
+        moved, kept = getattr(unit.ticket, name), getattr(target, name)
+        if moved is not None and (kept is None or as_utc(moved) > as_utc(kept)):
+            setattr(target, name, moved)
+
+
+def _with_held(held: HeldReply, commands: Sequence[Command]) -> tuple[Command, ...]:
+    """The held reply's commands, each replaced by one of the same kind given with the
+    confirmation (a new text replaces the held one), and the confirmation's others."""
+    given = {type(command): command for command in commands if not isinstance(command, Confirm)}
+    kept = [c for c in from_data(json.loads(held.commands)) if type(c) not in given]
+    return (*kept, *given.values())
 
 
 # One handler per command, in the order they apply whatever order they came in: accepting
@@ -231,9 +316,11 @@ _HANDLERS: dict[type, Callable[[_Unit, Any], Awaitable[None]]] = {
     AcceptMessage: _accept,
     Assign: _assign,
     SetPriority: _set_priority,
+    MarkSpam: _mark_spam,
     SetStatus: _set_status,
     AddNote: _add_note,
     Reply: _reply,
+    Merge: _merge,
 }
 _ORDER = {kind: index for index, kind in enumerate(_HANDLERS)}
 
@@ -295,6 +382,27 @@ class TicketService:
             )
             return [(ticket, agent) for ticket, agent in found.all()]
 
+    async def queue(
+        self, filters: queue.QueueFilter, *, agent: Agent, now: datetime | None = None
+    ) -> queue.QueuePage:
+        """One page of the console's queue (``helpdesk.tickets.queue``), searched by
+        ``filters.q`` when given."""
+        terms = await search.query_terms_async(filters.q) if filters.q else []
+        async with self.sessions() as session:
+            return await queue.queue_page(
+                session, filters=filters, agent_id=agent.id, now=now or utcnow(), terms=terms
+            )
+
+    async def agents(self) -> list[Agent]:
+        """Agents who may be assigned (neither disabled nor removed), by name."""
+        async with self.sessions() as session:
+            found = await session.execute(
+                select(Agent)
+                .where(col(Agent.disabled_at).is_(None), col(Agent.removed_at).is_(None))
+                .order_by(col(Agent.name), col(Agent.id))
+            )
+            return list(found.scalars().all())
+
     async def details(self, ticket: Ticket) -> tuple[Customer, Agent | None, list[TicketEvent]]:
         async with self.sessions() as session:
             customer = await store.customer_by_id(session, customer_id=ticket.customer_id)
@@ -347,6 +455,78 @@ class TicketService:
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 digest=digest,
                 internal=internal,
+            )
+
+    async def customer_tickets(self, ticket: Ticket) -> list[Ticket]:
+        """The same customer's other tickets, newest first."""
+        async with self.sessions() as session:
+            return await store.customer_tickets(
+                session,
+                customer_id=ticket.customer_id,
+                exclude=ticket.id,  # type: ignore[arg-type]
+            )
+
+    async def latest_survey(self, ticket: Ticket) -> CsatResponse | None:
+        async with self.sessions() as session:
+            return await store.latest_survey(session, ticket_id=ticket.id)  # type: ignore[arg-type]
+
+    async def following_merges(self, ticket: Ticket) -> Ticket:
+        """The ticket a merged duplicate now lives in; the ticket itself when not merged."""
+        if ticket.merged_into_id is None:
+            return ticket
+        async with self.sessions() as session:
+            return await store.merged_target(session, ticket=ticket)
+
+    async def messages_since(self, ticket: Ticket, seen_at: datetime | None) -> list[Message]:
+        """What a reply made after ``seen_at`` would answer over (see ``apply``)."""
+        async with self.sessions() as session:
+            return await store.answered_meanwhile(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                actor="",
+                since=seen_at,
+                unsent=False,
+            )
+
+    async def mail_seen_at(self, ticket: Ticket, ids: Sequence[str]) -> datetime | None:
+        """When our mail on this ticket that a reply answers (In-Reply-To, References) was
+        made: what the agent had seen of the ticket (``apply``'s ``seen_at``)."""
+        async with self.sessions() as session:
+            return await store.mail_sent_at(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                ids=ids,
+            )
+
+    # -- who has the ticket open (二重対応防止) -----------------------------------------------
+
+    async def see(
+        self, ticket: Ticket, agent: Agent, kind: PresenceKind = PresenceKind.viewing
+    ) -> list[tuple[Agent, PresenceKind, datetime]]:
+        """Record that ``agent`` has the ticket open (``kind``); the other agents seen on it
+        within ``PRESENCE_SECONDS``, with what they do and when they were last seen."""
+        now = utcnow()
+        async with self.sessions() as session, session.begin():
+            await store.see_ticket(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                agent_id=agent.id,  # type: ignore[arg-type]
+                kind=kind,
+                now=now,
+            )
+            return await store.present(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                since=now - timedelta(seconds=PRESENCE_SECONDS),
+                exclude=agent.id,
+            )
+
+    async def leave(self, ticket: Ticket, agent: Agent) -> None:
+        async with self.sessions() as session, session.begin():
+            await store.leave_ticket(
+                session,
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                agent_id=agent.id,  # type: ignore[arg-type]
             )
 
     # -- a new ticket ----------------------------------------------------------------------
@@ -461,10 +641,15 @@ class TicketService:
     ) -> Ticket:
         now = utcnow()
         system = Actor.system().address
+        body = first_message(submission)
+        terms = await search.text_terms_async(submission.name, subject, body)
         async with self.sessions() as session, session.begin():
             customer = await store.customer_for(
                 session, email=submission.email, name=submission.name
             )
+            # A sender an agent marked as spam: the ticket is kept, hidden as spam, and
+            # nobody is mailed (mail from them opens none: ``helpdesk.mail.inbound``).
+            spam = await store.sender_is_spam(session, email=customer.email)
             ticket = Ticket(
                 reference=f"pending-{secrets.token_hex(8)}",
                 token_nonce=secrets.token_urlsafe(16),
@@ -480,6 +665,8 @@ class TicketService:
                 category=submission.category,
                 subject=(subject or subject_for(submission))[:200],
                 first_reply_due_at=self.policy.first_reply_due(now),
+                last_customer_at=now,
+                spam=spam,
                 created_at=now,
                 updated_at=now,
             )
@@ -491,7 +678,7 @@ class TicketService:
                 ticket_id=ticket.id,  # type: ignore[arg-type]
                 author=Author.customer,
                 author_name=submission.name,
-                body=first_message(submission),
+                body=body,
                 sender=submission.email if mail_id else None,
                 mail_id=mail_id,
                 created_at=now,
@@ -504,6 +691,14 @@ class TicketService:
                 message_id=message.id,
                 photos=photos,
             )
+            terms |= search.identifier_terms(
+                reference=ticket.reference,
+                order_number=ticket.order_number,
+                email=customer.email,
+                name=ticket.customer_name,
+            )
+            index = await search.session_index(session)
+            await index.replace(session, ticket_id=ticket.id, terms=terms)  # type: ignore[arg-type]
 
             def event(kind: str, actor: str, **data: Any) -> None:
                 store.add_event(session, ticket_id=ticket.id, kind=kind, actor=actor, data=data)
@@ -516,6 +711,9 @@ class TicketService:
             for kind, ids in (deflection or {}).items():
                 if ids:
                     event(f"deflection_{kind}", system, ids=ids)
+            if spam:
+                event("spam_sender", system)
+                return ticket
             if confirm and unsendable:
                 # Kept for the agents, but nothing is mailed to an address we do not accept.
                 event("mail_suppressed", system, to=submission.email, reason="invalid_address")
@@ -608,10 +806,13 @@ class TicketService:
         mail_id: str | None,
     ) -> Message:
         now = utcnow()
+        terms = await search.text_terms_async(body)
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
             verified = trust is Trust.verified
+            index = await search.session_index(session)
+            await index.add(session, ticket_id=current.id, terms=terms)  # type: ignore[arg-type]
             message = Message(
                 ticket_id=current.id,  # type: ignore[arg-type]
                 author=Author.customer,
@@ -642,10 +843,16 @@ class TicketService:
                 data=(
                     ({} if verified else {"message": message.id, "trust": trust})
                     | ({"client": client} if client else {})
+                    | ({"spam": True} if current.spam else {})
                 ),
             )
-            await self.notify.customer_wrote(session, current, customer, message, attachments)
-            if current.status in REOPENED_BY_CUSTOMER and verified:
+            if verified:
+                current.last_customer_at = now
+            if not current.spam:
+                # On a spam ticket the message is kept, but nobody is told and nothing
+                # reopens (an agent may unmark the ticket).
+                await self.notify.customer_wrote(session, current, customer, message, attachments)
+            if current.status in REOPENED_BY_CUSTOMER and verified and not current.spam:
                 store.add_event(
                     session,
                     ticket_id=current.id,
@@ -669,18 +876,28 @@ class TicketService:
         *,
         submission_key: str | None = None,
         expected_version: str | None = None,
+        seen_at: datetime | None = None,
     ) -> ApplyResult:
         """Apply an agent's commands in one transaction, with the ticket row locked.
 
         Everything is checked first: with any problem (Japanese, for the agent: every one
         found) nothing changes. Commands apply in a fixed order (accepting a held message,
-        assignment, priority, status, message), each leaving its event; then ``notify``
-        queues what the customer is told: a reply (mentioning a new status), or a short
-        status mail, or nothing for an internal note.
+        assignment, priority, status, message, merge), each leaving its event; then
+        ``notify`` queues what the customer is told: a reply (mentioning a new status), or a
+        short status mail, or nothing for an internal note or a merge.
 
         ``submission_key`` makes a repeat (the same mail delivered twice) a no-op with
         ``duplicate`` set. ``expected_version`` (``version_of`` the ticket the agent saw)
         refuses the change with ``conflict`` set when the ticket changed since.
+
+        No double answer (二重対応防止): a ``Reply`` is not sent when, since ``seen_at``
+        (when the agent saw the ticket: the page's version, the notification a mail
+        answers), another agent replied or the customer wrote, nor (by mail, where the agent
+        cannot see it) while another agent's reply still waits in the outbox. In the
+        console the result has ``conflict`` and ``meanwhile`` (the page asks to confirm,
+        with a newer ``seen_at``); by mail the reply is held (``HeldReply``) and the agent
+        mailed what came meanwhile, to answer with ``#confirm`` (``Confirm``), which sends
+        the held reply (its text replaced by a reply given with it) unless yet more came.
 
         Raises ``ValueError`` for a customer as the actor (customers write through
         ``add_customer_message``).
@@ -690,22 +907,71 @@ class TicketService:
         if submission_key:
             submission_key = message_key(ticket.id, submission_key)  # type: ignore[arg-type]
         commands = tuple(commands)
+        terms = await search.text_terms_async(
+            *(c.body for c in commands if isinstance(c, Reply | AddNote))
+        )
         async with self.sessions() as session, session.begin():
             current = await store.lock_ticket(session, ticket_id=ticket.id)  # type: ignore[arg-type]
             customer = await store.customer_by_id(session, customer_id=current.customer_id)
             assignees: dict[str, Agent] = {}
             held: dict[int, Message] = {}
+            unsent = actor.channel is Channel.mail
+            confirmed: HeldReply | None = None
+            if any(isinstance(command, Confirm) for command in commands):
+                confirmed = await self._held_for(session, current, actor)
+                if confirmed is None:
+                    return ApplyResult((NOTHING_HELD,))
+                commands = _with_held(confirmed, commands)
+                # Only what came after the agent was told of the other answer counts now.
+                seen_at, unsent = as_utc(confirmed.created_at), False
             problems = command_problems(commands)
             problems += await self._lookups(session, current, commands, assignees, held)
+            targets = await self._merge_targets(session, current, customer, commands)
+            problems += [problem for problem in targets if isinstance(problem, str)]
             if problems:
                 return ApplyResult(tuple(problems))
             if submission_key and await store.message_key_used(session, key=submission_key):
                 return ApplyResult(duplicate=True)  # the same mail delivered twice
             if expected_version is not None and version_of(current) != expected_version:
                 return ApplyResult((CONFLICT,), conflict=True)
+            if any(isinstance(command, Reply) for command in commands):
+                meanwhile = await store.answered_meanwhile(
+                    session,
+                    ticket_id=current.id,  # type: ignore[arg-type]
+                    actor=actor.address,
+                    since=seen_at,
+                    unsent=unsent,
+                )
+                changes = await store.changed_meanwhile(
+                    session,
+                    ticket_id=current.id,  # type: ignore[arg-type]
+                    actor=actor.address,
+                    since=seen_at,
+                )
+                if meanwhile or changes:
+                    if actor.channel is Channel.mail and actor.agent_id is not None:
+                        await self._hold(session, current, actor, commands, meanwhile, changes)
+                        return ApplyResult(
+                            conflict=True,
+                            held=True,
+                            meanwhile=tuple(meanwhile),
+                            changes=tuple(changes),
+                        )
+                    return ApplyResult(
+                        (ANSWERED_MEANWHILE,),
+                        conflict=True,
+                        meanwhile=tuple(meanwhile),
+                        changes=tuple(changes),
+                    )
             unit = _Unit(session, current, actor, submission_key, assignees, held, current.status)
+            unit.merge_target = next((t for t in targets if isinstance(t, Ticket)), None)
+            if confirmed is not None:
+                confirmed.released_at = unit.now
             for command in sorted(commands, key=lambda c: _ORDER[type(c)]):
                 await _HANDLERS[type(command)](unit, command)
+            if terms:
+                index = await search.session_index(session)
+                await index.add(session, ticket_id=current.id, terms=terms)  # type: ignore[arg-type]
             survey: CsatResponse | None = None
             if unit.resolved:
                 # Credited to the assignee, else to the agent who resolved it.
@@ -724,10 +990,89 @@ class TicketService:
             if survey is not None:
                 survey.mailed = mail is not None
             current.updated_at = unit.now
+        if unit.merge_target is not None:
+            # The moved messages become searchable under the ticket they joined.
+            await self.reindex(unit.merge_target.id)  # type: ignore[arg-type]
         ticket.status, ticket.priority = current.status, current.priority
         ticket.assignee_id, ticket.updated_at = current.assignee_id, current.updated_at
         ticket.first_replied_at = current.first_replied_at
+        ticket.merged_into_id = current.merged_into_id
+        ticket.last_replied_at, ticket.spam = current.last_replied_at, current.spam
         return ApplyResult()
+
+    @staticmethod
+    async def _held_for(session: AsyncSession, ticket: Ticket, actor: Actor) -> HeldReply | None:
+        if actor.agent_id is None:
+            return None
+        return await store.pending_held_reply(
+            session,
+            ticket_id=ticket.id,  # type: ignore[arg-type]
+            agent_id=actor.agent_id,
+        )
+
+    async def _hold(
+        self,
+        session: AsyncSession,
+        ticket: Ticket,
+        actor: Actor,
+        commands: Sequence[Command],
+        meanwhile: Sequence[Message],
+        changes: Sequence[TicketEvent],
+    ) -> None:
+        """Keep a mailed reply instead of sending it, and mail its agent what came
+        meanwhile; an earlier reply of theirs still held is replaced by this one."""
+        assert actor.agent_id is not None
+        now = utcnow()
+        earlier = await self._held_for(session, ticket, actor)
+        if earlier is not None:
+            earlier.released_at = now
+        session.add(
+            HeldReply(
+                ticket_id=ticket.id,  # type: ignore[arg-type]
+                agent_id=actor.agent_id,
+                commands=json.dumps(to_data(commands), ensure_ascii=False),
+                created_at=now,
+            )
+        )
+        store.add_event(session, ticket_id=ticket.id, kind="reply_held", actor=actor.address)
+        agent = await store.agent_by_id(session, agent_id=actor.agent_id)
+        assert agent is not None
+        reply = next((c.body for c in commands if isinstance(c, Reply)), "")
+        said = []
+        for event in changes:
+            by = await store.agent_by_email(session, email=event.actor)
+            said.append(event_sentence(event, who=by.name if by else event.actor))
+        await self.notify.reply_held(session, agent, ticket, meanwhile, reply, changes=said)
+
+    @staticmethod
+    async def _merge_targets(
+        session: AsyncSession, ticket: Ticket, customer: Customer, commands: Sequence[Command]
+    ) -> list[Ticket | str]:
+        """The locked target of a ``Merge``, or the problem with it (Japanese)."""
+        found: list[Ticket | str] = []
+        for command in commands:
+            if not isinstance(command, Merge) or not command.into.strip():
+                continue
+            reference = command.into.strip().upper()
+            target = await store.find_ticket(session, reference=reference)
+            if ticket.merged_into_id is not None:
+                found.append("このチケットは、すでに別のチケットに統合されています。")
+            elif target is None:
+                found.append(f"統合先のチケット「{command.into.strip()}」が見つかりません。")
+            elif target.id == ticket.id:
+                found.append("同じチケットには統合できません。統合先の受付番号を確かめてください。")
+            elif target.merged_into_id is not None:
+                found.append(
+                    f"統合先の {target.reference} は、すでに別のチケットに統合されています。"
+                )
+            elif target.customer_id != customer.id:
+                found.append(
+                    "お客様(メールアドレス)が異なるチケットには統合できません。"
+                    "統合できるのは、同じお客様の重複したお問い合わせだけです。"
+                )
+            else:
+                found.append(await store.lock_ticket(session, ticket_id=target.id))  # type: ignore[arg-type]
+        return found
 
     async def problems(self, ticket: Ticket, commands: Sequence[Command]) -> list[str]:
         """Everything ``apply`` would refuse in ``commands``, changing nothing: a mail's
@@ -807,6 +1152,43 @@ class TicketService:
                 return done
             after_id = found[-1][0]
 
+    # -- the search index --------------------------------------------------------------------
+
+    async def reindex(self, ticket_id: int) -> None:
+        """Rebuild the ticket's search document from what it holds now (after a merge
+        moved messages, or to repair it)."""
+        async with self.sessions() as session:
+            document = await search.ticket_document(session, ticket_id=ticket_id)
+        terms = await asyncio.to_thread(search.document_terms, document)
+        async with self.sessions() as session, session.begin():
+            await store.lock_ticket(session, ticket_id=ticket_id)
+            index = await search.session_index(session)
+            await index.replace(session, ticket_id=ticket_id, terms=terms)
+
+    async def backfill_search(self, *, everything: bool = False) -> int:
+        """Give every ticket without a search document one (tickets made before the index
+        existed), or rebuild every document (``everything``); how many were written."""
+        done, after_id = 0, 0
+        while True:
+            async with self.sessions() as session:
+                if everything:
+                    found = await session.execute(
+                        select(col(Ticket.id))
+                        .where(col(Ticket.id) > after_id)
+                        .order_by(col(Ticket.id))
+                        .limit(BACKFILL_BATCH)
+                    )
+                    ids = [i for i in found.scalars().all() if i is not None]
+                else:
+                    index = await search.session_index(session)
+                    ids = await index.unindexed(session, after_id=after_id, limit=BACKFILL_BATCH)
+            for ticket_id in ids:
+                await self.reindex(ticket_id)
+            done += len(ids)
+            if len(ids) < BACKFILL_BATCH:
+                return done
+            after_id = ids[-1]
+
     # -- agents ----------------------------------------------------------------------------
 
     async def add_agent(self, email: str, name: str) -> Agent:
@@ -824,6 +1206,11 @@ class TicketService:
             else:
                 agent.name = name.strip() or agent.name
         return agent
+
+    async def is_spam_sender(self, email: str) -> bool:
+        """Whether an agent marked a ticket of this address as spam (and did not unmark it)."""
+        async with self.sessions() as session:
+            return await store.sender_is_spam(session, email=email)
 
     async def agent_by_email(self, email: str) -> Agent | None:
         """The active agent with this address: a disabled or removed agent acts no more

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -27,11 +27,15 @@ from helpdesk.models import (
     CsatRating,
     CsatResponse,
     Customer,
+    HeldReply,
     Message,
     Outbox,
+    OutboxStatus,
+    PresenceKind,
     Ticket,
     TicketEvent,
     TicketKind,
+    TicketPresence,
     TicketStatus,
     Trust,
 )
@@ -155,6 +159,20 @@ async def set_first_reply_due(session: AsyncSession, *, dues: Mapping[int, datet
             .where(col(Ticket.id) == ticket_id, col(Ticket.first_reply_due_at).is_(None))
             .values(first_reply_due_at=due)
         )
+
+
+# -- spam ----------------------------------------------------------------------------------------
+
+
+async def sender_is_spam(session: AsyncSession, *, email: str) -> bool:
+    """Whether a ticket of this address is marked as spam (unmarking it clears this)."""
+    found = await session.execute(
+        select(col(Ticket.id))
+        .join(Customer, col(Customer.id) == col(Ticket.customer_id))
+        .where(col(Customer.email) == email.strip().lower(), col(Ticket.spam))
+        .limit(1)
+    )
+    return found.first() is not None
 
 
 # -- people ------------------------------------------------------------------------------------
@@ -295,14 +313,18 @@ def add_event(
     kind: str,
     actor: str,
     data: Mapping[str, Any] | None = None,
+    created_at: datetime | None = None,
 ) -> TicketEvent:
-    """Add an entry to the audit trail (``data`` as JSON, Japanese kept readable)."""
+    """Add an entry to the audit trail (``data`` as JSON, Japanese kept readable);
+    ``created_at``: the time of the change it records (now by default)."""
     event = TicketEvent(
         ticket_id=ticket_id,
         kind=kind,
         actor=actor,
         data=json.dumps(dict(data or {}), ensure_ascii=False),
     )
+    if created_at is not None:
+        event.created_at = created_at
     session.add(event)
     return event
 
@@ -508,3 +530,207 @@ async def csat_comments(
         limit
     )
     return list((await session.execute(query)).scalars().all())
+
+
+# -- the ticket page: other tickets, merging, double handling ------------------------------------
+
+
+async def customer_tickets(
+    session: AsyncSession, *, customer_id: int, exclude: int, limit: int = 20
+) -> list[Ticket]:
+    """The customer's other tickets, newest first (merged duplicates left out)."""
+    found = await session.execute(
+        select(Ticket)
+        .where(
+            col(Ticket.customer_id) == customer_id,
+            col(Ticket.id) != exclude,
+            col(Ticket.merged_into_id).is_(None),
+        )
+        .order_by(col(Ticket.id).desc())
+        .limit(limit)
+    )
+    return list(found.scalars().all())
+
+
+async def merged_target(session: AsyncSession, *, ticket: Ticket, limit: int = 10) -> Ticket:
+    """The ticket a merged one now lives in (following merges of merges); itself if none."""
+    current = ticket
+    for _ in range(limit):
+        if current.merged_into_id is None:
+            return current
+        found = await session.get(Ticket, current.merged_into_id)
+        if found is None:
+            return current
+        current = found
+    return current
+
+
+async def move_ticket_contents(session: AsyncSession, *, source_id: int, target_id: int) -> None:
+    """Move a ticket's messages, photos and history onto another ticket."""
+    for model in (Message, Attachment, TicketEvent):
+        await session.execute(
+            update(model).where(col(model.ticket_id) == source_id).values(ticket_id=target_id)
+        )
+
+
+def _other_agents_replies(ticket_id: int, actor: str) -> Any:
+    return (
+        (col(Message.ticket_id) == ticket_id)
+        & (col(Message.author) == Author.agent)
+        & or_(col(Message.sender).is_(None), col(Message.sender) != actor)
+    )
+
+
+async def answered_meanwhile(
+    session: AsyncSession, *, ticket_id: int, actor: str, since: datetime | None, unsent: bool
+) -> list[Message]:
+    """What makes a reply by ``actor`` a possible double answer (二重対応防止): other
+    agents' replies and the customer's own messages written after ``since`` (when the agent
+    saw the ticket) and, with ``unsent``, other agents' replies whose mail has not left yet
+    (the reply mails of a ticket leave in order: those made after the last one that left)."""
+    conditions = []
+    if since is not None:
+        customer = (
+            (col(Message.ticket_id) == ticket_id)
+            & (col(Message.author) == Author.customer)
+            & (col(Message.trust) == Trust.verified)
+        )
+        conditions.append(
+            (col(Message.created_at) > since)
+            & or_(_other_agents_replies(ticket_id, actor), customer)
+        )
+    if unsent:
+        waiting = await session.execute(
+            select(func.count())
+            .select_from(Outbox)
+            .where(
+                col(Outbox.ticket_id) == ticket_id,
+                col(Outbox.kind) == "agent_reply",
+                col(Outbox.status).in_([OutboxStatus.queued, OutboxStatus.sending]),
+            )
+        )
+        if waiting.scalar_one():
+            left = await session.execute(
+                select(func.max(Outbox.created_at)).where(
+                    col(Outbox.ticket_id) == ticket_id,
+                    col(Outbox.kind) == "agent_reply",
+                    col(Outbox.status).in_([OutboxStatus.sent, OutboxStatus.dead]),
+                )
+            )
+            last_left = left.scalar_one_or_none()
+            condition = _other_agents_replies(ticket_id, actor)
+            if last_left is not None:
+                condition = condition & (col(Message.created_at) > as_utc(last_left))
+            conditions.append(condition)
+    if not conditions:
+        return []
+    found = await session.execute(select(Message).where(or_(*conditions)).order_by(col(Message.id)))
+    return list(found.scalars().all())
+
+
+# Changes by someone else that make a reply a possible double answer: the ticket was
+# resolved or closed, given to an agent, or merged away.
+CHANGES_THAT_MATTER = ("status_changed", "assigned", "merged")
+
+
+async def changed_meanwhile(
+    session: AsyncSession, *, ticket_id: int, actor: str, since: datetime | None
+) -> list[TicketEvent]:
+    """Other agents' changes to the ticket since ``since`` that matter to a reply (its
+    status, its assignee, a merge); the customer's reopening goes with their message."""
+    if since is None:
+        return []
+    found = await session.execute(
+        select(TicketEvent)
+        .where(
+            col(TicketEvent.ticket_id) == ticket_id,
+            col(TicketEvent.kind).in_(CHANGES_THAT_MATTER),
+            col(TicketEvent.created_at) > since,
+            col(TicketEvent.actor).not_in([actor, "customer", "system"]),
+        )
+        .order_by(col(TicketEvent.id))
+    )
+    return list(found.scalars().all())
+
+
+async def mail_sent_at(
+    session: AsyncSession, *, ticket_id: int, ids: Sequence[str]
+) -> datetime | None:
+    """When the newest of our mails on this ticket among ``ids`` (a reply's In-Reply-To and
+    References) was made: what the agent answering it had seen."""
+    if not ids:
+        return None
+    found = await session.execute(
+        select(func.max(Outbox.created_at)).where(
+            col(Outbox.ticket_id) == ticket_id, col(Outbox.message_id).in_(list(ids))
+        )
+    )
+    moment = found.scalar_one_or_none()
+    return as_utc(moment) if moment is not None else None
+
+
+async def pending_held_reply(
+    session: AsyncSession, *, ticket_id: int, agent_id: int
+) -> HeldReply | None:
+    found = await session.execute(
+        select(HeldReply)
+        .where(
+            col(HeldReply.ticket_id) == ticket_id,
+            col(HeldReply.agent_id) == agent_id,
+            col(HeldReply.released_at).is_(None),
+        )
+        .order_by(col(HeldReply.id).desc())
+        .limit(1)
+    )
+    return found.scalar_one_or_none()
+
+
+async def see_ticket(
+    session: AsyncSession, *, ticket_id: int, agent_id: int, kind: PresenceKind, now: datetime
+) -> None:
+    """Record that the agent has the ticket open (viewing or typing) now."""
+    found = await session.execute(
+        update(TicketPresence)
+        .where(col(TicketPresence.ticket_id) == ticket_id, col(TicketPresence.agent_id) == agent_id)
+        .values(kind=kind, last_seen=now)
+    )
+    if getattr(found, "rowcount", 0):
+        return
+    try:
+        async with session.begin_nested():
+            session.add(
+                TicketPresence(ticket_id=ticket_id, agent_id=agent_id, kind=kind, last_seen=now)
+            )
+    except IntegrityError:  # another request of the same agent made the row meanwhile
+        await session.execute(
+            update(TicketPresence)
+            .where(
+                col(TicketPresence.ticket_id) == ticket_id,
+                col(TicketPresence.agent_id) == agent_id,
+            )
+            .values(kind=kind, last_seen=now)
+        )
+
+
+async def leave_ticket(session: AsyncSession, *, ticket_id: int, agent_id: int) -> None:
+    await session.execute(
+        delete(TicketPresence).where(
+            col(TicketPresence.ticket_id) == ticket_id, col(TicketPresence.agent_id) == agent_id
+        )
+    )
+
+
+async def present(
+    session: AsyncSession, *, ticket_id: int, since: datetime, exclude: int | None = None
+) -> list[tuple[Agent, PresenceKind, datetime]]:
+    """The agents seen on the ticket since ``since`` (but ``exclude``), with what they do."""
+    query = (
+        select(Agent, col(TicketPresence.kind), col(TicketPresence.last_seen))
+        .join(Agent, col(Agent.id) == col(TicketPresence.agent_id))
+        .where(col(TicketPresence.ticket_id) == ticket_id, col(TicketPresence.last_seen) >= since)
+        .order_by(col(TicketPresence.last_seen).desc())
+    )
+    if exclude is not None:
+        query = query.where(col(TicketPresence.agent_id) != exclude)
+    found = await session.execute(query)
+    return [(agent, kind, as_utc(seen)) for agent, kind, seen in found.all()]

@@ -156,7 +156,10 @@ async def api_search(request: Request) -> Response:
 
 
 async def api_suggest(request: Request) -> Response:
-    """FAQ suggestions while a customer types a form; not logged as gaps (half-typed text)."""
+    """FAQ suggestions while a customer types a form; not logged as gaps (half-typed text).
+
+    ``first=1`` (sent by the form's script until the form has shown suggestions) counts
+    the form as one that showed FAQ answers, when this answer has some."""
     helpdesk = _helpdesk(request)
     try:
         query = helpdesk.faq.validate(request.query_params.get("q"))
@@ -167,6 +170,10 @@ async def api_suggest(request: Request) -> Response:
     # answered with unrelated FAQ entries.
     hits = answer.hits[:3] if answer.confidence >= SUGGEST_CONFIDENCE else ()
     results = [{"id": h.entry.id, "question": h.entry.question} for h in hits]
+    if results and request.query_params.get("first") == "1":
+        # The form's first suggestions (its script says so): counted once per form, for
+        # the insights' deflection (forms that showed answers, then were not sent).
+        helpdesk.faq.note_suggested()
     return JSONResponse({"query": query, "results": results})
 
 

@@ -473,7 +473,9 @@ async def _customer_ticket(request: Request):  # type: ignore[no-untyped-def]
         raise HTTPException(
             404, "お問い合わせが見つかりません。メールに記載のURLをご確認ください。"
         )
-    return ticket
+    # A duplicate merged into another ticket of the same customer: its link (token checked
+    # above) goes on with that ticket (messages, photos).
+    return await helpdesk.tickets.following_merges(ticket)
 
 
 async def submitted(request: Request) -> Response:
@@ -559,6 +561,9 @@ async def _status_response(
 
 async def ticket_status(request: Request) -> Response:
     ticket = await _customer_ticket(request)
+    if ticket.reference != request.path_params["reference"]:
+        # The old link of a merged duplicate: to the ticket it was merged into.
+        return RedirectResponse(_helpdesk(request).tickets.urls.status(ticket), status_code=303)
     return await _status_response(request, ticket, sent=request.query_params.get("sent") == "1")
 
 

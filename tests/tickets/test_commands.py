@@ -34,3 +34,31 @@ def test_customers_and_the_system_are_actors_too() -> None:
     customer = Actor.customer("hanako@example.jp", channel="web", name="山田 花子")
     assert (customer.role, customer.address) == (ActorRole.customer, "hanako@example.jp")
     assert (Actor.system().role, Actor.system().address) == (ActorRole.system, "system")
+
+
+def test_commands_go_to_data_and_back() -> None:
+    """A held reply keeps its commands as JSON (``HeldReply.commands``)."""
+    import json
+
+    from helpdesk.tickets.commands import (
+        AcceptMessage,
+        Assign,
+        Confirm,
+        Merge,
+        from_data,
+        to_data,
+    )
+
+    commands = (
+        SetStatus(TicketStatus.pending),
+        SetPriority(Priority.urgent),
+        Assign("佐藤"),
+        AddNote("メモ"),
+        Reply("お待たせしました。"),
+        AcceptMessage(12),
+        Merge("HD-26-00001"),
+        Confirm(),
+    )
+    back = from_data(json.loads(json.dumps(to_data(commands))))
+    assert back == commands
+    assert isinstance(back[0], SetStatus) and back[0].status is TicketStatus.pending

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -158,6 +158,20 @@ def _context() -> dict[str, Any]:
         "status_label": "解決済み",
         "agent": SimpleNamespace(name="佐藤", email="sato@interiorltd.jp"),
         "problems": "・1行目",
+        # A reply held as a possible double answer (reply_held): what came meanwhile.
+        "meanwhile": [
+            SimpleNamespace(
+                author="agent",
+                author_name="田中",
+                sender="tanaka@interiorltd.jp",
+                created_at=datetime(2026, 12, 1, 3, 0, tzinfo=UTC),
+                body="本日発送しました。",
+            )
+        ],
+        "reply": "佐藤です。確認します。",
+        "changes": [
+            "tanaka@interiorltd.jp がステータスを「対応中」から「解決済み」に変更しました。"
+        ],
         "row": SimpleNamespace(id=7, envelope_from=None),
         "problem": "解析できません",
         "preview": "garbage",

@@ -347,16 +347,18 @@ async def test_admins_see_the_agents_and_agents_do_not(
     assert listed == [SATO, "boss@interiorltd.jp"]
 
 
-async def test_the_queue_lists_the_newest_tickets(
+async def test_the_queue_lists_the_oldest_tickets_first(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
+    """Sorted by age, the longest waiting first (issue 10 item 3; tests/web/test_queue.py
+    has the filters)."""
     first = await submit_inquiry(app)
     second = await submit_inquiry(app, email="ichiro@example.jp", name="佐藤 一郎")
     await console_agent(app)
     await log_in(client)
     page = soup(await client.get("/console"))
     links = [a.get_text() for a in page.select("table.queue td a")]
-    assert links == [second.reference, first.reference]
+    assert links == [first.reference, second.reference]
     assert page.select_one("nav a[aria-current=page]").get_text() == "キュー"
 
 

@@ -7,7 +7,7 @@
 - ``login_failure``: failed logins per key, shared by workers.
 
 Revision ID: 0008_prod
-Revises: 0007
+Revises: 0008_kbedit
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0008_prod"
-down_revision = "0007"
+down_revision = "0008_kbedit"
 branch_labels = None
 depends_on = None
 
