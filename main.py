@@ -15,32 +15,41 @@ from typing import Any
 from helpdesk.settings import Settings
 
 
-def log_config() -> dict[str, Any]:
-    """uvicorn's logging, plus the app's own loggers (``helpdesk``, ``helpdesk.access``)."""
+def log_config(*, json_lines: bool = False) -> dict[str, Any]:
+    """uvicorn's logging, plus the app's own loggers (``helpdesk``, ``helpdesk.access``).
+
+    With ``json_lines`` (``HELPDESK_LOG_FORMAT=json``) every line, uvicorn's included, is
+    one JSON object with the request id (``helpdesk.observability.JsonFormatter``).
+    """
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"request_id": {"()": "helpdesk.observability.RequestIdFilter"}}
+    config["formatters"]["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
     config["formatters"]["plain"] = {
         "()": "uvicorn.logging.DefaultFormatter",
-        "fmt": "%(levelprefix)s %(message)s",
+        "fmt": "%(levelprefix)s [%(request_id)s] %(message)s",
     }
     config["handlers"]["plain_stdout"] = {
         "formatter": "plain",
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stdout",
+        "filters": ["request_id"],
     }
     # Personal data (addresses, phone, card and order numbers ...) is masked in every line.
-    config.setdefault("filters", {})["mask_personal_data"] = {
-        "()": "helpdesk.privacy.masking.MaskingFilter"
-    }
-    for handler in config["handlers"].values():
-        handler.setdefault("filters", []).append("mask_personal_data")
+    config["filters"]["mask_personal_data"] = {"()": "helpdesk.privacy.masking.MaskingFilter"}
     config["loggers"]["helpdesk"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config["loggers"]["helpdesk.access"] = {
         "handlers": ["plain_stdout"],
         "level": "INFO",
         "propagate": False,
     }
+    for handler in config["handlers"].values():
+        handler["filters"] = ["request_id", "mask_personal_data"]
+    if json_lines:
+        config["formatters"]["json"] = {"()": "helpdesk.observability.JsonFormatter"}
+        for handler in config["handlers"].values():
+            handler["formatter"] = "json"
     return config
 
 
@@ -54,7 +63,12 @@ def server_config(app: Any, *, host: str, port: int, **overrides: Any) -> Any:
     """
     import uvicorn
 
-    options: dict[str, Any] = {
+    return uvicorn.Config(app, **server_options(host=host, port=port, **overrides))
+
+
+def server_options(*, host: str, port: int, **overrides: Any) -> dict[str, Any]:
+    """uvicorn's options for ``serve`` (see ``server_config``)."""
+    return {
         "host": host,
         "port": port,
         "loop": "uvloop",
@@ -67,16 +81,27 @@ def server_config(app: Any, *, host: str, port: int, **overrides: Any) -> Any:
         "server_header": False,
         **overrides,
     }
-    return uvicorn.Config(app, **options)
+
+
+#: What uvicorn imports in each worker (an app factory, called once per worker).
+APP_FACTORY = "helpdesk.app:create_app_from_environment"
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import logging.config
+    import os
 
     import uvicorn
 
-    from helpdesk.app import create_app
+    from helpdesk.observability import prepare_metrics_dir
 
+    if problems := settings.production_problems():
+        print("madoguchi: refusing to start:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EX_CONFIG
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     if "base_url" not in settings.model_fields_set:
         # Links in mails must reach this server: without HELPDESK_BASE_URL, they name the
         # host and port it listens on (a wildcard address is no use in a link).
@@ -89,7 +114,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    print(f"madoguchi: http://{args.host}:{args.port}/", flush=True)
+        # Each worker builds its settings from the environment (APP_FACTORY).
+        os.environ["HELPDESK_BASE_URL"] = settings.base_url
+    # Made once here, not raced by the workers.
+    settings.ensure_var_dir()
+    settings.ensure_secret_key()
+    # Every worker writes its metrics there; /metrics adds them up (prometheus-client).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(settings))
+    print(f"madoguchi: http://{args.host}:{args.port}/ ({args.workers} worker(s))", flush=True)
     print(f"  links in mails: {settings.base_url}", flush=True)
     print(f"  database: {settings.resolved_database_url}", flush=True)
     if settings.smtp_host:
@@ -100,8 +132,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  receiving mail on 127.0.0.1:{settings.inbound_smtp_port}", flush=True)
     if settings.trusted_proxy_list:
         print(f"  trusted proxies: {', '.join(settings.trusted_proxy_list)}", flush=True)
-    logging.config.dictConfig(log_config())
-    uvicorn.Server(server_config(create_app(settings), host=args.host, port=args.port)).run()
+    options = server_options(
+        host=args.host,
+        port=args.port,
+        factory=True,
+        workers=args.workers,
+        # Applied in each worker process as well.
+        log_config=log_config(json_lines=settings.log_format == "json"),
+    )
+    uvicorn.run(APP_FACTORY, **options)
     return 0
 
 
@@ -638,6 +677,49 @@ def cmd_ticket_reindex(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_accounts_run(settings, action))
 
 
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    """The database and the media folder into one archive (``helpdesk.backup``)."""
+    from datetime import UTC, datetime
+
+    from helpdesk.backup import BackupError, backup
+
+    if args.output:
+        target = Path(args.output)
+    else:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        target = settings.var_dir / "backups" / f"madoguchi-{stamp}.tar.gz"
+    try:
+        manifest = backup(settings, target)
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    size = sum(item["size"] for item in manifest["files"])
+    print(
+        f"backed up the {manifest['database']} database and"
+        f" {sum(1 for i in manifest['files'] if i['path'].startswith('media/'))} media file(s)"
+        f" ({size / 1_048_576:.1f} MB) to {target}"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    """Verify an archive's checksums and put its database and media back."""
+    from helpdesk.backup import BackupError, restore, verify
+
+    archive = Path(args.archive)
+    try:
+        if args.verify_only:
+            manifest = verify(archive)
+            print(f"ok: {len(manifest['files'])} file(s) match their checksums")
+            return 0
+        restored = asyncio.run(restore(settings, archive, force=args.force))
+    except BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored the {restored.database} database and {restored.files} media file(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="madoguchi helpdesk")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -645,6 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the web app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=int, default=1, help="web worker processes (background work: one)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     ask = sub.add_parser("ask", help="ask the FAQ bot (one query, or one a line on stdin)")
@@ -743,6 +828,19 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_parser("list", help="every agent with role and state").set_defaults(
         func=cmd_agent_list
     )
+
+    backup = sub.add_parser(
+        "backup", help="database and media folder into one archive with checksums"
+    )
+    backup.add_argument("--output", "-o", help="default var/backups/madoguchi-DATE.tar.gz")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser("restore", help="verify an archive and restore it (server stopped)")
+    restore.add_argument("archive")
+    restore.add_argument("--force", action="store_true", help="replace existing data")
+    restore.add_argument(
+        "--verify-only", action="store_true", help="check the checksums, change nothing"
+    )
+    restore.set_defaults(func=cmd_restore)
 
     ticket = sub.add_parser("ticket", help="tickets").add_subparsers(
         dest="ticket_command", required=True

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -26,23 +27,33 @@ from helpdesk import db
 from helpdesk.agents import AgentAccounts, ConsoleUrls
 from helpdesk.agents.sessions import SessionCodec
 from helpdesk.clock import jst
+from helpdesk.db import utcnow
 from helpdesk.faq_service import FaqService
 from helpdesk.insights.rollup import roll_up_periodically
+from helpdesk.leader import Leadership
 from helpdesk.mail.inbound import InboundProcessor
-from helpdesk.mail.outbox import OutboxSender, transport_from_settings
+from helpdesk.mail.outbox import (
+    LEASE_SECONDS,
+    OutboxSender,
+    release_leases,
+    transport_from_settings,
+)
 from helpdesk.mail.receiver import start_receiver
+from helpdesk.metrics import MetricsMiddleware
+from helpdesk.observability import REQUEST_ID_HEADER, RequestIdMiddleware, request_id_of
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
 from helpdesk.privacy.erasure import Erasure
 from helpdesk.privacy.purge import Progress, PurgeReport, purge
 from helpdesk.privacy.requests import PrivacyRequests
 from helpdesk.privacy.retention import Retention, load_retention
+from helpdesk.rate_limits import SharedRateLimiter, prune
 from helpdesk.replies.saved import SavedReplies
+from helpdesk.scheduler import Scheduler, register_jobs
 from helpdesk.security import (
     BodySizeLimitMiddleware,
     ClientAddressMiddleware,
     CSRFMiddleware,
-    RateLimiter,
     SecurityHeadersMiddleware,
     client_ip,
     csrf_input,
@@ -62,6 +73,7 @@ from helpdesk.web import (
     console_ticket,
     csat,
     kb_console,
+    ops,
     pages,
 )
 from helpdesk.web import faq as faq_routes
@@ -87,6 +99,13 @@ def _is_japanese(text: str) -> bool:
 #: handlers: the ticket API takes API keys, and its handler requires the CSRF token from
 #: keyless browser callers (``helpdesk.web.tickets.api_create_ticket``).
 CSRF_EXEMPT = (("POST", "/api/tickets"),)
+
+# Seconds a new leader waits before taking over the outbox rows its predecessor claimed:
+# three of the leader's checks, so that a predecessor cut off from the database has stopped.
+HANDOVER_GRACE = 15.0
+
+# How often the leader deletes expired rate-limit counters.
+PRUNE_INTERVAL = 600.0
 
 # How often serve looks for inbound mail to process again (interrupted, or to retry).
 INBOUND_PASS_INTERVAL = 60.0
@@ -135,6 +154,11 @@ class Helpdesk:
         self._privacy: PrivacyRequests | None = None
         self.console_urls = ConsoleUrls(settings.base_url)
         self._background: list[asyncio.Task[None]] = []
+        # The background work only the leader runs (``helpdesk.leader``), stopped apart.
+        self._leader_tasks: list[asyncio.Task[None]] = []
+        self.leadership: Leadership | None = None
+        self.scheduler = Scheduler()
+        register_jobs(self.scheduler)
         self._receiver: asyncio.Server | None = None
         self._inbound_pass_started = False
         self._sender_stop: asyncio.Event | None = None
@@ -143,15 +167,41 @@ class Helpdesk:
             max_bytes=settings.max_photo_bytes,
             memory_budget=settings.photo_memory_bytes,
         )
-        self.submission_limiter = RateLimiter(*parse_rate(settings.submission_rate))
-        # FAQ votes per client IP: enough for a person, not for stuffing the counts.
-        self.feedback_limiter = RateLimiter(30, 600)
+        self._submission_limiter: SharedRateLimiter | None = None
+        self._feedback_limiter: SharedRateLimiter | None = None
 
     @property
     def faq(self) -> FaqService:
         if self._faq is None:
             raise RuntimeError("the app has not started: await helpdesk.startup() first")
         return self._faq
+
+    @property
+    def submission_limiter(self) -> SharedRateLimiter:
+        """Submissions (forms, API, messages) per client IP, shared by all workers."""
+        if self._submission_limiter is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._submission_limiter
+
+    @submission_limiter.setter
+    def submission_limiter(self, limiter: SharedRateLimiter) -> None:
+        self._submission_limiter = limiter
+
+    @property
+    def feedback_limiter(self) -> SharedRateLimiter:
+        """FAQ votes and surveys per client IP: enough for a person, not for stuffing."""
+        if self._feedback_limiter is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._feedback_limiter
+
+    @feedback_limiter.setter
+    def feedback_limiter(self, limiter: SharedRateLimiter) -> None:
+        self._feedback_limiter = limiter
+
+    def rate_limiter(self, limit: int, window_seconds: float, *, scope: str) -> SharedRateLimiter:
+        """A limiter counted in this app's database (``helpdesk.rate_limits``)."""
+        assert self.sessions is not None
+        return SharedRateLimiter(self.sessions, limit, window_seconds, scope=scope)
 
     @property
     def tickets(self) -> TicketService:
@@ -207,6 +257,9 @@ class Helpdesk:
         self.db = db.create_engine(self.settings.resolved_database_url)
         await db.migrate(self.db)
         self.sessions = db.session_factory(self.db)
+        limit, window = parse_rate(self.settings.submission_rate)
+        self._submission_limiter = self.rate_limiter(limit, window, scope="submission")
+        self._feedback_limiter = self.rate_limiter(30, 600, scope="feedback")
         self._faq = FaqService.from_settings(self.settings, self.sessions)
         # The console's edits over the files (issue 11), before the first request.
         await self._faq.reload_if_changed()
@@ -257,7 +310,7 @@ class Helpdesk:
         minutes = self.settings.photo_sweep_interval_minutes
         if minutes <= 0 or self.sessions is None:
             return
-        self._background.append(
+        self._leader_tasks.append(
             asyncio.create_task(
                 sweep_periodically(
                     self.photos,
@@ -273,7 +326,8 @@ class Helpdesk:
         if self.sessions is None or self._faq is None:
             return
         faq = self._faq
-        self._background.append(
+        # The leader's work (``start_background_work``): one process rolls up.
+        self._leader_tasks.append(
             asyncio.create_task(roll_up_periodically(self.sessions, lambda: faq.policy))
         )
 
@@ -313,7 +367,7 @@ class Helpdesk:
         )
 
     def start_privacy_pass(self) -> None:
-        self._background.append(asyncio.create_task(self._privacy_pass()))
+        self._leader_tasks.append(asyncio.create_task(self._privacy_pass()))
 
     def mail_sender(self) -> OutboxSender:
         """The outbox sender: SMTP when a host is set, else .eml files under ``var/mail``."""
@@ -342,7 +396,7 @@ class Helpdesk:
             return
         self._sender_stop = asyncio.Event()
         sender = self.mail_sender()
-        self._background.append(
+        self._leader_tasks.append(
             asyncio.create_task(sender.run_forever(idle_interval=1.0, stop=self._sender_stop))
         )
         if self.settings.smtp_host:
@@ -368,7 +422,7 @@ class Helpdesk:
         """Start the periodic inbound pass (idempotent)."""
         if not self._inbound_pass_started:
             self._inbound_pass_started = True
-            self._background.append(asyncio.create_task(self._inbound_pass()))
+            self._leader_tasks.append(asyncio.create_task(self._inbound_pass()))
 
     async def start_receiver(self) -> None:
         """Receive mail by SMTP on 127.0.0.1 when ``inbound_smtp_port`` is set."""
@@ -382,24 +436,121 @@ class Helpdesk:
         self.start_inbound_pass()
         log.info("receiving mail by SMTP on 127.0.0.1:%d", port)
 
-    async def shutdown(self) -> None:
+    async def _receive_when_free(self) -> None:
+        """Start the receiver, retrying while its port is still taken (a leader that has
+        just died may hold it for a moment)."""
+        while True:
+            try:
+                await self.start_receiver()
+                return
+            except OSError as exc:
+                log.warning("cannot receive mail yet (%s); trying again", exc)
+                await asyncio.sleep(1.0)
+
+    async def start_background_work(self) -> None:
+        """Everything only one process of the deployment runs: the leader's work."""
+        if self.settings.inbound_smtp_port is not None:
+            self._leader_tasks.append(asyncio.create_task(self._receive_when_free()))
+        # Mail piped in by the MTA (``mail ingest``) is retried by serve too.
+        self.start_inbound_pass()
+        await self.start_sender()
+        if self._sender_stop is not None:
+            self._leader_tasks.append(asyncio.create_task(self._release_leases(utcnow())))
+        self.start_photo_sweep()
+        self.start_insights_rollup()
+        self.start_privacy_pass()
+        self._leader_tasks.append(asyncio.create_task(self._prune_periodically()))
+        holder = self.leadership.holder if self.leadership else "this process"
+        self._leader_tasks.append(
+            asyncio.create_task(self.scheduler.run_forever(self, holder=holder))
+        )
+
+    async def _release_leases(self, elected_at: datetime, grace: float = HANDOVER_GRACE) -> None:
+        """After a handover: mails the previous leader was sending are sent now, not when
+        their 5-minute leases run out. Waits ``grace`` first, so that a previous leader
+        that is alive but cut off has noticed (``Leadership.check_interval``) and stopped."""
+        await asyncio.sleep(grace)
+        assert self.sessions is not None
+        try:
+            count = await release_leases(
+                self.sessions, claimed_before=elected_at, lease_seconds=LEASE_SECONDS
+            )
+        except Exception:
+            log.exception("could not release the previous leader's outbox leases")
+            return
+        if count:
+            log.warning("sending %d mail(s) the previous leader had claimed", count)
+
+    async def _prune_periodically(self) -> None:
+        """Delete rate-limit counters and login failures past their windows."""
+        assert self.sessions is not None
+        while True:
+            try:
+                await prune(self.sessions)
+            except Exception:
+                log.exception("could not prune rate-limit counters")
+            await asyncio.sleep(PRUNE_INTERVAL)
+
+    async def stop_background_work(self) -> None:
+        """Stop the leader's work (leadership lost, or shutting down)."""
         if self._sender_stop is not None:
             self._sender_stop.set()
             self._sender_stop = None
+        for task in self._leader_tasks:
+            task.cancel()
+        await asyncio.gather(*self._leader_tasks, return_exceptions=True)
+        self._leader_tasks.clear()
         if self._receiver is not None:
             self._receiver.close()
             await self._receiver.wait_closed()
             self._receiver = None
+        self._inbound_pass_started = False
+
+    def start_leadership(self) -> None:
+        """Campaign for the background work (``serve``); see ``helpdesk.leader``."""
+        if self.leadership is not None or self.sessions is None:
+            return
+        if not self.settings.background_work:
+            log.info("HELPDESK_BACKGROUND_WORK is off: this process serves requests only")
+            return
+        self.leadership = Leadership(
+            self.settings.resolved_database_url,
+            lock_path=self.settings.var_dir / "leader.lock",
+            sessions=self.sessions,
+            on_elected=self.start_background_work,
+            on_deposed=self.stop_background_work,
+        )
+        self._background.append(asyncio.create_task(self.leadership.run()))
+
+    async def shutdown(self) -> None:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._background.clear()
-        self._inbound_pass_started = False
+        self.leadership = None
+        await self.stop_background_work()
         if self._faq is not None:
             await self._faq.flush_gaps()
         if self.db is not None:
             await self.db.dispose()
             self.db = None
+
+
+class SettingsRefused(SystemExit):
+    """Settings ``serve`` must not start with (``Settings.production_problems``)."""
+
+
+def create_app_from_environment() -> Starlette:
+    """The app each ``serve`` worker runs: uvicorn imports this factory by name
+    (``helpdesk.app:create_app_from_environment``), so that it can start several workers.
+
+    Raises:
+        SettingsRefused: on PostgreSQL without an explicit secret key and base URL.
+    """
+    settings = Settings()
+    if problems := settings.production_problems():
+        raise SettingsRefused("madoguchi: refusing to start:\n  " + "\n  ".join(problems))
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -410,13 +561,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await helpdesk.startup()
-        await helpdesk.start_receiver()
-        # Mail piped in by the MTA (``mail ingest``) is retried by serve too.
-        helpdesk.start_inbound_pass()
-        await helpdesk.start_sender()
-        helpdesk.start_photo_sweep()
-        helpdesk.start_insights_rollup()
-        helpdesk.start_privacy_pass()
+        # The outbox sender, the receiver, the inbound pass, the sweep and the daily jobs
+        # run in one process of the deployment, the leader (``helpdesk.leader``).
+        helpdesk.start_leadership()
         yield
         await helpdesk.shutdown()
 
@@ -437,7 +584,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if wants_json:
             return JSONResponse({"error": message or "見つかりません。"}, exc.status_code)
         template = "404.html" if exc.status_code == 404 else "error.html"
-        context = {"message": message, "status_code": exc.status_code}
+        context = {
+            "message": message,
+            "status_code": exc.status_code,
+            "request_id": request_id_of(request),
+        }
         return helpdesk.templates.TemplateResponse(
             request, template, context, status_code=exc.status_code
         )
@@ -446,15 +597,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # Always this Japanese page, whatever HELPDESK_DEBUG says: a traceback may hold
         # personal data, tokens or settings, and never reaches a user; it is in the log.
         log.exception(
-            "unhandled error on %s from %s",
+            "unhandled error on %s from %s (request %s)",
             loggable_path(request.url.path),
             client_ip(request),
+            request_id_of(request),
             exc_info=exc,
         )
-        context = {"message": SERVER_ERROR_MESSAGE}
+        request_id = request_id_of(request)
+        # Starlette answers a 500 outside the middleware: the id header is added here.
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": context["message"]}, 500)
-        return helpdesk.templates.TemplateResponse(request, "error.html", context, status_code=500)
+            body = {"error": SERVER_ERROR_MESSAGE, "request_id": request_id}
+            return JSONResponse(body, 500, headers=headers)
+        context = {"message": SERVER_ERROR_MESSAGE, "request_id": request_id}
+        return helpdesk.templates.TemplateResponse(
+            request, "error.html", context, status_code=500, headers=headers
+        )
 
     # Every route needs a rule in helpdesk.web.authorization.ROUTE_ACCESS (a test walks
     # this table and fails for a route without one).
@@ -468,6 +626,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *auth.routes,
         *console.routes,
         *reply_routes.routes,
+        *ops.routes,
         *insights_routes.routes,
         *console_ticket.routes,
         *kb_console.routes,
@@ -476,7 +635,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     https = settings.base_url.lower().startswith("https://")
     middleware = [
-        # Outermost: every later step (rate limits, audit, the access log) sees one address.
+        # Outermost: every log line of the request, the access log's too, carries its id.
+        Middleware(RequestIdMiddleware),
+        # Request latency by route template (``helpdesk.metrics``).
+        Middleware(MetricsMiddleware),
+        # Every later step (rate limits, audit, the access log) sees one address.
         Middleware(ClientAddressMiddleware, trusted_proxies=settings.trusted_proxy_list),
         # Around everything else, so that refusals (413, the CSRF 403) carry them too.
         Middleware(SecurityHeadersMiddleware),

@@ -7,6 +7,9 @@ advisory lock on PostgreSQL so that several workers may start at once.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -101,6 +104,21 @@ async def migrate(engine: AsyncEngine) -> None:
         async with engine.begin() as connection:
             await connection.run_sync(_upgrade)
         return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        await _migrate_sqlite(engine)
+        return
+    # Several processes starting at once on a new file (serve --workers, mail ingest) would
+    # each create the tables: one at a time, under a lock file beside the database.
+    descriptor = os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        await asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX)
+        await _migrate_sqlite(engine)
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+async def _migrate_sqlite(engine: AsyncEngine) -> None:
     # SQLite changes a column by copying the table, dropping the original and renaming the
     # copy: with foreign keys on, dropping a table other rows point at fails. SQLite's own
     # recipe (https://www.sqlite.org/lang_altertable.html#otheralter): keys off outside the

@@ -42,6 +42,7 @@ from helpdesk.db import as_utc, utcnow
 from helpdesk.faq_gaps import GapGroup, GapQuery, group_gaps
 from helpdesk.insights.counters import DayCounts, add_counts
 from helpdesk.kb_store import FileKb, KnowledgeBase, KnowledgeBaseStore, load_files, merge
+from helpdesk.metrics import FAQ_QUESTIONS
 from helpdesk.models import FaqFeedback, FaqGap
 from helpdesk.privacy import mask_personal_data
 from helpdesk.settings import Settings
@@ -284,6 +285,7 @@ class FaqService:
         writer, and a customer should not wait for it.
         """
         answer = self.ask(query, now=now)
+        FAQ_QUESTIONS.labels("yes" if answer.answered else "no").inc()
         tally = self._today()
         tally.asked += 1
         tally.answered += answer.answered

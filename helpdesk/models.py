@@ -691,3 +691,52 @@ class PrivacyAudit(SQLModel, table=True):
     # JSON: counts and field names only.
     data: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     created_at: datetime = _created_at()
+
+
+# Production runtime (issue 13): the leader's heartbeat, daily job runs, shared rate limits.
+
+
+# The process running the deployment's background work, as it last reported itself.
+class LeaderHeartbeat(SQLModel, table=True):
+    __tablename__ = "leader_heartbeat"
+
+    name: str = Field(primary_key=True, max_length=40)
+    holder: str = Field(max_length=200)  # "host:pid"
+    since: datetime = _created_at()
+    heartbeat_at: datetime = _created_at()
+
+
+# One run of a daily job on one day (Asia/Tokyo): inserted before the job runs, so two
+# leaders in a handover never both run it (the unique key decides).
+class JobRun(SQLModel, table=True):
+    __tablename__ = "job_run"
+    __table_args__ = (UniqueConstraint("name", "day", name="uq_job_run_name_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    day: date
+    holder: str = Field(max_length=200)
+    started_at: datetime = _created_at()
+    finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+# Rate-limit hits per key in fixed windows, shared by every worker.
+class RateCounter(SQLModel, table=True):
+    __tablename__ = "rate_counter"
+
+    key: str = Field(primary_key=True, max_length=200)
+    window_start: int = Field(primary_key=True)  # Unix seconds, a multiple of the window
+    hits: int = 0
+    expires_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True)
+    )
+
+
+# Failed logins per key (``account:...``, ``client:...``), shared by every worker.
+class LoginFailure(SQLModel, table=True):
+    __tablename__ = "login_failure"
+
+    key: str = Field(primary_key=True, max_length=300)
+    failures: int = 0
+    last_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))

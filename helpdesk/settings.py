@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from helpdesk.files import SECRET_MODE, private_dir, tighten, write_private_file
@@ -63,8 +64,7 @@ class Settings(BaseSettings):
     smtp_port: int = 587
     smtp_username: str | None = None
     smtp_password: str | None = None
-    #: none, starttls or tls
-    smtp_security: str = "starttls"
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
     #: Display name in From (default: the shop's name from the policy).
     mail_from_name: str | None = None
     #: Failed sends are retried with exponential backoff (1 min, 2, 4... capped at 1 hour);
@@ -89,16 +89,20 @@ class Settings(BaseSettings):
     #: Keys for integrations calling ``POST /api/tickets`` (comma-separated; sent as
     #: ``Authorization: Bearer KEY`` or ``X-API-Key``). When set, the API needs one.
     api_keys: str = Field(default="", repr=False)
+    #: Whether this process may run the background work (outbox sender, SMTP receiver,
+    #: inbound retries, photo sweep, daily jobs). One process of the deployment runs it, the
+    #: leader (``helpdesk.leader``); false keeps a process (a web-only machine) out.
+    background_work: bool = True
+    #: ``text`` (readable, for a terminal) or ``json`` (one object a line, with the request
+    #: id, for journald and log collectors).
+    log_format: Literal["text", "json"] = "text"
+    #: Besides loopback, addresses or networks allowed to read ``/metrics`` (comma-separated,
+    #: e.g. the Prometheus server "10.0.0.5"). The client address is the one
+    #: ``HELPDESK_TRUSTED_PROXIES`` decides.
+    metrics_allow: str = ""
     #: Accepted for older .env files and ignored: no response ever shows a traceback
     #: (errors get the Japanese error page; tracebacks go to the log).
     debug: bool = False
-
-    @field_validator("smtp_security")
-    @classmethod
-    def _security(cls, value: str) -> str:
-        if value not in ("none", "starttls", "tls"):
-            raise ValueError("HELPDESK_SMTP_SECURITY must be none, starttls or tls")
-        return value
 
     @field_validator("photo_memory_mb")
     @classmethod
@@ -115,17 +119,62 @@ class Settings(BaseSettings):
             raise ValueError("HELPDESK_PHOTO_SWEEP_GRACE_HOURS must be at least 1")
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allow")
     @classmethod
-    def _proxies(cls, value: str) -> str:
+    def _networks(cls, value: str, info: ValidationInfo) -> str:
         for item in _items(value):
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
-                raise ValueError(
-                    f"HELPDESK_TRUSTED_PROXIES: {item!r} is not an IP address or network"
-                ) from None
+                name = f"HELPDESK_{(info.field_name or '').upper()}"
+                raise ValueError(f"{name}: {item!r} is not an IP address or network") from None
         return value
+
+    @field_validator("submission_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from helpdesk.security import parse_rate
+
+        parse_rate(value)  # raises ValueError with the accepted forms
+        return value
+
+    @field_validator("smtp_port", "inbound_smtp_port")
+    @classmethod
+    def _port(cls, value: int | None) -> int | None:
+        if value is not None and not 0 < value < 65536:
+            raise ValueError(f"a port must be 1-65535, got {value}")
+        return value
+
+    @property
+    def metrics_allow_list(self) -> tuple[str, ...]:
+        return _items(self.metrics_allow)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.resolved_database_url.startswith(("postgresql:", "postgres:"))
+
+    def production_problems(self) -> list[str]:
+        """Why ``serve`` must not start with these settings (empty when it may).
+
+        On PostgreSQL (several workers, maybe several machines) the secret key must be the
+        same everywhere and links in mails must name the public address: a key generated
+        into one machine's ``var/`` or a guessed base URL would break both silently.
+        """
+        if not self.is_postgresql:
+            return []
+        problems = []
+        if not self.secret_key:
+            problems.append(
+                "HELPDESK_SECRET_KEY is not set: on PostgreSQL every worker and machine needs"
+                " the same key (generate one: python3 -c 'import secrets;"
+                " print(secrets.token_urlsafe(48))')"
+            )
+        if "base_url" not in self.model_fields_set:
+            problems.append(
+                "HELPDESK_BASE_URL is not set: on PostgreSQL links in mails must name the"
+                " public address (e.g. https://help.example.jp)"
+            )
+        return problems
 
     @property
     def trusted_proxy_list(self) -> tuple[str, ...]:

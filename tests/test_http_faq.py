@@ -194,9 +194,7 @@ async def test_privacy_page_renders_the_policy(client: httpx.AsyncClient) -> Non
 async def test_feedback_votes_are_capped_per_address(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    from helpdesk.security import RateLimiter
-
-    app.state.helpdesk.feedback_limiter = RateLimiter(3, 600)
+    app.state.helpdesk.feedback_limiter = app.state.helpdesk.rate_limiter(3, 600, scope="t")
     token = await csrf_token(client)
     for _ in range(5):
         response = await client.post(

@@ -75,7 +75,7 @@ class AgentAccounts:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sessions = sessions
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle or LoginThrottle(sessions)
         self.clock = clock
 
     # -- the audit trail --------------------------------------------------------------------
@@ -319,18 +319,18 @@ class AgentAccounts:
         nothing is checked. A hash made with older parameters is replaced.
         """
         keys = LoginThrottle.keys(email, client)
-        if (wait := self.throttle.wait(*keys)) is not None:
+        if (wait := await self.throttle.wait(*keys)) is not None:
             await self._record_failure(email, client, "throttled")
             return LoginResult(retry_after=wait)
         async with self.sessions() as session:
             agent = await store.agent_by_email(session, email=email.strip())
         matches, rehash = await verify_password(agent.password_hash if agent else None, password)
         if agent is None or not matches or not agent.active:
-            self.throttle.failed(*keys)
+            await self.throttle.failed(*keys)
             reason = "unknown" if agent is None else "password" if not matches else "disabled"
             await self._record_failure(email, client, reason)
             return LoginResult()
-        self.throttle.succeeded(keys[0])
+        await self.throttle.succeeded(keys[0])
         new_hash = await hash_password(password) if rehash else None
         async with self.sessions() as session, session.begin():
             current = await session.get(Agent, agent.id)

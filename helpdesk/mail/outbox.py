@@ -63,6 +63,8 @@ MAX_ERROR_LENGTH = 1000
 # A claimed row is sent only while at least this share of its lease is left; otherwise it is
 # handed back, so that a slow batch never sends a row whose lease another sender could take.
 LEASE_SAFETY_SHARE = 0.5
+#: How long a sender holds the rows it claims (a dead sender's rows wait this long).
+LEASE_SECONDS = 300.0
 # Committing "sent" is retried briefly: giving up there means sending the mail twice.
 SENT_COMMIT_RETRIES = (0.2, 1.0, 3.0)
 # A doubtful 5xx (see DoubtfulError) is tried this many times in all, the first retry after
@@ -511,6 +513,38 @@ async def claim_dead_mail_to_report(
     return [_dead_mail(row) for row in rows.scalars()]
 
 
+async def release_leases(
+    sessions: async_sessionmaker[AsyncSession], *, claimed_before: datetime, lease_seconds: float
+) -> int:
+    """Make due again the rows a previous sender claimed before ``claimed_before`` and
+    still holds ("sending"); returns how many.
+
+    For a new leader (``helpdesk.leader``): the previous one is dead or has stopped its
+    sender, so its leases need not run their full length. Rows this process claimed since
+    (leases ending after ``claimed_before + lease_seconds``) are left alone; a row whose mail
+    the previous sender had handed to the server just before dying is sent again, with the
+    same Message-ID (at-least-once, as after an expired lease).
+    """
+    now = utcnow()
+    horizon = as_utc(claimed_before) + timedelta(seconds=lease_seconds)
+    async with sessions() as session:
+        result = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(Outbox)
+                .where(
+                    col(Outbox.status) == _SENDING,
+                    col(Outbox.lease_until) > now,
+                    col(Outbox.lease_until) < horizon,
+                )
+                .values(lease_until=now),
+                execution_options={"synchronize_session": False},
+            ),
+        )
+        await session.commit()
+    return int(result.rowcount or 0)
+
+
 async def requeue_dead(
     session: AsyncSession,
     *,
@@ -617,7 +651,7 @@ class OutboxSender:
         max_attempts: int = 6,
         base_delay: float = 60.0,
         max_delay: float = 3600.0,
-        lease_seconds: float = 300.0,
+        lease_seconds: float = LEASE_SECONDS,
         batch: int = 20,
         clock: Callable[[], datetime] = utcnow,
         jitter: float = 0.1,

@@ -49,12 +49,14 @@ from helpdesk.models import (
     Customer,
     HeldReply,
     InboundMail,
+    LoginFailure,
     Message,
     Outbox,
     PendingReply,
     PrivacyRequest,
     PrivacyRequestKind,
     PrivacyRequestState,
+    RateCounter,
     Ticket,
     TicketEvent,
 )
@@ -347,6 +349,15 @@ class Erasure:
             events = await session.execute(
                 delete(TicketEvent).where(col(TicketEvent.actor).in_(addresses))
             )
+            # Counters keyed by the address (rate limits, failed logins typed with it): they
+            # would expire within the hour, but nothing waits for that.
+            for address in addresses:
+                await session.execute(
+                    delete(RateCounter).where(col(RateCounter.key).endswith(f":{address}"))
+                )
+                await session.execute(
+                    delete(LoginFailure).where(col(LoginFailure.key) == f"account:{address}")
+                )
             self._pend(request, digests)
             self._progress(
                 request,

@@ -23,6 +23,7 @@ from sqlmodel import col
 
 from faq import ShopPolicy
 from helpdesk.db import as_utc, utcnow
+from helpdesk.metrics import TICKETS_CREATED
 from helpdesk.models import (
     Agent,
     Attachment,
@@ -769,6 +770,7 @@ class TicketService:
                 confirm=confirm and not unsendable,
                 origin=MAIL_ORIGIN if channel == "mail" else client_origin(client),
             )
+        TICKETS_CREATED.labels(str(submission.kind), channel).inc()
         return ticket
 
     # -- the customer writes again ---------------------------------------------------------

@@ -26,6 +26,7 @@ class Access(StrEnum):
     api = "api"  # an integration's API key, or a same-site browser with the CSRF token
     redirect = "redirect"  # only redirects to a page with its own rule, showing nothing
     static = "static"  # the static files (CSS, scripts, icons)
+    monitoring = "monitoring"  # loopback and HELPDESK_METRICS_ALLOW addresses only
 
 
 ROUTE_ACCESS: dict[tuple[str, str], Access] = {
@@ -115,4 +116,8 @@ ROUTE_ACCESS: dict[tuple[str, str], Access] = {
     ("/agent/t/{reference}", "GET"): Access.redirect,
     ("/agent/t/{reference}/photos/{digest}", "GET"): Access.redirect,
     ("/static", "GET"): Access.static,
+    # Probes and metrics (helpdesk.web.ops): liveness and readiness say nothing private.
+    ("/healthz", "GET"): Access.public,
+    ("/readyz", "GET"): Access.public,
+    ("/metrics", "GET"): Access.monitoring,
 }

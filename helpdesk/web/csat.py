@@ -112,7 +112,7 @@ async def survey_answer(request: Request) -> Response:
     rating = parse_rating(raw_rating)
     errors: dict[str, str] = {}
     status_code = 422
-    if (retry_after := helpdesk.feedback_limiter.peek(client_ip(request))) is not None:
+    if (retry_after := await helpdesk.feedback_limiter.peek(client_ip(request))) is not None:
         errors["form"], status_code = rate_limited_message(retry_after), 429
     elif not csrf_ok:
         errors["form"], status_code = EXPIRED, 403
@@ -121,7 +121,7 @@ async def survey_answer(request: Request) -> Response:
             errors["rating"] = CHOOSE
         if problem:
             errors["comment"] = problem
-    if not errors and helpdesk.feedback_limiter.hit(client_ip(request)) is not None:
+    if not errors and await helpdesk.feedback_limiter.hit(client_ip(request)) is not None:
         errors["form"], status_code = rate_limited_message(60), 429
     if errors:
         return _render(

@@ -124,7 +124,7 @@ async def faq_feedback(request: Request) -> Response:
         if wants_json:
             return JSONResponse({"error": message}, status_code=400)
         return RedirectResponse(f"/faq/{entry_id}", status_code=303)
-    if helpdesk.feedback_limiter.hit(client_ip(request)) is not None:
+    if await helpdesk.feedback_limiter.hit(client_ip(request)) is not None:
         # Votes beyond a person's plausible few are thanked and not counted.
         if wants_json:
             return JSONResponse({"ok": True, "message": "ご意見ありがとうございます。"})

@@ -69,7 +69,7 @@ async def ask(request: Request) -> Response:
             status=400,
         )
     assert kind is not None
-    if (retry := helpdesk.submission_limiter.hit(client_ip(request))) is not None:
+    if (retry := await helpdesk.submission_limiter.hit(client_ip(request))) is not None:
         return _render(
             request,
             "privacy/ask.html",

@@ -254,8 +254,8 @@ def _deflection(values: dict[str, str]) -> dict[str, list[str]]:
     }
 
 
-def _rate_limited(request: Request) -> float | None:
-    return _helpdesk(request).submission_limiter.hit(client_ip(request))
+async def _rate_limited(request: Request) -> float | None:
+    return await _helpdesk(request).submission_limiter.hit(client_ip(request))
 
 
 def _late_days(values: dict[str, str], today: date) -> int | None:
@@ -392,7 +392,7 @@ async def _handle_form(request: Request, form_name: str, form: FormData) -> Resp
     limiter, address = helpdesk.submission_limiter, client_ip(request)
     uploads = any(_upload(form, name) is not None for name in photo_fields)
     # What is cheap comes first; a request refused here has nothing decoded or stored.
-    if (retry_after := limiter.peek(address)) is not None:
+    if (retry_after := await limiter.peek(address)) is not None:
         return _refuse(request, form_name, form, rate_limited_message(retry_after), 429)
     if not await verify_csrf(request, form):
         message = EXPIRED_WITH_PHOTOS if uploads else EXPIRED
@@ -406,7 +406,7 @@ async def _handle_form(request: Request, form_name: str, form: FormData) -> Resp
         carried = {name: str(form.get(name) or "") for name in CARRIED_TO_RETURNS}
         return _render_form(request, "returns", Intake(carried), notice=CARRIED_NOTICE)
     # Decoding photos is what costs: a request that sends any counts against the limit now.
-    if uploads and (retry_after := limiter.hit(address)) is not None:
+    if uploads and (retry_after := await limiter.hit(address)) is not None:
         return _refuse(request, form_name, form, rate_limited_message(retry_after), 429)
     intake = await _intake(request, form, photo_fields)
     if intake.late and not intake.values.get("confirm_late"):
@@ -418,7 +418,7 @@ async def _handle_form(request: Request, form_name: str, form: FormData) -> Resp
         return _render_form(request, form_name, intake, status_code=503)
     if intake.errors:
         return _render_form(request, form_name, intake, status_code=422)
-    if not uploads and (retry_after := limiter.hit(address)) is not None:
+    if not uploads and (retry_after := await limiter.hit(address)) is not None:
         intake.errors["form"] = rate_limited_message(retry_after)
         return _render_form(request, form_name, intake, status_code=429, refused="rate")
     try:
@@ -580,7 +580,7 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
     photos: dict[str, StoredPhoto] = {}
     kept, _gone = _kept(helpdesk, form, "photo", "追加の写真")
     # As on the forms: a request refused for its rate or its token has nothing decoded.
-    if (retry_after := helpdesk.submission_limiter.peek(client_ip(request))) is not None:
+    if (retry_after := await helpdesk.submission_limiter.peek(client_ip(request))) is not None:
         errors["body"] = rate_limited_message(retry_after)
     elif not await verify_csrf(request, form):
         errors["body"] = EXPIRED_WITH_PHOTOS if _upload(form, "photo") else EXPIRED
@@ -596,7 +596,7 @@ async def _handle_message(request: Request, ticket: Any, form: FormData) -> Resp
         photos["photo"] = kept
     if not body and not photos and not errors:
         errors["body"] = "メッセージを入力するか、写真を選んでください。"
-    if not errors and (retry_after := _rate_limited(request)) is not None:
+    if not errors and (retry_after := await _rate_limited(request)) is not None:
         errors["body"] = rate_limited_message(retry_after)
     if errors:
         return await _status_response(
@@ -740,7 +740,7 @@ async def _api_submit(request: Request, form: FormData, *, browser: bool) -> Res
     intake = await _intake(request, text_only, PHOTO_FIELDS)
     if intake.errors:
         return JSONResponse({"errors": intake.errors}, status_code=422)
-    if (retry_after := _rate_limited(request)) is not None:
+    if (retry_after := await _rate_limited(request)) is not None:
         return JSONResponse(
             {"errors": {"form": rate_limited_message(retry_after)}},
             status_code=429,

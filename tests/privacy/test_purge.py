@@ -3,7 +3,7 @@ nothing and counts what the real run does; ``main.py purge`` prints a summary ta
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import httpx
@@ -184,3 +184,17 @@ async def test_main_py_purge_prints_a_summary_table(tmp_path: Path, database_url
         assert rule in dry.stdout
     real = run("purge", "--quiet", env=env)
     assert real.returncode == 0 and "removed or anonymized" in real.stdout
+
+
+async def test_the_server_purges_once_a_day_by_itself(
+    app: Starlette, client: httpx.AsyncClient
+) -> None:
+    helpdesk = app.state.helpdesk
+    assert "purge" in helpdesk.scheduler.jobs  # the leader's daily jobs (helpdesk.scheduler)
+    await _world(client, app)
+    at_four = datetime.combine(utcnow().date(), time(19, 0), tzinfo=UTC)  # 04:00 in Tokyo
+    ran = await helpdesk.scheduler.run_due(helpdesk, holder="test", now=at_four)
+    assert "purge" in ran
+    assert len(await rows(app, FaqGap)) == 1  # the query of 100 days ago is gone
+    # Once a day: a second pass the same day runs nothing.
+    assert "purge" not in await helpdesk.scheduler.run_due(helpdesk, holder="test", now=at_four)

@@ -294,6 +294,17 @@ async def test_every_rule_holds(
                 assert keyed.status_code == 422, where  # let in, then told what is missing
             finally:
                 app.state.helpdesk.settings.api_keys = ""
+        elif rule is Access.monitoring:
+            # The test client is 127.0.0.1 (loopback): let in; anyone else is refused.
+            assert (await request(client, method, path)).status_code == 200, where
+            far = httpx.ASGITransport(app=app, client=("203.0.113.9", 4321))
+            async with httpx.AsyncClient(transport=far, base_url="http://testserver") as http:
+                assert (await http.get(path)).status_code == 403, where
+                app.state.helpdesk.settings.metrics_allow = "203.0.113.0/24"
+                try:
+                    assert (await http.get(path)).status_code == 200, where
+                finally:
+                    app.state.helpdesk.settings.metrics_allow = ""
         else:
             raise AssertionError(f"no check for {rule}")
         CHECKED.add(rule)

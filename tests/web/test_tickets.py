@@ -27,7 +27,6 @@ from helpdesk.models import (
     TicketEvent,
     TicketStatus,
 )
-from helpdesk.security import RateLimiter
 from helpdesk.settings import Settings
 from tests import imaging
 from tests.conftest import SHARED
@@ -476,8 +475,9 @@ async def test_a_refused_request_stores_no_photo(
     state = await form_state(client, "/returns/new")
     data = {**state, **defect_fields(app)}
     if refusal == "rate_limit":
-        limiter = app.state.helpdesk.submission_limiter = RateLimiter(1, 600)
-        assert limiter.hit("127.0.0.1") is None  # the one allowed is spent
+        helpdesk = app.state.helpdesk
+        limiter = helpdesk.submission_limiter = helpdesk.rate_limiter(1, 600, scope="test")
+        assert await limiter.hit("127.0.0.1") is None  # the one allowed is spent
     elif refusal == "forged_token":
         data["csrf_token"] = "forged"
     else:
@@ -495,7 +495,7 @@ async def test_uploads_count_against_the_limit_even_when_fields_fail(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
     # Otherwise any number of requests with a missing name would each store two photos.
-    app.state.helpdesk.submission_limiter = RateLimiter(2, 600)
+    app.state.helpdesk.submission_limiter = app.state.helpdesk.rate_limiter(2, 600, scope="t")
     state = await form_state(client, "/returns/new")
     data = {**state, **defect_fields(app, name="")}
     codes = [
@@ -879,9 +879,7 @@ async def test_twenty_concurrent_submissions_with_photos(
 async def test_submissions_are_rate_limited_per_address(
     client: httpx.AsyncClient, app: Starlette
 ) -> None:
-    from helpdesk.security import RateLimiter
-
-    app.state.helpdesk.submission_limiter = RateLimiter(2, 600)
+    app.state.helpdesk.submission_limiter = app.state.helpdesk.rate_limiter(2, 600, scope="t")
     data = defect_fields(app, kind="exchange", desired_variant="M")
     codes = [(await client.post("/api/tickets", json=data)).status_code for _ in range(3)]
     assert codes == [201, 201, 429]

@@ -1,0 +1,440 @@
+#!/usr/bin/env python3
+"""Production mode under load (issue 13): two workers, loopback only, bounded.
+
+Part 1, **FAQ search on 2 workers**: ``GET /api/faq/search`` of ``main.py serve --workers 2``
+beside a hello-world Starlette endpoint on 2 uvicorn workers and the bare engine endpoint
+(``bench/faq_bare_app.py``) on 2 workers, in the same run; wrk, distinct queries in
+rotation, phases alternating between the servers; requests/s and p50/p99 per server.
+
+Part 2, **submissions with a worker killed**: ``serve --workers 2`` (PostgreSQL when
+``--database-url`` is given, else SQLite) sending mail to a recording SMTP server on
+loopback; ``--tickets`` API submissions (every fourth a defect with two photos, the rest
+inquiries) from ``--clients`` concurrent clients, each with an ``Idempotency-Key`` and
+retried on connection errors; half-way, the worker that leads (runs the outbox sender) is
+killed with SIGKILL (uvicorn starts a new one). Then, after the outbox drains: tickets in
+the database against submissions made, duplicates, confirmations queued, sent and received
+(by Message-ID) — nothing lost, nothing twice.
+
+Run from the repository root (a few minutes)::
+
+    .venv/bin/python bench/workers_bench.py [--seconds 8] [--rounds 2] [--tickets 200]
+        [--clients 20] [--database-url postgresql://postgres@127.0.0.1/madoguchi_bench]
+
+Writes ``bench/results/workers.json``. A script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from faq_api_bench import LUA, ROOT, Server, distinct_queries, free_port, run_wrk
+
+RESULTS = ROOT / "bench" / "results"
+HOST = "127.0.0.1"
+HELLO = """
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+async def hello(request):
+    return JSONResponse({"hello": "world"})
+
+
+app = Starlette(routes=[Route("/api/faq/search", hello)])
+"""
+
+
+def uvicorn_command(module: str, port: int, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        module,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def part_search(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    queries = distinct_queries()
+    paths = [f"/api/faq/search?q={quote(q, safe='')}&limit=5" for q in queries]
+    script = work / "rotate.lua"
+    script.write_text(LUA % ", ".join(json.dumps(p) for p in paths), encoding="utf-8")
+    (work / "hello_app.py").write_text(HELLO)
+    shutil.copy(ROOT / "bench" / "faq_bare_app.py", work / "faq_bare_app.py")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{work}"}
+    env.update(HELPDESK_VAR_DIR=str(work / "var-search"), HELPDESK_DATA_DIR=str(ROOT / "data"))
+    env.pop("HELPDESK_DATABASE_URL", None)
+    ports = {"app": free_port(), "bare": free_port(), "hello": free_port()}
+    serve = [sys.executable, "main.py", "serve", "--host", HOST, "--workers", "2", "--port"]
+    servers = {
+        "app": Server("app", [*serve, str(ports["app"])], env, work / "app.log", ROOT),
+        "bare": Server(
+            "bare",
+            uvicorn_command("faq_bare_app:app", ports["bare"], 2),
+            env,
+            work / "bare.log",
+            ROOT,
+        ),
+        "hello": Server(
+            "hello",
+            uvicorn_command("hello_app:app", ports["hello"], 2),
+            env,
+            work / "hello.log",
+            ROOT,
+        ),
+    }
+    phases: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    try:
+        for name, server in servers.items():
+            server.start(ports[name])
+            run_wrk(ports[name], script, args.warmup, args.connections)
+        for _ in range(args.rounds):
+            for name in servers:
+                phases[name].append(run_wrk(ports[name], script, args.seconds, args.connections))
+    finally:
+        for server in servers.values():
+            server.stop()
+    summary = {}
+    for name, results in phases.items():
+        median = statistics.median(r["rps"] for r in results)
+        middle = min(results, key=lambda r: abs(r["rps"] - median))
+        summary[name] = {
+            "rps": median,
+            "p50_ms": middle["p50_ms"],
+            "p99_ms": middle["p99_ms"],
+            "errors": sum(r["errors"] + r["non2xx"] for r in results),
+            "phases": [round(r["rps"]) for r in results],
+        }
+    return {"queries": len(queries), "connections": args.connections, "summary": summary}
+
+
+def today_tokyo() -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Asia/Tokyo")).date().isoformat()
+
+
+def small_jpeg(seed: int) -> bytes:
+    from PIL import Image
+
+    image = Image.new("RGB", (800, 600), (seed * 37 % 256, seed * 91 % 256, 120))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+async def _heartbeat_pid(url: str) -> int | None:
+    from helpdesk import db
+    from helpdesk.leader import read_heartbeat
+
+    engine = db.create_engine(url)
+    try:
+        row = await read_heartbeat(db.session_factory(engine))
+    finally:
+        await engine.dispose()
+    return int(row.holder.rsplit(":", 1)[1]) if row else None
+
+
+async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from aiosmtpd.controller import Controller
+
+    received: list[bytes] = []
+
+    class Recorder:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(bytes(envelope.original_content or envelope.content))
+            return "250 OK"
+
+    smtp_port = free_port()
+    controller = Controller(Recorder(), hostname=HOST, port=smtp_port)
+    controller.start()
+    url = args.database_url or f"sqlite:///{work / 'var-tickets' / 'helpdesk.db'}"
+    if args.database_url:
+        from sqlalchemy import text
+
+        from helpdesk import db
+
+        engine = db.create_engine(url)
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "HELPDESK_VAR_DIR": str(work / "var-tickets"),
+        "HELPDESK_DATABASE_URL": url,
+        "HELPDESK_SECRET_KEY": "bench-secret",
+        "HELPDESK_BASE_URL": f"http://{HOST}:{port}",
+        "HELPDESK_SUBMISSION_RATE": "100000/1m",
+        "HELPDESK_SMTP_HOST": HOST,
+        "HELPDESK_SMTP_PORT": str(smtp_port),
+        "HELPDESK_SMTP_SECURITY": "none",
+    }
+    command = [sys.executable, "main.py", "serve", "--host", HOST, "--workers", "2"]
+    log = work / "tickets.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://{HOST}:{port}"
+    photos = [small_jpeg(n) for n in range(4)]
+    done: dict[int, str] = {}
+    retries = 0
+    errors: list[str] = []
+    latencies: list[float] = []
+    killed: dict[str, Any] = {}
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"serve did not start; see {log}")
+                await asyncio.sleep(0.2)
+            for _ in range(100):
+                if await _heartbeat_pid(url):
+                    break
+                await asyncio.sleep(0.2)
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for number in range(args.tickets):
+                queue.put_nowait(number)
+
+            async def submit(number: int) -> None:
+                nonlocal retries
+                key = f"bench-{number}"
+                email = f"customer{number}@example.jp"
+                for _attempt in range(20):
+                    started = time.perf_counter()
+                    try:
+                        if number % 4 == 0:
+                            response = await client.post(
+                                "/api/tickets",
+                                headers={"Idempotency-Key": key},
+                                data={
+                                    "kind": "defect",
+                                    "name": f"負荷 {number}",
+                                    "email": email,
+                                    "order_number": f"#{100000 + number}",
+                                    "arrived_on": today_tokyo(),
+                                    "description": f"欠けがありました ({number})",
+                                },
+                                files={
+                                    "photo_overall": ("a.jpg", photos[number % 4], "image/jpeg"),
+                                    "photo_defect": (
+                                        "b.jpg",
+                                        photos[(number + 1) % 4],
+                                        "image/jpeg",
+                                    ),
+                                },
+                            )
+                        else:
+                            response = await client.post(
+                                "/api/tickets",
+                                headers={"Idempotency-Key": key},
+                                json={
+                                    "kind": "inquiry",
+                                    "category": "other",
+                                    "name": f"負荷 {number}",
+                                    "email": email,
+                                    "description": f"負荷試験のお問い合わせ ({number})",
+                                },
+                            )
+                    except httpx.TransportError:
+                        retries += 1
+                        await asyncio.sleep(0.5)
+                        continue
+                    if response.status_code in (200, 201):
+                        latencies.append(time.perf_counter() - started)
+                        done[number] = response.json()["reference"]
+                        return
+                    if response.status_code >= 500 or response.status_code == 429:
+                        retries += 1
+                        await asyncio.sleep(0.5)
+                        continue
+                    errors.append(f"{number}: {response.status_code} {response.text[:200]}")
+                    return
+                errors.append(f"{number}: gave up")
+
+            async def client_loop() -> None:
+                while not queue.empty():
+                    number = queue.get_nowait()
+                    await submit(number)
+                    if len(done) >= args.tickets // 2 and not killed:
+                        pid = await _heartbeat_pid(url)
+                        if pid:
+                            killed["pid"] = pid
+                            killed["after"] = len(done)
+                            os.kill(pid, signal.SIGKILL)
+
+            started = time.monotonic()
+            await asyncio.gather(*(client_loop() for _ in range(args.clients)))
+            elapsed = time.monotonic() - started
+            # Wait for the outbox to drain (the new leader sends what the old one left; a
+            # mail the killed leader was sending waits for its lease, 300 s, to expire).
+            drain_started = time.monotonic()
+            deadline = drain_started + 400
+            while time.monotonic() < deadline:
+                counts = await _outbox_counts(url)
+                if counts.get("queued", 0) == 0 and counts.get("sending", 0) == 0:
+                    break
+                await asyncio.sleep(1)
+            drained_after = time.monotonic() - drain_started
+            new_leader = await _heartbeat_pid(url)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        controller.stop()
+    return {
+        "database": "postgresql" if args.database_url else "sqlite",
+        "clients": args.clients,
+        "submissions": args.tickets,
+        "seconds": elapsed,
+        "tickets_per_second": len(done) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000 if latencies else None,
+        "p99_ms": sorted(latencies)[int(len(latencies) * 0.99) - 1] * 1000 if latencies else None,
+        "retries": retries,
+        "errors": errors[:10],
+        "killed": killed,
+        "new_leader": new_leader,
+        "outbox_drained_after_s": drained_after,
+        **await _count(url, done, received),
+    }
+
+
+async def _outbox_counts(url: str) -> dict[str, int]:
+    from sqlalchemy import func, select
+    from sqlmodel import col
+
+    from helpdesk import db
+    from helpdesk.models import Outbox
+
+    engine = db.create_engine(url)
+    try:
+        async with db.session_factory(engine)() as session:
+            rows = await session.execute(
+                select(col(Outbox.status), func.count()).group_by(col(Outbox.status))
+            )
+            return {str(s): int(n) for s, n in rows.all()}
+    finally:
+        await engine.dispose()
+
+
+async def _count(url: str, done: dict[int, str], received: list[bytes]) -> dict[str, Any]:
+    import email
+    from collections import Counter
+
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from helpdesk import db
+    from helpdesk.models import Outbox, Ticket
+
+    engine = db.create_engine(url)
+    try:
+        async with db.session_factory(engine)() as session:
+            tickets = (await session.execute(select(Ticket))).scalars().all()
+            outbox = (
+                (
+                    await session.execute(
+                        select(Outbox).where(col(Outbox.kind) == "ticket_confirmation")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        await engine.dispose()
+    keys = Counter(t.submission_key for t in tickets)
+    references = {t.reference for t in tickets}
+    arrived = Counter(
+        str(email.message_from_bytes(raw).get("Message-ID", "")).strip().strip("<>")
+        for raw in received
+    )
+    sent_ids = {row.message_id for row in outbox if row.status == "sent"}
+    return {
+        "tickets_in_database": len(tickets),
+        "tickets_acknowledged": len(done),
+        "acknowledged_missing": sorted(set(done.values()) - references)[:10],
+        "duplicate_submissions": sum(n - 1 for n in keys.values() if n > 1),
+        "confirmations_queued": len(outbox),
+        "confirmations_by_status": dict(Counter(row.status for row in outbox)),
+        "mails_received": len(received),
+        "confirmations_received": sum(arrived[m] for m in sent_ids),
+        "mails_received_twice": sum(n - 1 for n in arrived.values() if n > 1),
+        "sent_but_not_received": len([m for m in sent_ids if not arrived[m]]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="per wrk phase")
+    parser.add_argument("--rounds", type=int, default=2, help="phases per server")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--tickets", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--database-url", help="PostgreSQL for part 2 (default SQLite)")
+    parser.add_argument("--skip-search", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="workers-bench-"))
+    report: dict[str, Any] = {}
+    if not args.skip_search:
+        if shutil.which("wrk") is None:
+            sys.exit("wrk not found: apt-get install -y wrk")
+        report["search"] = part_search(args, work)
+        print(json.dumps(report["search"], indent=2, ensure_ascii=False), flush=True)
+    report["submissions"] = asyncio.run(part_submissions(args, work))
+    print(json.dumps(report["submissions"], indent=2, ensure_ascii=False))
+    RESULTS.mkdir(exist_ok=True)
+    name = "workers.json" if not args.skip_search else "workers_submissions.json"
+    if args.database_url:
+        name = name.replace(".json", "_pg.json")
+    (RESULTS / name).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"JSON: bench/results/{name}; logs in {work}")
+
+
+if __name__ == "__main__":
+    main()

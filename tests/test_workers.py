@@ -1,0 +1,152 @@
+"""``main.py serve --workers 2``: one app factory per worker, metrics added up across the
+workers, background work in one of them and taken over when it is killed (issue 13)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpdesk import db
+from helpdesk.leader import read_heartbeat
+from helpdesk.settings import ROOT
+from tests.conftest import DATABASES, PG_URL, _reset_postgres
+from tests.helpers import free_port
+from tests.test_leader import _port_open, _wait_for
+
+
+def _heartbeat(url: str) -> tuple[int, float] | None:
+    async def read() -> tuple[int, float] | None:
+        engine = db.create_engine(url)
+        try:
+            row = await read_heartbeat(db.session_factory(engine))
+        except Exception:
+            return None  # not migrated yet
+        finally:
+            await engine.dispose()
+        if row is None:
+            return None
+        age = (db.utcnow() - db.as_utc(row.heartbeat_at)).total_seconds()
+        return int(row.holder.rsplit(":", 1)[1]), age
+
+    return asyncio.run(read())
+
+
+def _children(pid: int) -> set[int]:
+    """The worker processes of uvicorn's supervisor (not multiprocessing's helper)."""
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    workers = set()
+    for child in map(int, found.stdout.split()):
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"resource_tracker" not in cmdline:
+            workers.add(child)
+    return workers
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_two_workers_share_metrics_and_one_runs_the_background_work(
+    database: str, tmp_path: Path
+) -> None:
+    if database == "postgresql":
+        assert PG_URL
+        asyncio.run(_reset_postgres(PG_URL))
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp_path / 'var' / 'helpdesk.db'}"
+    port, smtp_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "HELPDESK_VAR_DIR": str(tmp_path / "var"),
+        "HELPDESK_DATABASE_URL": url,
+        "HELPDESK_SECRET_KEY": "workers-test-secret",
+        "HELPDESK_BASE_URL": f"http://127.0.0.1:{port}",
+        "HELPDESK_INBOUND_SMTP_PORT": str(smtp_port),
+        "HELPDESK_LOG_FORMAT": "json",
+    }
+    command = [sys.executable, "main.py", "serve", "--port", str(port), "--workers", "2"]
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return server.poll() is None and False
+
+        _wait_for(answers, 90, f"serve answers:\n{log.read_text()}")
+        _wait_for(lambda: _heartbeat(url) is not None, 30, "a leader")
+        workers = _children(server.pid)
+        assert len(workers) == 2, workers
+        heartbeat = _heartbeat(url)
+        assert heartbeat is not None
+        leader = heartbeat[0]
+        assert leader in workers
+        _wait_for(lambda: _port_open(smtp_port), 20, "the receiver")
+
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(30):
+                assert client.get("/api/faq/search", params={"q": "領収書"}).status_code == 200
+            exposed = client.get("/metrics").text
+        search = (
+            'helpdesk_http_request_duration_seconds_count{method="GET",'
+            'route="/api/faq/search",status="200"}'
+        )
+        [line] = [line for line in exposed.splitlines() if line.startswith(search)]
+        # Whichever worker answered /metrics, it counts every worker's requests.
+        assert float(line.rsplit(" ", 1)[1]) == 30
+        assert (tmp_path / "var" / "metrics").is_dir()
+
+        os.kill(leader, signal.SIGKILL)
+        killed = time.monotonic()
+
+        def new_leader() -> bool:
+            beat = _heartbeat(url)
+            return beat is not None and beat[0] != leader and beat[1] < 10
+
+        _wait_for(new_leader, 20, f"another worker leads:\n{log.read_text()[-3000:]}")
+        _wait_for(lambda: _port_open(smtp_port), 20, "the receiver again")
+        assert time.monotonic() - killed < 20
+        assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
+        # JSON log lines with the request id (HELPDESK_LOG_FORMAT=json).
+        assert '"request_id"' in log.read_text()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def test_processes_starting_at_once_migrate_a_new_sqlite_file_once(tmp_path: Path) -> None:
+    """Two workers on a fresh database both created the tables ("table faq_feedback already
+    exists"): the migration now takes a lock file beside the database."""
+    url = f"sqlite:///{tmp_path / 'helpdesk.db'}"
+    code = (
+        "import asyncio, sys\n"
+        "from helpdesk import db\n"
+        "async def main():\n"
+        "    engine = db.create_engine(sys.argv[1])\n"
+        "    await db.migrate(engine)\n"
+        "    await engine.dispose()\n"
+        "asyncio.run(main())\n"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url], cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    for process in processes:
+        _, errors = process.communicate(timeout=120)
+        assert process.returncode == 0, errors
