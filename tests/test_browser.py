@@ -3,42 +3,22 @@
 from __future__ import annotations
 
 import os
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import uvicorn
 
 from helpdesk.app import create_app
 from helpdesk.settings import Settings
 from tests import imaging
+from tests.browsing import CHROMIUM, chromium, served
 from tests.helpers import free_port
-
-CHROMIUM = shutil.which("chromium")
-REQUIRED = os.environ.get("HELPDESK_REQUIRE_BROWSER") == "1"
-
-if not CHROMIUM and REQUIRED:
-    raise RuntimeError("HELPDESK_REQUIRE_BROWSER=1 but Debian's chromium is not installed")
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed"),
-]
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
 ]
 
 
@@ -47,27 +27,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     var = tmp_path_factory.mktemp("var")
     app = create_app(Settings(_env_file=None, var_dir=Path(var), secret_key="browser-test"))
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with served(app, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="module")
 def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def test_chat_answers_and_keeps_the_conversation(server: str, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -6,20 +6,18 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from helpdesk.app import create_app
 from helpdesk.models import CsatResponse, Outbox, TicketStatus
 from helpdesk.settings import Settings
 from helpdesk.tickets import Actor, Reply, SetStatus
+from tests.browsing import CHROMIUM, chromium, served
 from tests.helpers import free_port, rows
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
     pytest.mark.browser,
@@ -38,27 +36,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     app = create_app(_settings(var, base_url))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield base_url, var
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with served(app, port):
+        yield base_url, var
 
 
 @pytest.fixture(scope="module")
 def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def _beside_the_server(var: Path, base_url: str, work: Any) -> Any:

@@ -6,20 +6,17 @@ Screenshots are kept in var/screenshots."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from helpdesk.app import Helpdesk, create_app
 from helpdesk.models import AgentRole, TicketKind
 from helpdesk.settings import Settings
 from helpdesk.tickets import Actor, Channel, Reply, Submission
+from tests.browsing import CHROMIUM, chromium, served
 from tests.helpers import PASSWORD, free_port
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
     pytest.mark.browser,
@@ -71,28 +68,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         base_url=f"http://127.0.0.1:{port}",
     )
     reference = prepare(settings)
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", reference
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(settings), port):
+        yield f"http://127.0.0.1:{port}", reference
 
 
 def test_saved_replies_and_approval_in_a_browser(server) -> None:  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
     base, reference = server
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="ja-JP")
         problems: list[str] = []
         page.on("pageerror", lambda error: problems.append(str(error)))
@@ -149,4 +132,3 @@ def test_saved_replies_and_approval_in_a_browser(server) -> None:  # type: ignor
         assert "ご注文の商品は明日発送いたします。" in page.inner_text(".conversation")
         page.screenshot(path=str(SCREENSHOTS / "approval-sent.png"), full_page=True)
         assert problems == []
-        browser.close()
