@@ -12,7 +12,7 @@ shown again beside what came meanwhile, to send only once confirmed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -326,37 +326,29 @@ async def post_note(request: Request) -> Response:
     )
 
 
-async def post_status(request: Request) -> Response:
+async def _set_choice(
+    request: Request, field: str, labels: Mapping[str, str], command: Callable[[str], Command]
+) -> Response:
+    """A select of the page (status, priority): a known value becomes ``command(value)``."""
     agent, ticket, form, verified = await _form(request)
-    value = _text(form, "status")
-    if not verified or value not in STATUS_LABELS:
+    value = _text(form, field)
+    if not verified or value not in labels:
         problem = UNVERIFIED_MESSAGE if not verified else BAD_CHOICE
-        return await _refused(request, agent, ticket, "status", problem, {"status": value})
+        return await _refused(request, agent, ticket, field, problem, {field: value})
     return await _apply(
-        request,
-        agent,
-        ticket,
-        [SetStatus(TicketStatus(value))],
-        field="status",
-        values={"status": value},
-        done="status",
+        request, agent, ticket, [command(value)], field=field, values={field: value}, done=field
+    )
+
+
+async def post_status(request: Request) -> Response:
+    return await _set_choice(
+        request, "status", STATUS_LABELS, lambda value: SetStatus(TicketStatus(value))
     )
 
 
 async def post_priority(request: Request) -> Response:
-    agent, ticket, form, verified = await _form(request)
-    value = _text(form, "priority")
-    if not verified or value not in PRIORITY_LABELS:
-        problem = UNVERIFIED_MESSAGE if not verified else BAD_CHOICE
-        return await _refused(request, agent, ticket, "priority", problem, {"priority": value})
-    return await _apply(
-        request,
-        agent,
-        ticket,
-        [SetPriority(Priority(value))],
-        field="priority",
-        values={"priority": value},
-        done="priority",
+    return await _set_choice(
+        request, "priority", PRIORITY_LABELS, lambda value: SetPriority(Priority(value))
     )
 
 
