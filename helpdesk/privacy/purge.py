@@ -135,6 +135,25 @@ class Purge:
         async with self.sessions() as session:
             return [int(v) for v in (await session.execute(query(cursor))).scalars()]
 
+    async def _in_batches(
+        self,
+        rule: str,
+        page: Callable[[int], Any],
+        change: Callable[[list[int]], Any],
+        report: PurgeReport,
+        dry_run: bool,
+    ) -> None:
+        """Walk the ids ``page(cursor)`` gives, a batch at a time, running ``change(ids)``
+        on each batch in a transaction of its own (counted, not run, in a dry run)."""
+        cursor = 0
+        while ids := await self._ids(page, cursor):
+            cursor = ids[-1]
+            if not dry_run:
+                async with self.sessions() as session, session.begin():
+                    await session.execute(change(ids))
+            report.counts[rule] += len(ids)
+            self.progress(rule, len(ids))
+
     # -- photos of closed tickets --------------------------------------------------------------
 
     async def _photos(self, report: PurgeReport, dry_run: bool) -> None:
@@ -283,18 +302,14 @@ class Purge:
                 .limit(self.batch)
             )
 
-        cursor = 0
-        while ids := await self._ids(page, cursor):
-            cursor = ids[-1]
-            if not dry_run:
-                async with self.sessions() as session, session.begin():
-                    await session.execute(
-                        update(InboundMail)
-                        .where(col(InboundMail.id).in_(ids))
-                        .values(raw=b"", subject=None, envelope_to=None)
-                    )
-            report.counts["inbound_raw"] += len(ids)
-            self.progress("inbound_raw", len(ids))
+        def scrub(ids: list[int]) -> Any:
+            return (
+                update(InboundMail)
+                .where(col(InboundMail.id).in_(ids))
+                .values(raw=b"", subject=None, envelope_to=None)
+            )
+
+        await self._in_batches("inbound_raw", page, scrub, report, dry_run)
 
     # -- FAQ query logs ------------------------------------------------------------------------
 
@@ -330,14 +345,7 @@ class Purge:
                 ),
             ),
         ):
-            cursor = 0
-            while ids := await self._ids(query, cursor):
-                cursor = ids[-1]
-                if not dry_run:
-                    async with self.sessions() as session, session.begin():
-                        await session.execute(change(ids))
-                report.counts["faq_queries"] += len(ids)
-                self.progress("faq_queries", len(ids))
+            await self._in_batches("faq_queries", query, change, report, dry_run)
         # The insights' unanswered groups of those days (their text comes from the queries).
         old_groups = col(InsightGap.day) < before.date()
         async with self.sessions() as session, session.begin():
@@ -368,25 +376,21 @@ class Purge:
                 .limit(self.batch)
             )
 
-        cursor = 0
-        while ids := await self._ids(page, cursor):
-            cursor = ids[-1]
-            if not dry_run:
-                async with self.sessions() as session, session.begin():
-                    await session.execute(
-                        update(Outbox)
-                        .where(col(Outbox.id).in_(ids))
-                        .values(
-                            to_address=SCRUBBED_ADDRESS,
-                            subject="",
-                            text="",
-                            html=None,
-                            attachments="[]",
-                            last_error=None,
-                        )
-                    )
-            report.counts["outbox"] += len(ids)
-            self.progress("outbox", len(ids))
+        def scrub(ids: list[int]) -> Any:
+            return (
+                update(Outbox)
+                .where(col(Outbox.id).in_(ids))
+                .values(
+                    to_address=SCRUBBED_ADDRESS,
+                    subject="",
+                    text="",
+                    html=None,
+                    attachments="[]",
+                    last_error=None,
+                )
+            )
+
+        await self._in_batches("outbox", page, scrub, report, dry_run)
         report.mail_files += await asyncio.to_thread(self._old_mail_files, before, dry_run)
 
     def _old_mail_files(self, before: datetime, dry_run: bool) -> int:
