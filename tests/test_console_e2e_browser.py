@@ -24,8 +24,9 @@ import pytest
 import uvicorn
 
 from helpdesk.app import Helpdesk, create_app
-from helpdesk.models import AgentRole
+from helpdesk.models import AgentRole, TicketKind
 from helpdesk.settings import Settings
+from helpdesk.tickets import Submission
 from tests import imaging
 from tests.helpers import PASSWORD, free_port
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
@@ -42,6 +43,7 @@ SATO = "sato@interiorltd.jp"  # agent A, an admin
 TANAKA = "tanaka@interiorltd.jp"  # agent B
 CUSTOMER = "hanako@example.jp"
 ORDER = "#5827"
+OTHER_ORDER = "#6001"
 TEMPLATE = (
     "{お客様名} 様\n\n受付番号 {受付番号} の件、ご不便をおかけし申し訳ございません。"
     "交換品を本日発送いたしました。"
@@ -62,6 +64,16 @@ def prepare(settings: Settings) -> None:
             ):
                 _agent, token = await helpdesk.accounts.add(email, name, role=role)
                 await helpdesk.accounts.set_password(token, PASSWORD, client="127.0.0.1")
+            # Another customer's ticket in the queue: the search has something to leave out.
+            other = Submission(
+                kind=TicketKind.inquiry,
+                name="鈴木 太郎",
+                email="taro@example.jp",
+                order_number=OTHER_ORDER,
+                description="注文した商品がまだ届きません。",
+                category="not_arrived",
+            )
+            await helpdesk.tickets.submit(other, {}, late=False)
         finally:
             await helpdesk.shutdown()
 
@@ -209,12 +221,17 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
 
     # Agent A finds the ticket by the order number typed into the queue's search box.
     sato.click("nav a:has-text('キュー')")
+    sato.wait_for_selector("table.queue")
+    assert "鈴木 太郎" in sato.inner_text("table.queue")  # both tickets before the search
+    assert "山田 花子" in sato.inner_text("table.queue")
     sato.fill("#q", ORDER)
     sato.click("form.queue-filters button[type=submit]")
+    sato.wait_for_url("**/console?*q=*")
     sato.wait_for_selector(f"table.queue a:has-text('{reference}')")
-    assert "q=" in sato.url
+    assert sato.input_value("#q") == ORDER
     assert sato.locator("table.queue tbody tr").count() == 1
     assert "山田 花子" in sato.inner_text("table.queue")
+    assert "鈴木 太郎" not in sato.inner_text("table.queue")
     shoot(sato, "2-queue-search")
     sato.click(f"table.queue a:has-text('{reference}')")
     sato.wait_for_selector(".conversation")
@@ -289,9 +306,10 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
     # A resolves the ticket.
     sato.select_option("#status-select", "resolved")
     sato.click("form.status-form button[type=submit]")
-    sato.wait_for_selector("p.notice[role=status]")
+    sato.wait_for_selector("p.notice:has-text('ステータスを変更しました。')")
     assert sato.eval_on_selector("#status-select", "s => s.value") == "resolved"
-    assert "解決済み" in sato.inner_text(".history")
+    assert "佐藤 花子がステータスを「" in sato.inner_text(".history")
+    assert "」から「解決済み」に" in sato.inner_text(".history")
     shoot(sato, "4-resolved")
 
     # 5. The customer: the link of the confirmation mail opens the status page with A's answer.
