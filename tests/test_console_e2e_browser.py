@@ -8,6 +8,7 @@ Screenshots of each step are kept in var/screenshots (e2e-*.png)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import threading
 import time
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import uvicorn
+from PIL import Image
 
 from helpdesk.app import Helpdesk, create_app
 from helpdesk.models import AgentRole, TicketKind
@@ -260,6 +262,9 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
     full = sato.request.get(base + href)
     assert full.status == 200
     assert full.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(full.body())) as picture:
+        assert picture.size == (1200, 900)
+        assert not picture.getexif()  # the customer's GPS position went with the EXIF
     shoot(sato, "2-ticket")
 
     # 3. Agent B opens the same ticket; A sees B on the page.
@@ -267,7 +272,7 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
     tanaka.goto(f"{base}/console/t/{reference}")
     tanaka.wait_for_selector(".conversation")
     assert "佐藤 花子 さん: 閲覧中" in tanaka.inner_text("#presence")
-    sato.wait_for_selector("#presence li:has-text('田中 一郎 さん')", timeout=15_000)
+    sato.wait_for_selector("#presence li:has-text('田中 一郎 さん')", timeout=30_000)
     shoot(sato, "3-presence")
 
     # 4. A inserts the saved reply: the customer's name and the reference are filled in.
@@ -289,7 +294,7 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
     shoot(tanaka, "4-other-agent-replied")
 
     # A's send asks to confirm, shows B's answer and keeps A's text.
-    sato.wait_for_selector("#ticket-changed:visible", timeout=15_000)
+    sato.wait_for_selector("#ticket-changed:visible", timeout=30_000)
     sato.click("form.reply-form button[type=submit]")
     sato.wait_for_selector(".meanwhile")
     assert B_REPLY in sato.inner_text(".meanwhile")
@@ -322,13 +327,19 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
     conversation = customer.inner_text(".conversation")
     assert "交換品を本日発送いたしました。" in conversation
     assert f"受付番号 {reference} の件" in conversation
+    assert "佐藤" not in conversation and "田中 一郎" not in conversation  # agents unnamed
     shoot(customer, "5-status-page")
 
     # ... and the customer's mail holds it too.
     replies = mails_to(mail_dir, CUSTOMER, "交換品を本日発送いたしました。")
-    assert len(replies) == 1
+    assert len(replies) == 1  # sent once
+    assert len(mails_to(mail_dir, CUSTOMER, B_REPLY)) == 1
     assert reference in str(replies[0]["Subject"])
-    assert text_of(replies[0]).startswith("山田 花子 様")
+    mail = text_of(replies[0])
+    assert mail.startswith("山田 花子 様")
+    assert f"受付番号 {reference} の件" in mail
+    assert B_REPLY not in mail  # B's answer went in a mail of its own
+    assert "/console" not in mail and "佐藤" not in mail  # nothing agent-only
 
     assert problems == []
     for context in (customer_context, sato_context, tanaka_context):
