@@ -122,6 +122,10 @@ def shoot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"e2e-{name}.png"), full_page=True)
 
 
+def fits_the_phone(page: Any) -> bool:
+    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
 def watch(page: Any, problems: list[str]) -> None:
     """Collect CSP violations and uncaught script errors of ``page``."""
     page.on("pageerror", lambda error: problems.append(f"{page.url}: {error}"))
@@ -199,6 +203,7 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
     customer.fill("#description", "届いたスマホケースの角にひびが入っていました。")
     customer.set_input_files("#photo_overall", str(overall))
     customer.set_input_files("#photo_defect", str(defect))
+    assert fits_the_phone(customer)
     shoot(customer, "1-customer-form")
     customer.click("form.ticket-form button[type=submit]")
     customer.wait_for_url("**/submitted?token=*")
@@ -328,6 +333,7 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
     assert "交換品を本日発送いたしました。" in conversation
     assert f"受付番号 {reference} の件" in conversation
     assert "佐藤" not in conversation and "田中 一郎" not in conversation  # agents unnamed
+    assert fits_the_phone(customer)
     shoot(customer, "5-status-page")
 
     # ... and the customer's mail holds it too.
