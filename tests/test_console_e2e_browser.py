@@ -236,6 +236,7 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
     sato.wait_for_url("**/console?*q=*")
     sato.wait_for_selector(f"table.queue a:has-text('{reference}')")
     assert sato.input_value("#q") == ORDER
+    assert f"「{ORDER}」の検索結果です。" in sato.inner_text("main")
     assert sato.locator("table.queue tbody tr").count() == 1
     assert "山田 花子" in sato.inner_text("table.queue")
     assert "鈴木 太郎" not in sato.inner_text("table.queue")
@@ -278,6 +279,8 @@ def test_a_defect_report_from_the_form_to_the_answer(  # type: ignore[no-untyped
     tanaka.wait_for_selector(".conversation")
     assert "佐藤 花子 さん: 閲覧中" in tanaka.inner_text("#presence")
     sato.wait_for_selector("#presence li:has-text('田中 一郎 さん')", timeout=30_000)
+    assert "ほかの担当者がこのチケットを開いています。" in sato.inner_text("#presence")
+    assert "田中 一郎 さん: 閲覧中" in sato.inner_text("#presence")
     shoot(sato, "3-presence")
 
     # 4. A inserts the saved reply: the customer's name and the reference are filled in.
