@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -22,7 +21,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import uvicorn
 from PIL import Image
 
 from helpdesk.app import Helpdesk, create_app
@@ -30,8 +28,8 @@ from helpdesk.models import AgentRole, TicketKind
 from helpdesk.settings import Settings
 from helpdesk.tickets import Submission
 from tests import imaging
+from tests.browsing import CHROMIUM, chromium, served
 from tests.helpers import PASSWORD, free_port
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [
     pytest.mark.browser,
@@ -93,29 +91,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         base_url=f"http://127.0.0.1:{port}",
     )
     prepare(settings)
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", settings.mail_dir
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(settings), port):
+        yield f"http://127.0.0.1:{port}", settings.mail_dir
 
 
 @pytest.fixture(scope="module")
 def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 def shoot(page: Any, name: str) -> None:
