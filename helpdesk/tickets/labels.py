@@ -328,6 +328,11 @@ _EVENT_SENTENCES: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
     "agent_approval_lifted": lambda who, d: (
         f"{who}が {d.get('agent')} の返信を、承認なしで送信できる設定にしました。"
     ),
+    "card_number_removed": lambda who, d: (
+        "カード番号と思われる数字を、保存する前に削除しました"
+        + (f"(メッセージ番号 {d['message']})" if d.get("message") else "")
+        + "。"
+    ),
     "marked_spam": lambda who, d: f"{who}がこのチケットを迷惑メールに指定しました。",
     "unmarked_spam": lambda who, d: f"{who}が迷惑メールの指定を解除しました。",
     "spam_sender": lambda who, d: (
