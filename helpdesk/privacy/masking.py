@@ -61,7 +61,10 @@ _ADDRESS = re.compile(
     rf"(?:[^\s、。,.!?()「」]{{0,20}}?(?:\d+号室|\d+F|\d+階))?"
 )
 _ORDER = re.compile(
-    r"(?:#|no\.?\s*|注文番号[:：\s]*|受注番号[:：\s]*|オーダー番号[:：\s]*)[a-z0-9-]{3,}"
+    # A label, then a value with a digit in it: "no more", "#status" and "no HELPDESK_..."
+    # in a log line are words, not order numbers.
+    r"(?:#|(?<![a-z])no\.?\s*|注文番号[:：\s]*|受注番号[:：\s]*|オーダー番号[:：\s]*)"
+    r"(?=[a-z-]*[0-9])[a-z0-9-]{3,}"
     # A ticket reference (HD-26-00042) is not an order number.
     r"|(?<![0-9])(?<!HD-\d\d-)\d{5,}(?![0-9])",
     re.IGNORECASE,
