@@ -63,6 +63,7 @@ from helpdesk.models import (
 from helpdesk.photo_sweep import referenced_digests
 from helpdesk.photos import PhotoStore
 from helpdesk.privacy import audit
+from helpdesk.tickets import search
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +321,14 @@ class Erasure:
                     )
                 ).scalars()
             )
+            # Other tickets the address wrote on: their search documents lose its words.
+            touched = set(
+                (
+                    await session.execute(
+                        select(col(Message.ticket_id)).where(col(Message.sender).in_(addresses))
+                    )
+                ).scalars()
+            )
             digests: set[str] = set()
             photos = 0
             for chunk in _chunks(messages):
@@ -349,6 +358,7 @@ class Erasure:
             events = await session.execute(
                 delete(TicketEvent).where(col(TicketEvent.actor).in_(addresses))
             )
+            await _rebuild_search(session, sorted(touched))
             # Counters keyed by the address (rate limits, failed logins typed with it): they
             # would expire within the hour, but nothing waits for that.
             for address in addresses:
@@ -469,6 +479,15 @@ def _file_mentions(path: Path, needles: set[bytes], *, chunk: int = 1 << 16) -> 
     return False
 
 
+async def _rebuild_search(session: AsyncSession, ticket_ids: Sequence[int]) -> None:
+    """Rebuild the tickets' search documents from what they hold now."""
+    index = await search.session_index(session)
+    for ticket_id in ticket_ids:
+        document = await search.ticket_document(session, ticket_id=ticket_id)
+        terms = await asyncio.to_thread(search.document_terms, document)
+        await index.replace(session, ticket_id=ticket_id, terms=terms)
+
+
 async def erase_tickets(
     session: AsyncSession, ids: Sequence[int], *, agents: set[str]
 ) -> tuple[dict[str, int], set[str]]:
@@ -537,6 +556,16 @@ async def erase_tickets(
             .where(col(Ticket.id) == ticket_id)
             .values(token_nonce=secrets.token_urlsafe(24))
         )
+    # The full-text search documents held the name, address, order number and every word
+    # of the messages: only the reference stays findable.
+    index = await search.session_index(session)
+    for erased, reference in await session.execute(
+        select(col(Ticket.id), col(Ticket.reference)).where(col(Ticket.id).in_(ids))
+    ):
+        if erased is None:
+            continue
+        terms = search.identifier_terms(reference=reference, order_number=None, email="", name="")
+        await index.replace(session, ticket_id=erased, terms=terms)
     counts = {
         "tickets": len(ids),
         "messages": _rowcount(messages),

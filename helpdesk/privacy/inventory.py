@@ -494,6 +494,15 @@ PLACES: tuple[Place, ...] = (
 
 FILES: tuple[FilePlace, ...] = (
     FilePlace(
+        "search_index",
+        "the ticket_search table (FTS5 on SQLite, tsvector on PostgreSQL; outside the models): "
+        "each ticket's reference, order number, address, name and the words of its messages",
+        export="not exported (derived from the tickets and messages)",
+        erasure="an erased or anonymized ticket's document keeps its reference only; other "
+        "tickets the address wrote on are indexed again without its messages",
+        retention="with the tickets (tickets_anonymized_after_days)",
+    ),
+    FilePlace(
         "media",
         "var/media (HELPDESK_MEDIA_DIR): cleaned photos and thumbnails, named by content hash",
         export="the customer's photos, in photos/ of the ZIP",

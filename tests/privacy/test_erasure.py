@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from helpdesk.db import utcnow
 from helpdesk.models import (
+    Agent,
     Attachment,
     CsatResponse,
     Customer,
@@ -76,7 +77,23 @@ async def _everything(app: Starlette) -> list[tuple[str, str, str]]:
                     if isinstance(value, bytes):
                         value = value.decode("utf-8", "replace")
                     found.append((table.name, column, str(value)))
+        # The tickets' full-text search documents (FTS5 or tsvector, outside the models).
+        for row in (await connection.execute(text("SELECT * FROM ticket_search"))).mappings():
+            found += [("ticket_search", column, str(value)) for column, value in row.items()]
     return found
+
+
+async def _found(app: Starlette, query: str) -> list[str]:
+    """The references the console's search finds for ``query``."""
+    from helpdesk.tickets.queue import ALL_CHOICE, QueueFilter
+    from tests.helpers import add_agent
+
+    agents = await rows(app, Agent)
+    agent = agents[0] if agents else await add_agent(app)
+    page = await app.state.helpdesk.tickets.queue(
+        QueueFilter(status=ALL_CHOICE, q=query), agent=agent
+    )
+    return sorted(ticket.reference for ticket, _ in page.rows)
 
 
 def _mentions(values: list[tuple[str, str, str]], needles: list[str]) -> list[tuple[str, str]]:
@@ -149,6 +166,10 @@ async def test_an_erasure_leaves_nothing_of_the_customer_and_keeps_the_other_who
     other_messages = await rows(app, Message, Message.ticket_id == other_ticket.id)
     photos = helpdesk.photos
 
+    # The console's search finds her tickets by her name, address, order and words.
+    for query in ("山田", EMAIL, ORDER):
+        assert set(mine) <= set(await _found(app, query)), query
+
     preview = await helpdesk.erasure.preview(customer.id)
     assert preview["tickets"] == 3 and preview["photos"] == 6
     assert preview["mails_received"] == 1 and preview["survey_comments"] == 1
@@ -159,8 +180,12 @@ async def test_an_erasure_leaves_nothing_of_the_customer_and_keeps_the_other_who
     done = await helpdesk.erasure.run(request.id)
     assert done.state is PrivacyRequestState.done
 
-    # Nothing in any table names her or her order.
+    # Nothing in any table (the search index included) names her or her order, and the
+    # search finds her tickets by their reference only.
     assert _mentions(await _everything(app), needles) == []
+    for query in ("山田", "花子", EMAIL, "hanako", ORDER):
+        assert set(mine).isdisjoint(await _found(app, query)), query
+    assert await _found(app, mine[0]) == [mine[0]]
     # No media file holds her photos' bytes, except the one shared with 佐々木's ticket.
     shared = {a.digest for a in other_attachments} & own_files
     assert len(shared) == 1
