@@ -244,6 +244,8 @@ class Erasure:
         step("address")
         await self._files(request_id, email)
         step("files")
+        async with self.sessions() as session, session.begin():
+            await (await search.session_index(session)).forget_replaced(session)
         return await self._finish(request_id, actor)
 
     async def resume(self, *, actor: str = "system") -> int:

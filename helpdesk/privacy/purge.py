@@ -58,6 +58,7 @@ from helpdesk.photos import PhotoStore
 from helpdesk.privacy import audit
 from helpdesk.privacy.erasure import ERASED, erase_tickets, erased_address, is_erased
 from helpdesk.privacy.retention import Retention
+from helpdesk.tickets import search
 
 BATCH = 500
 #: Called after each batch: (rule, rows done in it).
@@ -263,6 +264,9 @@ class Purge:
             gone = sorted(digests - still_used)
             await asyncio.to_thread(self._delete_files, gone)
             report.photo_files += len(gone)
+        if report.counts["tickets"] and not dry_run:
+            async with self.sessions() as session, session.begin():
+                await (await search.session_index(session)).forget_replaced(session)
 
     async def _anonymize_customers(self, session: AsyncSession, ids: set[int]) -> int:
         """Customers of ``ids`` left with no ticket that names them become placeholders."""

@@ -88,6 +88,11 @@ ANSWERED_MEANWHILE = (
     "このページを開いたあとに、ほかの担当者の返信・対応またはお客様からのメッセージがありました。"
     "二重の回答を防ぐため、返信はまだ送信していません。"
 )
+APPROVED_MEANWHILE = (
+    "この返信が承認を待つあいだに、ほかの担当者の返信・対応またはお客様からのメッセージが"
+    "ありました。二重の回答を防ぐため、まだ送信していません。チケットを確認のうえ、送る場合は"
+    "もう一度「承認して送信」を押してください。"
+)
 NOTHING_HELD = (
     "確認を待っている返信はありません(すでに送信したか、新しい返信に置き換えられました)。"
 )
@@ -1252,11 +1257,17 @@ class TicketService:
         *,
         body: str | None = None,
         channel: Channel = Channel.web,
+        seen_at: datetime | None = None,
     ) -> ApplyResult:
         """Send a held reply, as written or with ``body`` (the admin's edit), through
         ``apply``: threaded, audited (``agent_reply`` by its author, ``reply_approved`` by
         the admin) and mailed like any reply, and the author told. Sent once: a second
-        approval (a double click, two admins) gets a problem and sends nothing."""
+        approval (a double click, two admins) gets a problem and sends nothing.
+
+        No double answer: when another agent answered, or the customer wrote, while the
+        reply waited (since it was written, or since ``seen_at``: when the admin was shown
+        what came meanwhile), nothing is sent and the result has ``conflict`` set, the
+        reply still waiting."""
         found = await self._decidable(pending_id, admin)
         if isinstance(found, str):
             return ApplyResult((found,))
@@ -1270,10 +1281,18 @@ class TicketService:
             Actor(ActorRole.agent, author.email, channel, author.name, author.id),
             commands,
             submission_key=f"approval:{pending_id}",
+            seen_at=seen_at or as_utc(pending.created_at),
             approval=_Approval(pending_id, admin, edited=text != pending.body),
         )
         if result.duplicate:  # approved by a parallel request meanwhile: sent by that one
             return ApplyResult((already_decided(PendingState.approved),), duplicate=True)
+        if result.conflict:
+            return ApplyResult(
+                (APPROVED_MEANWHILE,),
+                conflict=True,
+                meanwhile=result.meanwhile,
+                changes=result.changes,
+            )
         return result
 
     async def reject_reply(self, pending_id: int, admin: Agent, *, reason: str = "") -> ApplyResult:

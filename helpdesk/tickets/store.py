@@ -610,12 +610,15 @@ async def merged_target(session: AsyncSession, *, ticket: Ticket, limit: int = 1
 
 
 async def move_ticket_contents(session: AsyncSession, *, source_id: int, target_id: int) -> None:
-    """Move a ticket's messages, photos, history and replies awaiting approval (or decided)
-    onto another ticket: an approval sends on the ticket that holds the conversation."""
-    for model in (Message, Attachment, TicketEvent, PendingReply):
+    """Move a ticket's messages, photos, history, mail (sent and queued), replies held for
+    a confirmation and replies awaiting approval (or decided) onto another ticket: what an
+    agent answers by mail, confirms or approves is checked against, and sent on, the ticket
+    that holds the conversation. Who had the old page open is forgotten."""
+    for model in (Message, Attachment, TicketEvent, Outbox, HeldReply, PendingReply):
         await session.execute(
             update(model).where(col(model.ticket_id) == source_id).values(ticket_id=target_id)
         )
+    await session.execute(delete(TicketPresence).where(col(TicketPresence.ticket_id) == source_id))
 
 
 def _other_agents_replies(ticket_id: int, actor: str) -> Any:

@@ -15,6 +15,7 @@ Handlers are thin: parse the form, check CSRF (``verify_csrf``), call a service,
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from helpdesk.agents import AccountError
 from helpdesk.agents.urls import AGENTS, APPROVALS, REPLIES
+from helpdesk.db import utcnow
 from helpdesk.models import Agent, PendingState, SavedReply, Ticket
 from helpdesk.replies.placeholders import PLACEHOLDERS
 from helpdesk.replies.saved import MAX_BODY, SavedReplyIn, SavedReplyRefused
@@ -215,6 +217,7 @@ def _approvals_page(
     errors: dict[int, list[str]] | None = None,
     typed: dict[int, str] | None = None,
     general: list[str] | None = None,
+    confirm: dict[int, str] | None = None,
     status: int = 200,
 ) -> Response:
     context = {
@@ -226,6 +229,7 @@ def _approvals_page(
                 "status_label": status_label(pending.status) if pending.status else None,
                 "text": (typed or {}).get(pending.id, pending.body),
                 "errors": (errors or {}).get(pending.id, []),
+                "seen_at": (confirm or {}).get(pending.id),
             }
             for pending, ticket, author in waiting
         ],
@@ -236,6 +240,15 @@ def _approvals_page(
     return _render(
         request, agent, "console/approvals.html", context, section="approvals", status=status
     )
+
+
+def _moment(raw: Any) -> datetime | None:
+    """The ``seen_at`` the approvals page carried (an aware ISO time), or None."""
+    try:
+        moment = datetime.fromisoformat(str(raw)) if raw else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def _decided_before(result: ApplyResult) -> Response | None:
@@ -261,7 +274,10 @@ async def approve(request: Request) -> Response:
     edited = form.get("action") == "edit"
     body = clean_text(form.get("body", "")).strip("\n") if edited else None
     tickets = _helpdesk(request).tickets
-    result = await tickets.approve_reply(pending_id, agent, body=body)
+    # Set when the page showed that something came while the reply waited: approving
+    # again is sending it after all, unless yet more came since.
+    seen_at = _moment(form.get("seen_at"))
+    result = await tickets.approve_reply(pending_id, agent, body=body, seen_at=seen_at)
     if result.ok:
         return RedirectResponse(f"{APPROVALS}?done=approved", status_code=303)
     if decided := _decided_before(result):
@@ -269,10 +285,19 @@ async def approve(request: Request) -> Response:
     waiting = await tickets.replies_awaiting_approval()
     typed = {pending_id: form.get("body", "")} if edited else {}
     errors = {pending_id: list(result.problems)}
+    confirm = {pending_id: utcnow().isoformat()} if result.conflict else {}
     if not any(pending.id == pending_id for pending, _t, _a in waiting):
         # Decided meanwhile (a double click, another admin): said at the top of the page.
         return _approvals_page(request, agent, waiting, general=list(result.problems), status=409)
-    return _approvals_page(request, agent, waiting, errors=errors, typed=typed, status=422)
+    return _approvals_page(
+        request,
+        agent,
+        waiting,
+        errors=errors,
+        typed=typed,
+        confirm=confirm,
+        status=409 if result.conflict else 422,
+    )
 
 
 async def reject(request: Request) -> Response:

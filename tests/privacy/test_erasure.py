@@ -80,6 +80,14 @@ async def _everything(app: Starlette) -> list[tuple[str, str, str]]:
         # The tickets' full-text search documents (FTS5 or tsvector, outside the models).
         for row in (await connection.execute(text("SELECT * FROM ticket_search"))).mappings():
             found += [("ticket_search", column, str(value)) for column, value in row.items()]
+        if connection.dialect.name == "sqlite":
+            # FTS5's own storage: a deleted document's tokens stay there until merged.
+            blocks = await connection.execute(text("SELECT block FROM ticket_search_data"))
+            found += [
+                ("ticket_search_data", "block", bytes(block).decode("utf-8", "replace"))
+                for (block,) in blocks
+                if block is not None
+            ]
     return found
 
 

@@ -216,6 +216,35 @@ async def test_admins_approve_from_the_list_once_however_often_they_click(app: S
     assert "明日発送いたします。" in mail.text and "ignored" not in mail.text
 
 
+async def test_an_answer_while_the_reply_waited_is_shown_before_it_is_sent(
+    app: Starlette,
+) -> None:
+    pending, reference = await held_reply(app)
+    tickets = app.state.helpdesk.tickets
+    tanaka = await tickets.add_agent("tanaka@example.jp", "田中")
+    ticket = await tickets.find(reference)
+    assert (
+        await tickets.apply(ticket, Actor.agent(tanaka, channel=Channel.web), [Reply("田中です")])
+    ).ok
+    async with logged_in_client(app, admin=True) as console:
+        page = await console.get("/console/approvals")
+        token = csrf(page, f"#approval-{pending.id} form.approve-form")
+        form = {"csrf_token": token, "action": "approve", "body": ""}
+        asked = await console.post(f"/console/approvals/{pending.id}/approve", data=form)
+        assert asked.status_code == 409
+        item = soup(asked).select_one(f"#approval-{pending.id}")
+        assert "承認を待つあいだに" in item.select_one(".error-summary").get_text()
+        seen_at = item.select_one("form.approve-form input[name=seen_at]")["value"]
+        assert len(await customer_replies(app)) == 1  # 田中's only
+        form["csrf_token"] = csrf(asked, f"#approval-{pending.id} form.approve-form")
+        sent = await console.post(
+            f"/console/approvals/{pending.id}/approve", data={**form, "seen_at": seen_at}
+        )
+        assert sent.status_code == 303
+    assert [m for m in await customer_replies(app) if "明日発送いたします。" in m.text] != []
+    assert len(await customer_replies(app)) == 2
+
+
 async def test_admins_edit_and_approve_or_reject_from_the_list(app: Starlette) -> None:
     pending, _reference = await held_reply(app)
     async with logged_in_client(app, admin=True) as console:
