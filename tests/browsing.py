@@ -3,15 +3,21 @@ by uvicorn in a thread, and a headless browser (Playwright)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
+
+from helpdesk.app import Helpdesk
+from helpdesk.settings import Settings
+
+T = TypeVar("T")
 
 CHROMIUM = shutil.which("chromium")
 # CI sets it: the browser tests must run there, never skip.
@@ -61,3 +67,18 @@ def chromium() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+def before_serving(settings: Settings, work: Callable[[Helpdesk], Awaitable[T]]) -> T:
+    """``await work(helpdesk)`` on the data the server will serve (agents, tickets), before
+    it starts: a helpdesk of its own, started and shut down around it."""
+
+    async def run() -> T:
+        helpdesk = Helpdesk(settings)
+        await helpdesk.startup()
+        try:
+            return await work(helpdesk)
+        finally:
+            await helpdesk.shutdown()
+
+    return asyncio.run(run())

@@ -253,6 +253,13 @@ async def submit_inquiry(
     app: Starlette, *, email: str = "hanako@example.jp", name: str = "山田 花子", **fields: Any
 ) -> Ticket:
     """An inquiry made straight through the service (no HTTP), with its mails queued."""
+    return await inquiry(app.state.helpdesk.tickets, email=email, name=name, **fields)
+
+
+async def inquiry(
+    tickets: Any, *, email: str = "hanako@example.jp", name: str = "山田 花子", **fields: Any
+) -> Ticket:
+    """``submit_inquiry`` through a ``TicketService`` (a helpdesk without a web app)."""
     submission = Submission(
         kind=TicketKind.inquiry,
         name=name,
@@ -261,7 +268,7 @@ async def submit_inquiry(
         category=fields.pop("category", "not_arrived"),
         **fields,
     )
-    ticket, created = await app.state.helpdesk.tickets.submit(submission, {}, late=False)
+    ticket, created = await tickets.submit(submission, {}, late=False)
     assert created
     return ticket  # type: ignore[no-any-return]
 
@@ -293,8 +300,21 @@ async def console_agent(
     password: str = PASSWORD,
 ) -> Agent:
     """An agent with a password set (through the one-time link, as a person does)."""
+    role = AgentRole.admin if admin else None
     accounts = app.state.helpdesk.accounts
-    _agent, token = await accounts.add(email, name, role=AgentRole.admin if admin else None)
+    return await agent_with_password(accounts, email, name, role=role, password=password)
+
+
+async def agent_with_password(
+    accounts: Any,
+    email: str,
+    name: str,
+    *,
+    role: AgentRole | None = None,
+    password: str = PASSWORD,
+) -> Agent:
+    """``console_agent`` through the accounts service (a helpdesk without a web app)."""
+    _agent, token = await accounts.add(email, name, role=role)
     updated = await accounts.set_password(token, password, client="127.0.0.1")
     assert updated is not None
     return updated  # type: ignore[no-any-return]

@@ -3,18 +3,15 @@ login, then opens the ticket; logout; and no page breaks the Content-Security-Po
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpdesk.app import Helpdesk, create_app
-from helpdesk.models import TicketKind
 from helpdesk.settings import Settings
-from helpdesk.tickets import Submission
-from tests.browsing import CHROMIUM, chromium, served
-from tests.helpers import PASSWORD, free_port
+from tests.browsing import CHROMIUM, before_serving, chromium, served
+from tests.helpers import PASSWORD, agent_with_password, free_port, inquiry
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,25 +24,12 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 def prepare(settings: Settings) -> str:
     """An agent with a password and a ticket; the link of the ticket's notification."""
 
-    async def run() -> str:
-        helpdesk = Helpdesk(settings)
-        await helpdesk.startup()
-        try:
-            _agent, token = await helpdesk.accounts.add("sato@interiorltd.jp", "佐藤 花子")
-            await helpdesk.accounts.set_password(token, PASSWORD, client="127.0.0.1")
-            submission = Submission(
-                kind=TicketKind.inquiry,
-                name="山田 花子",
-                email="hanako@example.jp",
-                description="注文した商品がまだ届きません。",
-                category="not_arrived",
-            )
-            ticket, _ = await helpdesk.tickets.submit(submission, {}, late=False)
-            return str(helpdesk.tickets.urls.agent_url(ticket))
-        finally:
-            await helpdesk.shutdown()
+    async def work(helpdesk: Helpdesk) -> str:
+        await agent_with_password(helpdesk.accounts, "sato@interiorltd.jp", "佐藤 花子")
+        ticket = await inquiry(helpdesk.tickets)
+        return str(helpdesk.tickets.urls.agent_url(ticket))
 
-    return asyncio.run(run())
+    return before_serving(settings, work)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ Screenshots of each step are kept in var/screenshots (e2e-*.png)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import re
 import time
@@ -24,12 +23,11 @@ import pytest
 from PIL import Image
 
 from helpdesk.app import Helpdesk, create_app
-from helpdesk.models import AgentRole, TicketKind
+from helpdesk.models import AgentRole
 from helpdesk.settings import Settings
-from helpdesk.tickets import Submission
 from tests import imaging
-from tests.browsing import CHROMIUM, chromium, served
-from tests.helpers import PASSWORD, free_port
+from tests.browsing import CHROMIUM, before_serving, chromium, served
+from tests.helpers import PASSWORD, agent_with_password, free_port, inquiry
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,30 +52,18 @@ B_REPLY = "田中です。写真を確認しております。少々お待ちく
 def prepare(settings: Settings) -> None:
     """Two agents with passwords, made through the accounts API as the console would."""
 
-    async def run() -> None:
-        helpdesk = Helpdesk(settings)
-        await helpdesk.startup()
-        try:
-            for email, name, role in (
-                (SATO, "佐藤 花子", AgentRole.admin),
-                (TANAKA, "田中 一郎", AgentRole.agent),
-            ):
-                _agent, token = await helpdesk.accounts.add(email, name, role=role)
-                await helpdesk.accounts.set_password(token, PASSWORD, client="127.0.0.1")
-            # Another customer's ticket in the queue: the search has something to leave out.
-            other = Submission(
-                kind=TicketKind.inquiry,
-                name="鈴木 太郎",
-                email="taro@example.jp",
-                order_number=OTHER_ORDER,
-                description="注文した商品がまだ届きません。",
-                category="not_arrived",
-            )
-            await helpdesk.tickets.submit(other, {}, late=False)
-        finally:
-            await helpdesk.shutdown()
+    async def work(helpdesk: Helpdesk) -> None:
+        for email, name, role in (
+            (SATO, "佐藤 花子", AgentRole.admin),
+            (TANAKA, "田中 一郎", AgentRole.agent),
+        ):
+            await agent_with_password(helpdesk.accounts, email, name, role=role)
+        # Another customer's ticket in the queue: the search has something to leave out.
+        await inquiry(
+            helpdesk.tickets, name="鈴木 太郎", email="taro@example.jp", order_number=OTHER_ORDER
+        )
 
-    asyncio.run(run())
+    before_serving(settings, work)
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,17 @@ Screenshots are kept in var/screenshots."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpdesk.app import Helpdesk, create_app
-from helpdesk.models import AgentRole, TicketKind
+from helpdesk.models import AgentRole
 from helpdesk.settings import Settings
-from helpdesk.tickets import Actor, Channel, Reply, Submission
-from tests.browsing import CHROMIUM, chromium, served
-from tests.helpers import PASSWORD, free_port
+from helpdesk.tickets import Actor, Channel, Reply
+from tests.browsing import CHROMIUM, before_serving, chromium, served
+from tests.helpers import PASSWORD, agent_with_password, free_port, inquiry
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,32 +29,21 @@ HELD = "山田様、明日発送しまーす。"
 def prepare(settings: Settings) -> str:
     """An admin, a part-timer whose reply waits for approval; the ticket's reference."""
 
-    async def run() -> str:
-        helpdesk = Helpdesk(settings)
-        await helpdesk.startup()
-        try:
-            accounts = helpdesk.accounts
-            boss, token = await accounts.add("boss@interiorltd.jp", "店長", role=AgentRole.admin)
-            await accounts.set_password(token, PASSWORD, client="127.0.0.1")
-            arbeit, _ = await accounts.add("arbeit@interiorltd.jp", "バイト")
-            arbeit = await accounts.set_needs_approval(arbeit.id, True, by=boss)
-            submission = Submission(
-                kind=TicketKind.inquiry,
-                name="山田 花子",
-                email="hanako@example.jp",
-                description="注文した商品がまだ届きません。",
-                category="not_arrived",
-            )
-            ticket, _ = await helpdesk.tickets.submit(submission, {}, late=False)
-            result = await helpdesk.tickets.apply(
-                ticket, Actor.agent(arbeit, channel=Channel.web), [Reply(HELD)]
-            )
-            assert result.awaiting_approval is not None
-            return str(ticket.reference)
-        finally:
-            await helpdesk.shutdown()
+    async def work(helpdesk: Helpdesk) -> str:
+        accounts = helpdesk.accounts
+        boss = await agent_with_password(
+            accounts, "boss@interiorltd.jp", "店長", role=AgentRole.admin
+        )
+        arbeit, _ = await accounts.add("arbeit@interiorltd.jp", "バイト")
+        arbeit = await accounts.set_needs_approval(arbeit.id, True, by=boss)
+        ticket = await inquiry(helpdesk.tickets)
+        result = await helpdesk.tickets.apply(
+            ticket, Actor.agent(arbeit, channel=Channel.web), [Reply(HELD)]
+        )
+        assert result.awaiting_approval is not None
+        return str(ticket.reference)
 
-    return asyncio.run(run())
+    return before_serving(settings, work)
 
 
 @pytest.fixture(scope="module")

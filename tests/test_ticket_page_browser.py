@@ -5,18 +5,15 @@ and the text kept. Screenshots are kept in var/screenshots."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpdesk.app import Helpdesk, create_app
-from helpdesk.models import TicketKind
 from helpdesk.settings import Settings
-from helpdesk.tickets import Submission
-from tests.browsing import CHROMIUM, chromium, served
-from tests.helpers import PASSWORD, free_port
+from tests.browsing import CHROMIUM, before_serving, chromium, served
+from tests.helpers import PASSWORD, agent_with_password, free_port, inquiry
 
 pytestmark = [
     pytest.mark.browser,
@@ -31,26 +28,13 @@ TANAKA = "tanaka@interiorltd.jp"
 def prepare(settings: Settings) -> str:
     """Two agents with passwords and a ticket; the ticket's console path."""
 
-    async def run() -> str:
-        helpdesk = Helpdesk(settings)
-        await helpdesk.startup()
-        try:
-            for email, name in ((SATO, "佐藤 花子"), (TANAKA, "田中 一郎")):
-                _agent, token = await helpdesk.accounts.add(email, name)
-                await helpdesk.accounts.set_password(token, PASSWORD, client="127.0.0.1")
-            submission = Submission(
-                kind=TicketKind.inquiry,
-                name="山田 花子",
-                email="hanako@example.jp",
-                description="注文した商品がまだ届きません。",
-                category="not_arrived",
-            )
-            ticket, _ = await helpdesk.tickets.submit(submission, {}, late=False)
-            return str(helpdesk.tickets.urls.agent(ticket))
-        finally:
-            await helpdesk.shutdown()
+    async def work(helpdesk: Helpdesk) -> str:
+        for email, name in ((SATO, "佐藤 花子"), (TANAKA, "田中 一郎")):
+            await agent_with_password(helpdesk.accounts, email, name)
+        ticket = await inquiry(helpdesk.tickets)
+        return str(helpdesk.tickets.urls.agent(ticket))
 
-    return asyncio.run(run())
+    return before_serving(settings, work)
 
 
 @pytest.fixture(scope="module")
