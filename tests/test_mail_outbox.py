@@ -593,6 +593,35 @@ async def test_a_killed_sender_loses_nothing_and_duplicates_nothing(
         assert row.status == "sent" and row.lease_until is None
 
 
+async def test_a_sender_dying_as_it_records_a_mail_sent_does_not_send_it_again(
+    sessions: Sessions, database_url: str
+) -> None:
+    """The record of a mail the server accepted is one autocommitted statement, written on a
+    connection checked out before the mail went: once it has left the process, the
+    database keeps it, whatever happens to the sender (issue 13: a worker killed in the
+    load test sent a mail twice). SQLite commits inside the process: PostgreSQL only."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the statement outlives the process on a database server only")
+    rows = await add_rows(sessions, [outbox_row(1), outbox_row(2), outbox_row(3)])
+    handler = Recorder()
+    with smtp_server(handler) as port:
+        dying = _worker(database_url, port, "--lease", "1", "--die-once-recording-sent")
+        _, err = await asyncio.to_thread(dying.communicate, timeout=60)
+        assert dying.returncode == 3, err.decode()  # it died as planned
+        await asyncio.sleep(1.2)  # past the lease: a row still "sending" would be taken
+        second = _worker(database_url, port, "--lease", "30")
+        out, err = await asyncio.to_thread(second.communicate, timeout=60)
+        assert second.returncode == 0, err.decode()
+    assert int(out) == 1  # the third, never sent by the first process
+    assert Counter(handler.message_ids()) == Counter(r.message_id for r in rows)
+    assert {(r.status, r.sent_at is not None) for r in await all_rows(sessions)} == {
+        (
+            "sent",
+            True,
+        )
+    }
+
+
 # -- permanent-looking failures, dead mail, requeueing (issue 7, finding 9) -------------------
 
 

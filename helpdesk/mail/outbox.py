@@ -21,7 +21,7 @@ import os
 import random
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import Address
@@ -36,7 +36,7 @@ import aiosmtplib
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
@@ -676,6 +676,7 @@ class OutboxSender:
         self.doubtful_delay = doubtful_delay
         self._random = random.Random()
         self._wake = asyncio.Event()
+        self._dialect = ""  # the database's, known from the first claim
 
     def now(self) -> datetime:
         # Always UTC: SQLite stores times as text without a zone and compares them as text.
@@ -702,7 +703,7 @@ class OutboxSender:
         candidates = select(col(Outbox.id)).where(_due(now)).order_by(*order).limit(self.batch)
         claimed: list[int] = []
         async with self.sessions() as session:
-            dialect = (await session.connection()).dialect.name
+            dialect = self._dialect = (await session.connection()).dialect.name
             if dialect == "postgresql":
                 ids = list(
                     (await session.execute(candidates.with_for_update(skip_locked=True))).scalars()
@@ -770,23 +771,27 @@ class OutboxSender:
         except OSError as exc:
             error = TransientError(f"cannot read an attachment: {exc}")
         else:
-            try:
-                await self.transport.send(
-                    message, sender=_ascii_address(self.from_address), recipients=[to]
-                )
-            except SendError as exc:
-                error = exc
-            except Exception as exc:  # a bug in a transport must not stop the queue
-                log.exception("transport failed on outbox row %s", row.id)
-                error = TransientError(f"{type(exc).__name__}: {exc}")
-            else:
-                # The server has said 250: the mail is delivered. Commit that at once. A
-                # crash (or a database we cannot reach) between that reply and this commit
-                # leaves the row "sending"; once the lease expires another sender sends it
-                # again, with the same Message-ID. At-least-once in this window, by design:
-                # no protocol can make the server's acceptance and our commit atomic.
-                await self._mark_sent(row)
-                return _SENT
+            # The connection that records "sent" is checked out (and pinged) before the mail
+            # goes, in autocommit: after the server's 250, one UPDATE leaves this process at
+            # once, and the database commits it even if the process dies the next moment.
+            # What remains is the time from the 250 to that write, a fraction of a
+            # millisecond in a process that does nothing else (helpdesk/worker.py). A crash
+            # inside it leaves the row "sending", and the mail is sent again, with the same
+            # Message-ID, once the lease is released: no protocol can make the server's
+            # acceptance and our record atomic. (SQLite: see _connection_to_record_sent.)
+            async with self._connection_to_record_sent() as connection:
+                try:
+                    await self.transport.send(
+                        message, sender=_ascii_address(self.from_address), recipients=[to]
+                    )
+                except SendError as exc:
+                    error = exc
+                except Exception as exc:  # a bug in a transport must not stop the queue
+                    log.exception("transport failed on outbox row %s", row.id)
+                    error = TransientError(f"{type(exc).__name__}: {exc}")
+                else:
+                    await self._mark_sent(row, connection)
+                    return _SENT
         return await self._mark_failed(row, error)
 
     async def _update(
@@ -798,20 +803,7 @@ class OutboxSender:
         the row) writes nothing: the row's state belongs to the new holder.
         """
         async with self.sessions() as session:
-            result = cast(
-                CursorResult[Any],
-                await session.execute(
-                    update(Outbox)
-                    .where(
-                        col(Outbox.id) == row.id,
-                        col(Outbox.status) == _SENDING,
-                        col(Outbox.lease_until) == row.lease_until,
-                    )
-                    .values(**values),
-                    execution_options={"synchronize_session": False},
-                ),
-            )
-            if result.rowcount != 1:
+            if await self._fenced_update(await session.connection(), row, values) != 1:
                 await session.rollback()
                 log.warning("outbox row %s: lease lost, outcome not recorded: %s", row.id, values)
                 return False
@@ -822,7 +814,39 @@ class OutboxSender:
             setattr(row, name, value)
         return True
 
-    async def _mark_sent(self, row: Outbox) -> None:
+    @contextlib.asynccontextmanager
+    async def _connection_to_record_sent(self) -> AsyncIterator[AsyncConnection | None]:
+        """An autocommit connection, checked out for the time of one send (PostgreSQL).
+
+        None on SQLite: a process has one connection there (``helpdesk.db``), which must not
+        wait on an SMTP server, and a commit is durable only once the library call returns
+        in this process, so holding it would not shorten the window anyway.
+        """
+        if self._dialect != "postgresql":
+            yield None
+            return
+        async with self.sessions() as session:
+            yield await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+    @staticmethod
+    async def _fenced_update(
+        connection: AsyncConnection, row: Outbox, values: dict[str, Any]
+    ) -> int:
+        """``UPDATE`` the row with ``values`` if its lease is still ``row``'s; the rowcount."""
+        result = await connection.execute(
+            update(Outbox)
+            .where(
+                col(Outbox.id) == row.id,
+                col(Outbox.status) == _SENDING,
+                col(Outbox.lease_until) == row.lease_until,
+            )
+            .values(**values)
+        )
+        return int(result.rowcount)
+
+    async def _mark_sent(self, row: Outbox, connection: AsyncConnection | None = None) -> None:
+        """Record a mail the server accepted: on ``connection`` (autocommit) first, then,
+        if that fails, in fresh sessions a few times over."""
         values: dict[str, Any] = {
             "status": _SENT,
             "sent_at": self.now(),
@@ -833,6 +857,16 @@ class OutboxSender:
             # The mail telling a customer their data was erased names them: once sent, the
             # row keeps that a mail went, not to whom nor what it said (issue 12).
             values.update(to_address=SCRUBBED_ADDRESS, subject="", text="", html=None)
+        if connection is not None:
+            try:
+                if await self._fenced_update(connection, row, values) == 1:
+                    for name, value in values.items():
+                        setattr(row, name, value)
+                else:
+                    log.warning("outbox row %s: lease lost, sent but not recorded", row.id)
+                return
+            except DBAPIError:
+                log.warning("outbox row %s: could not record it sent; trying again", row.id)
         for pause in (*SENT_COMMIT_RETRIES, None):
             try:
                 await self._update(row, **values)
