@@ -140,8 +140,43 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # Applied in each worker process as well.
         log_config=log_config(json_lines=settings.log_format == "json"),
     )
-    uvicorn.run(APP_FACTORY, **options)
+    supervisor = None
+    if args.workers > 1 and settings.background_work:
+        # The web workers serve requests only; the background work runs in a process of
+        # its own, started (and restarted) from here: helpdesk/worker.py says why.
+        from helpdesk.worker import Supervisor, worker_command
+
+        os.environ["HELPDESK_BACKGROUND_WORK"] = "false"
+        supervisor = Supervisor(
+            worker_command(os.path.abspath(__file__)),
+            env={**os.environ, "HELPDESK_BACKGROUND_WORK": "true"},
+        )
+        supervisor.start()
+        print("  background work: one process of its own (main.py worker)", flush=True)
+    try:
+        uvicorn.run(APP_FACTORY, **options)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
     return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """The background work only (outbox, receiver, retries, sweeps, daily jobs), no web."""
+    import logging.config
+
+    from helpdesk import worker
+
+    if problems := settings.production_problems():
+        print("madoguchi: refusing to start:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EX_CONFIG
+    if not settings.background_work:
+        print("error: HELPDESK_BACKGROUND_WORK is off: nothing to do", file=sys.stderr)
+        return EX_CONFIG
+    logging.config.dictConfig(log_config(json_lines=settings.log_format == "json"))
+    return worker.main(settings, parent=args.parent)
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -728,9 +763,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
-        "--workers", type=int, default=1, help="web worker processes (background work: one)"
+        "--workers",
+        type=int,
+        default=1,
+        help="web worker processes; from 2, the background work runs in a process of its own",
     )
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker", help="run the background work only (outbox, receiver, daily jobs), no web"
+    )
+    worker.add_argument("--parent", type=int, help=argparse.SUPPRESS)
+    worker.set_defaults(func=cmd_worker)
 
     ask = sub.add_parser("ask", help="ask the FAQ bot (one query, or one a line on stdin)")
     ask.add_argument("--json", action="store_true", help="one JSON object per answer")

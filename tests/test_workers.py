@@ -1,5 +1,6 @@
-"""``main.py serve --workers 2``: one app factory per worker, metrics added up across the
-workers, background work in one of them and taken over when it is killed (issue 13)."""
+"""``main.py serve --workers 2``: one app factory per web worker, metrics added up across
+the workers, background work in a process of its own (``main.py worker``), started again
+and taken over when it is killed (issue 13)."""
 
 from __future__ import annotations
 
@@ -39,15 +40,21 @@ def _heartbeat(url: str) -> tuple[int, float] | None:
     return asyncio.run(read())
 
 
-def _children(pid: int) -> set[int]:
-    """The worker processes of uvicorn's supervisor (not multiprocessing's helper)."""
+def _children(pid: int) -> tuple[set[int], set[int]]:
+    """``serve``'s web workers (uvicorn's) and background workers (not multiprocessing's
+    helper)."""
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    workers = set()
+    web, background = set(), set()
     for child in map(int, found.stdout.split()):
-        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        if b"resource_tracker" not in cmdline:
-            workers.add(child)
-    return workers
+        try:
+            arguments = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        if b"worker" in arguments:
+            background.add(child)
+        elif not any(b"resource_tracker" in argument for argument in arguments):
+            web.add(child)
+    return web, background
 
 
 @pytest.mark.parametrize("database", DATABASES)
@@ -85,12 +92,12 @@ def test_two_workers_share_metrics_and_one_runs_the_background_work(
 
         _wait_for(answers, 90, f"serve answers:\n{log.read_text()}")
         _wait_for(lambda: _heartbeat(url) is not None, 30, "a leader")
-        workers = _children(server.pid)
-        assert len(workers) == 2, workers
+        web, background = _children(server.pid)
+        assert len(web) == 2 and len(background) == 1, (web, background)
         heartbeat = _heartbeat(url)
         assert heartbeat is not None
         leader = heartbeat[0]
-        assert leader in workers
+        assert {leader} == background  # the web workers only serve
         _wait_for(lambda: _port_open(smtp_port), 20, "the receiver")
 
         with httpx.Client(base_url=base, timeout=10) as client:
@@ -116,9 +123,24 @@ def test_two_workers_share_metrics_and_one_runs_the_background_work(
         _wait_for(new_leader, 20, f"another worker leads:\n{log.read_text()[-3000:]}")
         _wait_for(lambda: _port_open(smtp_port), 20, "the receiver again")
         assert time.monotonic() - killed < 20
+        web_after, background_after = _children(server.pid)
+        assert web_after == web and len(background_after) == 1
+        assert leader not in background_after  # serve started another one
+
+        # A web worker killed: uvicorn starts another; the background work goes on.
+        victim = min(web)
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(
+            lambda: len(_children(server.pid)[0] - {victim}) == 2,
+            30,
+            f"uvicorn replaces the web worker:\n{log.read_text()[-3000:]}",
+        )
+        _wait_for(answers, 30, "serve answers again")
+        assert _children(server.pid)[1] == background_after
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
         # JSON log lines with the request id (HELPDESK_LOG_FORMAT=json).
         assert '"request_id"' in log.read_text()
+        children = set().union(*_children(server.pid))
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -126,6 +148,12 @@ def test_two_workers_share_metrics_and_one_runs_the_background_work(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+    # serve stops its background worker too (none is left running the work).
+    _wait_for(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in children),
+        10,
+        "every child of serve gone",
+    )
 
 
 def test_processes_starting_at_once_migrate_a_new_sqlite_file_once(tmp_path: Path) -> None:
