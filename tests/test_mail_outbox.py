@@ -533,6 +533,47 @@ async def test_expired_lease_is_taken_over_and_a_late_sender_is_fenced(
     assert stored.status == "sent"
 
 
+async def test_a_delivery_returns_at_the_250_without_waiting_for_the_quit() -> None:
+    """The sender records a mail sent the moment the server has accepted it: the SMTP QUIT
+    (here never answered) must not stand between the two (issue 13)."""
+    quit_seen = asyncio.Event()
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 test ESMTP\r\n")
+        while line := await reader.readline():
+            command = line[:4].upper()
+            if command in (b"EHLO", b"HELO"):
+                writer.write(b"250 test\r\n")
+            elif command in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+                writer.write(b"250 OK\r\n")
+            elif command == b"DATA":
+                writer.write(b"354 go ahead\r\n")
+                while (await reader.readline()) not in (b".\r\n", b""):
+                    pass
+                writer.write(b"250 2.0.0 queued\r\n")
+            elif command == b"QUIT":
+                quit_seen.set()  # and never answer
+            await writer.drain()
+
+    listener = await asyncio.start_server(server, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    transport = SmtpTransport("127.0.0.1", port, security="none", timeout=20)
+    message = EmailMessage()
+    message["Subject"] = "test"
+    message["Message-ID"] = "<quit-test@interiorltd.jp>"
+    message.set_content("本文")
+    try:
+        started = time.monotonic()
+        await transport.send(message, sender="admin@interiorltd.jp", recipients=["a@example.jp"])
+        assert time.monotonic() - started < 5  # not the 20 s QUIT timeout
+        await asyncio.wait_for(quit_seen.wait(), 5)  # the QUIT still goes, afterwards
+    finally:
+        for task in transport._quitting:
+            task.cancel()
+        listener.close()
+        await listener.wait_closed()
+
+
 async def test_run_forever_sends_new_rows_and_stops(sessions: Sessions) -> None:
     handler = Recorder()
     with smtp_server(handler) as port:

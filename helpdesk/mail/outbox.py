@@ -293,6 +293,7 @@ class SmtpTransport:
         self.security = security
         self.timeout = timeout
         self.local_hostname = local_hostname
+        self._quitting: set[asyncio.Task[None]] = set()
 
     def _client(self) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
@@ -311,9 +312,11 @@ class SmtpTransport:
         # Serialized here, not by aiosmtplib: its own flattening would refold msg-id headers.
         data = message_bytes(message)
         client = self._client()
+        delivered = False
         try:
             await client.connect()
             refused, _reply = await client.sendmail(sender, recipients, data)
+            delivered = True
         except aiosmtplib.SMTPRecipientsRefused as exc:
             # One recipient per message: its reply decides.
             refusals = [classify_reply(e.code, e.message, e.recipient) for e in exc.recipients]
@@ -339,14 +342,25 @@ class SmtpTransport:
             # Connection refused or lost, timeouts, TLS failures, STARTTLS not offered.
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            if client.is_connected:
-                # After "250" the message is delivered: a failing QUIT changes nothing.
-                try:
-                    await client.quit()
-                except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                    client.close()
+            if delivered:
+                # The server has said 250: the message is delivered, and the caller must
+                # record that before anything else (OutboxSender.send_one), not after one
+                # more round trip. The polite QUIT follows in the background; a failing one,
+                # or none at all if the process dies, changes nothing for the message.
+                task = asyncio.create_task(self._quit(client))
+                self._quitting.add(task)
+                task.add_done_callback(self._quitting.discard)
+            elif client.is_connected:
+                await self._quit(client)
         if refused:  # only with several recipients, some refused: the others have it
             log.warning("some recipients refused %s: %s", message["Message-ID"], refused)
+
+    @staticmethod
+    async def _quit(client: aiosmtplib.SMTP) -> None:
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
 
 
 class DirectoryTransport:
