@@ -213,7 +213,8 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
         "HELPDESK_SMTP_PORT": str(smtp_port),
         "HELPDESK_SMTP_SECURITY": "none",
     }
-    agents = AgentReplies(env, work)  # registers the agents, sets the receiver's port
+    # Registers the agents and sets the receiver's port.
+    agents = AgentReplies(env, work, args.reply_every)
     command = [sys.executable, "main.py", "serve", "--host", HOST, "--workers", "2"]
     log = work / "tickets.log"
     with log.open("w") as out:
@@ -326,7 +327,7 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
                             killed["leader"] = {"pid": pid, "after": len(done)}
                             os.kill(pid, signal.SIGKILL)
 
-            agents.start(received)
+            agents.start(received, killed)
             started = time.monotonic()
             await asyncio.gather(*(client_loop() for _ in range(args.clients)))
             elapsed = time.monotonic() - started
@@ -522,6 +523,7 @@ class AgentReply:
     rejected: str | None = None  # a permanent (5xx) answer
     gave_up: bool = False
     errors: Counter[str] = field(default_factory=Counter)
+    spans: list[tuple[float, float, str]] = field(default_factory=list)  # each attempt
     accepted_after_s: float | None = None
 
 
@@ -534,9 +536,10 @@ class AgentReplies:
     (the leader just killed, the next one not yet listening) are retried with the same bytes
     and Message-ID until accepted, for at most ``REPLY_RETRY_SECONDS``.
 
-    Every second ticket (odd reference numbers) is answered, by one agent each."""
+    Every ``every``-th ticket (by reference number) is answered, by one agent each."""
 
-    def __init__(self, env: dict[str, str], work: Path) -> None:
+    def __init__(self, env: dict[str, str], work: Path, every: int = 2) -> None:
+        self.every = every
         self.port = free_port()
         env["HELPDESK_INBOUND_SMTP_PORT"] = str(self.port)
         self.log = work / "agents.log"
@@ -556,17 +559,21 @@ class AgentReplies:
         self.tasks: list[asyncio.Task[None]] = []
         self.watcher: asyncio.Task[None] | None = None
         self.clients = asyncio.Semaphore(4)  # two agents, two mail clients open each
+        self.killed_at: float | None = None
 
-    def start(self, received: list[bytes]) -> None:
-        self.watcher = asyncio.create_task(self._watch(received))
+    def start(self, received: list[bytes], killed: dict[str, Any]) -> None:
+        """Read ``received`` as it grows; ``killed`` (filled by the kill) dates the kill."""
+        self.watcher = asyncio.create_task(self._watch(received, killed))
 
-    async def _watch(self, received: list[bytes]) -> None:
+    async def _watch(self, received: list[bytes], killed: dict[str, Any]) -> None:
         seen = 0
         while True:
             while seen < len(received):
                 self._notification(received[seen])
                 seen += 1
-            await asyncio.sleep(0.2)
+            if killed and self.killed_at is None:
+                self.killed_at = time.monotonic()  # within 50 ms
+            await asyncio.sleep(0.05)
 
     def _notification(self, raw: bytes) -> None:
         message = email.message_from_bytes(raw, policy=email.policy.default)
@@ -578,7 +585,7 @@ class AgentReplies:
         reference = match[1]
         self.notifications[reference] += 1
         number = int(reference.rsplit("-", 1)[1])
-        if reference in self.replies or number % 2 == 0:
+        if reference in self.replies or number % self.every:
             return  # a copy received twice is answered once (a mail client shows it once)
         index = len(self.replies)
         address, name = AGENTS[number // 2 % len(AGENTS)]
@@ -620,8 +627,9 @@ class AgentReplies:
         deadline = started + REPLY_RETRY_SECONDS
         while time.monotonic() < deadline:
             reply.attempts += 1
-            try:
-                async with self.clients:
+            async with self.clients:
+                begun, outcome = time.monotonic(), "250"
+                try:
                     await aiosmtplib.send(
                         reply.raw,
                         hostname=HOST,
@@ -630,17 +638,20 @@ class AgentReplies:
                         recipients=[reply.recipient],
                         timeout=60,
                     )
-            except aiosmtplib.SMTPResponseException as exc:
-                if exc.code >= 500:
-                    reply.rejected = f"{exc.code} {exc.message}"
-                    return
-                reply.errors[str(exc.code)] += 1
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                reply.errors[type(exc).__name__] += 1
-            else:
+                except aiosmtplib.SMTPResponseException as exc:
+                    outcome = str(exc.code)
+                    if exc.code >= 500:
+                        reply.rejected = f"{exc.code} {exc.message}"
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    outcome = type(exc).__name__
+                reply.spans.append((begun, time.monotonic(), outcome))
+            if outcome == "250":
                 reply.accepted = True
                 reply.accepted_after_s = time.monotonic() - started
                 return
+            if reply.rejected:
+                return
+            reply.errors[outcome] += 1
             await asyncio.sleep(min(0.25 * reply.attempts, 2.0))
         reply.gave_up = True
 
@@ -649,7 +660,7 @@ class AgentReplies:
         be answered, the replies accepted, the receiver to have processed them and the
         outbox to have sent the customer mails they made. How long each step took."""
         waited: dict[str, float] = {}
-        expected = {r for r in references if int(r.rsplit("-", 1)[1]) % 2}
+        expected = {r for r in references if int(r.rsplit("-", 1)[1]) % self.every == 0}
         started = time.monotonic()
         while set(self.replies) < expected and time.monotonic() < started + 120:
             await asyncio.sleep(0.5)
@@ -761,6 +772,8 @@ class AgentReplies:
             for e in events
             if e.ticket_id in replied_ids and json.loads(e.data).get("new") == "resolved"
         )
+        spans = [(span, r) for r in replies for span in r.spans]
+        at = self.killed_at
         return {
             "agents": len(AGENTS),
             "notifications_received": sum(self.notifications.values()),
@@ -774,6 +787,22 @@ class AgentReplies:
             "replies_retried": len([r for r in replies if r.attempts > 1]),
             "send_attempts": sum(r.attempts for r in replies),
             "retry_causes": dict(sum((r.errors for r in replies), Counter())),
+            "at_the_kill": {
+                # Attempts under way when the leader was killed, and how they ended.
+                "in_flight": dict(Counter(o for (b, e, o), _ in spans if at and b <= at <= e)),
+                # Attempts begun in the next 30 s that did not get 250.
+                "failed_after": len(
+                    [o for (b, _, o), _ in spans if at and at < b < at + 30 and o != "250"]
+                ),
+                "begun_within_5s": len([b for (b, _, _), _ in spans if at and abs(b - at) < 5]),
+                "first_accepted_after_s": min(
+                    (b - at for (b, _, o), _ in spans if at and b > at and o == "250"),
+                    default=None,
+                ),
+            },
+            "median_attempt_ms": statistics.median((e - b) * 1000 for (b, e, _), _ in spans)
+            if spans
+            else None,
             "slowest_acceptance_s": max(
                 (r.accepted_after_s or 0.0 for r in accepted), default=None
             ),
@@ -842,6 +871,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument(
+        "--reply-every", type=int, default=2, help="agents answer every N-th ticket by mail"
+    )
     parser.add_argument("--database-url", help="PostgreSQL for part 2 (default SQLite)")
     parser.add_argument("--skip-search", action="store_true")
     args = parser.parse_args()
