@@ -538,7 +538,7 @@ class AgentReplies:
 
     Every ``every``-th ticket (by reference number) is answered, by one agent each."""
 
-    def __init__(self, env: dict[str, str], work: Path, every: int = 2) -> None:
+    def __init__(self, env: dict[str, str], work: Path, every: int = 1) -> None:
         self.every = every
         self.port = free_port()
         env["HELPDESK_INBOUND_SMTP_PORT"] = str(self.port)
@@ -872,7 +872,7 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument(
-        "--reply-every", type=int, default=2, help="agents answer every N-th ticket by mail"
+        "--reply-every", type=int, default=1, help="agents answer every N-th ticket by mail"
     )
     parser.add_argument("--database-url", help="PostgreSQL for part 2 (default SQLite)")
     parser.add_argument("--skip-search", action="store_true")
