@@ -44,6 +44,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -773,7 +774,25 @@ class AgentReplies:
             if e.ticket_id in replied_ids and json.loads(e.data).get("new") == "resolved"
         )
         spans = [(span, r) for r in replies for span in r.spans]
-        at = self.killed_at
+        # The kill, as dated by the watcher (polling) or by the first attempt it cut off.
+        at = min(
+            [*filter(None, [self.killed_at]), *(e for (_, e, o), _ in spans if o != "250")],
+            default=None,
+        )
+        reference_of = {r.message_id.strip("<>"): r.reference for r in replies}
+        received_at: dict[str, datetime] = {}
+        for row in inbound:
+            reference = reference_of[str(row.message_id)]
+            when = db.as_utc(row.received_at)
+            received_at[reference] = min(received_at.get(reference, when), when)
+        # From the reply's arrival to the customer's mail leaving.
+        delays = [
+            (db.as_utc(m.sent_at) - received_at[tickets[m.ticket_id].reference]).total_seconds()
+            for m in customer
+            if m.sent_at
+            and m.ticket_id in tickets
+            and tickets[m.ticket_id].reference in received_at
+        ]
         return {
             "agents": len(AGENTS),
             "notifications_received": sum(self.notifications.values()),
@@ -815,6 +834,7 @@ class AgentReplies:
             "replies_not_accepted_but_stored": len(
                 [r for r in replies if not r.accepted and markers[r.marker]]
             ),
+            "inbound_started_twice": len([row for row in inbound if row.attempts > 1]),
             "inbound_copies_by_status": dict(Counter(str(row.status) for row in inbound)),
             "inbound_outcomes": dict(
                 Counter((row.outcome or "")[:60] for row in inbound if row.status != "ignored")
@@ -823,6 +843,10 @@ class AgentReplies:
             "customer_mails_queued": len(customer),
             "customer_mails_by_kind": dict(Counter(m.kind for m in customer)),
             "customer_mails_by_status": dict(Counter(m.status for m in customer)),
+            "reply_to_customer_mail_s": {
+                "median": statistics.median(delays) if delays else None,
+                "max": max(delays, default=None),
+            },
             "customer_mails_queued_twice": sum(
                 n - 1 for n in Counter(m.ticket_id for m in customer).values() if n > 1
             ),
