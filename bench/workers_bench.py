@@ -11,14 +11,26 @@ Part 2, **submissions with a worker killed**: ``serve --workers 2`` (PostgreSQL 
 loopback; ``--tickets`` API submissions (every fourth a defect with two photos, the rest
 inquiries) from ``--clients`` concurrent clients, each with an ``Idempotency-Key`` and
 retried on connection errors; half-way, the worker that leads (runs the outbox sender) is
-killed with SIGKILL (uvicorn starts a new one). Then, after the outbox drains: tickets in
-the database against submissions made, duplicates, confirmations queued, sent and received
-(by Message-ID) — nothing lost, nothing twice.
+killed with SIGKILL (uvicorn starts a new one). Meanwhile **agents reply by mail**
+(``AgentReplies``): two registered agents read the new-ticket notifications that reach the
+support inbox (the recording server) and answer every ``--reply-every``-th ticket by SMTP to
+the app's receiver (``HELPDESK_INBOUND_SMTP_PORT``, in the leader), as a mail client would:
+From the agent, To the notification's Reply-To (the agents' signed address), In-Reply-To and
+References, a Japanese body, every second one with ``#status resolved``; 0-6 s after the
+notification, so replies keep coming through the kill. A refused connection, a dropped
+session or a 4xx is retried with the same bytes and Message-ID, as an MTA would, for at most
+3 minutes. Then, after the outbox drains and the received mail is processed (bounded):
+tickets in the database against submissions made, duplicates, confirmations queued, sent and
+received (by Message-ID); replies accepted (250), stored as agent messages on their tickets
+(once each, found by a number in their text), lost, stored twice; the customer mails they
+made queued, sent, received and received twice; the status changes applied — nothing lost,
+nothing twice.
 
 Run from the repository root (a few minutes)::
 
     .venv/bin/python bench/workers_bench.py [--seconds 8] [--rounds 2] [--tickets 200]
-        [--clients 20] [--database-url postgresql://postgres@127.0.0.1/madoguchi_bench]
+        [--clients 20] [--reply-every 1] [--skip-search]
+        [--database-url postgresql://postgres@127.0.0.1/madoguchi_bench]
 
 Writes ``bench/results/workers.json``. A script, not a test.
 """
