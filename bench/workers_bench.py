@@ -575,7 +575,7 @@ class AgentReplies:
         self.killed_at: float | None = None
 
     def start(self, received: list[bytes], killed: dict[str, Any]) -> None:
-        """Read ``received`` as it grows; ``killed`` (filled by the kill) dates the kill."""
+        """Read ``received`` as it grows; ``killed["leader"]`` (set by the kill) dates it."""
         self.watcher = asyncio.create_task(self._watch(received, killed))
 
     async def _watch(self, received: list[bytes], killed: dict[str, Any]) -> None:
@@ -584,7 +584,7 @@ class AgentReplies:
             while seen < len(received):
                 self._notification(received[seen])
                 seen += 1
-            if killed and self.killed_at is None:
+            if "leader" in killed and self.killed_at is None:
                 self.killed_at = time.monotonic()  # within 50 ms
             await asyncio.sleep(0.05)
 
