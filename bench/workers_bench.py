@@ -330,13 +330,13 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
                         # and are retried with their Idempotency-Key.
                         leader = await _heartbeat_pid(url)
                         web = sorted(_web_workers(server.pid) - {leader})
-                        if web:
+                        if web and "web" not in killed:  # another client did first
                             killed["web"] = {"pid": web[0], "after": len(done)}
                             os.kill(web[0], signal.SIGKILL)
                     if len(done) >= args.tickets // 2 and "leader" not in killed:
                         # The process running the background work, sending mail.
                         pid = await _heartbeat_pid(url)
-                        if pid:
+                        if pid and "leader" not in killed:  # another client did first
                             killed["leader"] = {"pid": pid, "after": len(done)}
                             os.kill(pid, signal.SIGKILL)
 
