@@ -11,14 +11,26 @@ Part 2, **submissions with a worker killed**: ``serve --workers 2`` (PostgreSQL 
 loopback; ``--tickets`` API submissions (every fourth a defect with two photos, the rest
 inquiries) from ``--clients`` concurrent clients, each with an ``Idempotency-Key`` and
 retried on connection errors; half-way, the worker that leads (runs the outbox sender) is
-killed with SIGKILL (uvicorn starts a new one). Then, after the outbox drains: tickets in
-the database against submissions made, duplicates, confirmations queued, sent and received
-(by Message-ID) — nothing lost, nothing twice.
+killed with SIGKILL (uvicorn starts a new one). Meanwhile **agents reply by mail**
+(``AgentReplies``): two registered agents read the new-ticket notifications that reach the
+support inbox (the recording server) and answer every ``--reply-every``-th ticket by SMTP to
+the app's receiver (``HELPDESK_INBOUND_SMTP_PORT``, in the leader), as a mail client would:
+From the agent, To the notification's Reply-To (the agents' signed address), In-Reply-To and
+References, a Japanese body, every second one with ``#status resolved``; 0-6 s after the
+notification, so replies keep coming through the kill. A refused connection, a dropped
+session or a 4xx is retried with the same bytes and Message-ID, as an MTA would, for at most
+3 minutes. Then, after the outbox drains and the received mail is processed (bounded):
+tickets in the database against submissions made, duplicates, confirmations queued, sent and
+received (by Message-ID); replies accepted (250), stored as agent messages on their tickets
+(once each, found by a number in their text), lost, stored twice; the customer mails they
+made queued, sent, received and received twice; the status changes applied — nothing lost,
+nothing twice.
 
 Run from the repository root (a few minutes)::
 
     .venv/bin/python bench/workers_bench.py [--seconds 8] [--rounds 2] [--tickets 200]
-        [--clients 20] [--database-url postgresql://postgres@127.0.0.1/madoguchi_bench]
+        [--clients 20] [--reply-every 1] [--skip-search]
+        [--database-url postgresql://postgres@127.0.0.1/madoguchi_bench]
 
 Writes ``bench/results/workers.json``. A script, not a test.
 """
@@ -27,9 +39,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email
+import email.policy
 import io
 import json
 import os
+import random
+import re
 import shutil
 import signal
 import statistics
@@ -37,6 +53,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -204,6 +226,8 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
         "HELPDESK_SMTP_PORT": str(smtp_port),
         "HELPDESK_SMTP_SECURITY": "none",
     }
+    # Registers the agents and sets the receiver's port.
+    agents = AgentReplies(env, work, args.reply_every)
     command = [sys.executable, "main.py", "serve", "--host", HOST, "--workers", "2"]
     log = work / "tickets.log"
     with log.open("w") as out:
@@ -306,16 +330,17 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
                         # and are retried with their Idempotency-Key.
                         leader = await _heartbeat_pid(url)
                         web = sorted(_web_workers(server.pid) - {leader})
-                        if web:
+                        if web and "web" not in killed:  # another client did first
                             killed["web"] = {"pid": web[0], "after": len(done)}
                             os.kill(web[0], signal.SIGKILL)
                     if len(done) >= args.tickets // 2 and "leader" not in killed:
                         # The process running the background work, sending mail.
                         pid = await _heartbeat_pid(url)
-                        if pid:
+                        if pid and "leader" not in killed:  # another client did first
                             killed["leader"] = {"pid": pid, "after": len(done)}
                             os.kill(pid, signal.SIGKILL)
 
+            agents.start(received, killed)
             started = time.monotonic()
             await asyncio.gather(*(client_loop() for _ in range(args.clients)))
             elapsed = time.monotonic() - started
@@ -330,7 +355,9 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
                 await asyncio.sleep(1)
             drained_after = time.monotonic() - drain_started
             new_leader = await _heartbeat_pid(url)
+            agents_waited = await agents.finish(url, done.values())
     finally:
+        agents.stop()
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=30)
@@ -352,6 +379,7 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
         "outbox_drained_after_s": drained_after,
         **await _count(url, done, received),
         "accepted_to_recorded_ms": await _record_delays(url, received, accepted_at),
+        "agent_replies": {**await agents.count(url, received), "waited": agents_waited},
     }
 
 
@@ -478,6 +506,399 @@ async def _count(url: str, done: dict[int, str], received: list[bytes]) -> dict[
     }
 
 
+# -- agents replying by mail during part 2 ---------------------------------------------------
+
+#: Two registered agents; each answers the new-ticket notifications of its own share.
+AGENTS = (("sato@bench.example.jp", "佐藤"), ("suzuki@bench.example.jp", "鈴木"))
+#: How long one reply is retried (connection refused, dropped, 4xx) before it is given up,
+#: as an MTA's queue would, but bounded for the bench.
+REPLY_RETRY_SECONDS = 180.0
+#: An agent answers a notification after 0 to this many seconds (seeded per reply): the
+#: replies keep coming through the kill instead of all waiting for the next notification.
+REPLY_DELAY_SECONDS = 6.0
+_REFERENCE = re.compile(r"\[(HD-\d{2}-\d+)\]")
+_MARKER = re.compile(r"\(返信番号 (R-\d+)\)")
+
+
+@dataclass
+class AgentReply:
+    """One agent's reply to one new-ticket notification, and what became of it."""
+
+    marker: str  # in the body, to find the stored message: "R-0042"
+    reference: str
+    agent: str
+    resolves: bool  # carries "#status resolved"
+    message_id: str
+    raw: bytes = b""
+    recipient: str = ""
+    attempts: int = 0
+    accepted: bool = False  # answered 250 by the app's receiver
+    rejected: str | None = None  # a permanent (5xx) answer
+    gave_up: bool = False
+    errors: Counter[str] = field(default_factory=Counter)
+    spans: list[tuple[float, float, str]] = field(default_factory=list)  # each attempt
+    accepted_after_s: float | None = None
+
+
+class AgentReplies:
+    """Agents reading the support inbox (the recording SMTP server) and answering the
+    notifications of new tickets by SMTP to the app's receiver, as their mail client would:
+    From the agent, To the notification's Reply-To (the agents' signed address), In-Reply-To
+    and References its Message-ID, a Japanese body; every second reply also resolves the
+    ticket (``#status resolved``). Refused connections, dropped sessions and 4xx answers
+    (the leader just killed, the next one not yet listening) are retried with the same bytes
+    and Message-ID until accepted, for at most ``REPLY_RETRY_SECONDS``.
+
+    Every ``every``-th ticket (by reference number) is answered, by one agent each."""
+
+    def __init__(self, env: dict[str, str], work: Path, every: int = 1) -> None:
+        self.every = every
+        self.port = free_port()
+        env["HELPDESK_INBOUND_SMTP_PORT"] = str(self.port)
+        self.log = work / "agents.log"
+        with self.log.open("w") as out:
+            for address, name in AGENTS:
+                subprocess.run(
+                    [sys.executable, "main.py", "agent", "add", address, "--name", name],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=True,
+                    timeout=120,
+                )
+        self.replies: dict[str, AgentReply] = {}  # by ticket reference
+        self.notifications = Counter[str]()  # notifications received, by ticket reference
+        self.tasks: list[asyncio.Task[None]] = []
+        self.watcher: asyncio.Task[None] | None = None
+        self.clients = asyncio.Semaphore(4)  # two agents, two mail clients open each
+        self.killed_at: float | None = None
+
+    def start(self, received: list[bytes], killed: dict[str, Any]) -> None:
+        """Read ``received`` as it grows; ``killed["leader"]`` (set by the kill) dates it."""
+        self.watcher = asyncio.create_task(self._watch(received, killed))
+
+    async def _watch(self, received: list[bytes], killed: dict[str, Any]) -> None:
+        seen = 0
+        while True:
+            while seen < len(received):
+                self._notification(received[seen])
+                seen += 1
+            if "leader" in killed and self.killed_at is None:
+                self.killed_at = time.monotonic()  # within 50 ms
+            await asyncio.sleep(0.05)
+
+    def _notification(self, raw: bytes) -> None:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        subject = str(message.get("Subject", ""))
+        reply_to = str(message.get("Reply-To", ""))
+        match = _REFERENCE.search(subject)
+        if "新しいお問い合わせ" not in subject or not match or not reply_to:
+            return
+        reference = match[1]
+        self.notifications[reference] += 1
+        number = int(reference.rsplit("-", 1)[1])
+        if reference in self.replies or number % self.every:
+            return  # a copy received twice is answered once (a mail client shows it once)
+        index = len(self.replies)
+        address, name = AGENTS[number // 2 % len(AGENTS)]
+        reply = AgentReply(
+            marker=f"R-{index:04d}",
+            reference=reference,
+            agent=address,
+            resolves=index % 2 == 0,
+            message_id=make_msgid(domain="bench.example.jp"),
+        )
+        notification_id = str(message["Message-ID"])
+        answer = EmailMessage()
+        answer["From"] = f"{name} <{address}>"
+        answer["To"] = reply_to
+        answer["Subject"] = f"Re: {subject}"
+        answer["Message-ID"] = reply.message_id
+        answer["In-Reply-To"] = notification_id
+        answer["References"] = notification_id
+        answer["Date"] = formatdate(localtime=True)
+        body = (
+            f"{'#status resolved' + chr(10) + chr(10) if reply.resolves else ''}"
+            "お問い合わせいただきありがとうございます。担当の"
+            f"{name}です。ご注文の状況を確認いたしました。"
+            f"(返信番号 {reply.marker})\n\n"
+            f"-- \n{name}\n\n"
+            f"{formatdate(localtime=True)} <{address}>:\n> 新しいお問い合わせが届きました。\n"
+        )
+        answer.set_content(body)
+        reply.raw = answer.as_bytes()
+        reply.recipient = reply_to
+        self.replies[reference] = reply
+        self.tasks.append(asyncio.create_task(self._send(reply)))
+
+    async def _send(self, reply: AgentReply) -> None:
+        import aiosmtplib
+
+        await asyncio.sleep(random.Random(reply.marker).uniform(0, REPLY_DELAY_SECONDS))
+        started = time.monotonic()
+        deadline = started + REPLY_RETRY_SECONDS
+        while time.monotonic() < deadline:
+            reply.attempts += 1
+            async with self.clients:
+                begun, outcome = time.monotonic(), "250"
+                try:
+                    await aiosmtplib.send(
+                        reply.raw,
+                        hostname=HOST,
+                        port=self.port,
+                        sender=reply.agent,
+                        recipients=[reply.recipient],
+                        timeout=60,
+                    )
+                except aiosmtplib.SMTPResponseException as exc:
+                    outcome = str(exc.code)
+                    if exc.code >= 500:
+                        reply.rejected = f"{exc.code} {exc.message}"
+                except (aiosmtplib.SMTPException, OSError) as exc:
+                    outcome = type(exc).__name__
+                reply.spans.append((begun, time.monotonic(), outcome))
+            if outcome == "250":
+                reply.accepted = True
+                reply.accepted_after_s = time.monotonic() - started
+                return
+            if reply.rejected:
+                return
+            reply.errors[outcome] += 1
+            await asyncio.sleep(min(0.25 * reply.attempts, 2.0))
+        reply.gave_up = True
+
+    async def finish(self, url: str, references: Iterable[str]) -> dict[str, Any]:
+        """Once the submissions are done: wait (bounded) for every ticket's notification to
+        be answered, the replies accepted, the receiver to have processed them and the
+        outbox to have sent the customer mails they made. How long each step took."""
+        waited: dict[str, float] = {}
+        expected = {r for r in references if int(r.rsplit("-", 1)[1]) % self.every == 0}
+        started = time.monotonic()
+        while set(self.replies) < expected and time.monotonic() < started + 120:
+            await asyncio.sleep(0.5)
+        waited["notifications_s"] = time.monotonic() - started
+        started = time.monotonic()
+        await asyncio.wait_for(
+            asyncio.gather(*self.tasks, return_exceptions=True), REPLY_RETRY_SECONDS + 90
+        )
+        waited["replies_s"] = time.monotonic() - started
+        # A reply stored by a leader killed while processing it waits for its lease (5 min)
+        # and the inbound pass (every minute): up to 420 s.
+        started = time.monotonic()
+        deadline = started + 420
+        while time.monotonic() < deadline:
+            inbound = await _inbound_counts(url)
+            outbox = await _outbox_counts(url)
+            if not (inbound.get("received") or inbound.get("retry")) and not (
+                outbox.get("queued") or outbox.get("sending")
+            ):
+                break
+            await asyncio.sleep(1)
+        waited["settled_s"] = time.monotonic() - started
+        return waited
+
+    def stop(self) -> None:
+        for task in [*self.tasks, *filter(None, [self.watcher])]:
+            task.cancel()
+
+    async def count(self, url: str, received: list[bytes]) -> dict[str, Any]:
+        """What became of the replies: stored once each, the customer mails they made
+        queued, sent and received once each, the status changes applied."""
+        from sqlalchemy import select
+        from sqlmodel import col
+
+        from helpdesk import db
+        from helpdesk.models import InboundMail, Message, Outbox, Ticket, TicketEvent
+
+        engine = db.create_engine(url)
+        try:
+            async with db.session_factory(engine)() as session:
+                stored = (
+                    await session.execute(
+                        select(col(Message.ticket_id), col(Message.body)).where(
+                            col(Message.author) == "agent"
+                        )
+                    )
+                ).all()
+                tickets = {t.id: t for t in (await session.execute(select(Ticket))).scalars().all()}
+                ids = [r.message_id.strip("<>") for r in self.replies.values()]
+                inbound = (
+                    (
+                        await session.execute(
+                            select(InboundMail).where(col(InboundMail.message_id).in_(ids))
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                mails = (
+                    (
+                        await session.execute(
+                            select(Outbox).where(
+                                col(Outbox.kind).in_(("agent_reply", "status_changed"))
+                            )
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                agent_mail = (
+                    (
+                        await session.execute(
+                            select(Outbox).where(col(Outbox.to_address).in_([a for a, _ in AGENTS]))
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                events = (
+                    (
+                        await session.execute(
+                            select(TicketEvent).where(col(TicketEvent.kind) == "status_changed")
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+        finally:
+            await engine.dispose()
+        by_reference = {t.reference: t for t in tickets.values()}
+        markers = Counter(m[1] for _, body in stored if (m := _MARKER.search(body)))
+        where = {
+            m[1]: tickets[ticket_id].reference
+            for ticket_id, body in stored
+            if (m := _MARKER.search(body))
+        }
+        replies = list(self.replies.values())
+        accepted = [r for r in replies if r.accepted]
+        arrived = Counter(
+            str(email.message_from_bytes(raw).get("Message-ID", "")).strip().strip("<>")
+            for raw in received
+        )
+        replied_ids = {by_reference[r.reference].id for r in replies if r.reference in by_reference}
+        customer = [m for m in mails if m.ticket_id in replied_ids]
+        sent_ids = [m.message_id for m in customer if m.status == "sent"]
+        resolving = [r for r in accepted if r.resolves]
+        status_events = Counter(
+            e.ticket_id
+            for e in events
+            if e.ticket_id in replied_ids and json.loads(e.data).get("new") == "resolved"
+        )
+        spans = [(span, r) for r in replies for span in r.spans]
+        # The kill, as dated by the watcher (polling) or by the first attempt it cut off.
+        at = min(
+            [*filter(None, [self.killed_at]), *(e for (_, e, o), _ in spans if o != "250")],
+            default=None,
+        )
+        reference_of = {r.message_id.strip("<>"): r.reference for r in replies}
+        received_at: dict[str, datetime] = {}
+        for row in inbound:
+            reference = reference_of[str(row.message_id)]
+            when = db.as_utc(row.received_at)
+            received_at[reference] = min(received_at.get(reference, when), when)
+        # From the reply's arrival to the customer's mail leaving.
+        delays = [
+            (db.as_utc(m.sent_at) - received_at[tickets[m.ticket_id].reference]).total_seconds()
+            for m in customer
+            if m.sent_at
+            and m.ticket_id in tickets
+            and tickets[m.ticket_id].reference in received_at
+        ]
+        return {
+            "agents": len(AGENTS),
+            "notifications_received": sum(self.notifications.values()),
+            "notifications_received_twice": sum(
+                n - 1 for n in self.notifications.values() if n > 1
+            ),
+            "replies_made": len(replies),
+            "replies_accepted": len(accepted),
+            "replies_rejected": [r.rejected for r in replies if r.rejected][:10],
+            "replies_given_up": len([r for r in replies if r.gave_up]),
+            "replies_retried": len([r for r in replies if r.attempts > 1]),
+            "send_attempts": sum(r.attempts for r in replies),
+            "retry_causes": dict(sum((r.errors for r in replies), Counter())),
+            "at_the_kill": {
+                # Attempts under way when the leader was killed, and how they ended.
+                "in_flight": dict(Counter(o for (b, e, o), _ in spans if at and b <= at <= e)),
+                # Attempts begun in the next 30 s that did not get 250.
+                "failed_after": len(
+                    [o for (b, _, o), _ in spans if at and at < b < at + 30 and o != "250"]
+                ),
+                "begun_within_5s": len([b for (b, _, _), _ in spans if at and abs(b - at) < 5]),
+                "first_accepted_after_s": min(
+                    (b - at for (b, _, o), _ in spans if at and b > at and o == "250"),
+                    default=None,
+                ),
+            },
+            "median_attempt_ms": statistics.median((e - b) * 1000 for (b, e, _), _ in spans)
+            if spans
+            else None,
+            "slowest_acceptance_s": max(
+                (r.accepted_after_s or 0.0 for r in accepted), default=None
+            ),
+            "replies_stored": len([r for r in accepted if markers[r.marker] == 1]),
+            "replies_stored_on_the_wrong_ticket": len(
+                [r for r in accepted if markers[r.marker] and where[r.marker] != r.reference]
+            ),
+            "replies_stored_twice": sum(n - 1 for n in markers.values() if n > 1),
+            "replies_lost": sorted(r.marker for r in accepted if not markers[r.marker])[:10],
+            "replies_not_accepted_but_stored": len(
+                [r for r in replies if not r.accepted and markers[r.marker]]
+            ),
+            "inbound_started_twice": len([row for row in inbound if row.attempts > 1]),
+            "inbound_copies_by_status": dict(Counter(str(row.status) for row in inbound)),
+            "inbound_outcomes": dict(
+                Counter((row.outcome or "")[:60] for row in inbound if row.status != "ignored")
+            ),
+            "mails_to_agents_by_kind": dict(Counter(m.kind for m in agent_mail)),
+            "customer_mails_queued": len(customer),
+            "customer_mails_by_kind": dict(Counter(m.kind for m in customer)),
+            "customer_mails_by_status": dict(Counter(m.status for m in customer)),
+            "reply_to_customer_mail_s": {
+                "median": statistics.median(delays) if delays else None,
+                "max": max(delays, default=None),
+            },
+            "customer_mails_queued_twice": sum(
+                n - 1 for n in Counter(m.ticket_id for m in customer).values() if n > 1
+            ),
+            "customer_mails_received": sum(arrived[m] for m in sent_ids),
+            "customer_mails_received_twice": sum(
+                arrived[m] - 1 for m in sent_ids if arrived[m] > 1
+            ),
+            "customer_mails_sent_not_received": len([m for m in sent_ids if not arrived[m]]),
+            "status_changes_asked": len(resolving),
+            "status_changes_applied": len(
+                [
+                    r
+                    for r in resolving
+                    if r.reference in by_reference
+                    and by_reference[r.reference].status == "resolved"
+                    and status_events[by_reference[r.reference].id] == 1
+                ]
+            ),
+            "status_changes_applied_twice": sum(n - 1 for n in status_events.values() if n > 1),
+        }
+
+
+async def _inbound_counts(url: str) -> dict[str, int]:
+    from sqlalchemy import func, select
+    from sqlmodel import col
+
+    from helpdesk import db
+    from helpdesk.models import InboundMail
+
+    engine = db.create_engine(url)
+    try:
+        async with db.session_factory(engine)() as session:
+            rows = await session.execute(
+                select(col(InboundMail.status), func.count()).group_by(col(InboundMail.status))
+            )
+            return {str(s): int(n) for s, n in rows.all()}
+    finally:
+        await engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per wrk phase")
@@ -486,6 +907,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--tickets", type=int, default=200)
     parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument(
+        "--reply-every", type=int, default=1, help="agents answer every N-th ticket by mail"
+    )
     parser.add_argument("--database-url", help="PostgreSQL for part 2 (default SQLite)")
     parser.add_argument("--skip-search", action="store_true")
     args = parser.parse_args()

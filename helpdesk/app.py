@@ -454,8 +454,10 @@ class Helpdesk:
         # Mail piped in by the MTA (``mail ingest``) is retried by serve too.
         self.start_inbound_pass()
         await self.start_sender()
+        elected_at = utcnow()
         if self._sender_stop is not None:
-            self._leader_tasks.append(asyncio.create_task(self._release_leases(utcnow())))
+            self._leader_tasks.append(asyncio.create_task(self._release_leases(elected_at)))
+        self._leader_tasks.append(asyncio.create_task(self._release_inbound(elected_at)))
         self.start_photo_sweep()
         self.start_insights_rollup()
         self.start_privacy_pass()
@@ -480,6 +482,19 @@ class Helpdesk:
             return
         if count:
             log.warning("sending %d mail(s) the previous leader had claimed", count)
+
+    async def _release_inbound(self, elected_at: datetime, grace: float = HANDOVER_GRACE) -> None:
+        """After a handover: mail the previous leader's receiver had stored and was
+        processing is processed now, not when its 5-minute lease runs out (the sender's
+        copy, sent again after the connection dropped, was kept as a copy and started
+        nothing). Waits ``grace`` first, like ``_release_leases``."""
+        await asyncio.sleep(grace)
+        try:
+            if count := await self.inbound.release_leases(claimed_before=elected_at):
+                log.warning("processing %d mail(s) the previous leader was processing", count)
+                await self.inbound.process_due()
+        except Exception:
+            log.exception("could not release the previous leader's inbound leases")
 
     async def _prune_periodically(self) -> None:
         """Delete rate-limit counters and login failures past their windows."""

@@ -377,3 +377,40 @@ async def test_a_new_leader_sends_what_its_predecessor_had_claimed(app) -> None:
         rows = (await session.execute(select(Outbox).order_by(Outbox.id))).scalars().all()
     assert db.as_utc(rows[0].lease_until) <= utcnow()  # due: sent at once
     assert db.as_utc(rows[1].lease_until) > now + timedelta(seconds=300)  # ours: untouched
+
+
+async def test_a_new_leader_processes_the_mail_its_predecessor_was_processing(app) -> None:  # type: ignore[no-untyped-def]
+    """Not after the 5-minute lease: an agent's reply caught by a killed leader reached the
+    customer five minutes late (bench/workers_bench.py)."""
+    from datetime import timedelta
+
+    from helpdesk.db import utcnow
+    from helpdesk.mail.inbound import LEASE
+    from helpdesk.models import Ticket
+    from tests.helpers import SUPPORT
+
+    helpdesk = app.state.helpdesk
+    now = utcnow()
+
+    def row(number: int, lease_until: datetime) -> InboundMail:
+        raw = mail(f"c{number}@example.jp", SUPPORT, "質問", f"ラッピングはできますか({number})")
+        return InboundMail(
+            raw=raw.as_bytes(),
+            received_at=lease_until - LEASE,
+            attempts=1,
+            next_attempt_at=lease_until,
+        )
+
+    async with helpdesk.sessions() as session:
+        # Its run begun by the dead leader 10 s before the election; ours, just after.
+        session.add(row(1, now + LEASE - timedelta(seconds=10)))
+        session.add(row(2, now + LEASE + timedelta(seconds=1)))
+        await session.commit()
+    await helpdesk._release_inbound(now, grace=0)
+    async with helpdesk.sessions() as session:
+        rows = (await session.execute(select(InboundMail).order_by(InboundMail.id))).scalars().all()
+        tickets = (await session.execute(select(func.count()).select_from(Ticket))).scalar_one()
+    assert (rows[0].status, rows[0].attempts) == ("processed", 2)  # run at once, counted
+    assert rows[1].status == "received" and rows[1].attempts == 1  # ours: untouched
+    assert db.as_utc(rows[1].next_attempt_at) > now + LEASE
+    assert tickets == 1

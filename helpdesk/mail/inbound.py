@@ -272,6 +272,33 @@ class InboundProcessor:
                 handled += 1
         return handled
 
+    async def release_leases(self, *, claimed_before: datetime) -> int:
+        """Make due now the messages whose run began before ``claimed_before`` and has not
+        ended ("received", still leased); returns how many.
+
+        For a new leader (``helpdesk.leader``): its predecessor died or stopped while
+        processing them (the receiver runs in the leader), so they need not wait out their
+        5-minute lease; the next ``process_due`` runs them (a counted start, as after an
+        expired lease: a message that kills every leader is still parked after
+        ``MAX_STARTS``). Runs begun since (leases ending after ``claimed_before + LEASE``)
+        are left alone. A run that had applied its changes before the process died adds
+        nothing the second time (the submission keys).
+        """
+        now = utcnow()
+        horizon = as_utc(claimed_before) + LEASE
+        async with self.sessions() as session, session.begin():
+            released = await session.execute(
+                update(InboundMail)
+                .where(
+                    col(InboundMail.status) == InboundStatus.received,
+                    col(InboundMail.next_attempt_at) > now,
+                    col(InboundMail.next_attempt_at) < horizon,
+                )
+                .values(next_attempt_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        return int(released.rowcount or 0)  # type: ignore[attr-defined]
+
     async def reprocess(self, inbound_id: int, *, force: bool = False) -> InboundMail:
         """Run one stored message again, for an agent (``main.py mail reprocess ID``).
 
