@@ -325,7 +325,11 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
                 while not queue.empty():
                     number = queue.get_nowait()
                     await submit(number)
-                    if len(done) >= args.tickets // 3 and "web" not in killed:
+                    if (
+                        "web" in args.kill
+                        and len(done) >= args.tickets // 3
+                        and "web" not in killed
+                    ):
                         # A web worker (uvicorn starts another): requests in flight fail
                         # and are retried with their Idempotency-Key.
                         leader = await _heartbeat_pid(url)
@@ -333,7 +337,11 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
                         if web and "web" not in killed:  # another client did first
                             killed["web"] = {"pid": web[0], "after": len(done)}
                             os.kill(web[0], signal.SIGKILL)
-                    if len(done) >= args.tickets // 2 and "leader" not in killed:
+                    if (
+                        "leader" in args.kill
+                        and len(done) >= args.tickets // 2
+                        and "leader" not in killed
+                    ):
                         # The process running the background work, sending mail.
                         pid = await _heartbeat_pid(url)
                         if pid and "leader" not in killed:  # another client did first
@@ -911,6 +919,13 @@ def main() -> None:
         "--reply-every", type=int, default=1, help="agents answer every N-th ticket by mail"
     )
     parser.add_argument("--database-url", help="PostgreSQL for part 2 (default SQLite)")
+    parser.add_argument(
+        "--kill",
+        nargs="*",
+        choices=("web", "leader"),
+        default=["web", "leader"],
+        help="part 2: what to SIGKILL mid-load (default both; none: --kill alone)",
+    )
     parser.add_argument("--skip-search", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="workers-bench-"))
