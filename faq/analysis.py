@@ -248,13 +248,30 @@ class Analyzer:
         content = [False] * len(morphs)
         topical = [False] * len(morphs)
         nouns = [False] * len(morphs)
+        token_at = {index: token for token, index in zip(tokens, source, strict=True)}
         for position, (token, index) in enumerate(zip(tokens, source, strict=True)):
             after = morphs[index + 1] if index + 1 < len(morphs) else None
-            if (
+            # The word right after, when it is a noun that names a topic (包装 after 簡易).
+            head = token_at.get(index + 1)
+            names_topic = (
+                head is not None
+                and after is not None
+                and after.pos[0] == "名詞"
+                and head.start == token.end
+                and not head.adverbial
+            )
+            if token.pos == "形状詞" and names_topic:
+                # An adjectival noun joined to the noun after it (簡易包装, 透明ケース) is part
+                # of a compound noun: it narrows the topic, which the answer must then cover.
+                token = tokens[position] = replace(token, pos="名詞")
+            elif (
                 token.pos == "名詞"
                 and morphs[index].pos[2] == "形状詞可能"
                 and after is not None
-                and (after.pos[0] == "名詞" or (after.pos[0] == "助動詞" and after.lemma == "だ"))
+                and (
+                    (after.pos[0] == "名詞" and not names_topic)
+                    or (after.pos[0] == "助動詞" and after.lemma == "だ")
+                )
             ):
                 token = tokens[position] = replace(token, pos="形状詞")
             content[index] = True

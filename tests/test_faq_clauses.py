@@ -87,6 +87,30 @@ def test_adjectival_nouns_used_as_adjectives_do_not_name_the_topic() -> None:
     assert next(t for t in shared_analyzer().tokens("別の住所")).pos == "名詞"  # 別の: a noun
 
 
+def test_an_adjectival_noun_in_a_compound_narrows_the_topic() -> None:
+    # 簡易 joined to 包装 is part of the compound's name: an entry about wrapping does not
+    # say whether it can be simple.
+    tokens = {t.surface: t for t in shared_analyzer().tokens("簡易包装にできますか")}
+    assert tokens["簡易"].pos == "名詞"
+    # Before a word of quantity or after な it still only describes.
+    assert next(t for t in shared_analyzer().tokens("丁寧な包装")).pos != "名詞"
+    wrapping = SearchEngine(
+        [
+            Entry(
+                "wrapping",
+                "ギフト包装はできますか？",
+                "包装のサービスは行なっておりません。",
+                alternatives=["プレゼント用に包装してほしい"],
+                tags=["包装", "ギフト"],
+            ),
+            Entry("hours", "営業時間を教えてください", "毎日7時から18時まで営業しています。"),
+        ]
+    )
+    _, evidence = wrapping.explain("簡易包装にできますか")
+    assert evidence.missing_word == "簡易" and evidence.missing > 0.5
+    assert wrapping.ask("ギフト包装はできますか？").answered
+
+
 # A small shop of our own: what is tested holds for any knowledge base.
 SHOP = [
     Entry(
