@@ -79,6 +79,9 @@ class Token:
     #: The word is the predicate of the question's main clause (払う in 「届いた請求書を
     #: 何日以内に払えばいいの？」).
     predicate: bool = False
+    #: The customer sets the word aside as what they do not ask (交換 in 「交換ではなく
+    #: 返金…」); it is also ``context``.
+    excluded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,9 +281,10 @@ class Analyzer:
             topical[index] = not token.adverbial and token.pos != "代名詞"
             nouns[index] = topical[index] and token.pos == "名詞"
         roles = clause_roles(morphs, content, topical, nouns)
+        excluded = roles.excluded or [False] * len(morphs)
         return [
-            replace(token, context=True)
-            if roles.context[index]
+            replace(token, context=True, excluded=excluded[index])
+            if roles.context[index] or excluded[index]
             else replace(token, predicate=True)
             if index == roles.predicate
             else token

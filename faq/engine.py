@@ -154,6 +154,8 @@ class _Group:
     corrections: dict[str, str] = field(default_factory=dict)
     #: The word tells the customer's situation, not what is asked (``faq.clauses``).
     context: bool = False
+    #: The customer sets the word aside (交換 in 「交換ではなく返金…」): not searched.
+    excluded: bool = False
     #: How each alternative came from the word (``MATCH_KINDS``), for ``explain_hits``.
     kinds: dict[str, str] = field(default_factory=dict)
 
@@ -573,6 +575,7 @@ class SearchEngine:
             corrections=corrections,
             context=all(t.context for t in tokens),
             kinds=kinds,
+            excluded=all(t.excluded for t in tokens),
         )
 
     def _add_guess(
@@ -655,6 +658,7 @@ class SearchEngine:
                 continue  # SudachiPy already read these words right
             groups = [g for g in groups if not (g.start < end and g.end > start)]
             context = bool(inside) and all(g.context for g in inside)
+            excluded = bool(inside) and all(g.excluded for g in inside)
             alternatives: dict[str, float] = {}
             corrections: dict[str, str] = {}
             kinds: dict[str, str] = {}
@@ -669,11 +673,16 @@ class SearchEngine:
                     corrections=corrections,
                     context=context,
                     kinds=kinds,
+                    excluded=excluded,
                 )
             )
         result: list[_Group] = []
         seen: set[frozenset[str]] = set()
         for group in sorted(groups, key=lambda g: g.start):
+            if group.excluded:
+                # 「交換ではなく返金」: what the customer sets aside is no evidence for an
+                # entry that speaks of it.
+                continue
             key = frozenset(group.alternatives)
             if key in seen:
                 continue  # a word said twice is still one word

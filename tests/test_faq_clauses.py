@@ -156,3 +156,36 @@ def test_kana_auxiliaries_are_not_read_as_an_indexed_word() -> None:
     # A kana word SudachiPy cannot read is still read by its reading (さいはっそう).
     engine = SearchEngine([Entry("reship", "再発送できますか", "再発送は250円です。")])
     assert engine.search("さいはっそう　できますか")[0].entry.id == "reship"
+
+
+@pytest.mark.parametrize(
+    ("text", "set_aside", "asks"),
+    [
+        ("交換ではなく返金していただくことは可能でしょうか。", {"交換"}, {"返金"}),
+        ("交換じゃなくて返金してほしい", {"交換"}, {"返金"}),
+        ("代引きでなく、カードで払いたい", {"代引き"}, {"カード"}),
+        # a verb's negation (the auxiliary ない) gives a reason, it sets nothing aside
+        ("届かないので返金してほしい", set(), {"返金"}),
+        ("在庫がなくて困っています。予約できますか？", set(), {"予約"}),
+    ],
+)
+def test_a_negated_alternative_is_set_aside(text: str, set_aside: set[str], asks: set[str]) -> None:
+    tokens = shared_analyzer().tokens(text)
+    assert {t.surface for t in tokens if t.excluded} - {"なく"} == set_aside
+    assert asks <= {t.surface for t in tokens if not t.context}
+
+
+def test_what_the_customer_sets_aside_is_no_evidence_for_an_entry(shop: SearchEngine) -> None:
+    # The reservation entry speaks of 予約, which the customer does not want: it does not
+    # answer a question about the opening hours because of it, nor rank first by it.
+    hits = shop.search("予約ではなく営業時間を知りたい")
+    assert [hit.entry.id for hit in hits] == ["hours"]
+    assert shop.search("予約ではなく") == []
+    assert not shop.ask("予約じゃなくて駐車場について知りたい").answered
+
+
+def test_not_only_sets_nothing_aside() -> None:
+    # 〜だけでなく: "not only"; 返品 still counts (as the situation), only 交換 asks.
+    tokens = shared_analyzer().tokens("返品だけでなく交換もできますか")
+    assert not any(t.excluded for t in tokens)
+    assert "交換" in {t.surface for t in tokens if not t.context}
