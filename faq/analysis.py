@@ -197,6 +197,17 @@ class Analyzer:
                 continue
             if pos[0] in STOP_POS or lemma in STOP_LEMMAS or pos[1] == "助動詞語幹":
                 continue
+            if (
+                pos[0] == "名詞"
+                and pos[2] == "副詞可能"
+                and len(morphs) > 1
+                and morphs[-2].pos[0] in ("動詞", "形容詞", "助動詞")
+                and len(morphs[-2].pos) > 5
+                and morphs[-2].pos[5].startswith("連体形")
+            ):
+                # The head of an adverbial clause (〜したいとき, 〜した場合, 〜した後) only
+                # joins it to the sentence: faq.clauses reads it as a condition.
+                continue
             surface = morpheme.surface()
             if not surface.strip():
                 continue

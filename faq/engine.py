@@ -117,13 +117,13 @@ SUBUNIT_COVERAGE = 0.75
 # set, hold-out 1 and near-miss set 1, answering at 0.5 as fitted (out of fold: 117/123 in
 # scope right, 5/143 near-miss answered). Hold-out 2 and near-miss set 2 are not fitted on,
 # but were read while the features were developed (bench/README.md).
-CONFIDENCE_COVERAGE = 2.374
-CONFIDENCE_LEAD = 0.833
-CONFIDENCE_MATCHED = 2.795
-CONFIDENCE_MISSING = -2.298
-CONFIDENCE_UNASKED = -2.113
-CONFIDENCE_IN_ANSWER = 2.094
-CONFIDENCE_BIAS = -6.073
+CONFIDENCE_COVERAGE = 2.394
+CONFIDENCE_LEAD = 0.892
+CONFIDENCE_MATCHED = 2.785
+CONFIDENCE_MISSING = -2.291
+CONFIDENCE_UNASKED = -2.114
+CONFIDENCE_IN_ANSWER = 2.070
+CONFIDENCE_BIAS = -6.106
 # ``matched`` is in units where a word never seen by the KB weighs this much (the shop's
 # 28 entries, where the model was first fitted, give such a word ~3).
 RARE_WORD = 3.0

@@ -189,3 +189,19 @@ def test_not_only_sets_nothing_aside() -> None:
     tokens = shared_analyzer().tokens("返品だけでなく交換もできますか")
     assert not any(t.excluded for t in tokens)
     assert "交換" in {t.surface for t in tokens if not t.context}
+
+
+def test_the_head_of_an_adverbial_clause_is_not_a_word_of_the_question() -> None:
+    # 〜したいとき, 〜した場合, 〜した後: the time noun joins the condition to the sentence.
+    for text in [
+        "返品したいとき何を送ればいい？",
+        "代引きで注文した場合の発送日",
+        "注文した後に変更したい",
+    ]:
+        terms = {t.term for t in shared_analyzer().tokens(text)}
+        assert not terms & {"時", "とき", "場合", "後"}, (text, terms)
+    # After a noun it still says which case: 「代引きの場合」.
+    assert "場合" in {t.term for t in shared_analyzer().tokens("代引きの場合")}
+    # The condition still restricts what is asked.
+    focus, _, _ = roles("返品したいとき何を送ればいい？")
+    assert "返品" in focus
