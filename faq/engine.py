@@ -114,9 +114,10 @@ SUBUNIT_COVERAGE = 0.75
 #                       + MISSING * missing + UNASKED * unasked + IN_ANSWER * in_answer + BIAS)
 # (see the module docstring). Fitted by ``bench/faq_fit.py --l2 1 --negative-weight 1``:
 # L2-regularized logistic regression (maximum likelihood, equal class weights) on the dev
-# set, hold-out 1 and near-miss set 1, answering at 0.5 as fitted (out of fold: 117/123 in
-# scope right, 5/143 near-miss answered). Hold-out 2 and near-miss set 2 are not fitted on,
-# but were read while the features were developed (bench/README.md).
+# set, hold-out 1 and near-miss set 1, answering at 0.5 as fitted (in sample: 117/123 in
+# scope right, 4/143 near-miss answered; out of fold: 117/123 and 6/143). Hold-out 2 and
+# near-miss set 2 are not fitted on, but were read while the features were developed
+# (bench/README.md).
 CONFIDENCE_COVERAGE = 2.394
 CONFIDENCE_LEAD = 0.892
 CONFIDENCE_MATCHED = 2.785
