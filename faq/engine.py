@@ -157,6 +157,8 @@ class _Group:
     context: bool = False
     #: The customer sets the word aside (交換 in 「交換ではなく返金…」): not searched.
     excluded: bool = False
+    #: The lemma of a verb or adjective the word is an inflected form of ("" otherwise).
+    inflected: str = ""
     #: How each alternative came from the word (``MATCH_KINDS``), for ``explain_hits``.
     kinds: dict[str, str] = field(default_factory=dict)
 
@@ -577,6 +579,7 @@ class SearchEngine:
             context=all(t.context for t in tokens),
             kinds=kinds,
             excluded=all(t.excluded for t in tokens),
+            inflected=next((t.term for t in tokens if t.pos in ("動詞", "形容詞")), ""),
         )
 
     def _add_guess(
@@ -654,9 +657,15 @@ class SearchEngine:
                 continue  # particles and auxiliaries: 「届いていない」 does not say 以内
             inside = [g for g in groups if g.start < end and g.end > start]
             if inside and all(
-                g.start >= start and g.end <= end and set(g.alternatives) & terms for g in inside
+                g.start >= start
+                and g.end <= end
+                and (set(g.alternatives) & terms or g.inflected in self._postings)
+                for g in inside
             ):
-                continue  # SudachiPy already read these words right
+                # SudachiPy already read these words right, or read a verb or adjective the
+                # knowledge base knows in an inflected form: 「つながりますか」 is 繋がる, not the
+                # noun 繋がり that つながり spells too.
+                continue
             groups = [g for g in groups if not (g.start < end and g.end > start)]
             context = bool(inside) and all(g.context for g in inside)
             excluded = bool(inside) and all(g.excluded for g in inside)
