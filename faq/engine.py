@@ -48,11 +48,13 @@ When does an entry answer the question? (the confidence)
     (「もう一度送ってもらえますか？」) asks about the last thing named before it.
 
     With ``coverage`` (the covered share of the query's information), ``lead`` (how far the
-    best entry leads the runner-up) and ``matched`` (how much it matched, in rare-word
-    units: a long question with context still names its topic), these are the features of
-    a logistic model fitted on labelled queries (``bench/faq_fit.py``: the dev set, hold-out
-    1 and near-miss set 1, i.e. in-scope questions, out-of-scope ones and questions in the
-    shop's domain that its pages do not answer). The bot answers at or above
+    best entry leads the best entry that would answer otherwise: an entry opening with the
+    same computed answer, such as the concrete shipping date, is no rival) and ``matched``
+    (how much it matched, in rare-word units: a long question with context still names its
+    topic), these are the features of a logistic model fitted on labelled queries
+    (``bench/faq_fit.py``: the dev set, hold-out 1 and near-miss set 1, i.e. in-scope
+    questions, out-of-scope ones and questions in the shop's domain that its pages do not
+    answer). The bot answers at or above
     ``ANSWER_THRESHOLD`` and otherwise says it has no answer, with suggestions.
 """
 
@@ -115,16 +117,16 @@ SUBUNIT_COVERAGE = 0.75
 # (see the module docstring). Fitted by ``bench/faq_fit.py --l2 1 --negative-weight 1``:
 # L2-regularized logistic regression (maximum likelihood, equal class weights) on the dev
 # set, hold-out 1 and near-miss set 1, answering at 0.5 as fitted (in sample: 117/123 in
-# scope right, 4/143 near-miss answered; out of fold: 117/123 and 6/143). Hold-out 2 and
+# scope right, 4/143 near-miss answered; out of fold: 117/123 and 5/143). Hold-out 2 and
 # near-miss set 2 are not fitted on, but were read while the features were developed
 # (bench/README.md).
-CONFIDENCE_COVERAGE = 2.394
-CONFIDENCE_LEAD = 0.892
-CONFIDENCE_MATCHED = 2.785
-CONFIDENCE_MISSING = -2.291
-CONFIDENCE_UNASKED = -2.114
-CONFIDENCE_IN_ANSWER = 2.070
-CONFIDENCE_BIAS = -6.106
+CONFIDENCE_COVERAGE = 2.314
+CONFIDENCE_LEAD = 0.961
+CONFIDENCE_MATCHED = 2.799
+CONFIDENCE_MISSING = -2.180
+CONFIDENCE_UNASKED = -2.166
+CONFIDENCE_IN_ANSWER = 2.004
+CONFIDENCE_BIAS = -6.093
 # ``matched`` is in units where a word never seen by the KB weighs this much (the shop's
 # 28 entries, where the model was first fitted, give such a word ~3).
 RARE_WORD = 3.0
@@ -296,6 +298,8 @@ class _Ranking:
     ranked: list[tuple[int, float]] = field(default_factory=list)
     covered: np.ndarray | None = None  # covered importance per entry
     coverage: np.ndarray | None = None  # group x entry: how well the entry covers the word
+    #: The best score of an entry that would answer otherwise than the first (``lead``).
+    rival: float = 0.0
 
 
 class SearchEngine:
@@ -473,6 +477,12 @@ class SearchEngine:
             self._postings[term] = (ids, idf * tfs * (K1 + 1.0) / (tfs + K1), strong, said)
         # An unseen word weighs like a rare one: it is what the query is about.
         self._unknown_idf = math.log(1.0 + (n + 0.5) / 1.5) if n else 1.0
+        # Per entry, the computed supplement it opens with (an index), or -1.
+        supplements = sorted({e.dynamic for e in self.entries if e.dynamic is not None})
+        self._supplement_of = np.array(
+            [supplements.index(e.dynamic) if e.dynamic is not None else -1 for e in self.entries],
+            dtype=np.int32,
+        )
         self._core = [
             self._core_words([self._phrasing(units) for units in doc]) for doc in raw_phrasings
         ]
@@ -752,6 +762,17 @@ class SearchEngine:
         # Best first; equal scores in knowledge-base order.
         order = np.lexsort((candidates, -score[candidates]))
         ranking.ranked = [(int(doc), float(score[doc])) for doc in candidates[order]]
+        if ranking.ranked:
+            first = ranking.ranked[0][0]
+            # Entries that open with the same computed answer as the first (both give the
+            # concrete shipping date) are no rival to it: whichever answers, the customer
+            # reads the same thing first.
+            if self._supplement_of[first] < 0:
+                others = np.ones(len(self.entries), dtype=np.bool_)
+                others[first] = False
+            else:
+                others = self._supplement_of != self._supplement_of[first]
+            ranking.rival = float(score[others].max()) if others.any() else 0.0
         ranking.covered = covered
         ranking.coverage = coverage
         return ranking
@@ -768,8 +789,7 @@ class SearchEngine:
             return Evidence()
         assert ranking.covered is not None and ranking.coverage is not None
         top, top_score = ranking.ranked[0]
-        runner_up = ranking.ranked[1][1] if len(ranking.ranked) > 1 else 0.0
-        lead = 1.0 - runner_up / top_score if top_score > 0 else 0.0
+        lead = 1.0 - ranking.rival / top_score if top_score > 0 else 0.0
         top_covered = float(ranking.covered[top])
         unit = self._unknown_idf
         missing, missing_word = 0.0, ""
