@@ -764,15 +764,15 @@ class SearchEngine:
         ranking.ranked = [(int(doc), float(score[doc])) for doc in candidates[order]]
         if ranking.ranked:
             first = ranking.ranked[0][0]
-            # Entries that open with the same computed answer as the first (both give the
-            # concrete shipping date) are no rival to it: whichever answers, the customer
-            # reads the same thing first.
-            if self._supplement_of[first] < 0:
-                others = np.ones(len(self.entries), dtype=np.bool_)
-                others[first] = False
+            supplement = self._supplement_of[first]
+            if supplement < 0:
+                ranking.rival = ranking.ranked[1][1] if len(ranking.ranked) > 1 else 0.0
             else:
-                others = self._supplement_of != self._supplement_of[first]
-            ranking.rival = float(score[others].max()) if others.any() else 0.0
+                # Entries that open with the same computed answer as the first (both give
+                # the concrete shipping date) are no rival to it: whichever answers, the
+                # customer reads the same thing first.
+                others = self._supplement_of != supplement
+                ranking.rival = float(score[others].max()) if others.any() else 0.0
         ranking.covered = covered
         ranking.coverage = coverage
         return ranking
