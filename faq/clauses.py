@@ -8,9 +8,14 @@ the customer tells about their situation around it, in ways the morphology marks
 * clauses of reason and concession, ended by a conjunctive particle (助詞-接続助詞: 〜から,
   〜けど, 〜が, 〜し), by 〜ので or 〜のに (準体助詞 の + で/に), by a continuative form
   before a comma or a space (「宣伝メールいらない、止めたい」), or by an adjective's
-  continuative form before a noun (「交換ではなく返金…」);
+  continuative form before a noun;
 * the predicate of an adnominal clause, which only says which thing is meant (届いた in
   「届いた請求書」, 注文した in 「注文した商品」).
+
+A *negated alternative* (〜ではなく, 〜でなく, 〜じゃなくて: 無い after a copula, not after a
+restrictive particle as in 〜だけでなく, "not only") says what the customer does *not* ask: its
+words are ``excluded`` (and context), and the engine does not search them
+(「交換ではなく返金していただけますか」 asks about 返金 alone).
 
 These are *background* (``context``), but for a request followed by a question
 (「楽天ペイで支払いたいのですが、対応していますか？」 asks about 楽天ペイ; 〜たい, 〜てほしい,

@@ -669,7 +669,7 @@ class SearchEngine:
             if inside and all(
                 g.start >= start
                 and g.end <= end
-                and (set(g.alternatives) & terms or g.inflected in self._postings)
+                and (set(g.alternatives) & terms or (g.inflected and g.inflected in self._postings))
                 for g in inside
             ):
                 # SudachiPy already read these words right, or read a verb or adjective the
