@@ -164,6 +164,9 @@ def test_kana_auxiliaries_are_not_read_as_an_indexed_word() -> None:
         ("交換ではなく返金していただくことは可能でしょうか。", {"交換"}, {"返金"}),
         ("交換じゃなくて返金してほしい", {"交換"}, {"返金"}),
         ("代引きでなく、カードで払いたい", {"代引き"}, {"カード"}),
+        ("交換ではなくて、返金してほしい", {"交換"}, {"返金"}),
+        # a negative question ("isn't it free?") asks about what it negates
+        ("送料無料ではないですか", set(), {"送料", "無料"}),
         # a verb's negation (the auxiliary ない) gives a reason, it sets nothing aside
         ("届かないので返金してほしい", set(), {"返金"}),
         ("在庫がなくて困っています。予約できますか？", set(), {"予約"}),
