@@ -79,6 +79,9 @@ class Token:
     #: The word is the predicate of the question's main clause (払う in 「届いた請求書を
     #: 何日以内に払えばいいの？」).
     predicate: bool = False
+    #: The customer sets the word aside as what they do not ask (交換 in 「交換ではなく
+    #: 返金…」); it is also ``context``.
+    excluded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,17 @@ class Analyzer:
                 continue
             if pos[0] in STOP_POS or lemma in STOP_LEMMAS or pos[1] == "助動詞語幹":
                 continue
+            if (
+                pos[0] == "名詞"
+                and pos[2] == "副詞可能"
+                and len(morphs) > 1
+                and morphs[-2].pos[0] in ("動詞", "形容詞", "助動詞")
+                and len(morphs[-2].pos) > 5
+                and morphs[-2].pos[5].startswith("連体形")
+            ):
+                # The head of an adverbial clause (〜したいとき, 〜した場合, 〜した後) only
+                # joins it to the sentence: faq.clauses reads it as a condition.
+                continue
             surface = morpheme.surface()
             if not surface.strip():
                 continue
@@ -248,22 +262,40 @@ class Analyzer:
         content = [False] * len(morphs)
         topical = [False] * len(morphs)
         nouns = [False] * len(morphs)
+        token_at = {index: token for token, index in zip(tokens, source, strict=True)}
         for position, (token, index) in enumerate(zip(tokens, source, strict=True)):
             after = morphs[index + 1] if index + 1 < len(morphs) else None
-            if (
+            # The word right after, when it is a noun that names a topic (包装 after 簡易).
+            head = token_at.get(index + 1)
+            names_topic = (
+                head is not None
+                and after is not None
+                and after.pos[0] == "名詞"
+                and head.start == token.end
+                and not head.adverbial
+            )
+            if token.pos == "形状詞" and names_topic:
+                # An adjectival noun joined to the noun after it (簡易包装, 透明ケース) is part
+                # of a compound noun: it narrows the topic, which the answer must then cover.
+                token = tokens[position] = replace(token, pos="名詞")
+            elif (
                 token.pos == "名詞"
                 and morphs[index].pos[2] == "形状詞可能"
                 and after is not None
-                and (after.pos[0] == "名詞" or (after.pos[0] == "助動詞" and after.lemma == "だ"))
+                and (
+                    (after.pos[0] == "名詞" and not names_topic)
+                    or (after.pos[0] == "助動詞" and after.lemma == "だ")
+                )
             ):
                 token = tokens[position] = replace(token, pos="形状詞")
             content[index] = True
             topical[index] = not token.adverbial and token.pos != "代名詞"
             nouns[index] = topical[index] and token.pos == "名詞"
         roles = clause_roles(morphs, content, topical, nouns)
+        excluded = roles.excluded or [False] * len(morphs)
         return [
-            replace(token, context=True)
-            if roles.context[index]
+            replace(token, context=True, excluded=excluded[index])
+            if roles.context[index] or excluded[index]
             else replace(token, predicate=True)
             if index == roles.predicate
             else token

@@ -8,9 +8,14 @@ the customer tells about their situation around it, in ways the morphology marks
 * clauses of reason and concession, ended by a conjunctive particle (助詞-接続助詞: 〜から,
   〜けど, 〜が, 〜し), by 〜ので or 〜のに (準体助詞 の + で/に), by a continuative form
   before a comma or a space (「宣伝メールいらない、止めたい」), or by an adjective's
-  continuative form before a noun (「交換ではなく返金…」);
+  continuative form before a noun;
 * the predicate of an adnominal clause, which only says which thing is meant (届いた in
   「届いた請求書」, 注文した in 「注文した商品」).
+
+A *negated alternative* (〜ではなく, 〜でなく, 〜じゃなくて: 無い after a copula, not after a
+restrictive particle as in 〜だけでなく, "not only") says what the customer does *not* ask: its
+words are ``excluded`` (and context), and the engine does not search them
+(「交換ではなく返金していただけますか」 asks about 返金 alone).
 
 These are *background* (``context``), but for a request followed by a question
 (「楽天ペイで支払いたいのですが、対応していますか？」 asks about 楽天ペイ; 〜たい, 〜てほしい,
@@ -67,6 +72,7 @@ class Boundary(Enum):
     CONDITION = "condition"  # restricts the question: 〜たら, 〜なら, 〜ば, 〜と, 〜場合
     REASON = "reason"  # gives a reason: 〜ので, 〜から
     BACKGROUND = "background"  # tells the situation: 〜けど, 〜が, 〜のに, 〜、
+    NEGATION = "negation"  # sets an alternative aside: 〜ではなく, 〜じゃなくて
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +87,13 @@ class Morph:
 
 @dataclass(frozen=True, slots=True)
 class Roles:
-    """Per morpheme, whether it tells context (not the focus of the question), and the
-    index of the question's predicate (None when it has none, as in 「送料いくら？」)."""
+    """Per morpheme, whether it tells context (not the focus of the question), whether the
+    customer sets it aside (``excluded``: 交換 in 「交換ではなく返金…」), and the index of
+    the question's predicate (None when it has none, as in 「送料いくら？」)."""
 
     context: list[bool]
     predicate: int | None
+    excluded: list[bool] | None = None
 
 
 def _form(morph: Morph) -> str:
@@ -100,6 +108,26 @@ def _bound(nxt: Morph | None) -> bool:
 
 def _set_apart(nxt: Morph | None) -> bool:
     return nxt is None or nxt.pos[1] == "読点" or nxt.pos[0] == "空白"
+
+
+def _negated_copula(morphs: Sequence[Morph], i: int) -> bool:
+    """``morphs[i]`` is 無い in its continuative form after a copula or では: 「交換ではなく」
+    「代引きでなく」「交換じゃなく(て)」 say *not* this one (a verb's negation is the
+    auxiliary ない instead: 「届かなくて」). After a restrictive particle it is "not only":
+    「〜だけでなく」「〜ばかりでなく」 ask about both."""
+    morph = morphs[i]
+    if not (
+        morph.pos[0] == "形容詞" and morph.lemma == "無い" and _form(morph).startswith("連用形")
+    ):
+        return False
+    j = i - 1
+    while (
+        j >= 0
+        and morphs[j].pos[0] in ("助詞", "助動詞")
+        and (morphs[j].surface in ("は", "で") or morphs[j].lemma == "だ")
+    ):
+        j -= 1
+    return j < i - 1 and j >= 0 and morphs[j].pos[1] != "副助詞"
 
 
 def _boundary(prev: Morph | None, morph: Morph, nxt: Morph | None) -> Boundary | None:
@@ -230,12 +258,20 @@ def clause_roles(
             candidate[pending] = False
             pending = None
         boundary = _boundary(prev, morph, nxt)
+        if _negated_copula(morphs, i) and (nxt is None or nxt.pos[0] == "名詞" or _set_apart(nxt)):
+            boundary = Boundary.NEGATION  # 「交換ではなく返金」「代引きでなく、カードで」
+        elif (
+            pos[1] == "接続助詞" and morph.surface == "て" and i and _negated_copula(morphs, i - 1)
+        ):
+            boundary = Boundary.NEGATION  # 「交換じゃなくて返金」
         if boundary is not None:
             ends.append(boundary)
             pending = None
-    asked = sorted({sentence[i] for i in range(n) if topical[i]})
+    # Words of a clause that sets an alternative aside are not asked at all.
+    excluded = [clause[i] < len(ends) and ends[clause[i]] is Boundary.NEGATION for i in range(n)]
+    asked = sorted({sentence[i] for i in range(n) if topical[i] and not excluded[i]})
     if not asked:
-        return Roles([False] * n, None)
+        return Roles([False] * n, None, excluded)
     # The sentences that ask (「配送業者はどこですか？ヤマト？佐川？」 asks three times).
     focus = [s for s in asked if s in questions] or asked[-1:]
     main: dict[int, int] = {}  # focus sentence -> its main clause
@@ -263,10 +299,10 @@ def clause_roles(
             return True
         return any(first[t] <= clause[i] for t in first if t > s)  # an elided topic
 
-    context = [modifier[i] or not asks(i) for i in range(n)]
+    context = [modifier[i] or excluded[i] or not asks(i) for i in range(n)]
     predicates = [
         i
         for i in range(n)
         if candidate[i] and not context[i] and clause[i] >= main.get(sentence[i], n)
     ]
-    return Roles(context, predicates[-1] if predicates else None)
+    return Roles(context, predicates[-1] if predicates else None, excluded)

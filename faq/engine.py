@@ -48,11 +48,13 @@ When does an entry answer the question? (the confidence)
     (「もう一度送ってもらえますか？」) asks about the last thing named before it.
 
     With ``coverage`` (the covered share of the query's information), ``lead`` (how far the
-    best entry leads the runner-up) and ``matched`` (how much it matched, in rare-word
-    units: a long question with context still names its topic), these are the features of
-    a logistic model fitted on labelled queries (``bench/faq_fit.py``: the dev set, hold-out
-    1 and near-miss set 1, i.e. in-scope questions, out-of-scope ones and questions in the
-    shop's domain that its pages do not answer). The bot answers at or above
+    best entry leads the best entry that would answer otherwise: an entry opening with the
+    same computed answer, such as the concrete shipping date, is no rival) and ``matched``
+    (how much it matched, in rare-word units: a long question with context still names its
+    topic), these are the features of a logistic model fitted on labelled queries
+    (``bench/faq_fit.py``: the dev set, hold-out 1 and near-miss set 1, i.e. in-scope
+    questions, out-of-scope ones and questions in the shop's domain that its pages do not
+    answer). The bot answers at or above
     ``ANSWER_THRESHOLD`` and otherwise says it has no answer, with suggestions.
 """
 
@@ -114,16 +116,17 @@ SUBUNIT_COVERAGE = 0.75
 #                       + MISSING * missing + UNASKED * unasked + IN_ANSWER * in_answer + BIAS)
 # (see the module docstring). Fitted by ``bench/faq_fit.py --l2 1 --negative-weight 1``:
 # L2-regularized logistic regression (maximum likelihood, equal class weights) on the dev
-# set, hold-out 1 and near-miss set 1, answering at 0.5 as fitted (out of fold: 117/123 in
-# scope right, 5/143 near-miss answered). Hold-out 2 and near-miss set 2 are not fitted on,
-# but were read while the features were developed (bench/README.md).
-CONFIDENCE_COVERAGE = 2.475
-CONFIDENCE_LEAD = 0.722
-CONFIDENCE_MATCHED = 2.824
-CONFIDENCE_MISSING = -2.188
-CONFIDENCE_UNASKED = -2.094
-CONFIDENCE_IN_ANSWER = 2.085
-CONFIDENCE_BIAS = -6.199
+# set, hold-out 1 and near-miss set 1, answering at 0.5 as fitted (in sample: 117/123 in
+# scope right, 4/143 near-miss answered; out of fold: 117/123 and 5/143). Hold-out 2 and
+# near-miss set 2 are not fitted on, but were read while the features were developed
+# (bench/README.md).
+CONFIDENCE_COVERAGE = 2.314
+CONFIDENCE_LEAD = 0.961
+CONFIDENCE_MATCHED = 2.799
+CONFIDENCE_MISSING = -2.180
+CONFIDENCE_UNASKED = -2.166
+CONFIDENCE_IN_ANSWER = 2.004
+CONFIDENCE_BIAS = -6.093
 # ``matched`` is in units where a word never seen by the KB weighs this much (the shop's
 # 28 entries, where the model was first fitted, give such a word ~3).
 RARE_WORD = 3.0
@@ -154,6 +157,10 @@ class _Group:
     corrections: dict[str, str] = field(default_factory=dict)
     #: The word tells the customer's situation, not what is asked (``faq.clauses``).
     context: bool = False
+    #: The customer sets the word aside (交換 in 「交換ではなく返金…」): not searched.
+    excluded: bool = False
+    #: The lemma of a verb or adjective the word is an inflected form of ("" otherwise).
+    inflected: str = ""
     #: How each alternative came from the word (``MATCH_KINDS``), for ``explain_hits``.
     kinds: dict[str, str] = field(default_factory=dict)
 
@@ -291,6 +298,8 @@ class _Ranking:
     ranked: list[tuple[int, float]] = field(default_factory=list)
     covered: np.ndarray | None = None  # covered importance per entry
     coverage: np.ndarray | None = None  # group x entry: how well the entry covers the word
+    #: The best score of an entry that would answer otherwise than the first (``lead``).
+    rival: float = 0.0
 
 
 class SearchEngine:
@@ -468,6 +477,12 @@ class SearchEngine:
             self._postings[term] = (ids, idf * tfs * (K1 + 1.0) / (tfs + K1), strong, said)
         # An unseen word weighs like a rare one: it is what the query is about.
         self._unknown_idf = math.log(1.0 + (n + 0.5) / 1.5) if n else 1.0
+        # Per entry, the computed supplement it opens with (an index), or -1.
+        supplements = sorted({e.dynamic for e in self.entries if e.dynamic is not None})
+        self._supplement_of = np.array(
+            [supplements.index(e.dynamic) if e.dynamic is not None else -1 for e in self.entries],
+            dtype=np.int32,
+        )
         self._core = [
             self._core_words([self._phrasing(units) for units in doc]) for doc in raw_phrasings
         ]
@@ -573,6 +588,8 @@ class SearchEngine:
             corrections=corrections,
             context=all(t.context for t in tokens),
             kinds=kinds,
+            excluded=all(t.excluded for t in tokens),
+            inflected=next((t.term for t in tokens if t.pos in ("動詞", "形容詞")), ""),
         )
 
     def _add_guess(
@@ -650,11 +667,18 @@ class SearchEngine:
                 continue  # particles and auxiliaries: 「届いていない」 does not say 以内
             inside = [g for g in groups if g.start < end and g.end > start]
             if inside and all(
-                g.start >= start and g.end <= end and set(g.alternatives) & terms for g in inside
+                g.start >= start
+                and g.end <= end
+                and (set(g.alternatives) & terms or (g.inflected and g.inflected in self._postings))
+                for g in inside
             ):
-                continue  # SudachiPy already read these words right
+                # SudachiPy already read these words right, or read a verb or adjective the
+                # knowledge base knows in an inflected form: 「つながりますか」 is 繋がる, not the
+                # noun 繋がり that つながり spells too.
+                continue
             groups = [g for g in groups if not (g.start < end and g.end > start)]
             context = bool(inside) and all(g.context for g in inside)
+            excluded = bool(inside) and all(g.excluded for g in inside)
             alternatives: dict[str, float] = {}
             corrections: dict[str, str] = {}
             kinds: dict[str, str] = {}
@@ -669,11 +693,16 @@ class SearchEngine:
                     corrections=corrections,
                     context=context,
                     kinds=kinds,
+                    excluded=excluded,
                 )
             )
         result: list[_Group] = []
         seen: set[frozenset[str]] = set()
         for group in sorted(groups, key=lambda g: g.start):
+            if group.excluded:
+                # 「交換ではなく返金」: what the customer sets aside is no evidence for an
+                # entry that speaks of it.
+                continue
             key = frozenset(group.alternatives)
             if key in seen:
                 continue  # a word said twice is still one word
@@ -733,6 +762,17 @@ class SearchEngine:
         # Best first; equal scores in knowledge-base order.
         order = np.lexsort((candidates, -score[candidates]))
         ranking.ranked = [(int(doc), float(score[doc])) for doc in candidates[order]]
+        if ranking.ranked:
+            first = ranking.ranked[0][0]
+            supplement = self._supplement_of[first]
+            if supplement < 0:
+                ranking.rival = ranking.ranked[1][1] if len(ranking.ranked) > 1 else 0.0
+            else:
+                # Entries that open with the same computed answer as the first (both give
+                # the concrete shipping date) are no rival to it: whichever answers, the
+                # customer reads the same thing first.
+                others = self._supplement_of != supplement
+                ranking.rival = float(score[others].max()) if others.any() else 0.0
         ranking.covered = covered
         ranking.coverage = coverage
         return ranking
@@ -749,8 +789,7 @@ class SearchEngine:
             return Evidence()
         assert ranking.covered is not None and ranking.coverage is not None
         top, top_score = ranking.ranked[0]
-        runner_up = ranking.ranked[1][1] if len(ranking.ranked) > 1 else 0.0
-        lead = 1.0 - runner_up / top_score if top_score > 0 else 0.0
+        lead = 1.0 - ranking.rival / top_score if top_score > 0 else 0.0
         top_covered = float(ranking.covered[top])
         unit = self._unknown_idf
         missing, missing_word = 0.0, ""

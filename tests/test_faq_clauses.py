@@ -87,6 +87,30 @@ def test_adjectival_nouns_used_as_adjectives_do_not_name_the_topic() -> None:
     assert next(t for t in shared_analyzer().tokens("別の住所")).pos == "名詞"  # 別の: a noun
 
 
+def test_an_adjectival_noun_in_a_compound_narrows_the_topic() -> None:
+    # 簡易 joined to 包装 is part of the compound's name: an entry about wrapping does not
+    # say whether it can be simple.
+    tokens = {t.surface: t for t in shared_analyzer().tokens("簡易包装にできますか")}
+    assert tokens["簡易"].pos == "名詞"
+    # Before a word of quantity or after な it still only describes.
+    assert next(t for t in shared_analyzer().tokens("丁寧な包装")).pos != "名詞"
+    wrapping = SearchEngine(
+        [
+            Entry(
+                "wrapping",
+                "ギフト包装はできますか？",
+                "包装のサービスは行なっておりません。",
+                alternatives=["プレゼント用に包装してほしい"],
+                tags=["包装", "ギフト"],
+            ),
+            Entry("hours", "営業時間を教えてください", "毎日7時から18時まで営業しています。"),
+        ]
+    )
+    _, evidence = wrapping.explain("簡易包装にできますか")
+    assert evidence.missing_word == "簡易" and evidence.missing > 0.5
+    assert wrapping.ask("ギフト包装はできますか？").answered
+
+
 # A small shop of our own: what is tested holds for any knowledge base.
 SHOP = [
     Entry(
@@ -132,3 +156,55 @@ def test_kana_auxiliaries_are_not_read_as_an_indexed_word() -> None:
     # A kana word SudachiPy cannot read is still read by its reading (さいはっそう).
     engine = SearchEngine([Entry("reship", "再発送できますか", "再発送は250円です。")])
     assert engine.search("さいはっそう　できますか")[0].entry.id == "reship"
+
+
+@pytest.mark.parametrize(
+    ("text", "set_aside", "asks"),
+    [
+        ("交換ではなく返金していただくことは可能でしょうか。", {"交換"}, {"返金"}),
+        ("交換じゃなくて返金してほしい", {"交換"}, {"返金"}),
+        ("代引きでなく、カードで払いたい", {"代引き"}, {"カード"}),
+        ("交換ではなくて、返金してほしい", {"交換"}, {"返金"}),
+        # a negative question ("isn't it free?") asks about what it negates
+        ("送料無料ではないですか", set(), {"送料", "無料"}),
+        # a verb's negation (the auxiliary ない) gives a reason, it sets nothing aside
+        ("届かないので返金してほしい", set(), {"返金"}),
+        ("在庫がなくて困っています。予約できますか？", set(), {"予約"}),
+    ],
+)
+def test_a_negated_alternative_is_set_aside(text: str, set_aside: set[str], asks: set[str]) -> None:
+    tokens = shared_analyzer().tokens(text)
+    assert {t.surface for t in tokens if t.excluded} - {"なく"} == set_aside
+    assert asks <= {t.surface for t in tokens if not t.context}
+
+
+def test_what_the_customer_sets_aside_is_no_evidence_for_an_entry(shop: SearchEngine) -> None:
+    # The reservation entry speaks of 予約, which the customer does not want: it does not
+    # answer a question about the opening hours because of it, nor rank first by it.
+    hits = shop.search("予約ではなく営業時間を知りたい")
+    assert [hit.entry.id for hit in hits] == ["hours"]
+    assert shop.search("予約ではなく") == []
+    assert not shop.ask("予約じゃなくて駐車場について知りたい").answered
+
+
+def test_not_only_sets_nothing_aside() -> None:
+    # 〜だけでなく: "not only"; 返品 still counts (as the situation), only 交換 asks.
+    tokens = shared_analyzer().tokens("返品だけでなく交換もできますか")
+    assert not any(t.excluded for t in tokens)
+    assert "交換" in {t.surface for t in tokens if not t.context}
+
+
+def test_the_head_of_an_adverbial_clause_is_not_a_word_of_the_question() -> None:
+    # 〜したいとき, 〜した場合, 〜した後: the time noun joins the condition to the sentence.
+    for text in [
+        "返品したいとき何を送ればいい？",
+        "代引きで注文した場合の発送日",
+        "注文した後に変更したい",
+    ]:
+        terms = {t.term for t in shared_analyzer().tokens(text)}
+        assert not terms & {"時", "とき", "場合", "後"}, (text, terms)
+    # After a noun it still says which case: 「代引きの場合」.
+    assert "場合" in {t.term for t in shared_analyzer().tokens("代引きの場合")}
+    # The condition still restricts what is asked.
+    focus, _, _ = roles("返品したいとき何を送ればいい？")
+    assert "返品" in focus

@@ -258,3 +258,52 @@ def test_a_terse_answer_still_answers_its_own_question() -> None:
     )
     answer = engine.ask("ギフト包装してもらえる？")
     assert answer.answered and answer.entry is not None and answer.entry.id == "wrap"
+
+
+def test_an_inflected_verb_the_index_knows_is_not_read_as_a_noun_spelt_alike() -> None:
+    # 「つながりますか」: SudachiPy reads 繋がる, which the phone entry says; the kana also
+    # spell the noun 繋がり of another entry, which must not replace it.
+    engine = SearchEngine(
+        [
+            Entry("phone", "電話窓口はありますか", "お電話は承っておりません。", tags=["つながる"]),
+            Entry("links", "外部サイトとのつながりは？", "リンク先の内容は管理しておりません。"),
+        ]
+    )
+    assert engine.search("電話つながりますか")[0].entry.id == "phone"
+    assert "繋がる" in next(
+        w.terms for w in engine.query_words("電話つながりますか") if w.surface == "つながり"
+    )
+    # Kana that SudachiPy misreads are still read by their reading (へんぴん → 返品).
+    assert engine.search("つながり")[0].entry.id == "links"
+
+
+def test_entries_opening_with_the_same_computed_answer_are_no_rival() -> None:
+    # Two entries that both open with the concrete shipping date: whichever ranks first,
+    # the customer reads the same date first, so their tie is not doubt about the answer.
+    def shop(dynamic: str | None) -> SearchEngine:
+        return SearchEngine(
+            [
+                Entry(
+                    "cutoff", "注文はいつまでなら当日発送ですか", "16時までです。", dynamic=dynamic
+                ),
+                Entry(
+                    "days", "注文した商品はいつ発送されますか", "最短当日です。", dynamic=dynamic
+                ),
+                Entry("gift", "ギフト包装はできますか", "承っておりません。"),
+            ]
+        )
+
+    _, tied = shop(None).explain("発送はいつ？")
+    _, same = shop("ship_date").explain("発送はいつ？")
+    assert tied.lead < 0.1 and same.lead > 0.9
+    # An entry with another supplement, or none, is still a rival.
+    mixed = SearchEngine(
+        [
+            Entry(
+                "cutoff", "注文はいつまでなら当日発送ですか", "16時までです。", dynamic="ship_date"
+            ),
+            Entry("days", "注文した商品はいつ発送されますか", "最短当日です。"),
+        ]
+    )
+    _, rival = mixed.explain("発送はいつ？")
+    assert rival.lead < 0.1

@@ -52,7 +52,7 @@ def engine() -> SearchEngine:
 QUERY_SETS = [
     pytest.param(DEV_QUERIES, 1.0, 0, id="dev"),
     pytest.param(Path(__file__).parent / "data" / "faq-holdout.tsv", 0.94, 0, id="holdout"),
-    pytest.param(Path(__file__).parent / "data" / "faq-blind2.tsv", 0.90, 0, id="blind2"),
+    pytest.param(Path(__file__).parent / "data" / "faq-blind2.tsv", 0.92, 0, id="blind2"),
 ]
 
 
@@ -88,14 +88,12 @@ def test_query_set_figures(
 # Near-miss sets: questions in the shop's domain that its pages do not answer (送料, ポイント,
 # 再入荷...), written blind from the pages by two other people. The first was used to fit the
 # confidence; the second was kept for checking the fit (bench/README.md gives the figures).
-# Issue 9's target is at most 3% on both, and is NOT met yet (issue 9 stays open): these
-# guards hold the levels reached so that nothing regresses. The fit set is at 5/143 since
-# the clause roles (faq.clauses) traded 「イメージと違ったので返品したい」 for eight in-scope
-# answers of hold-out 2; the blind set, first measured at 6/111 (5.4%) once the work was
-# done, guards at its level (bench/README.md gives the figures and the truly blind sets).
+# Issue 9's target is at most 3% on both: the fit set meets it (4/143 since compounds such as
+# 簡易包装 name their topic); the blind set does NOT yet (4/111, 3.6%; issue 9 stays open).
+# These guards hold the levels reached so that nothing regresses.
 NEAR_MISS_SETS = [
-    pytest.param(Path(__file__).parent / "data" / "faq-nearmiss-fit.tsv", 5 / 143, id="fit"),
-    pytest.param(Path(__file__).parent / "data" / "faq-nearmiss-blind.tsv", 0.055, id="blind"),
+    pytest.param(Path(__file__).parent / "data" / "faq-nearmiss-fit.tsv", 0.03, id="fit"),
+    pytest.param(Path(__file__).parent / "data" / "faq-nearmiss-blind.tsv", 4 / 111, id="blind"),
 ]
 
 
@@ -139,7 +137,8 @@ STILL_OPEN = pytest.mark.xfail(strict=True, reason="issue 9, still open: bench/R
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        pytest.param("連休中に頼んだら発送いつ～？", "翌営業日|土日祝日", marks=STILL_OPEN),
+        # Two shipping entries tie, but both open with the concrete shipping date.
+        pytest.param("連休中に頼んだら発送いつ～？", "翌営業日|土日祝日"),
         pytest.param(
             "金曜の夜にカード払いで注文したら、発送は週明けになりますか。",
             "翌営業日|土日祝日",
@@ -170,7 +169,8 @@ def test_in_scope_questions_with_their_situation_are_answered(
 @pytest.mark.parametrize(
     ("query", "acceptable"),
     [
-        pytest.param("交換ではなく返金していただくことは可能でしょうか。", set(), marks=STILL_OPEN),
+        # What the customer sets aside (交換) is no evidence for the returns entry.
+        pytest.param("交換ではなく返金していただくことは可能でしょうか。", set()),
         pytest.param("後払いって届いた請求書を何日以内に払えばいいの？", set(), marks=STILL_OPEN),
         pytest.param("注文者と別の住所に送れますか", set(), marks=STILL_OPEN),
         pytest.param("ログインできないんだけど", set(), marks=STILL_OPEN),
