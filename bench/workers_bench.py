@@ -48,6 +48,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -188,21 +189,78 @@ async def _heartbeat_pid(url: str) -> int | None:
     return int(row.holder.rsplit(":", 1)[1]) if row else None
 
 
-async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+class SmtpSink:
+    """The relay the app sends its mail to: a recording SMTP server in a process of its own,
+    as Postfix would be. (In the load generator's process its "250" waited behind the
+    clients for the GIL, which widened the window between the 250 and the sender's record
+    of it.) Each message it accepts is a file, written before the 250; ``poll`` appends the
+    new ones to ``received`` and the times of their 250 to ``accepted_at``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.received: list[bytes] = []
+        self.accepted_at: list[float] = []  # wall clock of each "250", beside ``received``
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True)
+        command = [sys.executable, __file__, "--smtp-sink", str(self.port), str(self.folder)]
+        self.process = subprocess.Popen(command, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex((HOST, self.port)) == 0:
+                    return
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError("the SMTP sink did not start")
+            time.sleep(0.05)
+
+    def poll(self) -> None:
+        names = sorted(n for n in os.listdir(self.folder) if n.endswith(".eml"))
+        for name in names[len(self.received) :]:
+            self.received.append((self.folder / name).read_bytes())
+            self.accepted_at.append(float(name.split("-", 1)[1].removesuffix(".eml")))
+
+    async def follow(self) -> None:
+        while True:
+            self.poll()
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+        self.poll()
+
+
+def smtp_sink(port: int, folder: Path) -> None:
+    """``--smtp-sink PORT FOLDER``: the process ``SmtpSink`` starts."""
+    import itertools
+
     from aiosmtpd.controller import Controller
 
-    received: list[bytes] = []
-    accepted_at: list[float] = []  # wall clock as each "250" goes out, beside ``received``
+    numbers = itertools.count()
 
     class Recorder:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            received.append(bytes(envelope.original_content or envelope.content))
-            accepted_at.append(time.time())
+            number = next(numbers)
+            temporary = folder / f".{number:07d}.tmp"
+            temporary.write_bytes(bytes(envelope.original_content or envelope.content))
+            temporary.rename(folder / f"{number:07d}-{time.time():.6f}.eml")
             return "250 OK"
 
-    smtp_port = free_port()
-    controller = Controller(Recorder(), hostname=HOST, port=smtp_port)
+    controller = Controller(Recorder(), hostname=HOST, port=port)
     controller.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    controller.stop()
+
+
+async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    sink = SmtpSink(work / "sink")
+    sink.start()
+    received, accepted_at, smtp_port = sink.received, sink.accepted_at, sink.port
+    following = asyncio.create_task(sink.follow())
     url = args.database_url or f"sqlite:///{work / 'var-tickets' / 'helpdesk.db'}"
     if args.database_url:
         from sqlalchemy import text
@@ -371,7 +429,8 @@ async def part_submissions(args: argparse.Namespace, work: Path) -> dict[str, An
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-        controller.stop()
+        following.cancel()
+        sink.stop()
     return {
         "database": "postgresql" if args.database_url else "sqlite",
         "clients": args.clients,
@@ -927,7 +986,12 @@ def main() -> None:
         help="part 2: what to SIGKILL mid-load (default both; none: --kill alone)",
     )
     parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--smtp-sink", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smtp_sink:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        smtp_sink(int(args.smtp_sink[0]), Path(args.smtp_sink[1]))
+        return
     work = Path(tempfile.mkdtemp(prefix="workers-bench-"))
     report: dict[str, Any] = {}
     if not args.skip_search:
