@@ -554,6 +554,7 @@ async def test_a_delivery_returns_at_the_250_without_waiting_for_the_quit() -> N
             elif command == b"QUIT":
                 quit_seen.set()  # and never answer
             await writer.drain()
+        writer.close()
 
     listener = await asyncio.start_server(server, "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
@@ -568,8 +569,10 @@ async def test_a_delivery_returns_at_the_250_without_waiting_for_the_quit() -> N
         assert time.monotonic() - started < 5  # not the 20 s QUIT timeout
         await asyncio.wait_for(quit_seen.wait(), 5)  # the QUIT still goes, afterwards
     finally:
-        for task in transport._quitting:
-            task.cancel()
+        quitting = list(transport._quitting)
+        for task in quitting:
+            task.cancel()  # closes the connection
+        await asyncio.gather(*quitting, return_exceptions=True)
         listener.close()
         await listener.wait_closed()
 

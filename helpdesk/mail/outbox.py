@@ -361,6 +361,9 @@ class SmtpTransport:
             await client.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             client.close()
+        except asyncio.CancelledError:  # the loop is closing (mail send-queued ends)
+            client.close()
+            raise
 
 
 class DirectoryTransport:
