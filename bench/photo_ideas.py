@@ -2,8 +2,11 @@
 """The steps of cleaning a 12 MP portrait photo, and the alternatives weighed for each.
 
 Each operation is run ``--repeat`` times on the benchmark's phone JPEG (``photo_bench``),
-memory being given back (``malloc_trim``) before each run, as in the server; the median CPU
-time (user + system) is printed, in milliseconds, with the page faults of the median run.
+memory being given back (``malloc_trim``) before each run, as in the server, the operations
+taking turns (rounds of all of them, each round in a new order) so that the shared machine's
+drifting load touches them alike; the median CPU time (user + system) is printed, in
+milliseconds, with the page faults of the median run, then how faithful the cheaper
+thumbnails are.
 What each line is for is in bench/README.md (issue 13, item 5).
 
 Usage: ``.venv/bin/python bench/photo_ideas.py [--repeat 9]``
@@ -15,6 +18,7 @@ import argparse
 import hashlib
 import io
 import math
+import random
 import re
 import resource
 import struct
@@ -43,24 +47,20 @@ def _usage() -> tuple[float, int]:
     return usage.ru_utime + usage.ru_stime, usage.ru_minflt
 
 
-def measure(
-    function: Callable[[Any], Any], repeat: int, setup: Callable[[], Any] = lambda: None
+def measure_once(
+    function: Callable[[Any], Any], setup: Callable[[], Any] = lambda: None
 ) -> tuple[float, int]:
-    """Median CPU ms (and that run's page faults) of ``function(setup())``; ``setup`` is
-    not timed."""
-    runs = []
-    for _ in range(repeat + 1):
-        photos._give_back_memory()
-        argument = setup()
-        cpu, faults = _usage()
-        result = function(argument)
-        cpu_after, faults_after = _usage()
-        for done in (result, argument):
-            if isinstance(done, Image.Image):
-                done.close()
-        runs.append((1000 * (cpu_after - cpu), faults_after - faults))
-    runs = sorted(runs[1:])
-    return runs[len(runs) // 2]
+    """CPU ms and page faults of one ``function(setup())``, memory given back before it;
+    ``setup`` is not timed."""
+    photos._give_back_memory()
+    argument = setup()
+    cpu, faults = _usage()
+    result = function(argument)
+    cpu_after, faults_after = _usage()
+    for done in (result, argument):
+        if isinstance(done, Image.Image):
+            done.close()
+    return 1000 * (cpu_after - cpu), faults_after - faults
 
 
 def decoded(data: bytes, mode: str | None = None) -> Image.Image:
@@ -302,6 +302,7 @@ def main() -> int:
             lambda _: photos._thumbnail(image, size, TURN),
             none,
         ),
+        ("  of which: reduce(12)", lambda _: image.reduce(12), none),
         (
             "thumbnail: inside the band loop (+ turn, encode)",
             lambda _: thumbnail_in_band_loop(image, size),
@@ -334,9 +335,23 @@ def main() -> int:
         ),
         ("SHA-256 of the encoded photo", lambda _: hashlib.sha256(encoded).digest(), none),
     ]
+    # Rounds: every line once per round, in a new order each time, so that the machine's
+    # drifting load and what the line before left in the caches fall on all of them alike
+    # (a fixed order made a line 10-15 ms dearer or cheaper depending on its neighbour).
+    # The first round warms caches and is dropped.
+    runs: list[list[tuple[float, int]]] = [[] for _ in lines]
+    order = list(range(len(lines)))
+    shuffler = random.Random(13)
+    for round_ in range(args.repeat + 1):
+        shuffler.shuffle(order)
+        for index in order:
+            _label, function, setup = lines[index]
+            measured = measure_once(function, setup)
+            if round_:
+                runs[index].append(measured)
     print(f"{'step':48s} {'CPU ms':>7s} {'faults':>7s}")
-    for label, function, setup in lines:
-        cpu, faults = measure(function, args.repeat, setup)
+    for (label, _function, _setup), measured in zip(lines, runs, strict=True):
+        cpu, faults = sorted(measured)[len(measured) // 2]
         print(f"{label:48s} {cpu:7.1f} {faults:7d}")
     thumbnail_fidelity(image, size)
     return 0
