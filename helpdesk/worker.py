@@ -115,7 +115,7 @@ class Supervisor:
             if self._stopping.is_set():
                 return
             if code == 0:
-                log.info("background worker %d stopped", process.pid)
+                log.info("background worker pid %d stopped", process.pid)
                 return
             if time.monotonic() - started > STABLE_AFTER:
                 failures = 0
@@ -123,7 +123,7 @@ class Supervisor:
             failures += 1
             self.restarts += 1
             log.warning(
-                "background worker %d died (exit code %d); starting another in %.1fs",
+                "background worker pid %d died (exit code %d); starting another in %.1fs",
                 process.pid,
                 code,
                 delay,

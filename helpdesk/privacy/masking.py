@@ -65,8 +65,9 @@ _ORDER = re.compile(
     # in a log line are words, not order numbers.
     r"(?:#|(?<![a-z])no\.?\s*|注文番号[:：\s]*|受注番号[:：\s]*|オーダー番号[:：\s]*)"
     r"(?=[a-z-]*[0-9])[a-z0-9-]{3,}"
-    # A ticket reference (HD-26-00042) is not an order number.
-    r"|(?<![0-9])(?<!HD-\d\d-)\d{5,}(?![0-9])",
+    # A ticket reference (HD-26-00042) is not an order number, nor a process id in the
+    # server's own lines (uvicorn's "server process [12345]", our "pid 12345").
+    r"|(?<![0-9])(?<!HD-\d\d-)(?<!process \[)(?<!pid )\d{5,}(?![0-9])",
     re.IGNORECASE,
 )
 

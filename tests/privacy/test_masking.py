@@ -68,6 +68,9 @@ def test_each_kind_of_identifier_is_masked(text: str, masked: str) -> None:
         "no more mail to send",
         "#status resolved",
         "casino night",
+        # Process ids in the server's own lines.
+        "Started server process [123456]",
+        "background worker pid 123456 died (exit code -9)",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:
