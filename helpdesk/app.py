@@ -464,7 +464,9 @@ class Helpdesk:
         self._leader_tasks.append(asyncio.create_task(self._prune_periodically()))
         holder = self.leadership.holder if self.leadership else "this process"
         self._leader_tasks.append(
-            asyncio.create_task(self.scheduler.run_forever(self, holder=holder))
+            asyncio.create_task(
+                self.scheduler.run_forever(self, holder=holder, takeover_after=HANDOVER_GRACE)
+            )
         )
 
     async def _release_leases(self, elected_at: datetime, grace: float = HANDOVER_GRACE) -> None:

@@ -719,6 +719,8 @@ class JobRun(SQLModel, table=True):
     started_at: datetime = _created_at()
     finished_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Runs started: a run cut off by a crash is taken over once by the next leader.
+    attempts: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 # Rate-limit hits per key in fixed windows, shared by every worker.

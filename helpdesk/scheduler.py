@@ -14,22 +14,28 @@ that starts later that day runs it at once). Before running, the scheduler inser
 ``job_run`` row for (name, day); the unique key lets only one process in, so two leaders
 overlapping in a handover never both run it. A run that fails is recorded (``error``) and
 is not retried that day: jobs should be idempotent and catch up the next day (a purge of
-"older than N days" does). A run cut off by a crash stays unfinished (``finished_at``
-NULL) and is likewise not repeated that day.
+"older than N days" does). A run cut off by a crash (``finished_at`` NULL, another holder)
+is taken over by the next leader, once ``takeover_after`` seconds have passed since it was
+elected (a predecessor that is alive but cut off has stopped by then); once only
+(``MAX_ATTEMPTS``), so that a job that kills its process does not kill every leader after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from helpdesk.db import utcnow
 from helpdesk.models import JobRun
@@ -41,6 +47,11 @@ log = logging.getLogger("helpdesk.scheduler")
 TOKYO = ZoneInfo("Asia/Tokyo")
 #: Seconds between looks at the clock.
 CHECK_INTERVAL = 60.0
+#: Runs of one job on one day, the first included: one takeover after a crash.
+MAX_ATTEMPTS = 2
+#: Seconds after an election before runs left unfinished by another process are taken
+#: over (``helpdesk.app.HANDOVER_GRACE``: three leadership checks).
+TAKEOVER_AFTER = 15.0
 
 JobFunction = Callable[["Helpdesk"], Awaitable[object]]
 
@@ -71,16 +82,24 @@ class Scheduler:
         self.jobs[name] = DailyJob(name, run, hour)
 
     async def run_due(
-        self, helpdesk: Helpdesk, *, holder: str, now: datetime | None = None
+        self,
+        helpdesk: Helpdesk,
+        *,
+        holder: str,
+        now: datetime | None = None,
+        take_over: bool = False,
     ) -> list[str]:
-        """Run every job due now and not yet run today; return the names of those run."""
+        """Run every job due now and not yet run today (and, with ``take_over``, every run
+        of today another process left unfinished); return the names of those run."""
         assert helpdesk.sessions is not None
         local = (now or utcnow()).astimezone(TOKYO)
         ran = []
         for job in self.jobs.values():
             if local.hour < job.hour:
                 continue
-            run_id = await claim(helpdesk.sessions, job.name, local.date(), holder)
+            run_id = await claim(
+                helpdesk.sessions, job.name, local.date(), holder, take_over=take_over
+            )
             if run_id is None:
                 continue
             ran.append(job.name)
@@ -94,19 +113,31 @@ class Scheduler:
             await finish(helpdesk.sessions, run_id, error)
         return ran
 
-    async def run_forever(self, helpdesk: Helpdesk, *, holder: str) -> None:
+    async def run_forever(
+        self, helpdesk: Helpdesk, *, holder: str, takeover_after: float = TAKEOVER_AFTER
+    ) -> None:
+        """Run what is due every ``CHECK_INTERVAL`` seconds, from the election on."""
+        elected = time.monotonic()
         while True:
             try:
-                await self.run_due(helpdesk, holder=holder)
+                take_over = time.monotonic() - elected >= takeover_after
+                await self.run_due(helpdesk, holder=holder, take_over=take_over)
             except Exception:
                 log.exception("daily jobs: could not check what is due")
             await asyncio.sleep(CHECK_INTERVAL)
 
 
 async def claim(
-    sessions: async_sessionmaker[AsyncSession], name: str, day: date, holder: str
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    day: date,
+    holder: str,
+    *,
+    take_over: bool = False,
 ) -> int | None:
-    """Insert the run of ``name`` on ``day``; None when one exists (someone ran it)."""
+    """Insert the run of ``name`` on ``day``; None when one exists (someone ran it, or
+    runs it). With ``take_over``, an unfinished run of another holder, with attempts left,
+    becomes this holder's (compare-and-set: one taker)."""
     async with sessions() as session:
         row = JobRun(name=name, day=day, holder=holder)
         session.add(row)
@@ -114,8 +145,43 @@ async def claim(
             await session.commit()
         except IntegrityError:
             await session.rollback()
+        else:
+            return row.id
+        if not take_over:
             return None
-        return row.id
+        left = (
+            await session.execute(
+                select(JobRun).where(
+                    col(JobRun.name) == name,
+                    col(JobRun.day) == day,
+                    col(JobRun.finished_at).is_(None),
+                    col(JobRun.holder) != holder,
+                    col(JobRun.attempts) < MAX_ATTEMPTS,
+                )
+            )
+        ).scalar_one_or_none()
+        if left is None:
+            return None
+        taken = cast(
+            CursorResult[Any],
+            await session.execute(
+                update(JobRun)
+                .where(
+                    col(JobRun.id) == left.id,
+                    col(JobRun.holder) == left.holder,
+                    col(JobRun.attempts) == left.attempts,
+                    col(JobRun.finished_at).is_(None),
+                )
+                .values(holder=holder, started_at=utcnow(), attempts=left.attempts + 1)
+            ),
+        )
+        await session.commit()
+        if taken.rowcount != 1:
+            return None
+        log.warning(
+            "daily job %s: %s left today's run unfinished; running it again", name, left.holder
+        )
+        return left.id
 
 
 async def finish(

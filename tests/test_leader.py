@@ -26,7 +26,7 @@ from helpdesk import db
 from helpdesk.db import async_url
 from helpdesk.leader import Leadership, read_heartbeat
 from helpdesk.models import InboundMail, JobRun
-from helpdesk.scheduler import Scheduler
+from helpdesk.scheduler import TOKYO, Scheduler, claim
 from helpdesk.settings import ROOT, Settings
 from tests.conftest import PG_URL, _reset_postgres
 from tests.helpers import deliver, free_port, mail
@@ -299,6 +299,46 @@ async def test_a_daily_job_runs_once_a_day_whoever_leads(tmp_path: Path) -> None
     ]
     assert all(r.finished_at is not None for r in runs)
     assert {r.error for r in runs if r.name == "broken"} == {"RuntimeError: disk full"}
+    await engine.dispose()
+
+
+async def test_a_daily_job_cut_off_by_a_crash_is_run_again_once_by_the_next_leader(
+    tmp_path: Path,
+) -> None:
+    engine, sessions = await _sessions(tmp_path)
+    ran: list[str] = []
+
+    class FakeHelpdesk:
+        pass
+
+    helpdesk = FakeHelpdesk()
+    helpdesk.sessions = sessions  # type: ignore[attr-defined]
+
+    async def purge(_helpdesk: object) -> None:
+        ran.append("purge")
+
+    scheduler = Scheduler()
+    scheduler.register_daily("purge", purge, hour=3)
+    later = datetime(2026, 12, 1, 19, 0, tzinfo=UTC)  # 04:00 in Tokyo on the 2nd
+    # Leader "a" claimed today's run and died in the middle of it.
+    assert await claim(sessions, "purge", later.astimezone(TOKYO).date(), "a") is not None
+    # "b" leads now: within the grace it leaves the run alone (a cut-off "a" may still stop).
+    assert await scheduler.run_due(helpdesk, holder="b", now=later) == []  # type: ignore[arg-type]
+    # After the grace, "b" takes it over, and two takers do not both run it.
+    first, second = await asyncio.gather(
+        scheduler.run_due(helpdesk, holder="b", now=later, take_over=True),  # type: ignore[arg-type]
+        scheduler.run_due(helpdesk, holder="c", now=later, take_over=True),  # type: ignore[arg-type]
+    )
+    assert sorted(first + second) == ["purge"] and ran == ["purge"]
+    async with sessions() as session:
+        [run] = (await session.execute(select(JobRun))).scalars().all()
+        assert run.finished_at is not None and run.attempts == 2 and run.holder in ("b", "c")
+        # Cut off again: a job that kills its process does not kill every leader after it.
+        run.finished_at = None
+        await session.commit()
+    assert await scheduler.run_due(helpdesk, holder="d", now=later, take_over=True) == []  # type: ignore[arg-type]
+    # A finished run is never taken over.
+    assert ran == ["purge"]
     await engine.dispose()
 
 

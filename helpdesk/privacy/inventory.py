@@ -348,6 +348,7 @@ PLACES: tuple[Place, ...] = (
             "started_at": N,
             "finished_at": N,
             "error": N,
+            "attempts": N,
         },
         rows="none: the daily jobs' runs",
         export="not exported",
