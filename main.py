@@ -87,6 +87,17 @@ def server_options(*, host: str, port: int, **overrides: Any) -> dict[str, Any]:
 APP_FACTORY = "helpdesk.app:create_app_from_environment"
 
 
+def refused(settings: Settings) -> bool:
+    """Whether ``settings`` must not run a server (``Settings.production_problems``); says
+    why on standard error."""
+    if problems := settings.production_problems():
+        print("madoguchi: refusing to start:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
@@ -94,10 +105,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from helpdesk.observability import prepare_metrics_dir
 
-    if problems := settings.production_problems():
-        print("madoguchi: refusing to start:", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+    if refused(settings):
         return EX_CONFIG
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
@@ -167,10 +175,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from helpdesk import worker
 
-    if problems := settings.production_problems():
-        print("madoguchi: refusing to start:", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+    if refused(settings):
         return EX_CONFIG
     if not settings.background_work:
         print("error: HELPDESK_BACKGROUND_WORK is off: nothing to do", file=sys.stderr)

@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -258,12 +259,7 @@ async def test_a_leader_whose_lock_connection_is_cut_stops_its_work() -> None:
 async def test_a_daily_job_runs_once_a_day_whoever_leads(tmp_path: Path) -> None:
     engine, sessions = await _sessions(tmp_path)
     ran: list[str] = []
-
-    class FakeHelpdesk:
-        pass
-
-    helpdesk = FakeHelpdesk()
-    helpdesk.sessions = sessions  # type: ignore[attr-defined]
+    helpdesk = SimpleNamespace(sessions=sessions)  # what the scheduler uses of the app
 
     async def purge(_helpdesk: object) -> None:
         ran.append("purge")
@@ -307,12 +303,7 @@ async def test_a_daily_job_cut_off_by_a_crash_is_run_again_once_by_the_next_lead
 ) -> None:
     engine, sessions = await _sessions(tmp_path)
     ran: list[str] = []
-
-    class FakeHelpdesk:
-        pass
-
-    helpdesk = FakeHelpdesk()
-    helpdesk.sessions = sessions  # type: ignore[attr-defined]
+    helpdesk = SimpleNamespace(sessions=sessions)  # what the scheduler uses of the app
 
     async def purge(_helpdesk: object) -> None:
         ran.append("purge")
