@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import email
 import json
 import os
 import random
@@ -139,6 +138,7 @@ def run_variant(
 
     sys.path.insert(0, str(ROOT / "bench"))
     from faq_api_bench import free_port
+    from workers_bench import message_id
 
     class Recorder:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -176,10 +176,7 @@ def run_variant(
             raise RuntimeError(err)
     finally:
         controller.stop()
-    arrived = Counter(
-        str(email.message_from_bytes(raw).get("Message-ID", "")).strip().strip("<>")
-        for raw in received
-    )
+    arrived = Counter(message_id(raw) for raw in received)
     expected = {f"kill-bench-{n}@interiorltd.jp" for n in range(args.mails)}
     twice = sum(n - 1 for n in arrived.values() if n > 1)
     sent_during = sum(k["sent"] for k in kills)

@@ -470,7 +470,6 @@ async def _record_delays(
     """From the SMTP server's "250" to the sender's record of it (``sent_at``, taken as the
     reply arrives, just before the statement is written), per mail received: the window in
     which a crash sends a mail twice."""
-    import email
 
     from sqlalchemy import select
     from sqlmodel import col
@@ -480,8 +479,7 @@ async def _record_delays(
 
     first_accepted: dict[str, float] = {}
     for raw, when in zip(received, accepted_at, strict=True):
-        message_id = str(email.message_from_bytes(raw).get("Message-ID", "")).strip().strip("<>")
-        first_accepted.setdefault(message_id, when)
+        first_accepted.setdefault(message_id(raw), when)
     engine = db.create_engine(url)
     try:
         async with db.session_factory(engine)() as session:
@@ -495,9 +493,9 @@ async def _record_delays(
     finally:
         await engine.dispose()
     delays = sorted(
-        (db.as_utc(sent_at).timestamp() - first_accepted[message_id]) * 1000
-        for message_id, sent_at in rows
-        if sent_at is not None and message_id in first_accepted
+        (db.as_utc(sent_at).timestamp() - first_accepted[sent_id]) * 1000
+        for sent_id, sent_at in rows
+        if sent_at is not None and sent_id in first_accepted
     )
     if not delays:
         return {"mails": 0}
@@ -509,26 +507,33 @@ async def _record_delays(
     }
 
 
-async def _outbox_counts(url: str) -> dict[str, int]:
+async def _status_counts(url: str, model: Any) -> dict[str, int]:
+    """Rows of ``model`` (``Outbox``, ``InboundMail``) by status."""
     from sqlalchemy import func, select
-    from sqlmodel import col
 
     from helpdesk import db
-    from helpdesk.models import Outbox
 
     engine = db.create_engine(url)
     try:
         async with db.session_factory(engine)() as session:
-            rows = await session.execute(
-                select(col(Outbox.status), func.count()).group_by(col(Outbox.status))
-            )
+            rows = await session.execute(select(model.status, func.count()).group_by(model.status))
             return {str(s): int(n) for s, n in rows.all()}
     finally:
         await engine.dispose()
 
 
+async def _outbox_counts(url: str) -> dict[str, int]:
+    from helpdesk.models import Outbox
+
+    return await _status_counts(url, Outbox)
+
+
+def message_id(raw: bytes) -> str:
+    """The Message-ID of a mail as received, without its angle brackets."""
+    return str(email.message_from_bytes(raw).get("Message-ID", "")).strip().strip("<>")
+
+
 async def _count(url: str, done: dict[int, str], received: list[bytes]) -> dict[str, Any]:
-    import email
     from collections import Counter
 
     from sqlalchemy import select
@@ -554,10 +559,7 @@ async def _count(url: str, done: dict[int, str], received: list[bytes]) -> dict[
         await engine.dispose()
     keys = Counter(t.submission_key for t in tickets)
     references = {t.reference for t in tickets}
-    arrived = Counter(
-        str(email.message_from_bytes(raw).get("Message-ID", "")).strip().strip("<>")
-        for raw in received
-    )
+    arrived = Counter(message_id(raw) for raw in received)
     sent_ids = {row.message_id for row in outbox if row.status == "sent"}
     return {
         "tickets_in_database": len(tickets),
@@ -839,10 +841,7 @@ class AgentReplies:
         }
         replies = list(self.replies.values())
         accepted = [r for r in replies if r.accepted]
-        arrived = Counter(
-            str(email.message_from_bytes(raw).get("Message-ID", "")).strip().strip("<>")
-            for raw in received
-        )
+        arrived = Counter(message_id(raw) for raw in received)
         replied_ids = {by_reference[r.reference].id for r in replies if r.reference in by_reference}
         customer = [m for m in mails if m.ticket_id in replied_ids]
         sent_ids = [m.message_id for m in customer if m.status == "sent"]
@@ -949,21 +948,9 @@ class AgentReplies:
 
 
 async def _inbound_counts(url: str) -> dict[str, int]:
-    from sqlalchemy import func, select
-    from sqlmodel import col
-
-    from helpdesk import db
     from helpdesk.models import InboundMail
 
-    engine = db.create_engine(url)
-    try:
-        async with db.session_factory(engine)() as session:
-            rows = await session.execute(
-                select(col(InboundMail.status), func.count()).group_by(col(InboundMail.status))
-            )
-            return {str(s): int(n) for s, n in rows.all()}
-    finally:
-        await engine.dispose()
+    return await _status_counts(url, InboundMail)
 
 
 def main() -> None:

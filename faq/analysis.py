@@ -292,7 +292,7 @@ class Analyzer:
             topical[index] = not token.adverbial and token.pos != "代名詞"
             nouns[index] = topical[index] and token.pos == "名詞"
         roles = clause_roles(morphs, content, topical, nouns)
-        excluded = roles.excluded or [False] * len(morphs)
+        excluded = roles.excluded
         return [
             replace(token, context=True, excluded=excluded[index])
             if roles.context[index] or excluded[index]

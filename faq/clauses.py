@@ -93,7 +93,7 @@ class Roles:
 
     context: list[bool]
     predicate: int | None
-    excluded: list[bool] | None = None
+    excluded: list[bool]
 
 
 def _form(morph: Morph) -> str:

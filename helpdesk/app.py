@@ -30,7 +30,7 @@ from helpdesk.clock import jst
 from helpdesk.db import utcnow
 from helpdesk.faq_service import FaqService
 from helpdesk.insights.rollup import roll_up_periodically
-from helpdesk.leader import Leadership
+from helpdesk.leader import HANDOVER_GRACE, Leadership
 from helpdesk.mail.inbound import InboundProcessor
 from helpdesk.mail.outbox import (
     LEASE_SECONDS,
@@ -99,10 +99,6 @@ def _is_japanese(text: str) -> bool:
 #: handlers: the ticket API takes API keys, and its handler requires the CSRF token from
 #: keyless browser callers (``helpdesk.web.tickets.api_create_ticket``).
 CSRF_EXEMPT = (("POST", "/api/tickets"),)
-
-# Seconds a new leader waits before taking over the outbox rows its predecessor claimed:
-# three of the leader's checks, so that a predecessor cut off from the database has stopped.
-HANDOVER_GRACE = 15.0
 
 # How often the leader deletes expired rate-limit counters.
 PRUNE_INTERVAL = 600.0
@@ -464,9 +460,7 @@ class Helpdesk:
         self._leader_tasks.append(asyncio.create_task(self._prune_periodically()))
         holder = self.leadership.holder if self.leadership else "this process"
         self._leader_tasks.append(
-            asyncio.create_task(
-                self.scheduler.run_forever(self, holder=holder, takeover_after=HANDOVER_GRACE)
-            )
+            asyncio.create_task(self.scheduler.run_forever(self, holder=holder))
         )
 
     async def _release_leases(self, elected_at: datetime, grace: float = HANDOVER_GRACE) -> None:

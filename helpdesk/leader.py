@@ -58,6 +58,12 @@ LEADER_LOCK_ID = 0x6D61646C
 NAME = "background"
 #: A heartbeat older than this means nobody is running the background work.
 STALE_AFTER = 30.0
+#: Seconds between a leader's checks that it still holds the lock.
+CHECK_INTERVAL = 5.0
+#: Seconds a new leader waits before taking over what its predecessor left half done (the
+#: outbox rows and inbound mail it had claimed, a daily job it had started): three checks,
+#: so that a predecessor alive but cut off from the database has stopped by then.
+HANDOVER_GRACE = 3 * CHECK_INTERVAL
 
 Callback = Callable[[], Awaitable[None]]
 
@@ -79,7 +85,7 @@ class Leadership:
         on_elected: Callback,
         on_deposed: Callback,
         retry_interval: float = 2.0,
-        check_interval: float = 5.0,
+        check_interval: float = CHECK_INTERVAL,
     ) -> None:
         self.database_url = database_url
         self.lock_path = lock_path

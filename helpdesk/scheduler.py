@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from helpdesk.db import utcnow
+from helpdesk.leader import HANDOVER_GRACE
 from helpdesk.models import JobRun
 
 if TYPE_CHECKING:
@@ -49,9 +50,6 @@ TOKYO = ZoneInfo("Asia/Tokyo")
 CHECK_INTERVAL = 60.0
 #: Runs of one job on one day, the first included: one takeover after a crash.
 MAX_ATTEMPTS = 2
-#: Seconds after an election before runs left unfinished by another process are taken
-#: over (``helpdesk.app.HANDOVER_GRACE``: three leadership checks).
-TAKEOVER_AFTER = 15.0
 
 JobFunction = Callable[["Helpdesk"], Awaitable[object]]
 
@@ -114,7 +112,7 @@ class Scheduler:
         return ran
 
     async def run_forever(
-        self, helpdesk: Helpdesk, *, holder: str, takeover_after: float = TAKEOVER_AFTER
+        self, helpdesk: Helpdesk, *, holder: str, takeover_after: float = HANDOVER_GRACE
     ) -> None:
         """Run what is due every ``CHECK_INTERVAL`` seconds, from the election on."""
         elected = time.monotonic()
