@@ -273,7 +273,7 @@ def test_an_inflected_verb_the_index_knows_is_not_read_as_a_noun_spelt_alike() -
     assert "繋がる" in next(
         w.terms for w in engine.query_words("電話つながりますか") if w.surface == "つながり"
     )
-    # Kana that SudachiPy misreads are still read by their reading (へんぴん → 返品).
+    # The noun said alone still finds the entry that says it.
     assert engine.search("つながり")[0].entry.id == "links"
 
 
