@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import shutil
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]
+    return secrets.token_hex(8)
 
 
 def request_id_of(scope_or_request: Any) -> str | None:

@@ -103,6 +103,8 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from helpdesk.privacy.masking import MASKED, mask_personal_data
+
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "CSRF_COOKIE",
@@ -503,11 +505,12 @@ class CSRFMiddleware:
         scope.setdefault("state", {})[_STATE_KEY] = state
         secure = scope.get("scheme") == "https"
         method, path = scope["method"], scope["path"]
-        shown = loggable_path(path)
         if method not in SAFE_METHODS and (method, path) not in self.exempt:
             reason = cross_site_reason(Headers(scope=scope), allowed_origins=self.allowed_origins)
             if reason is not None:
-                csrf_log.warning("refused a cross-site %s %s (%s)", method, shown, reason)
+                csrf_log.warning(
+                    "refused a cross-site %s %s (%s)", method, loggable_path(path), reason
+                )
                 await self._send(send, *_forbidden(scope, CROSS_SITE_MESSAGE))
                 return
             state.required = True
@@ -528,7 +531,7 @@ class CSRFMiddleware:
                     csrf_log.error(
                         "%s %s answered %d %s CSRF token: refused with 403",
                         method,
-                        shown,
+                        loggable_path(path),
                         message["status"],
                         why,
                     )
@@ -778,11 +781,15 @@ access_log = logging.getLogger("helpdesk.access")
 #: Paths that carry a secret in a segment (the one-time password link): the access log
 #: shows the route, never the secret.
 _SECRET_PATHS = (re.compile(r"^(/console/password/)[^/]+"),)
+# What every secret path starts with: any other path is shown as it is, without a search.
+_SECRET_PREFIX = "/console/password/"
 
 
 def loggable_path(path: str) -> str:
     """``path`` as the access log shows it: secrets in path segments masked. (The query
     string, which carries the customers' tokens, is never logged at all.)"""
+    if not path.startswith(_SECRET_PREFIX):
+        return path
     for pattern in _SECRET_PATHS:
         path = pattern.sub(r"\1***", path)
     return path
@@ -817,14 +824,16 @@ class ClientAddressMiddleware:
             if message["type"] == "http.response.start":
                 peer = scope["client"][0] if scope.get("client") else "unknown"
                 via = f" (via {peer})" if peer != client else ""
+                # Only the method and path come from the request as sent: masked here,
+                # so that the filter does not scan the whole line again (``MASKED``).
                 access_log.info(
-                    '%s%s - "%s %s HTTP/%s" %d',
+                    '%s%s - "%s HTTP/%s" %d',
                     client,
                     via,
-                    scope.get("method", ""),
-                    loggable_path(scope["path"]),
+                    mask_personal_data(f"{scope.get('method', '')} {loggable_path(scope['path'])}"),
                     scope.get("http_version", "1.1"),
                     message["status"],
+                    extra=MASKED,
                 )
             await send(message)
 

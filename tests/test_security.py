@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from helpdesk.privacy.masking import MaskingFilter
 from helpdesk.security import (
     BodySizeLimitMiddleware,
     ClientAddressMiddleware,
@@ -890,6 +891,29 @@ async def test_one_client_address_per_request_and_an_honest_access_log(
     assert line.startswith(f"{client} ") and '"GET /t/HD-26-00001 HTTP/1.1" 200' in line
     assert (f"via {peer}" in line) is (client != peer)
     assert "secret-token" not in line  # status links carry the customer's token
+
+
+async def test_personal_data_in_a_path_is_masked_in_the_access_log_line() -> None:
+    # The access log masks the request's method and path itself (the filter then leaves
+    # the record alone: MASKED): a phone number typed into a URL never reaches the log.
+    app = ClientAddressMiddleware(Starlette(routes=[Route("/t/{ref}", whoami)]))
+    handler = Lines()
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger("helpdesk.access")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            await http.get("/t/０９０ー１２３４ー５６７８")
+            await http.get("/t/hanako@example.jp")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    assert handler.lines == [
+        '127.0.0.1 - "GET /t/[電話番号] HTTP/1.1" 200',
+        '127.0.0.1 - "GET /t/[メール] HTTP/1.1" 200',
+    ]
 
 
 def test_api_keys_and_browsers() -> None:

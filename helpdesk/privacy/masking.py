@@ -72,6 +72,13 @@ _ORDER = re.compile(
 )
 
 
+# Every identifier above holds a digit (any script's: ``\d``), an @ or a kanji numeral
+# (an address's block number): text without any of them has nothing to mask.
+_MASKABLE = re.compile(rf"[\d@{_KANJI_NUMBER}]")
+# The fewest characters a card number can take (13 digits).
+_SHORTEST_CARD = 13
+
+
 def luhn_valid(digits: str) -> bool:
     """Whether ``digits`` (ASCII digits only) passes the Luhn check of card numbers."""
     total = 0
@@ -137,6 +144,8 @@ def _card_spans(text: str) -> list[tuple[int, int]]:
     written just before a card does not hide it)."""
     spans: list[tuple[int, int]] = []
     for run in _DIGIT_RUN.finditer(text):
+        if run.end() - run.start() < _SHORTEST_CARD:  # IP addresses, dates, versions...
+            continue
         groups = [
             (m.start() + run.start(), m.end() + run.start()) for m in _DIGITS.finditer(run.group())
         ]
@@ -180,6 +189,11 @@ def _replace_spans(text: str, spans: list[tuple[int, int]], placeholder: str) ->
 def mask_personal_data(text: str) -> str:
     """Replace identifiers with placeholders (see the module's docstring)."""
     text = normalize(text)
+    return _mask_identifiers(text) if _MASKABLE.search(text) else text
+
+
+def _mask_identifiers(text: str) -> str:
+    """Every pattern of ``mask_personal_data`` over ``text`` (normalized)."""
     text = _EMAIL.sub("[メール]", text)
     text = _replace_spans(text, _card_spans(text), "[カード番号]")
     text = _MY_NUMBER.sub(
@@ -204,10 +218,19 @@ def mask_card_numbers(text: str) -> tuple[str, bool]:
     return _replace_spans(source, spans, CARD_PLACEHOLDER), True
 
 
+#: ``extra`` of a log call whose arguments were masked where they were made (the access
+#: log masks the request's path and method, not its own address and status fields):
+#: ``MaskingFilter`` leaves its record alone.
+MASKED = {"personal_data_masked": True}
+
+
 class MaskingFilter(logging.Filter):
-    """Masks personal data in every log record's message (its arguments merged in)."""
+    """Masks personal data in every log record's message (its arguments merged in), unless
+    the record says it was masked already (``MASKED``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "personal_data_masked", False):
+            return True
         try:
             message = record.getMessage()
         except (TypeError, ValueError):
