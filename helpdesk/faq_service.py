@@ -318,7 +318,7 @@ class FaqService:
             try:
                 async with self.sessions() as session:
                     if rows:
-                        await session.execute(insert(FaqGap), rows)
+                        await session.execute(insert(FaqGap.__table__), rows)  # type: ignore[attr-defined]
                     await add_counts(session, counts)
                     await session.commit()
             except Exception:
