@@ -46,7 +46,9 @@ STOP_LEMMAS = frozenset(
 )
 
 # Parts of speech that only make grammar: a kana run of these is not a misspelt word.
-GRAMMATICAL_POS = frozenset({"助詞", "助動詞"})
+# Adnominals and conjunctions are closed classes of function words too: どういう is not
+# 同意 (ドウイ) followed by う.
+GRAMMATICAL_POS = frozenset({"助詞", "助動詞", "連体詞", "接続詞"})
 # Honorific prefixes (ご注文, お届け) are dropped; others join their noun (誤+発送 → 誤発送).
 HONORIFIC_PREFIXES = frozenset({"御", "お", "ご", "おん"})
 # Pronouns kept: they tell "when" and "where" questions from others.
