@@ -266,8 +266,8 @@ class Analyzer:
     @staticmethod
     def _with_roles(tokens: list[Token], morphs: list[Morph], source: list[int]) -> list[Token]:
         """``tokens`` with their clause roles (``faq.clauses``), and adjectival nouns used
-        as adjectives marked so (面倒 in 「面倒なので」, 普通 in 「普通何日」: they describe,
-        they do not name a topic)."""
+        as adjectives marked so (面倒 in 「面倒なので」, 普通 in 「普通何日」, 無理 in
+        「無理ですか」: they describe, they do not name a topic)."""
         content = [False] * len(morphs)
         topical = [False] * len(morphs)
         nouns = [False] * len(morphs)
@@ -293,7 +293,7 @@ class Analyzer:
                 and after is not None
                 and (
                     (after.pos[0] == "名詞" and not names_topic)
-                    or (after.pos[0] == "助動詞" and after.lemma == "だ")
+                    or (after.pos[0] == "助動詞" and after.lemma in ("だ", "です"))
                 )
             ):
                 token = tokens[position] = replace(token, pos="形状詞")

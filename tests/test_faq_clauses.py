@@ -85,6 +85,9 @@ def test_adjectival_nouns_used_as_adjectives_do_not_name_the_topic() -> None:
     tokens = {t.surface: t for t in shared_analyzer().tokens("普通何日くらいで届く？面倒なので")}
     assert tokens["普通"].pos != "名詞" and tokens["面倒"].pos != "名詞"
     assert next(t for t in shared_analyzer().tokens("別の住所")).pos == "名詞"  # 別の: a noun
+    # Before the polite copula too: 「無理ですか」 asks whether, it names no topic.
+    tokens = {t.surface: t for t in shared_analyzer().tokens("キャンセルは無理ですか")}
+    assert tokens["無理"].pos != "名詞" and tokens["キャンセル"].pos == "名詞"
 
 
 def test_an_adjectival_noun_in_a_compound_narrows_the_topic() -> None:
