@@ -174,8 +174,7 @@ class Analyzer:
             return Analysis([], ())
         result: list[Token] = []
         grammatical: list[tuple[int, int]] = []
-        # A pending non-honorific prefix: its surface, start and reading.
-        prefix: tuple[str, int, str] | None = None
+        prefix: tuple[str, int] | None = None  # a pending non-honorific prefix and its start
         after_numeral = False
         morphs: list[Morph] = []
         source: list[int] = []  # the morpheme each token comes from
@@ -188,11 +187,7 @@ class Analyzer:
                 grammatical.append((morpheme.begin(), morpheme.end()))
             if pos[0] == "接頭辞":
                 honorific = lemma in HONORIFIC_PREFIXES
-                prefix = (
-                    None
-                    if honorific
-                    else (morpheme.surface(), morpheme.begin(), morpheme.reading_form())
-                )
+                prefix = None if honorific else (morpheme.surface(), morpheme.begin())
                 continue
             joined, prefix = prefix if pos[0] == "名詞" else None, None
             if pos[0] == "代名詞" and lemma not in KEEP_PRONOUNS:
@@ -233,20 +228,18 @@ class Analyzer:
                 s for s in subunits if s != lemma and s not in STOP_LEMMAS and len(s) > 1
             )
             start = morpheme.begin()
-            reading = morpheme.reading_form()
             if joined is not None:
                 # 誤発送: the compound is the term, the noun alone a sub-unit.
                 subunits = (lemma, *subunits)
                 lemma = joined[0] + lemma
                 surface = joined[0] + surface
                 start = joined[1]
-                reading = joined[2] + reading  # 再注文 reads サイチュウモン, not チュウモン
             source.append(index)
             result.append(
                 Token(
                     term=lemma,
                     surface=surface,
-                    reading=reading,
+                    reading=morpheme.reading_form(),
                     start=start,
                     end=morpheme.end(),
                     subunits=subunits,
