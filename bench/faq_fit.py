@@ -14,6 +14,15 @@ are never read here.
 Run: ``.venv/bin/python bench/faq_fit.py [--l2 1.0] [--negative-weight 1.0] [--dump]``
 (the fit in ``faq/engine.py``: ``--l2 1 --negative-weight 1``, answering at 0.5).
 ``--cross-validate`` prints out-of-fold figures (5 folds) per penalty and class weight.
+
+``--all-sets`` fits on every labelled set instead (``ALL_SETS``: the three above, hold-outs
+2-4 and near-miss sets 2-5), and with ``--cross-validate`` the folds are the sets themselves
+(leave one set out: each set is scored by a model fitted on all the others, as a new blind
+set would be), printing per set what it would get at 0.5 and, for the older and the fresh
+sets (``FRESH``), the share of in-scope queries answered right, answered with the wrong
+entry, and of near-miss queries answered, with the ranking quality (AUC of in-scope right
+against near-miss) that no threshold changes. ``--cross-validate --current`` scores the same
+way with the weights in ``faq/engine.py`` (fitted on the three sets only).
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from faq import SearchEngine  # noqa: E402
-from faq.engine import ANSWER_THRESHOLD, Evidence  # noqa: E402
+from faq.engine import ANSWER_THRESHOLD, CONFIDENCE_BIAS, WEIGHTS, Evidence  # noqa: E402
 from tests.test_faq_quality import DEV_QUERIES, read_queries  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
@@ -39,6 +48,18 @@ FIT_SETS = {
     "hold-out 1": DATA / "faq-holdout.tsv",
     "near-miss 1": DATA / "faq-nearmiss-fit.tsv",
 }
+# Every labelled set (``--all-sets``); the last four were written blind on 2026-12-02.
+ALL_SETS = {
+    **FIT_SETS,
+    "hold-out 2": DATA / "faq-blind2.tsv",
+    "near-miss 2": DATA / "faq-nearmiss-blind.tsv",
+    "near-miss 3": DATA / "faq-nearmiss-blind3.tsv",
+    "hold-out 3": DATA / "faq-holdout3.tsv",
+    "hold-out 4": DATA / "faq-holdout4.tsv",
+    "near-miss 4": DATA / "faq-nearmiss-blind4.tsv",
+    "near-miss 5": DATA / "faq-nearmiss-blind5.tsv",
+}
+FRESH = {"hold-out 3", "hold-out 4", "near-miss 4", "near-miss 5"}
 NAMES = ("COVERAGE", "LEAD", "MATCHED", "MISSING", "UNASKED", "IN_ANSWER")
 
 
@@ -136,6 +157,56 @@ def cross_validate(
             )
 
 
+def leave_one_set_out(
+    rows: list, x: np.ndarray, y: np.ndarray, fixed: np.ndarray | None = None
+) -> None:
+    """Out-of-fold figures with the sets as folds, per penalty and class weight (or for the
+    ``fixed`` weights, bias last): each set is scored by a model fitted on the others."""
+    names = np.array([r[0] for r in rows])
+    kind = np.array([r[1] for r in rows])
+    fresh = np.isin(names, sorted(FRESH))
+    grid = (
+        [(None, None)]
+        if fixed is not None
+        else [(l2, weight) for l2 in (0.3, 1.0, 3.0, 10.0) for weight in (0.5, 1.0, 2.0)]
+    )
+    for l2, weight in grid:
+        z = np.empty(len(rows))
+        for name in dict.fromkeys(names):
+            train = names != name
+            if fixed is not None:
+                w = fixed
+            else:
+                assert l2 is not None and weight is not None
+                w = fit(x[train], y[train], np.where(y[train] == 1, 1.0, weight), l2)
+            z[~train] = x[~train] @ w[:-1] + w[-1]
+        cells = []
+        for part in (~fresh, fresh):
+            inside = part & (kind == "in")
+            near = part & (kind == "near")
+            right = ((z >= 0) & inside & (y == 1)).sum() / max(inside.sum(), 1)
+            wrong = ((z >= 0) & inside & (y == 0)).sum() / max(inside.sum(), 1)
+            answered = ((z >= 0) & near).sum() / max(near.sum(), 1)
+            good, bad = z[inside & (y == 1)], z[near]
+            auc = float((good[:, None] > bad[None, :]).mean()) if len(good) and len(bad) else 0
+            cells.append(f"{right:.1%} / {wrong:.1%} / {answered:.1%} (AUC {auc:.3f})")
+        per_set = []
+        for name in dict.fromkeys(names):
+            index = names == name
+            if (index & (kind == "in")).any():
+                good = int(((z >= 0) & index & (kind == "in") & (y == 1)).sum())
+                per_set.append(f"{name} {good}/{int((index & (kind == 'in')).sum())}")
+            if (index & (kind == "near")).any():
+                bad = int(((z >= 0) & index & (kind == "near")).sum())
+                per_set.append(f"{name} {bad}/{int((index & (kind == 'near')).sum())}")
+            oos = int(((z >= 0) & index & (kind == "oos")).sum())
+            if oos:
+                per_set.append(f"{name} out of scope answered {oos}")
+        label = "current weights" if fixed is not None else f"l2={l2:<4} weight={weight:<4}"
+        print(f"  {label}: older sets {cells[0]}; fresh sets {cells[1]}")
+        print(f"    {', '.join(per_set)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--l2", type=float, default=1.0, help="ridge penalty on the weights")
@@ -156,6 +227,16 @@ def main() -> None:
     )
     parser.add_argument("--cross-validate", action="store_true", help="out-of-fold figures")
     parser.add_argument(
+        "--all-sets",
+        action="store_true",
+        help="fit on every labelled set (cross-validate leaving one set out)",
+    )
+    parser.add_argument(
+        "--current",
+        action="store_true",
+        help="with --all-sets --cross-validate: score the weights in faq/engine.py",
+    )
+    parser.add_argument(
         "--fixed",
         action="store_true",
         help="with --max-near-miss: keep --l2 and --negative-weight instead of searching them",
@@ -163,7 +244,8 @@ def main() -> None:
     args = parser.parse_args()
     engine = SearchEngine.from_directory(ROOT / "data")
     rows: list[tuple[str, str, str, Evidence, int, str]] = []
-    for name, path in FIT_SETS.items():
+    sets = ALL_SETS if args.all_sets else FIT_SETS
+    for name, path in sets.items():
         for q in read_queries(path):
             hit, evidence = engine.explain(q.query)
             right = hit is not None and any(nfkc(k) in nfkc(hit.entry.answer) for k in q.keys)
@@ -172,6 +254,11 @@ def main() -> None:
     names = [n.lower() for n in NAMES]
     x = np.array([e.vector() for _, _, _, e, _, _ in rows])
     y = np.array([label for *_, label, _ in rows], dtype=np.float64)
+    if args.cross_validate and args.all_sets:
+        current = np.array([*WEIGHTS, CONFIDENCE_BIAS]) if args.current else None
+        print("Leave one set out: in scope right / wrong entry answered / near-miss answered")
+        leave_one_set_out(rows, x, y, current)
+        return
     if args.cross_validate:
         cross_validate(rows, x, y, args.max_near_miss or 0.03)
         return
@@ -184,14 +271,14 @@ def main() -> None:
         sample = np.where(y == 1, 1.0, args.negative_weight)
         w = fit(x, y, sample, args.l2)
     z = x @ w[:-1] + w[-1]
-    print("Fitted on", ", ".join(f"{n} ({sum(r[0] == n for r in rows)})" for n in FIT_SETS))
+    print("Fitted on", ", ".join(f"{n} ({sum(r[0] == n for r in rows)})" for n in sets))
     for name, value in zip([n.upper() for n in names], w[:-1], strict=True):
         print(f"CONFIDENCE_{name} = {value:.3f}")
     print(f"CONFIDENCE_BIAS = {w[-1]:.3f}")
     answered = 1 / (1 + np.exp(-z)) >= ANSWER_THRESHOLD
     print("\n| set | in scope answered right | out of scope answered | near-miss answered |")
     print("|---|---:|---:|---:|")
-    for name in FIT_SETS:
+    for name in sets:
         index = [i for i, r in enumerate(rows) if r[0] == name]
         cells = []
         for kind in ("in", "oos", "near"):

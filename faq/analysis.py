@@ -46,7 +46,9 @@ STOP_LEMMAS = frozenset(
 )
 
 # Parts of speech that only make grammar: a kana run of these is not a misspelt word.
-GRAMMATICAL_POS = frozenset({"助詞", "助動詞"})
+# Adnominals and conjunctions are closed classes of function words too: どういう is not
+# 同意 (ドウイ) followed by う.
+GRAMMATICAL_POS = frozenset({"助詞", "助動詞", "連体詞", "接続詞"})
 # Honorific prefixes (ご注文, お届け) are dropped; others join their noun (誤+発送 → 誤発送).
 HONORIFIC_PREFIXES = frozenset({"御", "お", "ご", "おん"})
 # Pronouns kept: they tell "when" and "where" questions from others.
@@ -257,8 +259,8 @@ class Analyzer:
     @staticmethod
     def _with_roles(tokens: list[Token], morphs: list[Morph], source: list[int]) -> list[Token]:
         """``tokens`` with their clause roles (``faq.clauses``), and adjectival nouns used
-        as adjectives marked so (面倒 in 「面倒なので」, 普通 in 「普通何日」: they describe,
-        they do not name a topic)."""
+        as adjectives marked so (面倒 in 「面倒なので」, 普通 in 「普通何日」, 無理 in
+        「無理ですか」: they describe, they do not name a topic)."""
         content = [False] * len(morphs)
         topical = [False] * len(morphs)
         nouns = [False] * len(morphs)
@@ -284,7 +286,7 @@ class Analyzer:
                 and after is not None
                 and (
                     (after.pos[0] == "名詞" and not names_topic)
-                    or (after.pos[0] == "助動詞" and after.lemma == "だ")
+                    or (after.pos[0] == "助動詞" and after.lemma in ("だ", "です"))
                 )
             ):
                 token = tokens[position] = replace(token, pos="形状詞")

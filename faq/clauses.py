@@ -3,8 +3,9 @@
 A Japanese question puts what it asks in the main clause of its question sentence, and what
 the customer tells about their situation around it, in ways the morphology marks:
 
-* earlier (or later) sentences: 「昨日商品が届いたのですが、カメラ穴の位置がずれていました。
-  返品できますか？」 asks about 返品;
+* earlier sentences: 「昨日商品が届いたのですが、カメラ穴の位置がずれていました。
+  返品できますか？」 asks about 返品 (a sentence after the last question adds to what it
+  asks: 「何日くらいで届く？北海道です」 asks about 北海道);
 * clauses of reason and concession, ended by a conjunctive particle (助詞-接続助詞: 〜から,
   〜けど, 〜が, 〜し), by 〜ので or 〜のに (準体助詞 の + で/に), by a continuative form
   before a comma or a space (「宣伝メールいらない、止めたい」), or by an adjective's
@@ -269,19 +270,37 @@ def clause_roles(
             pending = None
     # Words of a clause that sets an alternative aside are not asked at all.
     excluded = [clause[i] < len(ends) and ends[clause[i]] is Boundary.NEGATION for i in range(n)]
+    # Only the alternative itself is set aside: the words after the clause's last case
+    # particle (紙 in 「請求書を紙じゃなくてメールでもらえますか」); those before it are
+    # arguments of the predicate that follows (請求書), and ask. The で and は of the
+    # negated copula itself (〜ではなく, 〜でなく) mark no argument.
+    for i in range(n):
+        if excluded[i] and any(
+            clause[j] == clause[i]
+            and morphs[j].pos[1] in ("格助詞", "係助詞")
+            and morphs[j].surface not in ("で", "は")
+            for j in range(i + 1, n)
+        ):
+            excluded[i] = False
     asked = sorted({sentence[i] for i in range(n) if topical[i] and not excluded[i]})
     if not asked:
         return Roles([False] * n, None, excluded)
     # The sentences that ask (「配送業者はどこですか？ヤマト？佐川？」 asks three times).
     focus = [s for s in asked if s in questions] or asked[-1:]
+    if any(s in questions for s in focus):
+        # A sentence after the last question adds to it (「何日で届く？北海道です」): it
+        # narrows what is asked rather than telling the situation.
+        focus += [s for s in asked if s > max(focus)]
     main: dict[int, int] = {}  # focus sentence -> its main clause
     first: dict[int, int] = {}  # focus sentence -> its first clause that is not background
     for i in range(n):
         if topical[i] and sentence[i] in focus:
             main[sentence[i]] = clause[i]
     for s, c in main.items():
-        while c > 0 and ends[c - 1] is Boundary.CONDITION:
-            c -= 1  # conditions leading into the main clause belong to the question
+        while c > 0 and ends[c - 1] in (Boundary.CONDITION, Boundary.NEGATION):
+            # Conditions leading into the main clause belong to the question, and so do the
+            # arguments of a negated alternative before it (its alternative stays excluded).
+            c -= 1
         if not any(nouns[i] and clause[i] >= c and sentence[i] == s for i in range(n)):
             # 「請求書を捨ててしまいました。もう一度送ってもらえますか？」: the question leaves
             # out what it is about; it is the last thing named before it.

@@ -415,6 +415,8 @@ class SearchEngine:
                         same.add(user_synonym_term(group))
                     if len(token.reading) >= MIN_READING:
                         self._readings[token.reading].add(token.term)
+                    if token.subunits:
+                        self._subunits_of.setdefault(token.term, token.subunits)
                     self._surfaces.setdefault(token.term, token.surface)
         return counts, whole
 
@@ -423,6 +425,9 @@ class SearchEngine:
         # Indexed word -> the synonym-group terms it belongs to (for words found by typo or
         # reading, which bring their synonyms along).
         self._synonyms_of: dict[str, set[str]] = defaultdict(set)
+        # Indexed word -> its sub-units (電話番号 -> 電話, 番号), which a word found by typo
+        # or reading brings along as a typed compound does.
+        self._subunits_of: dict[str, tuple[str, ...]] = {}
         self._surfaces: dict[str, str] = {}
         per_field: dict[str, list[dict[str, float]]] = {name: [] for name in FIELD_WEIGHTS}
         # (term, document) -> how surely the entry is about the term (coverage strength):
@@ -601,7 +606,9 @@ class SearchEngine:
         kinds: dict[str, str],
         kind: str,
     ) -> None:
-        """Add an indexed word the customer probably meant, with its synonyms."""
+        """Add an indexed word the customer probably meant, with its synonyms and its
+        sub-units (でんわばんごう read as 電話番号 also meets the answer's 電話, as the
+        typed compound would)."""
         if weight > alternatives.get(term, 0.0):
             alternatives[term] = weight
             corrections[term] = term
@@ -611,6 +618,11 @@ class SearchEngine:
                 alternatives[synonym] = weight * SYNONYM_WEIGHT
                 corrections[synonym] = term
                 kinds[synonym] = kind
+        for sub in self._subunits_of.get(term, ()):
+            if weight * SUBUNIT_WEIGHT > alternatives.get(sub, 0.0):
+                alternatives[sub] = weight * SUBUNIT_WEIGHT
+                corrections[sub] = term
+                kinds[sub] = "part"
 
     def _neighbours(self, word: str) -> list[tuple[str, float]]:
         """Index terms within typo distance of ``word`` (ラッピンク → ラッピング)."""

@@ -85,6 +85,9 @@ def test_adjectival_nouns_used_as_adjectives_do_not_name_the_topic() -> None:
     tokens = {t.surface: t for t in shared_analyzer().tokens("普通何日くらいで届く？面倒なので")}
     assert tokens["普通"].pos != "名詞" and tokens["面倒"].pos != "名詞"
     assert next(t for t in shared_analyzer().tokens("別の住所")).pos == "名詞"  # 別の: a noun
+    # Before the polite copula too: 「無理ですか」 asks whether, it names no topic.
+    tokens = {t.surface: t for t in shared_analyzer().tokens("キャンセルは無理ですか")}
+    assert tokens["無理"].pos != "名詞" and tokens["キャンセル"].pos == "名詞"
 
 
 def test_an_adjectival_noun_in_a_compound_narrows_the_topic() -> None:
@@ -158,6 +161,19 @@ def test_kana_auxiliaries_are_not_read_as_an_indexed_word() -> None:
     assert engine.search("さいはっそう　できますか")[0].entry.id == "reship"
 
 
+def test_kana_function_words_are_not_read_as_an_indexed_word() -> None:
+    # 「どういうこと」: どういう (an adnominal, 連体詞) is grammar, not 同意 (ドウイ).
+    engine = SearchEngine(
+        [
+            Entry("consent", "同意を取り消せますか", "同意はいつでも取り消せます。"),
+            Entry("stock", "在庫はありますか", "在庫は商品ページに表示しています。"),
+        ]
+    )
+    words = {w.surface for w in engine.query_words("在庫がないってどういうこと？")}
+    assert not any(word.startswith("どうい") for word in words), words
+    assert [hit.entry.id for hit in engine.search("在庫がないってどういうこと？")] == ["stock"]
+
+
 @pytest.mark.parametrize(
     ("text", "set_aside", "asks"),
     [
@@ -170,12 +186,26 @@ def test_kana_auxiliaries_are_not_read_as_an_indexed_word() -> None:
         # a verb's negation (the auxiliary ない) gives a reason, it sets nothing aside
         ("届かないので返金してほしい", set(), {"返金"}),
         ("在庫がなくて困っています。予約できますか？", set(), {"予約"}),
+        # only the alternative is set aside, not the arguments of the predicate before it
+        ("請求書を紙じゃなくてメールでもらえますか", {"紙"}, {"請求書", "メール"}),
+        ("パンを店頭ではなく配達で受け取りたい", {"店頭"}, {"パン", "配達"}),
     ],
 )
 def test_a_negated_alternative_is_set_aside(text: str, set_aside: set[str], asks: set[str]) -> None:
     tokens = shared_analyzer().tokens(text)
     assert {t.surface for t in tokens if t.excluded} - {"なく"} == set_aside
     assert asks <= {t.surface for t in tokens if not t.context}
+
+
+def test_a_sentence_after_the_question_adds_to_what_is_asked(shop: SearchEngine) -> None:
+    # 「北海道です」 after the question narrows it, unlike a sentence told before it.
+    focus, context, _ = roles("発送してから何日くらいで届く？北海道です")
+    assert "北海道" in focus and not context
+    focus, context, _ = roles("北海道に住んでいます。発送してから何日くらいで届く？")
+    assert "北海道" in context and "発送" in focus
+    # So an entry that does not say it leaves it uncovered.
+    _, evidence = shop.explain("予約はできますか？駐車場です")
+    assert evidence.missing_word == "駐車場" and evidence.missing > 0.5
 
 
 def test_what_the_customer_sets_aside_is_no_evidence_for_an_entry(shop: SearchEngine) -> None:

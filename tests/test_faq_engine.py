@@ -241,6 +241,27 @@ def test_a_homophone_picked_by_the_input_method_is_read_as_the_indexed_word() ->
     assert answer.searched_as == "発送はいつですか"
 
 
+def test_a_word_read_from_kana_brings_its_sub_units_as_a_typed_compound_does() -> None:
+    # でんわばんごう is read as 電話番号, which only the tags say; the answer says 電話,
+    # a sub-unit of it, and is credited with it as when the customer types 電話番号.
+    engine = SearchEngine(
+        [
+            Entry(
+                "phone",
+                "電話で問い合わせできますか",
+                "お電話は承っておりません。",
+                tags=["電話番号"],
+            ),
+            Entry("hours", "営業時間は？", "10時から18時までです。"),
+        ]
+    )
+    typed = engine.explain("電話番号を教えてください")[1]
+    hit, read = engine.explain("でんわばんごうおしえてください")
+    assert hit is not None and hit.entry.id == "phone"
+    assert read.in_answer > 0 and abs(read.in_answer - typed.in_answer) < 0.2
+    assert engine.ask("でんわばんごうおしえてください").searched_as == "電話番号おしえてください"
+
+
 def test_numbers_and_questions_of_quantity_do_not_name_the_topic() -> None:
     tokens = shared_analyzer().tokens("返品って何日以内？3回目です")
     adverbial = {t.term: t.adverbial for t in tokens}
