@@ -778,17 +778,16 @@ def resolve_client(scope: Scope, networks: Sequence[Network]) -> str:
 
 _CLIENT_KEY = "client_address"
 access_log = logging.getLogger("helpdesk.access")
-#: Paths that carry a secret in a segment (the one-time password link): the access log
-#: shows the route, never the secret.
-_SECRET_PATHS = (re.compile(r"^(/console/password/)[^/]+"),)
-# What every secret path starts with: any other path is shown as it is, without a search.
-_SECRET_PREFIX = "/console/password/"
+#: Paths whose next segment is a secret (the one-time password link): the access log
+#: shows the route, never the secret. Any other path is shown as it is, without a search.
+_SECRET_PREFIXES = ("/console/password/",)
+_SECRET_PATHS = tuple(re.compile(rf"^({re.escape(prefix)})[^/]+") for prefix in _SECRET_PREFIXES)
 
 
 def loggable_path(path: str) -> str:
     """``path`` as the access log shows it: secrets in path segments masked. (The query
     string, which carries the customers' tokens, is never logged at all.)"""
-    if not path.startswith(_SECRET_PREFIX):
+    if not path.startswith(_SECRET_PREFIXES):
         return path
     for pattern in _SECRET_PATHS:
         path = pattern.sub(r"\1***", path)

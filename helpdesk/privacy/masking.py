@@ -26,6 +26,8 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections.abc import Mapping
+from types import MappingProxyType
 
 #: What replaces a card number a customer sent: it says why, where they will see it.
 CARD_PLACEHOLDER = "[カード番号と思われる数字は、安全のため保存せずに削除しました]"
@@ -221,7 +223,7 @@ def mask_card_numbers(text: str) -> tuple[str, bool]:
 #: ``extra`` of a log call whose arguments were masked where they were made (the access
 #: log masks the request's path and method, not its own address and status fields):
 #: ``MaskingFilter`` leaves its record alone.
-MASKED = {"personal_data_masked": True}
+MASKED: Mapping[str, object] = MappingProxyType({"personal_data_masked": True})
 
 
 class MaskingFilter(logging.Filter):
