@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -23,12 +23,13 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from faq import ShopPolicy
 from helpdesk import db
 from helpdesk.agents import AgentAccounts, ConsoleUrls
 from helpdesk.agents.sessions import SessionCodec
 from helpdesk.clock import jst
 from helpdesk.db import utcnow
-from helpdesk.faq_service import FaqService
+from helpdesk.faq_service import FaqService, PolicyFile
 from helpdesk.insights.rollup import roll_up_periodically
 from helpdesk.leader import HANDOVER_GRACE, Leadership
 from helpdesk.mail.inbound import InboundProcessor
@@ -134,14 +135,22 @@ def make_templates(settings: Settings) -> Jinja2Templates:
 
 
 class Helpdesk:
-    """Everything the app builds from its settings; one per app."""
+    """Everything the app builds from its settings; one per app.
 
-    def __init__(self, settings: Settings) -> None:
+    ``search=False`` is for a process that answers no FAQ questions (``main.py worker``):
+    it reads the shop policy alone (``PolicyFile``) and builds no search index, which would
+    cost it memory, a slower start when it takes over, and a rebuild at every edit of the
+    knowledge base.
+    """
+
+    def __init__(self, settings: Settings, *, search: bool = True) -> None:
         self.settings = settings
+        self.search = search
         self.templates = make_templates(settings)
         self.db: AsyncEngine | None = None
         self.sessions: async_sessionmaker[AsyncSession] | None = None
         self._faq: FaqService | None = None
+        self._policy: Callable[[], ShopPolicy] | None = None
         self._tickets: TicketService | None = None
         self._accounts: AgentAccounts | None = None
         self._saved_replies: SavedReplies | None = None
@@ -169,8 +178,16 @@ class Helpdesk:
     @property
     def faq(self) -> FaqService:
         if self._faq is None:
+            if not self.search:
+                raise RuntimeError("this process answers no FAQ questions (search=False)")
             raise RuntimeError("the app has not started: await helpdesk.startup() first")
         return self._faq
+
+    def policy(self) -> ShopPolicy:
+        """The shop policy as it is now (edits of data/shop.toml apply without a restart)."""
+        if self._policy is None:
+            raise RuntimeError("the app has not started: await helpdesk.startup() first")
+        return self._policy()
 
     @property
     def submission_limiter(self) -> SharedRateLimiter:
@@ -256,23 +273,30 @@ class Helpdesk:
         limit, window = parse_rate(self.settings.submission_rate)
         self._submission_limiter = self.rate_limiter(limit, window, scope="submission")
         self._feedback_limiter = self.rate_limiter(30, 600, scope="feedback")
-        self._faq = FaqService.from_settings(self.settings, self.sessions)
-        # The console's edits over the files (issue 11), before the first request.
-        await self._faq.reload_if_changed()
-        log.info("FAQ loaded: %d entries", len(self._faq.entries))
-        faq = self._faq
+        if self.search:
+            self._faq = FaqService.from_settings(self.settings, self.sessions)
+            # The console's edits over the files (issue 11), before the first request.
+            await self._faq.reload_if_changed()
+            log.info("FAQ loaded: %d entries", len(self._faq.entries))
+            faq = self._faq
+            self._policy = lambda: faq.policy
+        else:
+            policy_file = PolicyFile(self.settings.data_dir / "shop.toml")
+            self._policy = lambda: policy_file.policy
+            log.info("shop policy loaded (this process answers no FAQ questions)")
+        policy = self._policy
         self._tickets = TicketService(
             self.sessions,
             # Read at each use: edits of data/shop.toml (support hours) apply at once.
-            policy=lambda: faq.policy,
+            policy=policy,
             secret_key=self.settings.ensure_secret_key(),
             base_url=self.settings.base_url,
-            support_address=self.settings.support_address or faq.policy.support_address,
+            support_address=self.settings.support_address or policy().support_address,
             automatic_mail_limit=self.settings.automatic_mail_limit,
             automatic_mail_address_limit=self.settings.automatic_mail_address_limit,
         )
         self._accounts = AgentAccounts(self.sessions)
-        self._saved_replies = SavedReplies(self.sessions, policy=lambda: faq.policy)
+        self._saved_replies = SavedReplies(self.sessions, policy=policy)
         self._session_codec = SessionCodec(self.settings.ensure_secret_key())
         self._erasure = Erasure(
             self.sessions,
@@ -288,17 +312,18 @@ class Helpdesk:
             self.photos,
             secret_key=self.settings.ensure_secret_key(),
             exports_dir=self.settings.exports_dir,
-            policy=lambda: faq.policy,
+            policy=policy,
             export_link_days=lambda: self.retention().export_link_days,
         )
         # Tickets made before the support calendar was set get their first-reply due time.
         await self._tickets.backfill_first_reply_due()
         # Tickets made before the search index existed get their search document.
         await self._tickets.backfill_search()
-        self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
-        self._background.append(
-            asyncio.create_task(self._faq.watch_data(self.settings.faq_reload_seconds))
-        )
+        if self._faq is not None:
+            self._background.append(asyncio.create_task(self._faq.run_gap_writer()))
+            self._background.append(
+                asyncio.create_task(self._faq.watch_data(self.settings.faq_reload_seconds))
+            )
         self.inbound = InboundProcessor(self.sessions, self._tickets, self.photos)
 
     def start_photo_sweep(self) -> None:
@@ -319,12 +344,11 @@ class Helpdesk:
 
     def start_insights_rollup(self) -> None:
         """Roll up the insights' closed days in the background (``serve``)."""
-        if self.sessions is None or self._faq is None:
+        if self.sessions is None or self._policy is None:
             return
-        faq = self._faq
         # The leader's work (``start_background_work``): one process rolls up.
         self._leader_tasks.append(
-            asyncio.create_task(roll_up_periodically(self.sessions, lambda: faq.policy))
+            asyncio.create_task(roll_up_periodically(self.sessions, self._policy))
         )
 
     async def _privacy_pass(self) -> None:
@@ -381,7 +405,7 @@ class Helpdesk:
             self.sessions,
             transport,
             from_address=self.tickets.support_address,
-            from_name=settings.mail_from_name or self.faq.policy.name,
+            from_name=settings.mail_from_name or self.policy().name,
             photos=self.photos,
             max_attempts=settings.outbox_max_attempts,
         )

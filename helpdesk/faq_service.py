@@ -455,6 +455,42 @@ def _build_engine(
     return engine
 
 
+class PolicyFile:
+    """The shop policy alone, for a process that answers no FAQ questions (``main.py
+    worker``: mail, daily jobs): ``data/shop.toml``, read again when it changes (looked at
+    when asked for, at most every ``DATA_CHECK_SECONDS``), without building a search index.
+    A file that no longer loads is logged and the previous policy kept, as a reload of the
+    knowledge base does."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp = _file_stamp(path)
+        self._policy = load_policy(path)
+        self._checked = time.monotonic()
+
+    @property
+    def policy(self) -> ShopPolicy:
+        now = time.monotonic()
+        if now - self._checked >= DATA_CHECK_SECONDS:
+            self._checked = now
+            stamp = _file_stamp(self.path)
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._policy = load_policy(self.path)
+                except (PolicyError, OSError) as exc:
+                    log.error("shop policy not reloaded, the previous one stays: %s", exc)
+        return self._policy
+
+
+def _file_stamp(path: Path) -> tuple[int, int]:
+    try:
+        info = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (info.st_size, info.st_mtime_ns)
+
+
 def _stamp(data_dir: Path) -> tuple[tuple[str, int, int], ...]:
     """Names, sizes and modification times of the knowledge base's files."""
     files = [data_dir / "shop.toml", data_dir / "synonyms.toml", *data_dir.glob("faq/*.toml")]

@@ -47,7 +47,8 @@ async def run(settings: Settings, *, stop: asyncio.Event, parent: int | None = N
     is gone: the worker does not outlive the ``serve`` that started it)."""
     from helpdesk.app import Helpdesk
 
-    helpdesk = Helpdesk(settings)
+    # It answers no FAQ questions: the shop policy alone, no search index (``Helpdesk``).
+    helpdesk = Helpdesk(settings, search=False)
     await helpdesk.startup()
     helpdesk.start_leadership()
     watch = asyncio.create_task(_watch_parent(parent, stop)) if parent else None

@@ -4,6 +4,7 @@ running with (issue 13). ``test_workers.py`` kills it under a real ``serve --wor
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpdesk import worker
-from helpdesk.settings import ROOT
+from helpdesk import faq_service, worker
+from helpdesk.app import Helpdesk
+from helpdesk.settings import ROOT, Settings
 from tests.test_leader import _wait_for
 
 
@@ -107,3 +109,40 @@ def test_worker_refuses_when_background_work_is_off(tmp_path: Path) -> None:
     )
     assert done.returncode == 78
     assert "HELPDESK_BACKGROUND_WORK is off" in done.stderr
+
+
+async def test_the_background_process_builds_no_search_index_and_follows_the_shop_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``main.py worker`` answers no FAQ questions: it reads data/shop.toml alone (mail's
+    sender name, support hours) and picks up an edit of it, without an index to build."""
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    settings = Settings(
+        _env_file=None,
+        var_dir=tmp_path / "var",
+        data_dir=data,
+        secret_key="worker-test-secret",
+        base_url="http://testserver",
+    )
+    helpdesk = Helpdesk(settings, search=False)
+    await helpdesk.startup()
+    try:
+        with pytest.raises(RuntimeError, match="answers no FAQ questions"):
+            helpdesk.faq  # noqa: B018
+        assert helpdesk.policy().name == "COCO case"
+        assert helpdesk.mail_sender().from_name == "COCO case"
+
+        monkeypatch.setattr(faq_service, "DATA_CHECK_SECONDS", 0.0)
+        shop = data / "shop.toml"
+        shop.write_text(
+            shop.read_text(encoding="utf-8").replace('name = "COCO case"', 'name = "ココケース"'),
+            encoding="utf-8",
+        )
+        assert helpdesk.policy().name == "ココケース"
+        assert helpdesk.mail_sender().from_name == "ココケース"
+
+        shop.write_text("[shop\n", encoding="utf-8")  # an edit that does not load
+        assert helpdesk.policy().name == "ココケース"  # the previous policy stays
+    finally:
+        await helpdesk.shutdown()
