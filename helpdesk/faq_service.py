@@ -483,24 +483,19 @@ class PolicyFile:
         return self._policy
 
 
-def _file_stamp(path: Path) -> tuple[int, int]:
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """Size and modification time of ``path``; None when it cannot be read."""
     try:
         info = path.stat()
     except OSError:
-        return (-1, -1)
+        return None
     return (info.st_size, info.st_mtime_ns)
 
 
 def _stamp(data_dir: Path) -> tuple[tuple[str, int, int], ...]:
     """Names, sizes and modification times of the knowledge base's files."""
     files = [data_dir / "shop.toml", data_dir / "synonyms.toml", *data_dir.glob("faq/*.toml")]
-    found = []
-    for path in files:
-        try:
-            info = path.stat()
-        except OSError:
-            continue
-        found.append((str(path), info.st_size, info.st_mtime_ns))
+    found = [(str(path), *stamp) for path in files if (stamp := _file_stamp(path)) is not None]
     return tuple(sorted(found))
 
 
