@@ -58,8 +58,9 @@ def server_config(app: Any, *, host: str, port: int, **overrides: Any) -> Any:
 
     uvicorn must not rewrite the client address from ``X-Forwarded-For`` (its default for
     requests from 127.0.0.1): the app decides, believing only ``HELPDESK_TRUSTED_PROXIES``
-    (``helpdesk.security.ClientAddressMiddleware``, which also writes the access log with
-    that address instead of uvicorn's). Logging is set up by the caller (``log_config``).
+    (``helpdesk.observability.RequestObservationMiddleware``, which also writes the access
+    log with that address instead of uvicorn's). Logging is set up by the caller
+    (``log_config``).
     """
     import uvicorn
 
@@ -103,8 +104,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     import uvicorn
 
-    from helpdesk.observability import prepare_metrics_dir
-
     if refused(settings):
         return EX_CONFIG
     if args.workers < 1:
@@ -128,7 +127,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings.ensure_var_dir()
     settings.ensure_secret_key()
     # Every worker writes its metrics there; /metrics adds them up (prometheus-client).
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prepare_metrics_dir(settings))
+    # Set before anything imports prometheus-client (helpdesk.metrics): it chooses at
+    # import whether counts live in this process or in these files.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(settings.prepare_metrics_dir())
     print(f"madoguchi: http://{args.host}:{args.port}/ ({args.workers} worker(s))", flush=True)
     print(f"  links in mails: {settings.base_url}", flush=True)
     print(f"  database: {settings.resolved_database_url}", flush=True)

@@ -40,8 +40,12 @@ from helpdesk.mail.outbox import (
     transport_from_settings,
 )
 from helpdesk.mail.receiver import start_receiver
-from helpdesk.metrics import MetricsMiddleware
-from helpdesk.observability import REQUEST_ID_HEADER, RequestIdMiddleware, request_id_of
+from helpdesk.observability import (
+    REQUEST_ID_HEADER,
+    RequestObservationMiddleware,
+    flush_access_log,
+    request_id_of,
+)
 from helpdesk.photo_sweep import sweep_periodically
 from helpdesk.photos import PhotoStore
 from helpdesk.privacy.erasure import Erasure
@@ -53,7 +57,6 @@ from helpdesk.replies.saved import SavedReplies
 from helpdesk.scheduler import Scheduler, register_jobs
 from helpdesk.security import (
     BodySizeLimitMiddleware,
-    ClientAddressMiddleware,
     CSRFMiddleware,
     SecurityHeadersMiddleware,
     client_ip,
@@ -601,6 +604,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         helpdesk.start_leadership()
         yield
         await helpdesk.shutdown()
+        flush_access_log()
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -670,12 +674,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     https = settings.base_url.lower().startswith("https://")
     middleware = [
-        # Outermost: every log line of the request, the access log's too, carries its id.
-        Middleware(RequestIdMiddleware),
-        # Request latency by route template (``helpdesk.metrics``).
-        Middleware(MetricsMiddleware),
-        # Every later step (rate limits, audit, the access log) sees one address.
-        Middleware(ClientAddressMiddleware, trusted_proxies=settings.trusted_proxy_list),
+        # Outermost: the request's id (in every log line of it), its one client address
+        # (rate limits, audit, the access log), the access log line, the latency metric.
+        Middleware(RequestObservationMiddleware, trusted_proxies=settings.trusted_proxy_list),
         # Around everything else, so that refusals (413, the CSRF 403) carry them too.
         Middleware(SecurityHeadersMiddleware),
         Middleware(

@@ -42,7 +42,7 @@ from helpdesk.db import as_utc, utcnow
 from helpdesk.faq_gaps import GapGroup, GapQuery, group_gaps
 from helpdesk.insights.counters import DayCounts, add_counts
 from helpdesk.kb_store import FileKb, KnowledgeBase, KnowledgeBaseStore, load_files, merge
-from helpdesk.metrics import FAQ_QUESTIONS
+from helpdesk.metrics import FAQ_ANSWERED, FAQ_NOT_ANSWERED
 from helpdesk.models import FaqFeedback, FaqGap
 from helpdesk.privacy import mask_personal_data
 from helpdesk.settings import Settings
@@ -285,19 +285,20 @@ class FaqService:
         writer, and a customer should not wait for it.
         """
         answer = self.ask(query, now=now)
-        FAQ_QUESTIONS.labels("yes" if answer.answered else "no").inc()
-        tally = self._today()
+        (FAQ_ANSWERED if answer.answered else FAQ_NOT_ANSWERED).inc()
+        asked_at = utcnow()
+        tally = self._today(asked_at)
         tally.asked += 1
         tally.answered += answer.answered
         if not answer.answered or answer.confidence < GAP_CONFIDENCE:
             best = answer.hits[0].entry.id if answer.hits else None
-            self._pending_gaps.append((query, answer.confidence, best, utcnow()))
+            self._pending_gaps.append((query, answer.confidence, best, asked_at))
             if len(self._pending_gaps) >= GAP_BATCH:
                 self._gap_wakeup.set()
         return answer
 
-    def _today(self) -> DayCounts:
-        day = self.policy.local(utcnow()).date()
+    def _today(self, now: datetime | None = None) -> DayCounts:
+        day = self.policy.local(now or utcnow()).date()
         tally = self._counts.get(day)
         if tally is None:
             tally = self._counts[day] = DayCounts()

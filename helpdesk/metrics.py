@@ -14,7 +14,6 @@ of the leader's heartbeat.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
@@ -28,9 +27,17 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-__all__ = ["CONTENT_TYPE_LATEST", "FAQ_QUESTIONS", "REQUEST_SECONDS", "TICKETS_CREATED"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "FAQ_ANSWERED",
+    "FAQ_NOT_ANSWERED",
+    "FAQ_QUESTIONS",
+    "REQUEST_SECONDS",
+    "TICKETS_CREATED",
+    "observe_request",
+]
 
 REQUEST_SECONDS = Histogram(
     "helpdesk_http_request_duration_seconds",
@@ -43,39 +50,33 @@ FAQ_QUESTIONS = Counter(
     "Questions asked to the FAQ bot, by whether it answered (answered rate: yes / all)",
     ["answered"],
 )
+FAQ_ANSWERED, FAQ_NOT_ANSWERED = FAQ_QUESTIONS.labels("yes"), FAQ_QUESTIONS.labels("no")
 TICKETS_CREATED = Counter("helpdesk_tickets_created", "Tickets created", ["kind", "channel"])
 
 # Routes not in the table (probes of random paths) share one label: bounded cardinality.
 UNMATCHED = "(unmatched)"
 
 
-class MetricsMiddleware:
-    """Times each HTTP request and labels it with its route's template."""
+#: Methods counted under their own name; any other (a client may send any token) is "other",
+#: so that the label's values stay bounded.
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+# The histogram's children by label values, found once (``labels`` checks and locks on
+# every call). Bounded: methods above, route templates, and HTTP statuses.
+_REQUEST_CHILDREN: dict[tuple[str, str, int], Histogram] = {}
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
-            REQUEST_SECONDS.labels(scope.get("method", ""), template, str(status)).observe(
-                time.perf_counter() - started
-            )
+def observe_request(scope: Scope, status: int, seconds: float) -> None:
+    """Count an answered HTTP request by method, route template and status (the route is
+    the one Starlette's router matched; probes of unknown paths share ``UNMATCHED``)."""
+    method = scope.get("method", "")
+    if method not in _METHODS:
+        method = "other"
+    template = getattr(scope.get("route"), "path", None) or UNMATCHED
+    key = (method, template, status)
+    child = _REQUEST_CHILDREN.get(key)
+    if child is None:
+        child = _REQUEST_CHILDREN[key] = REQUEST_SECONDS.labels(method, template, str(status))
+    child.observe(seconds)
 
 
 class _Snapshot(Collector):

@@ -56,10 +56,11 @@ Security headers
     ``Cache-Control: no-store`` unless they set their own.
 
 Client address
-    ``ClientAddressMiddleware`` (outermost) decides each request's client address once:
-    the TCP peer, or ``X-Forwarded-For`` only when the peer is one of the trusted proxies
+    The outermost layer (``helpdesk.observability.RequestObservationMiddleware``) decides
+    each request's client address once (``remember_client``): the TCP peer, or
+    ``X-Forwarded-For`` only when the peer is one of the trusted proxies
     (``HELPDESK_TRUSTED_PROXIES``). ``client_ip(request)`` returns that decision to rate
-    limits and the audit trail, and the middleware's access log line uses it too. The
+    limits and the audit trail, and the access log line uses it too. The
     server must not rewrite the peer itself (uvicorn runs with ``proxy_headers`` off).
 
 Rate limiting
@@ -103,8 +104,6 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from helpdesk.privacy.masking import MASKED, mask_personal_data
-
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "CSRF_COOKIE",
@@ -112,7 +111,6 @@ __all__ = [
     "CSRF_HEADER",
     "BodySizeLimitMiddleware",
     "CSRFMiddleware",
-    "ClientAddressMiddleware",
     "RateLimiter",
     "SecurityHeadersMiddleware",
     "api_key_matches",
@@ -126,6 +124,7 @@ __all__ = [
     "parse_rate",
     "rate_limited_message",
     "relative_slash_redirects",
+    "remember_client",
     "resolve_client",
     "verify_csrf",
 ]
@@ -592,24 +591,21 @@ class SecurityHeadersMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The four sets a response can get, made once: (no Referer, no storing) -> headers.
+        self.headers = {
+            (no_referrer, no_store): _security_headers(no_referrer=no_referrer, no_store=no_store)
+            for no_referrer in (False, True)
+            for no_store in (False, True)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        extra = [
-            (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-            (b"x-content-type-options", b"nosniff"),
-            (b"x-frame-options", b"DENY"),
-            (b"cross-origin-opener-policy", b"same-origin"),
-            (
-                b"referrer-policy",
-                b"no-referrer" if path.startswith(NO_REFERRER_PREFIXES) else b"same-origin",
-            ),
+        extra = self.headers[
+            path.startswith(NO_REFERRER_PREFIXES), path.startswith(NO_STORE_PREFIXES)
         ]
-        if path.startswith(NO_STORE_PREFIXES):
-            extra.append((b"cache-control", b"no-store"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -620,6 +616,19 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _security_headers(*, no_referrer: bool, no_store: bool) -> tuple[tuple[bytes, bytes], ...]:
+    headers = [
+        (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"referrer-policy", b"no-referrer" if no_referrer else b"same-origin"),
+    ]
+    if no_store:
+        headers.append((b"cache-control", b"no-store"))
+    return tuple(headers)
 
 
 # -- Rate limiting -----------------------------------------------------------------------------
@@ -739,7 +748,7 @@ class RateLimiter:
 def client_ip(request: HTTPConnection, *, trusted_proxies: Iterable[str] | None = None) -> str:
     """The client's address: the one function rate limits, logs and the audit trail use.
 
-    Without ``trusted_proxies``, the address ``ClientAddressMiddleware`` decided for this
+    Without ``trusted_proxies``, the address ``remember_client`` decided for this
     request (from the app's ``HELPDESK_TRUSTED_PROXIES``), or the TCP peer without the
     middleware. With them, decided here: see ``resolve_client``.
     """
@@ -777,7 +786,6 @@ def resolve_client(scope: Scope, networks: Sequence[Network]) -> str:
 
 
 _CLIENT_KEY = "client_address"
-access_log = logging.getLogger("helpdesk.access")
 #: Paths whose next segment is a secret (the one-time password link): the access log
 #: shows the route, never the secret. Any other path is shown as it is, without a search.
 _SECRET_PREFIXES = ("/console/password/",)
@@ -794,49 +802,14 @@ def loggable_path(path: str) -> str:
     return path
 
 
-class ClientAddressMiddleware:
-    """Decide each request's client address once, and log the request with it.
-
-    Pure ASGI and outermost, so that everything after it (rate limits, the audit trail)
-    asks ``client_ip(request)`` and gets the same answer. Proxy headers are believed only
-    from ``trusted_proxies`` (``HELPDESK_TRUSTED_PROXIES``); the server itself must not
-    rewrite the peer from them (``main.py serve`` runs uvicorn with ``proxy_headers`` off).
-
-    The access log line (logger ``helpdesk.access``) names that client, the peer when a
-    proxy forwarded the request, and the path without its query string: status pages carry
-    the customer's token there, which has no place in a log; a secret in a path segment
-    (the one-time password link) is masked (``loggable_path``).
-    """
-
-    def __init__(self, app: ASGIApp, *, trusted_proxies: Iterable[str] = ()) -> None:
-        self.app = app
-        self.networks = parse_networks(trusted_proxies)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        client = resolve_client(scope, self.networks)
-        scope.setdefault("state", {})[_CLIENT_KEY] = client
-
-        async def logging_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                peer = scope["client"][0] if scope.get("client") else "unknown"
-                via = f" (via {peer})" if peer != client else ""
-                # Only the method and path come from the request as sent: masked here,
-                # so that the filter does not scan the whole line again (``MASKED``).
-                access_log.info(
-                    '%s%s - "%s HTTP/%s" %d',
-                    client,
-                    via,
-                    mask_personal_data(f"{scope.get('method', '')} {loggable_path(scope['path'])}"),
-                    scope.get("http_version", "1.1"),
-                    message["status"],
-                    extra=MASKED,
-                )
-            await send(message)
-
-        await self.app(scope, receive, logging_send if scope["type"] == "http" else send)
+def remember_client(scope: Scope, networks: Sequence[Network]) -> str:
+    """Decide the request's client address once (``resolve_client``) and keep it in the
+    scope, where ``client_ip`` finds it: rate limits, the audit trail and the access log
+    all name the same client. (``helpdesk.observability.RequestObservationMiddleware``
+    calls this first thing for every request.)"""
+    client = resolve_client(scope, networks)
+    scope.setdefault("state", {})[_CLIENT_KEY] = client
+    return client
 
 
 def _is_ip(text: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -229,6 +230,17 @@ class Settings(BaseSettings):
     def ensure_var_dir(self) -> Path:
         """Create ``var_dir`` (0750, whatever the umask) if it does not exist; return it."""
         return private_dir(self.var_dir)
+
+    def prepare_metrics_dir(self) -> Path:
+        """An empty ``var/metrics`` for prometheus-client's multiprocess mode (``serve``
+        calls this before starting workers, and before anything imports prometheus-client:
+        it chooses where to keep counts when imported; files of an earlier run would be
+        counted again)."""
+        folder = self.var_dir / "metrics"
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, mode=0o750)
+        return folder
 
     def ensure_secret_key(self) -> str:
         """Return the secret key, generating and keeping one under ``var_dir`` if unset."""

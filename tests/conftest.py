@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 
 from helpdesk.app import create_app
 from helpdesk.db import async_url
+from helpdesk.observability import flush_access_log
 from helpdesk.settings import ROOT, Settings
 from tests.helpers import MailLoop, free_port, smtp_server
 
@@ -68,6 +69,7 @@ async def app(settings: Settings) -> AsyncIterator[Starlette]:
     await application.state.helpdesk.startup()
     yield application
     await application.state.helpdesk.shutdown()
+    flush_access_log()  # as the app's lifespan does when it stops
 
 
 @pytest.fixture

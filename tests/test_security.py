@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import socket
@@ -22,10 +23,15 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from helpdesk import observability
+from helpdesk.observability import (
+    RequestIdFilter,
+    RequestObservationMiddleware,
+    flush_access_log,
+)
 from helpdesk.privacy.masking import MaskingFilter
 from helpdesk.security import (
     BodySizeLimitMiddleware,
-    ClientAddressMiddleware,
     CSRFMiddleware,
     RateLimiter,
     SecurityHeadersMiddleware,
@@ -870,7 +876,7 @@ class Lines(logging.Handler):
 async def test_one_client_address_per_request_and_an_honest_access_log(
     trusted: tuple[str, ...], peer: str, forwarded: str, client: str
 ) -> None:
-    app = ClientAddressMiddleware(
+    app = RequestObservationMiddleware(
         Starlette(routes=[Route("/t/{ref}", whoami)]), trusted_proxies=trusted
     )
     handler = Lines()
@@ -883,6 +889,7 @@ async def test_one_client_address_per_request_and_an_honest_access_log(
             response = await http.get(
                 "/t/HD-26-00001?token=secret-token", headers={"X-Forwarded-For": forwarded}
             )
+        flush_access_log()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
@@ -896,7 +903,7 @@ async def test_one_client_address_per_request_and_an_honest_access_log(
 async def test_personal_data_in_a_path_is_masked_in_the_access_log_line() -> None:
     # The access log masks the request's method and path itself (the filter then leaves
     # the record alone: MASKED): a phone number typed into a URL never reaches the log.
-    app = ClientAddressMiddleware(Starlette(routes=[Route("/t/{ref}", whoami)]))
+    app = RequestObservationMiddleware(Starlette(routes=[Route("/t/{ref}", whoami)]))
     handler = Lines()
     handler.addFilter(MaskingFilter())
     logger = logging.getLogger("helpdesk.access")
@@ -907,6 +914,7 @@ async def test_personal_data_in_a_path_is_masked_in_the_access_log_line() -> Non
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             await http.get("/t/０９０ー１２３４ー５６７８")
             await http.get("/t/hanako@example.jp")
+        flush_access_log()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(logging.NOTSET)
@@ -914,6 +922,77 @@ async def test_personal_data_in_a_path_is_masked_in_the_access_log_line() -> Non
         '127.0.0.1 - "GET /t/[電話番号] HTTP/1.1" 200',
         '127.0.0.1 - "GET /t/[メール] HTTP/1.1" 200',
     ]
+
+
+async def test_access_log_lines_are_written_together_soon_after_with_their_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Lines wait for the others of the moment (ACCESS_LOG_DELAY), then each is its own
+    # record with its request's id and time, written by the event loop without a flush.
+    monkeypatch.setattr(observability, "ACCESS_LOG_DELAY", 0.5)
+    app = RequestObservationMiddleware(Starlette(routes=[Route("/t/{ref}", whoami)]))
+    records: list[logging.LogRecord] = []
+    handler = Lines()
+    handler.emit = records.append  # type: ignore[method-assign]
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("helpdesk.access")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            first = await http.get("/t/one", headers={"X-Request-ID": "proxy-id-0001"})
+            await asyncio.sleep(0.2)
+            second = await http.get("/t/two")
+            assert records == []  # not yet: written together
+            await asyncio.sleep(1.0)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    assert [r.getMessage() for r in records] == [
+        '127.0.0.1 - "GET /t/one HTTP/1.1" 200',
+        '127.0.0.1 - "GET /t/two HTTP/1.1" 200',
+    ]
+    assert first.headers["X-Request-ID"] == "proxy-id-0001"
+    assert [r.request_id for r in records] == [  # type: ignore[attr-defined]
+        "proxy-id-0001",
+        second.headers["X-Request-ID"],
+    ]
+    # Each line has the time of its request, not of the moment the lines were written.
+    assert records[1].created - records[0].created >= 0.2
+
+
+async def test_access_log_lines_left_by_a_loop_that_ended_are_not_held_back() -> None:
+    # A loop may end before its lines' moment comes (each test runs one): the next line,
+    # in another loop, writes them first.
+    app = RequestObservationMiddleware(Starlette(routes=[Route("/t/{ref}", whoami)]))
+    handler = Lines()
+    logger = logging.getLogger("helpdesk.access")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    async def one(path: str) -> None:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            await http.get(path)
+
+    try:
+        await asyncio.to_thread(asyncio.run, one("/t/ended"))  # a loop of its own, closed
+        assert handler.lines == []
+        await one("/t/next")
+        assert handler.lines == ['127.0.0.1 - "GET /t/ended HTTP/1.1" 200']
+        flush_access_log()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+    assert handler.lines[-1] == '127.0.0.1 - "GET /t/next HTTP/1.1" 200'
+
+
+def test_the_last_request_id_header_is_the_proxys() -> None:
+    # A client may send its own X-Request-ID; a proxy that sets one adds it after.
+    headers = [(b"x-request-id", b"client-chosen-1"), (b"x-request-id", b"proxy-added-22")]
+    assert observability._request_id(headers) == "proxy-added-22"
+    assert observability._request_id([(b"x-request-id", b"<script>")]) != "<script>"
 
 
 def test_api_keys_and_browsers() -> None:

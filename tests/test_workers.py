@@ -156,6 +156,52 @@ def test_two_workers_share_metrics_and_one_runs_the_background_work(
     )
 
 
+def test_one_worker_counts_its_requests_and_logs_each_of_them(tmp_path: Path) -> None:
+    # serve's default: one worker, in serve's own process. prometheus-client chooses at
+    # import where counts live: imported before serve set PROMETHEUS_MULTIPROC_DIR, it kept
+    # them in memory while /metrics read the (empty) folder, and every count was gone.
+    port = free_port()
+    env = {
+        **os.environ,
+        "HELPDESK_VAR_DIR": str(tmp_path / "var"),
+        "HELPDESK_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'helpdesk.db'}",
+        "HELPDESK_SECRET_KEY": "one-worker-test-secret",
+        "HELPDESK_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    command = [sys.executable, "main.py", "serve", "--port", str(port)]
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        _wait_for(answers, 90, f"serve answers:\n{log.read_text()}")
+        with httpx.Client(base_url=base, timeout=10) as client:
+            ids = [
+                client.get("/api/faq/search", params={"q": "領収書"}).headers["X-Request-ID"]
+                for _ in range(7)
+            ]
+            exposed = client.get("/metrics").text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    search = (
+        'helpdesk_http_request_duration_seconds_count{method="GET",'
+        'route="/api/faq/search",status="200"}'
+    )
+    [line] = [line for line in exposed.splitlines() if line.startswith(search)]
+    assert float(line.rsplit(" ", 1)[1]) == 7
+    # Every request's access log line, with its own id, written by the time serve stopped.
+    lines = [line for line in log.read_text().splitlines() if "GET /api/faq/search" in line]
+    assert len(lines) == 7 and all(f"[{i}]" in line for i, line in zip(ids, lines, strict=True))
+
+
 def test_processes_starting_at_once_migrate_a_new_sqlite_file_once(tmp_path: Path) -> None:
     """Two workers on a fresh database both created the tables ("table faq_feedback already
     exists"): the migration now takes a lock file beside the database."""

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from helpdesk.models import Outbox, TicketEvent
+from helpdesk.observability import flush_access_log
 from helpdesk.tickets import Actor, ActorRole, Channel
 from tests.helpers import (
     PASSWORD,
@@ -77,6 +78,7 @@ async def test_no_token_key_password_or_session_reaches_the_logs(
     await log_in(client, "sato@interiorltd.jp", PASSWORD)
     session = client.cookies["madoguchi_agent"]
     await client.get(f"/console/t/{ticket.reference}")
+    flush_access_log()  # the access log's lines wait a moment to be written together
     # Every logger but the test client's own (httpx logs the URLs it requests, tokens and
     # all: that is the customer's side, not ours).
     logged = "\n".join(
