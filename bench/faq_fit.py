@@ -48,7 +48,7 @@ FIT_SETS = {
     "hold-out 1": DATA / "faq-holdout.tsv",
     "near-miss 1": DATA / "faq-nearmiss-fit.tsv",
 }
-# Every labelled set (``--all-sets``); the last six were written blind on 2026-12-02.
+# Every labelled set (``--all-sets``); the last eight were written blind on 2026-12-02.
 ALL_SETS = {
     **FIT_SETS,
     "hold-out 2": DATA / "faq-blind2.tsv",
@@ -60,8 +60,19 @@ ALL_SETS = {
     "near-miss 5": DATA / "faq-nearmiss-blind5.tsv",
     "hold-out 5": DATA / "faq-holdout5.tsv",
     "near-miss 6": DATA / "faq-nearmiss-blind6.tsv",
+    "hold-out 6": DATA / "faq-holdout6.tsv",
+    "near-miss 7": DATA / "faq-nearmiss-blind7.tsv",
 }
-FRESH = {"hold-out 3", "hold-out 4", "near-miss 4", "near-miss 5", "hold-out 5", "near-miss 6"}
+FRESH = {
+    "hold-out 3",
+    "hold-out 4",
+    "near-miss 4",
+    "near-miss 5",
+    "hold-out 5",
+    "near-miss 6",
+    "hold-out 6",
+    "near-miss 7",
+}
 NAMES = ("COVERAGE", "LEAD", "MATCHED", "MISSING", "UNASKED", "IN_ANSWER")
 
 
