@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,7 +17,7 @@ from helpdesk.app import create_app
 from helpdesk.db import async_url
 from helpdesk.observability import flush_access_log
 from helpdesk.settings import ROOT, Settings
-from tests.helpers import MailLoop, free_port, smtp_server
+from tests.helpers import Lines, MailLoop, free_port, smtp_server
 
 SHARED = ROOT.parent / "shared"
 PG_URL = os.environ.get("HELPDESK_TEST_DATABASE_URL")
@@ -70,6 +71,19 @@ async def app(settings: Settings) -> AsyncIterator[Starlette]:
     yield application
     await application.state.helpdesk.shutdown()
     flush_access_log()  # as the app's lifespan does when it stops
+
+
+@pytest.fixture
+def access_log() -> Iterator[Lines]:
+    """The access log's records (logger ``helpdesk.access`` at INFO) while a test runs."""
+    handler = Lines()
+    logger = logging.getLogger("helpdesk.access")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -26,6 +27,23 @@ from starlette.applications import Starlette
 from helpdesk.models import Agent, AgentRole, Ticket, TicketKind
 from helpdesk.tickets import Submission, today_in_japan
 from tests import imaging
+
+
+class Lines(logging.Handler):
+    """Keeps the records a logger writes (``access_log`` in conftest.py attaches one to
+    the access log)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def lines(self) -> list[str]:
+        return [record.getMessage() for record in self.records]
+
 
 # The shop's support inbox in data/shop.toml: mail to the agents goes there.
 SUPPORT = "admin@interiorltd.jp"

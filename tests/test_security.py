@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from helpdesk import observability
 from helpdesk.observability import (
@@ -47,7 +48,7 @@ from helpdesk.security import (
     rate_limited_message,
     verify_csrf,
 )
-from tests.helpers import soup
+from tests.helpers import Lines, soup
 
 MB = 1024 * 1024
 CHUNK = b"x" * (64 * 1024)
@@ -855,13 +856,17 @@ async def whoami(request: Request) -> Response:
     return JSONResponse({"client": client_ip(request)})
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
+def _observed(trusted: tuple[str, ...] = ()) -> RequestObservationMiddleware:
+    return RequestObservationMiddleware(
+        Starlette(routes=[Route("/t/{ref}", whoami)]), trusted_proxies=trusted
+    )
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+
+@asynccontextmanager
+async def _client(app: ASGIApp, peer: str = "127.0.0.1") -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=(peer, 4000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
 
 
 @pytest.mark.parametrize(
@@ -874,82 +879,51 @@ class Lines(logging.Handler):
     ],
 )
 async def test_one_client_address_per_request_and_an_honest_access_log(
-    trusted: tuple[str, ...], peer: str, forwarded: str, client: str
+    trusted: tuple[str, ...], peer: str, forwarded: str, client: str, access_log: Lines
 ) -> None:
-    app = RequestObservationMiddleware(
-        Starlette(routes=[Route("/t/{ref}", whoami)]), trusted_proxies=trusted
-    )
-    handler = Lines()
-    logger = logging.getLogger("helpdesk.access")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        transport = httpx.ASGITransport(app=app, client=(peer, 4000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            response = await http.get(
-                "/t/HD-26-00001?token=secret-token", headers={"X-Forwarded-For": forwarded}
-            )
-        flush_access_log()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
+    async with _client(_observed(trusted), peer) as http:
+        response = await http.get(
+            "/t/HD-26-00001?token=secret-token", headers={"X-Forwarded-For": forwarded}
+        )
+    flush_access_log()
     assert response.json() == {"client": client}
-    [line] = handler.lines
+    [line] = access_log.lines
     assert line.startswith(f"{client} ") and '"GET /t/HD-26-00001 HTTP/1.1" 200' in line
     assert (f"via {peer}" in line) is (client != peer)
     assert "secret-token" not in line  # status links carry the customer's token
 
 
-async def test_personal_data_in_a_path_is_masked_in_the_access_log_line() -> None:
+async def test_personal_data_in_a_path_is_masked_in_the_access_log_line(
+    access_log: Lines,
+) -> None:
     # The access log masks the request's method and path itself (the filter then leaves
     # the record alone: MASKED): a phone number typed into a URL never reaches the log.
-    app = RequestObservationMiddleware(Starlette(routes=[Route("/t/{ref}", whoami)]))
-    handler = Lines()
-    handler.addFilter(MaskingFilter())
-    logger = logging.getLogger("helpdesk.access")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            await http.get("/t/０９０ー１２３４ー５６７８")
-            await http.get("/t/hanako@example.jp")
-        flush_access_log()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
-    assert handler.lines == [
+    access_log.addFilter(MaskingFilter())
+    async with _client(_observed()) as http:
+        await http.get("/t/０９０ー１２３４ー５６７８")
+        await http.get("/t/hanako@example.jp")
+    flush_access_log()
+    assert access_log.lines == [
         '127.0.0.1 - "GET /t/[電話番号] HTTP/1.1" 200',
         '127.0.0.1 - "GET /t/[メール] HTTP/1.1" 200',
     ]
 
 
 async def test_access_log_lines_are_written_together_soon_after_with_their_request(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, access_log: Lines
 ) -> None:
     # Lines wait for the others of the moment (ACCESS_LOG_DELAY), then each is its own
     # record with its request's id and time, written by the event loop without a flush.
     monkeypatch.setattr(observability, "ACCESS_LOG_DELAY", 0.5)
-    app = RequestObservationMiddleware(Starlette(routes=[Route("/t/{ref}", whoami)]))
-    records: list[logging.LogRecord] = []
-    handler = Lines()
-    handler.emit = records.append  # type: ignore[method-assign]
-    handler.addFilter(RequestIdFilter())
-    logger = logging.getLogger("helpdesk.access")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            first = await http.get("/t/one", headers={"X-Request-ID": "proxy-id-0001"})
-            await asyncio.sleep(0.2)
-            second = await http.get("/t/two")
-            assert records == []  # not yet: written together
-            await asyncio.sleep(1.0)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
-    assert [r.getMessage() for r in records] == [
+    access_log.addFilter(RequestIdFilter())
+    async with _client(_observed()) as http:
+        first = await http.get("/t/one", headers={"X-Request-ID": "proxy-id-0001"})
+        await asyncio.sleep(0.2)
+        second = await http.get("/t/two")
+        assert access_log.records == []  # not yet: written together
+        await asyncio.sleep(1.0)
+    records = access_log.records
+    assert access_log.lines == [
         '127.0.0.1 - "GET /t/one HTTP/1.1" 200',
         '127.0.0.1 - "GET /t/two HTTP/1.1" 200',
     ]
@@ -962,30 +936,23 @@ async def test_access_log_lines_are_written_together_soon_after_with_their_reque
     assert records[1].created - records[0].created >= 0.2
 
 
-async def test_access_log_lines_left_by_a_loop_that_ended_are_not_held_back() -> None:
+async def test_access_log_lines_left_by_a_loop_that_ended_are_not_held_back(
+    access_log: Lines,
+) -> None:
     # A loop may end before its lines' moment comes (each test runs one): the next line,
     # in another loop, writes them first.
-    app = RequestObservationMiddleware(Starlette(routes=[Route("/t/{ref}", whoami)]))
-    handler = Lines()
-    logger = logging.getLogger("helpdesk.access")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    app = _observed()
 
     async def one(path: str) -> None:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 4000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        async with _client(app) as http:
             await http.get(path)
 
-    try:
-        await asyncio.to_thread(asyncio.run, one("/t/ended"))  # a loop of its own, closed
-        assert handler.lines == []
-        await one("/t/next")
-        assert handler.lines == ['127.0.0.1 - "GET /t/ended HTTP/1.1" 200']
-        flush_access_log()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
-    assert handler.lines[-1] == '127.0.0.1 - "GET /t/next HTTP/1.1" 200'
+    await asyncio.to_thread(asyncio.run, one("/t/ended"))  # a loop of its own, closed
+    assert access_log.lines == []
+    await one("/t/next")
+    assert access_log.lines == ['127.0.0.1 - "GET /t/ended HTTP/1.1" 200']
+    flush_access_log()
+    assert access_log.lines[-1] == '127.0.0.1 - "GET /t/next HTTP/1.1" 200'
 
 
 def test_the_last_request_id_header_is_the_proxys() -> None:

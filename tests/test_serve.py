@@ -10,7 +10,6 @@ access log.
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import threading
 import time
@@ -24,6 +23,7 @@ import uvicorn
 from helpdesk.app import create_app
 from helpdesk.settings import Settings
 from main import server_config
+from tests.helpers import Lines
 
 INQUIRY = {
     "kind": "inquiry",
@@ -31,15 +31,6 @@ INQUIRY = {
     "name": "山田 花子",
     "email": "hanako@example.jp",
 }
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 @contextmanager
@@ -61,18 +52,6 @@ def serving(settings: Settings) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
-
-
-@pytest.fixture
-def access_log() -> Iterator[Lines]:
-    handler = Lines()
-    logger = logging.getLogger("helpdesk.access")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def submit_with_rotating_forwarded_for(url: str, count: int) -> list[int]:

@@ -57,6 +57,33 @@ def _children(pid: int) -> tuple[set[int], set[int]]:
     return web, background
 
 
+def _serve(
+    tmp_path: Path, url: str, port: int, *arguments: str, **settings: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """``main.py serve`` on ``port`` with ``arguments``, its output in ``serve.log``;
+    ``settings``: more ``HELPDESK_*`` variables."""
+    env = {
+        **os.environ,
+        "HELPDESK_VAR_DIR": str(tmp_path / "var"),
+        "HELPDESK_DATABASE_URL": url,
+        "HELPDESK_SECRET_KEY": "workers-test-secret",
+        "HELPDESK_BASE_URL": f"http://127.0.0.1:{port}",
+        **settings,
+    }
+    command = [sys.executable, "main.py", "serve", "--port", str(port), *arguments]
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return server, log
+
+
+def _answers(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 @pytest.mark.parametrize("database", DATABASES)
 def test_two_workers_share_metrics_and_one_runs_the_background_work(
     database: str, tmp_path: Path
@@ -68,29 +95,18 @@ def test_two_workers_share_metrics_and_one_runs_the_background_work(
     else:
         url = f"sqlite:///{tmp_path / 'var' / 'helpdesk.db'}"
     port, smtp_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "HELPDESK_VAR_DIR": str(tmp_path / "var"),
-        "HELPDESK_DATABASE_URL": url,
-        "HELPDESK_SECRET_KEY": "workers-test-secret",
-        "HELPDESK_BASE_URL": f"http://127.0.0.1:{port}",
-        "HELPDESK_INBOUND_SMTP_PORT": str(smtp_port),
-        "HELPDESK_LOG_FORMAT": "json",
-    }
-    command = [sys.executable, "main.py", "serve", "--port", str(port), "--workers", "2"]
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server, log = _serve(
+        tmp_path,
+        url,
+        port,
+        "--workers",
+        "2",
+        HELPDESK_INBOUND_SMTP_PORT=str(smtp_port),
+        HELPDESK_LOG_FORMAT="json",
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-
-        def answers() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return server.poll() is None and False
-
-        _wait_for(answers, 90, f"serve answers:\n{log.read_text()}")
+        _wait_for(lambda: _answers(base), 90, f"serve answers:\n{log.read_text()}")
         _wait_for(lambda: _heartbeat(url) is not None, 30, "a leader")
         web, background = _children(server.pid)
         assert len(web) == 2 and len(background) == 1, (web, background)
@@ -135,7 +151,7 @@ def test_two_workers_share_metrics_and_one_runs_the_background_work(
             30,
             f"uvicorn replaces the web worker:\n{log.read_text()[-3000:]}",
         )
-        _wait_for(answers, 30, "serve answers again")
+        _wait_for(lambda: _answers(base), 30, "serve answers again")
         assert _children(server.pid)[1] == background_after
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
         # JSON log lines with the request id (HELPDESK_LOG_FORMAT=json).
@@ -161,27 +177,10 @@ def test_one_worker_counts_its_requests_and_logs_each_of_them(tmp_path: Path) ->
     # import where counts live: imported before serve set PROMETHEUS_MULTIPROC_DIR, it kept
     # them in memory while /metrics read the (empty) folder, and every count was gone.
     port = free_port()
-    env = {
-        **os.environ,
-        "HELPDESK_VAR_DIR": str(tmp_path / "var"),
-        "HELPDESK_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'helpdesk.db'}",
-        "HELPDESK_SECRET_KEY": "one-worker-test-secret",
-        "HELPDESK_BASE_URL": f"http://127.0.0.1:{port}",
-    }
-    command = [sys.executable, "main.py", "serve", "--port", str(port)]
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server, log = _serve(tmp_path, f"sqlite:///{tmp_path / 'var' / 'helpdesk.db'}", port)
     base = f"http://127.0.0.1:{port}"
     try:
-
-        def answers() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        _wait_for(answers, 90, f"serve answers:\n{log.read_text()}")
+        _wait_for(lambda: _answers(base), 90, f"serve answers:\n{log.read_text()}")
         with httpx.Client(base_url=base, timeout=10) as client:
             ids = [
                 client.get("/api/faq/search", params={"q": "領収書"}).headers["X-Request-ID"]
